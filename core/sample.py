@@ -1,0 +1,287 @@
+"""The built-in sample: a deterministic synthetic chest CT with realistic HU and its label map."""
+
+from __future__ import annotations
+
+import functools
+import io
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
+
+from core.volume import Volume
+
+__all__ = ["LABELS", "TISSUE_HU", "sample_ct", "sample_ct_files", "sample_labels"]
+
+SHAPE = (120, 256, 256)
+SPACING = (2.5, 1.4, 1.4)  # dz, dy, dx in mm: a 358 mm field of view, 300 mm long
+PADDING_HU = -2000  # what scanners store outside the reconstruction circle
+
+LABELS: dict[str, int] = {
+    "outside scan circle": 0,
+    "air": 1,
+    "skin": 2,
+    "fat": 3,
+    "muscle": 4,
+    "lung": 5,
+    "vessel": 6,
+    "heart": 7,
+    "aorta": 8,
+    "liver": 9,
+    "cancellous bone": 10,
+    "cortical bone": 11,
+    "airway": 12,
+    "spinal canal": 13,
+}
+
+# Mean HU of each label; Gaussian noise of NOISE_SD is added inside the scan circle.
+TISSUE_HU: dict[str, int] = {
+    "outside scan circle": PADDING_HU,
+    "air": -1000,
+    "skin": 40,
+    "fat": -100,
+    "muscle": 45,
+    "lung": -850,
+    "vessel": 40,
+    "heart": 45,
+    "aorta": 50,
+    "liver": 60,
+    "cancellous bone": 250,
+    "cortical bone": 1200,
+    "airway": -1000,
+    "spinal canal": 10,
+}
+NOISE_SD = 10.0
+
+SERIES_UID = generate_uid(entropy_srcs=["hounsfield sample chest ct series"])
+STUDY_UID = generate_uid(entropy_srcs=["hounsfield sample chest ct study"])
+FRAME_UID = generate_uid(entropy_srcs=["hounsfield sample chest ct frame"])
+
+
+def _ellipse(x: np.ndarray, y: np.ndarray, cx: float, cy: float, ax: np.ndarray | float, ay: np.ndarray | float) -> np.ndarray:
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return ((x - cx) / ax) ** 2 + ((y - cy) / ay) ** 2 <= 1.0
+
+
+@functools.lru_cache(maxsize=1)
+def _build() -> tuple[np.ndarray, np.ndarray]:
+    """(raw HU with padding at -2000, labels), both (120, 256, 256), read-only."""
+    nz, ny, nx = SHAPE
+    dz, dy, dx = SPACING
+    z = (np.arange(nz, dtype=np.float32) * dz)[:, None, None]  # 0 (inferior) .. 297.5 mm
+    y = ((np.arange(ny, dtype=np.float32) - (ny - 1) / 2) * dy)[None, :, None]  # + is posterior
+    x = ((np.arange(nx, dtype=np.float32) - (nx - 1) / 2) * dx)[None, None, :]  # + is patient left
+    lab = np.full(SHAPE, LABELS["air"], dtype=np.uint8)
+
+    def paint(mask: np.ndarray, name: str) -> None:
+        np.copyto(lab, np.uint8(LABELS[name]), where=np.broadcast_to(mask, SHAPE))
+
+    # Body: an ellipse that narrows a little towards the shoulders; skin, fat, muscle.
+    taper = 1.0 - 0.08 * (z / 300.0)
+    bax, bay, bcy = 150.0 * taper, 105.0 * taper, 5.0
+    body = _ellipse(x, y, 0, bcy, bax, bay)
+    paint(body, "skin")
+    paint(_ellipse(x, y, 0, bcy, bax - 2.5, bay - 2.5), "fat")
+    inner = _ellipse(x, y, 0, bcy, bax - 16, bay - 14)
+    paint(inner, "muscle")
+
+    # Liver under the right lung (patient right is -x), heart in front, lungs around.
+    liver = ((x + 55) / 85.0) ** 2 + ((y - 5) / 75.0) ** 2 + ((z - 55) / 65.0) ** 2 <= 1.0
+    paint(liver & inner, "liver")
+    lung_r = ((x + 68) / 52.0) ** 2 + ((y - 0) / 62.0) ** 2 + ((z - 200) / 115.0) ** 2 <= 1.0
+    lung_l = ((x - 70) / 50.0) ** 2 + ((y - 0) / 62.0) ** 2 + ((z - 195) / 110.0) ** 2 <= 1.0
+    lungs = (lung_r | lung_l) & ~liver & inner
+    paint(lungs, "lung")
+    heart = ((x - 22) / 55.0) ** 2 + ((y + 28) / 45.0) ** 2 + ((z - 125) / 48.0) ** 2 <= 1.0
+    paint(heart & inner, "heart")
+
+    # Pulmonary vessels: tapering tubes from each hilum outwards, only inside the lungs.
+    rng = np.random.default_rng(20261125)
+    pts, radii = [], []
+    for hx in (-40.0, 42.0):
+        for _ in range(26):
+            start = np.array([190.0, -8.0, hx])  # z, y, x
+            direction = rng.normal(size=3) * np.array([1.0, 0.7, 0.8]) + np.array([0.0, 0.0, np.sign(hx) * 0.9])
+            direction /= np.linalg.norm(direction)
+            length = rng.uniform(50, 95)
+            t = np.arange(0, length, 1.0)[:, None]
+            pts.append(start + t * direction)
+            radii.append(np.linspace(3.0, 1.2, len(t)))
+    p = np.concatenate(pts)
+    rad = np.concatenate(radii)
+    idx = np.rint(p / np.array([dz, dy, dx]) + np.array([0, (ny - 1) / 2, (nx - 1) / 2])).astype(int)
+    off = np.stack(np.meshgrid(np.arange(-1, 2), np.arange(-2, 3), np.arange(-2, 3), indexing="ij"), -1).reshape(-1, 3)
+    dist = np.linalg.norm(off * np.array([dz, dy, dx]), axis=1)
+    cand = idx[:, None, :] + off[None, :, :]
+    keep = dist[None, :] <= rad[:, None] + 0.5
+    cand = cand[keep]
+    inside = np.all((cand >= 0) & (cand < np.array(SHAPE)), axis=1)
+    cand = cand[inside]
+    sel = lab[cand[:, 0], cand[:, 1], cand[:, 2]] == LABELS["lung"]
+    cand = cand[sel]
+    lab[cand[:, 0], cand[:, 1], cand[:, 2]] = LABELS["vessel"]
+
+    # Descending aorta beside the spine, trachea above the heart.
+    paint(_ellipse(x, y, 18, 42, 12, 12) & (z > 60) & (z < 265), "aorta")
+    paint(_ellipse(x, y, 0, -30, 9, 8) & (z > 235), "airway")
+
+    # Spine: vertebral body (cortical rim, cancellous core), posterior arch, canal.
+    paint(_ellipse(x, y, 0, 72, 19, 16), "cortical bone")
+    paint(_ellipse(x, y, 0, 72, 16.5, 13.5), "cancellous bone")
+    paint(_ellipse(x, y, 0, 96, 13, 11), "cortical bone")
+    paint(_ellipse(x, y, 0, 96, 7, 6), "spinal canal")
+
+    # Ribs: bands of an elliptic ring every 26 mm, sparing the anterior cartilage.
+    phase = np.mod(z - 70, 26.0)
+    rib_z = (phase < 9.0) & (z > 60) & (z < 285)
+    ring_out = _ellipse(x, y, 0, bcy, bax - 17, bay - 15)
+    ring_in = _ellipse(x, y, 0, bcy, bax - 26, bay - 24)
+    cortex_in = _ellipse(x, y, 0, bcy, bax - 19, bay - 17)
+    cortex_out = _ellipse(x, y, 0, bcy, bax - 24, bay - 22)
+    lateral = ~((np.abs(x) < 45) & (y < 0))
+    rib = ring_out & ~ring_in & rib_z & lateral
+    paint(rib, "cortical bone")
+    rib_core = cortex_in & ~cortex_out & rib_z & (phase > 1.5) & (phase < 7.5) & lateral
+    paint(rib_core, "cancellous bone")
+    # Sternum in front of the heart.
+    sternum = (np.abs(x) < 16) & (y > -bay + bcy + 14) & (y < -bay + bcy + 26) & (z > 110) & (z < 265)
+    paint(sternum, "cortical bone")
+    paint((np.abs(x) < 13) & (y > -bay + bcy + 16) & (y < -bay + bcy + 24) & (z > 112) & (z < 263), "cancellous bone")
+
+    # Scan circle: outside it the scanner stores padding.
+    radius = 175.0
+    outside = np.broadcast_to((x**2 + y**2) > radius**2, SHAPE)
+    lab[outside] = LABELS["outside scan circle"]
+
+    lut = np.zeros(max(LABELS.values()) + 1, dtype=np.float32)
+    for name, value in TISSUE_HU.items():
+        lut[LABELS[name]] = value
+    hu = lut[lab]
+    noise = rng.standard_normal(SHAPE, dtype=np.float32)
+    noise *= NOISE_SD
+    noise[outside] = 0
+    hu += noise
+    np.clip(hu, -1024, 3071, out=hu, where=~outside)
+    raw = np.rint(hu).astype(np.int16)
+    raw.flags.writeable = False
+    lab.flags.writeable = False
+    return raw, lab
+
+
+def sample_labels() -> np.ndarray:
+    """The tissue label map the sample was drawn from.
+
+    Returns
+    -------
+    labels : (120, 256, 256) uint8 ndarray, read-only
+        Values from :data:`LABELS`, aligned voxel for voxel with :func:`sample_ct`.
+    """
+    return _build()[1]
+
+
+@functools.lru_cache(maxsize=1)
+def sample_ct() -> Volume:
+    """The built-in sample: a synthetic axial chest CT, 120 x 256 x 256 voxels.
+
+    Deterministic (seeded), int16 HU, padding outside the scan circle already set to
+    air (-1024) and recorded in ``padding``, as :func:`core.load_series` does for a
+    scanner's series. Cached: every call returns the same read-only object.
+    """
+    raw, lab = _build()
+    outside = lab == LABELS["outside scan circle"]
+    voxels = raw.copy()
+    voxels[outside] = -1024
+    nz, ny, nx = SHAPE
+    dz, dy, dx = SPACING
+    x0, y0 = -(nx - 1) / 2 * dx, -(ny - 1) / 2 * dy
+    positions = np.stack([np.full(nz, x0), np.full(nz, y0), np.arange(nz) * dz - 150.0], axis=1)
+    return Volume(
+        voxels=voxels,
+        spacing=SPACING,
+        series_uid=SERIES_UID,
+        modality="CT",
+        warnings=[],
+        positions=positions,
+        row_direction=np.array([1.0, 0.0, 0.0]),
+        col_direction=np.array([0.0, 1.0, 0.0]),
+        description="Synthetic chest CT (built-in sample)",
+        window=(40.0, 400.0),
+        summary={
+            "Modality": "CT",
+            "Manufacturer": "Hounsfield (synthetic)",
+            "Slices": nz,
+            "Rows": ny,
+            "Columns": nx,
+            "Spacing (mm)": SPACING,
+            "Orientation": "axial",
+        },
+        header=None,
+        padding=np.packbits(outside, axis=-1),
+        invert=False,
+        units="HU",
+        source_names=tuple(f"sample/slice{k + 1:03d}.dcm" for k in range(nz)),
+    )
+
+
+def sample_ct_files(*, slices: slice | None = None) -> list[tuple[str, bytes]]:
+    """The sample written as a DICOM CT series, one ``(name, bytes)`` pair per slice.
+
+    Stored values are signed with Rescale Intercept -1024 and the scan-circle padding
+    stored as -2000 with (0028,0120) Pixel Padding Value, as many scanners write it.
+    The patient is fictitious ("SAMPLE^SYNTHETIC").
+
+    Parameters
+    ----------
+    slices : slice, optional
+        Write only these slices (all by default).
+    """
+    raw, _ = _build()
+    nz, ny, nx = SHAPE
+    dz, dy, dx = SPACING
+    x0, y0 = -(nx - 1) / 2 * dx, -(ny - 1) / 2 * dy
+    out = []
+    for k in range(nz)[slices or slice(None)]:
+        stored = raw[k].astype(np.int32) + 1024
+        stored[raw[k] == PADDING_HU] = PADDING_HU
+        ds = Dataset()
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+        sop = generate_uid(entropy_srcs=["hounsfield sample", str(k)])
+        ds.file_meta.MediaStorageSOPInstanceUID = sop
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        ds.SOPClassUID = CTImageStorage
+        ds.SOPInstanceUID = sop
+        ds.PatientName = "SAMPLE^SYNTHETIC"
+        ds.PatientID = "HOUNSFIELD-SAMPLE"
+        ds.StudyInstanceUID = STUDY_UID
+        ds.SeriesInstanceUID = SERIES_UID
+        ds.FrameOfReferenceUID = FRAME_UID
+        ds.Modality = "CT"
+        ds.SeriesDescription = "Synthetic chest CT (built-in sample)"
+        ds.Manufacturer = "Hounsfield (synthetic)"
+        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+        ds.SeriesNumber = 1
+        ds.InstanceNumber = k + 1
+        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+        ds.ImagePositionPatient = [round(x0, 4), round(y0, 4), round(k * dz - 150.0, 4)]
+        ds.PixelSpacing = [dy, dx]
+        ds.SliceThickness = dz
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME2"
+        ds.Rows, ds.Columns = ny, nx
+        ds.BitsAllocated = 16
+        ds.BitsStored = 16
+        ds.HighBit = 15
+        ds.PixelRepresentation = 1
+        ds.PixelPaddingValue = PADDING_HU
+        ds.RescaleIntercept = -1024
+        ds.RescaleSlope = 1
+        ds.RescaleType = "HU"
+        ds.WindowCenter = 40
+        ds.WindowWidth = 400
+        ds.PixelData = stored.astype("<i2").tobytes()
+        buf = io.BytesIO()
+        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
+        out.append((f"sample/slice{k + 1:03d}.dcm", buf.getvalue()))
+    return out

@@ -1,0 +1,117 @@
+"""Generated DICOM files with known answers, for tests and benchmarks."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, MRImageStorage, generate_uid
+
+ValueFn = Callable[[np.ndarray], np.ndarray]
+
+
+def ct_slice(
+    stored: np.ndarray,
+    *,
+    position: Sequence[float],
+    orientation: Sequence[float] = (1, 0, 0, 0, 1, 0),
+    pixel_spacing: Sequence[float] = (1.0, 1.0),
+    series_uid: str = "1.2.3.4.5.6",
+    instance: int = 1,
+    slope: float = 1.0,
+    intercept: float = -1024.0,
+    modality: str = "CT",
+    slice_thickness: float | None = None,
+    signed: bool | None = None,
+    bits_stored: int | None = None,
+    extra: dict | None = None,
+    transfer_syntax=ExplicitVRLittleEndian,
+    patient_name: str = "DOE^JANE",
+    preamble: bool = True,
+) -> bytes:
+    """One single-frame CT (or MR) image file as bytes."""
+    stored = np.asarray(stored)
+    if signed is None:
+        signed = bool(stored.dtype.kind == "i")
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage if modality == "CT" else MRImageStorage
+    sop = generate_uid()
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.file_meta.TransferSyntaxUID = transfer_syntax
+    ds.SOPClassUID = ds.file_meta.MediaStorageSOPClassUID
+    ds.SOPInstanceUID = sop
+    ds.PatientName = patient_name
+    ds.PatientID = "ID-0001"
+    ds.StudyInstanceUID = "1.2.3.4.5"
+    ds.SeriesInstanceUID = series_uid
+    ds.Modality = modality
+    ds.SeriesDescription = "generated"
+    ds.InstanceNumber = instance
+    ds.ImageOrientationPatient = [float(x) for x in orientation]
+    ds.ImagePositionPatient = [round(float(x), 6) for x in position]
+    ds.PixelSpacing = [float(x) for x in pixel_spacing]
+    if slice_thickness is not None:
+        ds.SliceThickness = slice_thickness
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = stored.shape
+    ds.BitsAllocated = stored.dtype.itemsize * 8
+    ds.BitsStored = bits_stored or stored.dtype.itemsize * 8
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 1 if signed else 0
+    if modality == "CT" or slope != 1.0 or intercept != 0.0:
+        ds.RescaleSlope = slope
+        ds.RescaleIntercept = intercept
+    for key, value in (extra or {}).items():
+        setattr(ds, key, value)
+    ds.PixelData = stored.astype(stored.dtype.newbyteorder("<")).tobytes()
+    buf = io.BytesIO()
+    pydicom.dcmwrite(buf, ds, enforce_file_format=preamble)
+    return buf.getvalue()
+
+
+def ct_series(
+    volume_hu: np.ndarray,
+    *,
+    spacing: tuple[float, float, float] = (2.0, 1.0, 1.0),
+    origin: Sequence[float] = (0.0, 0.0, 0.0),
+    positions: np.ndarray | None = None,
+    orientation: Sequence[float] = (1, 0, 0, 0, 1, 0),
+    series_uid: str = "1.2.3.4.5.6",
+    intercept: float = -1024.0,
+    slope: float = 1.0,
+    names: Callable[[int], str] | None = None,
+    **kwargs,
+) -> list[tuple[str, bytes]]:
+    """A CT series of ``volume_hu`` (slices, rows, cols), stored as int16 = (HU - intercept) / slope."""
+    dz, dy, dx = spacing
+    iop = np.asarray(orientation, dtype=float)
+    normal = np.cross(iop[:3], iop[3:])
+    if positions is None:
+        positions = np.asarray(origin, float)[None, :] + np.arange(len(volume_hu))[:, None] * dz * normal[None, :]
+    out = []
+    for k, hu in enumerate(volume_hu):
+        stored = np.rint((np.asarray(hu, dtype=np.float64) - intercept) / slope).astype(np.int16)
+        name = names(k) if names else f"series/{k:04d}.dcm"
+        out.append(
+            (
+                name,
+                ct_slice(
+                    stored, position=positions[k], orientation=orientation, pixel_spacing=(dy, dx),
+                    series_uid=series_uid, instance=k + 1, slope=slope, intercept=intercept, **kwargs,
+                ),
+            )
+        )
+    return out
+
+
+def ramp_volume(shape: tuple[int, int, int], *, seed: int = 0) -> np.ndarray:
+    """A volume whose every voxel is distinct per slice: 100 * k + small noise, in HU."""
+    rng = np.random.default_rng(seed)
+    s, r, c = shape
+    base = (np.arange(s) * 100 - 1000)[:, None, None]
+    return (base + rng.integers(0, 50, size=shape)).astype(np.int16)
