@@ -1,0 +1,53 @@
+"""What counts as PHI when showing a study: DICOM PS3.15 Annex E attributes, by keyword."""
+
+from __future__ import annotations
+
+from typing import Any
+
+__all__ = ["MASK", "PHI_KEYWORDS", "display_description", "is_phi", "masked"]
+
+MASK = "•••• (hidden)"
+
+# Attributes of PS3.15 Table E.1-1 (Basic Application Level Confidentiality Profile)
+# that a viewer commonly shows; the de-identification export applies the full table.
+PHI_KEYWORDS: frozenset[str] = frozenset(
+    {
+        "AccessionNumber", "AcquisitionDate", "AcquisitionDateTime", "AcquisitionTime", "AdditionalPatientHistory",
+        "AdmittingDiagnosesDescription", "ContentDate", "ContentTime", "DerivationDescription", "DeviceSerialNumber",
+        "ImageComments", "InstanceCreationDate", "InstanceCreationTime", "InstitutionAddress", "InstitutionName",
+        "InstitutionalDepartmentName", "IssuerOfPatientID", "MedicalRecordLocator", "NameOfPhysiciansReadingStudy",
+        "OperatorsName", "OtherPatientIDs", "OtherPatientIDsSequence", "OtherPatientNames", "PatientAddress",
+        "PatientAge", "PatientBirthDate", "PatientBirthName", "PatientBirthTime", "PatientComments", "PatientID",
+        "PatientMotherBirthName", "PatientName", "PatientSex", "PatientSize", "PatientTelephoneNumbers",
+        "PatientWeight", "PerformedProcedureStepDescription", "PerformedProcedureStepID",
+        "PerformedProcedureStepStartDate", "PerformedProcedureStepStartTime", "PerformingPhysicianName",
+        "PhysiciansOfRecord", "ProtocolName", "ReferringPhysicianName", "RequestAttributesSequence",
+        "RequestingPhysician", "SeriesDate", "SeriesDescription", "SeriesTime", "StationName", "StudyDate",
+        "StudyDescription", "StudyID", "StudyTime", "EthnicGroup", "Occupation", "MilitaryRank", "BranchOfService",
+        "CountryOfResidence", "RegionOfResidence", "PatientReligiousPreference", "ResponsiblePerson",
+        "ResponsibleOrganization", "ReasonForStudy", "RequestedProcedureDescription", "ScheduledProcedureStepDescription",
+    }
+)
+
+
+def is_phi(keyword: str) -> bool:
+    """True when the attribute is one the UI hides unless the user reveals PHI."""
+    return keyword in PHI_KEYWORDS
+
+
+def masked(value: Any, *, show: bool) -> str:
+    """``str(value)`` when PHI is shown, else the mask."""
+    return str(value) if show else MASK
+
+
+def display_description(volume, index: int, *, show_phi: bool) -> str:
+    """A series label safe to show: SeriesDescription (PHI in Annex E) only when revealed.
+
+    The built-in sample carries no header and no patient, so its description is shown.
+    """
+    facts = f"{volume.modality} {'x'.join(str(n) for n in volume.shape)}"
+    if volume.header is None or show_phi:
+        desc = volume.description or "(no description)"
+        return f"#{index + 1} {desc} — {facts}"
+    label = " (localizer)" if volume.description.endswith("(localizer)") else ""
+    return f"#{index + 1} Series {index + 1}{label} — {facts}"

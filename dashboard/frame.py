@@ -1,0 +1,97 @@
+"""The frame every page starts with: page config, session defaults and the shared sidebar."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import streamlit as st
+
+from core import Volume
+from core.loader import orientation_name
+from core.privacy import MASK, display_description
+from dashboard import state
+
+ROOT = Path(__file__).resolve().parents[1]
+
+# Every page of the app, in sidebar order: (file relative to ROOT, label, icon).
+PAGES: list[tuple[str, str, str]] = [
+    ("streamlit_app.py", "Load a study", ":material/folder_open:"),
+    ("pages/1_Volume_explorer.py", "Volume explorer", ":material/view_in_ar:"),
+    ("pages/2_HU_histogram.py", "HU histogram", ":material/bar_chart:"),
+    ("pages/3_Isosurface_3D.py", "3D isosurface", ":material/deployed_code:"),
+    ("pages/4_Face_detection.py", "Face detection", ":material/face:"),
+    ("pages/5_Study_details.py", "Study details and privacy", ":material/shield_person:"),
+    ("pages/6_PACS.py", "PACS (DICOMweb)", ":material/cloud_download:"),
+]
+
+
+def existing_pages() -> list[tuple[str, str, str]]:
+    return [p for p in PAGES if (ROOT / p[0]).exists()]
+
+
+def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
+    """Set up a page: config, session defaults, sidebar. Returns the current volume.
+
+    Parameters
+    ----------
+    title : str
+        The page's title, shown in the browser tab.
+    needs_volume : bool
+        When True and no series is loaded, say so kindly and stop the page here.
+    """
+    st.set_page_config(page_title=f"{title} · Hounsfield", page_icon=":material/radiology:", layout="wide")
+    state.init()
+    volume = state.current_volume()
+    with st.sidebar:
+        _sidebar(volume)
+    if needs_volume and volume is None:
+        st.info("No series is loaded yet. Open **Load a study** to upload DICOM files or load the built-in sample.")
+        st.page_link(str(ROOT / "streamlit_app.py"), label="Load a study", icon=":material/folder_open:")
+        st.stop()
+    return volume
+
+
+def _sync_phi() -> None:
+    st.session_state[state.SHOW_PHI] = st.session_state[state.SHOW_PHI_WIDGET]
+
+
+def _sidebar(volume: Volume | None) -> None:
+    st.markdown("### Hounsfield")
+    for path, label, icon in existing_pages():
+        st.page_link(str(ROOT / path), label=label, icon=icon)
+    st.divider()
+    study = state.study()
+    if volume is None or study is None:
+        st.caption("No series loaded.")
+    else:
+        show = state.show_phi()
+        idx = state.current_index()
+        st.markdown("**Current series**")
+        st.caption(display_description(volume, idx, show_phi=show))
+        dz, dy, dx = volume.spacing
+        facts = {
+            "Modality": volume.modality,
+            "Voxels": " x ".join(str(n) for n in volume.shape),
+            "Spacing (mm)": f"{dz:g} x {dy:g} x {dx:g}",
+            "Orientation": orientation_name(volume.normal),
+            "Values": f"{volume.voxels.dtype}, {volume.units or 'stored units'}",
+            "Source": study.source,
+        }
+        if len(study.volumes) > 1:
+            facts["Series in study"] = str(len(study.volumes))
+        header = volume.header
+        if header is not None:
+            for keyword, label in (("PatientName", "Patient"), ("PatientID", "Patient ID"), ("StudyDate", "Study date")):
+                value = header.get(keyword, "")
+                facts[label] = (str(value) or "—") if show else MASK
+        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
+        if volume.warnings:
+            st.warning(f"{len(volume.warnings)} geometry note(s): see **Load a study**.", icon=":material/warning:")
+    st.session_state[state.SHOW_PHI_WIDGET] = state.show_phi()
+    st.toggle(
+        "Show patient information (PHI)",
+        key=state.SHOW_PHI_WIDGET,
+        on_change=_sync_phi,
+        help="Names, IDs, dates and descriptions (DICOM PS3.15 Annex E) stay hidden unless you reveal them, "
+        "for this browser session only.",
+    )

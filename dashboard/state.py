@@ -1,0 +1,92 @@
+"""Session state: every key the app uses, and the study held for this browser session.
+
+Volumes live in ``st.session_state`` only: one browser session, never a cache shared
+with other users, never written to disk, never copied per rerun (pages get the same
+read-only arrays).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import streamlit as st
+
+from core import Volume, sample_ct
+
+# Session-state keys (page keys are prefixed with the page's name).
+STUDY = "study"
+CURRENT = "current_series"
+SHOW_PHI = "show_phi"
+SHOW_PHI_WIDGET = "sidebar_show_phi"
+LOAD_REPORT = "load_report"
+LOADED_SIGNATURE = "load_signature"
+UPLOAD_NONCE = "load_upload_nonce"
+
+
+@dataclass
+class Study:
+    """What the user has loaded in this session."""
+
+    volumes: list[Volume]
+    skipped: list[tuple[str, str]]
+    source: str
+    corrected: dict[int, Volume] = field(default_factory=dict)
+    use_corrected: set[int] = field(default_factory=set)
+
+    @property
+    def is_sample(self) -> bool:
+        return self.source == SAMPLE_SOURCE
+
+
+SAMPLE_SOURCE = "Built-in sample"
+
+
+def sample_study() -> Study:
+    return Study(volumes=[sample_ct()], skipped=[], source=SAMPLE_SOURCE)
+
+
+def init() -> None:
+    """Set every key's default once per session; the sample is loaded on first visit."""
+    if STUDY not in st.session_state:
+        st.session_state[STUDY] = sample_study()
+    st.session_state.setdefault(CURRENT, 0)
+    st.session_state.setdefault(SHOW_PHI, False)
+    st.session_state.setdefault(LOAD_REPORT, None)
+    st.session_state.setdefault(LOADED_SIGNATURE, None)
+    st.session_state.setdefault(UPLOAD_NONCE, 0)
+
+
+def study() -> Study | None:
+    return st.session_state.get(STUDY)
+
+
+def set_study(new: Study) -> None:
+    st.session_state[STUDY] = new
+    st.session_state[CURRENT] = 0
+
+
+def clear_study() -> None:
+    st.session_state[STUDY] = None
+    st.session_state[CURRENT] = 0
+
+
+def current_index() -> int:
+    s = study()
+    if s is None or not s.volumes:
+        return 0
+    return min(max(int(st.session_state.get(CURRENT, 0)), 0), len(s.volumes) - 1)
+
+
+def current_volume() -> Volume | None:
+    """The series the pages work on (its corrected geometry when the user chose it)."""
+    s = study()
+    if s is None or not s.volumes:
+        return None
+    i = current_index()
+    if i in s.use_corrected and i in s.corrected:
+        return s.corrected[i]
+    return s.volumes[i]
+
+
+def show_phi() -> bool:
+    return bool(st.session_state.get(SHOW_PHI, False))

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Install everything the tests need (Python packages, Chromium for the browser tests)
+# and run every test. Works on a fresh Debian machine as root, and on a laptop where
+# Chromium is already installed.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+PYTHON="${PYTHON:-python3}"
+
+need_apt=()
+command -v chromium >/dev/null 2>&1 || command -v chromium-browser >/dev/null 2>&1 || [ -n "${CHROMIUM_PATH:-}" ] || need_apt+=(chromium)
+if [ ${#need_apt[@]} -gt 0 ]; then
+  if [ "$(id -u)" = "0" ] && command -v apt-get >/dev/null 2>&1; then
+    echo "Installing ${need_apt[*]} from Debian's packages..."
+    export DEBIAN_FRONTEND=noninteractive
+    apt-get update -qq
+    apt-get install -y -qq --no-install-recommends "${need_apt[@]}" >/dev/null
+  else
+    echo "Missing: ${need_apt[*]}. Install them (e.g. 'sudo apt-get install ${need_apt[*]}') or set CHROMIUM_PATH." >&2
+    exit 1
+  fi
+fi
+
+"$PYTHON" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+
+exec "$PYTHON" -m pytest "$@"

@@ -1,0 +1,89 @@
+"""The running app in headless Chromium, used the way a person would."""
+
+from __future__ import annotations
+
+import re
+
+import cv2
+import numpy as np
+import pytest
+
+from tests.factory import ct_series, ramp_volume
+
+pytestmark = pytest.mark.browser
+
+
+def _wait_idle(page) -> None:
+    """Wait until Streamlit has finished the current run."""
+    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
+
+
+def _no_exception(page) -> None:
+    assert page.locator('[data-testid="stException"]').count() == 0
+    assert "Traceback" not in page.content()
+
+
+def _is_not_blank(png: bytes) -> bool:
+    img = cv2.imdecode(np.frombuffer(png, np.uint8), cv2.IMREAD_GRAYSCALE)
+    return img is not None and float(img.std()) > 10.0
+
+
+def test_opens_on_the_sample_with_an_image(page, app_url):
+    page.goto(app_url)
+    page.get_by_role("heading", name="Hounsfield").first.wait_for()
+    _wait_idle(page)
+    _no_exception(page)
+    assert page.get_by_text("Built-in sample: 1 series found").is_visible()
+    img = page.locator('[data-testid="stImage"] img').first
+    img.wait_for()
+    assert page.evaluate("(el) => el.complete && el.naturalWidth > 0", img.element_handle())
+    assert _is_not_blank(img.screenshot())
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    assert "120 x 256 x 256" in sidebar.inner_text()
+
+
+def test_upload_generated_files_and_pick_a_series(page, app_url, tmp_path):
+    a = ct_series(ramp_volume((4, 32, 24), seed=1), series_uid="1.2.3.1", names=lambda k: f"a{k}.dcm",
+                  patient_name="BROWSER^SECRET")
+    b = ct_series(ramp_volume((7, 32, 24), seed=2), series_uid="1.2.3.2", names=lambda k: f"b{k}.dcm",
+                  patient_name="BROWSER^SECRET")
+    paths = []
+    for name, data in a + b:
+        p = tmp_path / name
+        p.write_bytes(data)
+        paths.append(str(p))
+    junk = tmp_path / "readme.txt"
+    junk.write_text("not an image")
+    paths.append(str(junk))
+
+    page.goto(app_url)
+    _wait_idle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
+    page.get_by_text("12 uploaded files: 2 series found").wait_for(timeout=60_000)
+    _wait_idle(page)
+    _no_exception(page)
+    assert page.get_by_text("1 file not used, and why").is_visible()
+    # PHI is hidden by default: the patient's name is nowhere on the page.
+    assert "BROWSER^SECRET" not in page.content()
+
+    page.locator('[data-testid="stSelectbox"]').first.click()
+    page.get_by_role("option", name=re.compile(r"^#2 Series 2")).click()
+    _wait_idle(page)
+    sidebar = page.locator('[data-testid="stSidebar"]')
+    page.wait_for_function(
+        "() => document.querySelector('[data-testid=\"stSidebar\"]').innerText.includes('4 x 32 x 24')")
+    assert "4 x 32 x 24" in sidebar.inner_text()
+    _no_exception(page)
+
+
+def test_every_page_renders(page, app_url):
+    from dashboard.frame import existing_pages
+
+    page.goto(app_url)
+    _wait_idle(page)
+    for _, label, _ in existing_pages():
+        page.locator('[data-testid="stSidebar"]').get_by_role("link", name=label).click()
+        _wait_idle(page)
+        page.wait_for_timeout(300)
+        _wait_idle(page)
+        _no_exception(page)
