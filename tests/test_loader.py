@@ -344,6 +344,29 @@ class TestEncodings:
         vol = load_series(files).volumes[0]
         np.testing.assert_array_equal(vol.voxels, hu)
 
+    def test_htj2k_lossless(self):
+        import imagecodecs
+        from pydicom.encaps import encapsulate
+        from pydicom.uid import HTJ2KLossless
+
+        hu = _hu(2, r=64, c=64)
+        files = []
+        for name, data in ct_series(hu):
+            ds = pydicom.dcmread(io.BytesIO(data))
+            ds.PixelData = encapsulate([imagecodecs.htj2k_encode(ds.pixel_array, level=0)])
+            ds["PixelData"].VR = "OB"
+            ds.file_meta.TransferSyntaxUID = HTJ2KLossless
+            buf = io.BytesIO()
+            ds.save_as(buf, enforce_file_format=True)
+            files.append((name, buf.getvalue()))
+        vol = load_series(files).volumes[0]
+        np.testing.assert_array_equal(vol.voxels, hu)
+
+    def test_jpeg_extended_matches_pydicom(self):
+        ds = pydicom.dcmread(TEST_FILES / "JPGExtended.dcm")
+        vol = load_series([TEST_FILES / "JPGExtended.dcm"]).volumes[0]
+        np.testing.assert_array_equal(vol.voxels[0], ds.pixel_array)
+
     def test_ct_small_hu(self):
         ds = pydicom.dcmread(get_path("ct"))
         vol = load_series([get_path("ct")]).volumes[0]
