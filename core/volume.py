@@ -159,6 +159,18 @@ class Volume:
             return None
         return np.unpackbits(self.padding, axis=-1, count=self.shape[2]).astype(bool)
 
+    def padding_plane(self, axis: int, index: int) -> np.ndarray | None:
+        """The padding mask of one plane (as :func:`core.mpr.slab` cuts it), or None."""
+        if self.padding is None:
+            return None
+        s, r, c = self.shape
+        index = int(np.clip(index, 0, self.shape[axis] - 1))
+        if axis == 0:
+            return np.unpackbits(self.padding[index], axis=-1, count=c).astype(bool)
+        if axis == 1:
+            return np.unpackbits(self.padding[:, index, :], axis=-1, count=c).astype(bool)
+        return ((self.padding[:, :, index // 8] >> (7 - index % 8)) & 1).astype(bool)
+
     @property
     def nbytes(self) -> int:
         return int(self.voxels.nbytes + (0 if self.padding is None else self.padding.nbytes))

@@ -2,9 +2,21 @@
 
 from __future__ import annotations
 
+import functools
+
 import numpy as np
 
-__all__ = ["auto_window", "default_window", "window"]
+__all__ = ["CT_PRESETS", "auto_window", "default_window", "window"]
+
+# (center, width) in HU, as the major viewers ship them.
+CT_PRESETS: dict[str, tuple[float, float]] = {
+    "Soft tissue": (40.0, 400.0),
+    "Lung": (-600.0, 1500.0),
+    "Bone": (480.0, 2500.0),
+    "Brain": (40.0, 80.0),
+    "Liver": (90.0, 150.0),
+    "Mediastinum": (50.0, 350.0),
+}
 
 
 def window(image: np.ndarray, center: float, width: float, *, invert: bool = False) -> np.ndarray:
@@ -44,11 +56,24 @@ def window(image: np.ndarray, center: float, width: float, *, invert: bool = Fal
     hi = c - 0.5 + (w - 1) / 2
     if image.dtype in (np.int16, np.uint16, np.uint8, np.int8) and image.size > 4096:
         # A lookup table over the dtype's range: one gather instead of float arithmetic.
-        info = np.iinfo(image.dtype)
-        values = np.arange(info.min, info.max + 1, dtype=np.float64)
-        lut = _linear(values, c, w, lo, hi, invert)
-        return lut[image.astype(np.int32) - info.min] if info.min else lut[image]
+        lut = _lut(image.dtype.str, c, w, invert)
+        if image.dtype == np.int16:
+            # Offset-binary view: int16 x -> uint16 (x + 32768) without a widening copy.
+            return lut[image.view(np.uint16) ^ np.uint16(0x8000)]
+        if image.dtype == np.int8:
+            return lut[image.view(np.uint8) ^ np.uint8(0x80)]
+        return lut[image]
     return _linear(image.astype(np.float64), c, w, lo, hi, invert)
+
+
+@functools.lru_cache(maxsize=32)
+def _lut(dtype: str, c: float, w: float, invert: bool) -> np.ndarray:
+    """The window as a table over every value of an integer dtype (numbers only, no image data)."""
+    info = np.iinfo(np.dtype(dtype))
+    values = np.arange(info.min, info.max + 1, dtype=np.float64)
+    lut = _linear(values, c, w, c - 0.5 - (w - 1) / 2, c - 0.5 + (w - 1) / 2, invert)
+    lut.flags.writeable = False
+    return lut
 
 
 def _linear(x: np.ndarray, c: float, w: float, lo: float, hi: float, invert: bool) -> np.ndarray:

@@ -115,3 +115,26 @@ def ramp_volume(shape: tuple[int, int, int], *, seed: int = 0) -> np.ndarray:
     s, r, c = shape
     base = (np.arange(s) * 100 - 1000)[:, None, None]
     return (base + rng.integers(0, 50, size=shape)).astype(np.int16)
+
+
+def write_ct_folder(folder, *, slices: int = 300, size: int = 512, seed: int = 0) -> list:
+    """Write a CT series of ``slices`` x ``size`` x ``size`` (a noisy disk in air) to ``folder``.
+
+    File names are not in slice order. Returns the paths.
+    """
+    from pathlib import Path
+
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[:size, :size]
+    disk = ((yy - size / 2) ** 2 + (xx - size / 2) ** 2) < (0.45 * size) ** 2
+    paths = []
+    for k in range(slices):
+        base = np.where(disk, 40 + 900 * np.sin(k / 20.0) * (xx > size / 2), -1000)
+        hu = (base + rng.integers(-30, 30, size=(size, size))).astype(np.int16)
+        (name, data), = ct_series(hu[None], spacing=(1.25, 0.7, 0.7), origin=(0, 0, 1.25 * k), names=lambda _: "x")
+        path = folder / f"IM{(k * 7919) % slices:05d}"
+        path.write_bytes(data)
+        paths.append(path)
+    return paths

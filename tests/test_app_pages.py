@@ -137,14 +137,21 @@ class TestFirstPage:
         assert at.session_state["study"].source == "Built-in sample"
 
 
+def page_test(page: Path, *, timeout: int = 120) -> AppTest:
+    """An AppTest of ``page`` reached from the entry point, as in the running app."""
+    at = AppTest.from_file(str(APP), default_timeout=timeout)
+    at.switch_page(str(page.relative_to(ROOT)))
+    return at
+
+
 @pytest.mark.parametrize("page", PAGE_FILES, ids=lambda p: p.name)
 class TestEveryPage:
     def test_runs_with_the_sample(self, page):
-        at = AppTest.from_file(str(page), default_timeout=120).run()
+        at = page_test(page).run()
         assert not at.exception
 
     def test_runs_with_nothing_loaded(self, page):
-        at = AppTest.from_file(str(page), default_timeout=60)
+        at = page_test(page)
         at.session_state["study"] = None
         at.run()
         assert not at.exception

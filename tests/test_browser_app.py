@@ -87,3 +87,77 @@ def test_every_page_renders(page, app_url):
         page.wait_for_timeout(300)
         _wait_idle(page)
         _no_exception(page)
+
+
+def _slider(page, label):
+    return page.locator('[data-testid="stSlider"]').filter(has_text=label).get_by_role("slider")
+
+
+def test_explorer_scroll_window_and_click(page, app_url):
+    page.goto(app_url + "/Volume_explorer")
+    _wait_idle(page)
+    page.get_by_text("Views drawn in").wait_for()
+    _no_exception(page)
+    axial = page.locator('[data-testid="stImage"] img').first
+    before = axial.screenshot()
+    assert _is_not_blank(before)
+    assert page.locator(".hf-crosshair .hf-line").count() == 12  # two lines, each in two pieces, per view
+
+    # Scroll the axial slice with the keyboard: the picture and the readout change.
+    _slider(page, "Axial slice").focus()
+    for _ in range(20):
+        page.keyboard.press("ArrowRight")
+    page.get_by_text("voxel (slice 80,").wait_for()
+    _wait_idle(page)
+    after_scroll = axial.screenshot()
+    assert after_scroll != before
+
+    # Window: the lung preset changes how the same slice looks.
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Window preset").click()
+    page.get_by_role("option", name="Lung").click()
+    _wait_idle(page)
+    page.wait_for_function(
+        "() => [...document.querySelectorAll('[data-testid=\"stSlider\"]')]"
+        ".some(s => s.innerText.includes('Window center') && s.innerText.includes('-600'))")
+    assert axial.screenshot() != after_scroll
+
+    # Large view: a click moves the crosshair there.
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Large view").click()
+    page.get_by_role("option", name="Axial").click()
+    _wait_idle(page)
+    frame = page.frame_locator('iframe[title*="streamlit_image_coordinates"]').first
+    target = frame.locator("img")
+    target.wait_for()
+    box = target.bounding_box()
+    target.click(position={"x": box["width"] * 0.25, "y": box["height"] * 0.5})
+    page.wait_for_function(
+        "() => !document.body.innerText.includes('row 128, column 128)')", timeout=30_000)
+    _wait_idle(page)
+    text = page.locator("body").inner_text()
+    m = re.search(r"voxel \(slice 80, row (\d+), column (\d+)\)", text)
+    assert m and abs(int(m.group(1)) - 128) <= 3 and abs(int(m.group(2)) - 64) <= 3
+    _no_exception(page)
+
+
+def test_explorer_downloads(page, app_url, tmp_path):
+    import gzip
+
+    import nibabel as nib
+
+    from core import sample_ct
+
+    page.goto(app_url + "/Volume_explorer")
+    _wait_idle(page)
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download the series as NIfTI (.nii.gz)").click()
+    path = tmp_path / dl.value.suggested_filename
+    dl.value.save_as(path)
+    assert path.name == "CT_series1.nii.gz"
+    img = nib.Nifti1Image.from_bytes(gzip.decompress(path.read_bytes()))
+    np.testing.assert_array_equal(np.asarray(img.dataobj), sample_ct().voxels.transpose(2, 1, 0))
+    with page.expect_download() as dl:
+        page.get_by_role("button", name="Download the axial view as PNG").click()
+    png = tmp_path / "view.png"
+    dl.value.save_as(png)
+    im = cv2.imread(str(png))
+    assert im.shape[0] == im.shape[1] and _is_not_blank(png.read_bytes())

@@ -1,0 +1,44 @@
+"""Exports built in memory: NIfTI volumes with a correct affine."""
+
+from __future__ import annotations
+
+import gzip
+
+import numpy as np
+
+__all__ = ["LPS_TO_RAS", "nifti_affine", "nifti_bytes"]
+
+LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
+
+
+def nifti_affine(volume) -> np.ndarray:
+    """The NIfTI (RAS+) affine of a volume whose NIfTI array is ``voxels.transpose(2, 1, 0)``.
+
+    NIfTI index ``(i, j, k)`` is (column, row, slice); DICOM positions are LPS, so x and
+    y change sign. Sheared (gantry tilt) stacks keep their shear in the matrix.
+
+    Returns
+    -------
+    (4, 4) ndarray of float64
+    """
+    return LPS_TO_RAS @ volume.affine
+
+
+def nifti_bytes(volume, *, compress: bool = True) -> bytes:
+    """The volume as a NIfTI-1 file (``.nii.gz`` when ``compress``), built in memory.
+
+    Units are mm; the sform and qform both hold :func:`nifti_affine` (the qform cannot
+    represent a shear, so for tilted stacks only the sform is exact and sform_code wins).
+    """
+    import nibabel as nib
+
+    data = np.asarray(volume.voxels).transpose(2, 1, 0)
+    affine = nifti_affine(volume)
+    img = nib.Nifti1Image(data, affine)
+    img.header.set_xyzt_units("mm")
+    img.set_sform(affine, code=1)
+    img.set_qform(affine, code=1)
+    if volume.units == "HU":
+        img.header["descrip"] = b"Hounsfield units"
+    raw = img.to_bytes()
+    return gzip.compress(raw, compresslevel=1) if compress else raw

@@ -1,0 +1,365 @@
+"""The volume explorer's widgets: window/level, three linked views, a large view, ROI, downloads."""
+
+from __future__ import annotations
+
+import time
+from collections import OrderedDict
+from dataclasses import dataclass
+
+import numpy as np
+import streamlit as st
+from streamlit_image_coordinates import streamlit_image_coordinates
+
+from core import Volume
+from core.export import nifti_bytes
+from core.measure import roi_stats, value_at
+from core.mpr import plane_info, slab, slab_width_slices
+from core.render import COLORMAPS, encode_png, render_view
+from core.windowing import CT_PRESETS, auto_window, default_window, window
+from dashboard import state
+
+# Session-state keys of this page.
+SERIES_KEY = "explorer_series"
+SLICE = {0: "explorer_k", 1: "explorer_j", 2: "explorer_i"}
+CENTER, WIDTH, PRESET = "explorer_center", "explorer_width", "explorer_preset"
+CMAP, SLAB_MM, SLAB_MODE = "explorer_cmap", "explorer_slab_mm", "explorer_slab_mode"
+LARGE, ZOOM, LARGE_CLICK, LARGE_TF = "explorer_large", "explorer_zoom", "explorer_large_click", "explorer_large_tf"
+ROI_ROWS, ROI_COLS, ROI_ON = "explorer_roi_rows", "explorer_roi_cols", "explorer_roi_on"
+PNG_CACHE = "explorer_png_cache"
+
+CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percentile)"
+SLAB_MODES = {"mip": "MIP (maximum)", "minip": "MinIP (minimum)", "mean": "Mean"}
+VIEW_NAMES = {0: "Axial", 1: "Coronal", 2: "Sagittal"}
+
+
+@dataclass(frozen=True)
+class Display:
+    """The display settings every view shares, as plain values."""
+
+    center: float
+    width: float
+    colormap: str
+    slab_mm: float
+    slab_mode: str
+
+
+def view_label(vol: Volume, axis: int) -> str:
+    return plane_info(vol, axis).name.capitalize()
+
+
+def _series_key(vol: Volume) -> tuple:
+    return (vol.series_uid, vol.shape, vol.spacing, vol.is_regular)
+
+
+def init(vol: Volume) -> None:
+    """Defaults for this series; reset when the current series changes."""
+    key = _series_key(vol)
+    if st.session_state.get(SERIES_KEY) != key:
+        st.session_state[SERIES_KEY] = key
+        for axis, k in SLICE.items():
+            st.session_state[k] = vol.shape[axis] // 2
+        c, w = default_window(vol)
+        st.session_state[CENTER], st.session_state[WIDTH] = float(round(c)), float(max(1, round(w)))
+        st.session_state[PRESET] = HEADER if vol.window is not None else (
+            "Soft tissue" if vol.modality == "CT" else AUTO)
+        st.session_state[ROI_ON] = False
+        st.session_state[ROI_ROWS] = (vol.shape[1] // 2 - 10, vol.shape[1] // 2 + 10)
+        st.session_state[ROI_COLS] = (vol.shape[2] // 2 - 10, vol.shape[2] // 2 + 10)
+        st.session_state[PNG_CACHE] = OrderedDict()
+    st.session_state.setdefault(CMAP, "grey")
+    st.session_state.setdefault(SLAB_MM, 0.0)
+    st.session_state.setdefault(SLAB_MODE, "mip")
+    st.session_state.setdefault(LARGE, "Off")
+    st.session_state.setdefault(ZOOM, 1.0)
+
+
+def presets_for(vol: Volume) -> list[str]:
+    names = [CUSTOM]
+    if vol.window is not None:
+        names.append(HEADER)
+    names.append(AUTO)
+    if vol.modality == "CT":
+        names += list(CT_PRESETS)
+    return names
+
+
+def _window_range(vol: Volume) -> tuple[float, float, float]:
+    """(lowest center, highest center, largest width) for the sliders."""
+    if vol.modality == "CT":
+        return -1200.0, 3000.0, 6000.0
+    lo, hi = float(vol.voxels.min()), float(vol.voxels.max())
+    span = max(hi - lo, 2.0)
+    return lo - span / 2, hi + span / 2, span * 2
+
+
+def _apply_preset(vol: Volume) -> None:
+    name = st.session_state[PRESET]
+    if name == CUSTOM:
+        return
+    if name == HEADER and vol.window is not None:
+        c, w = vol.window
+    elif name == AUTO:
+        c, w = auto_window(vol.voxels, mask=vol.padding_mask())
+    else:
+        c, w = CT_PRESETS[name]
+    lo, hi, wmax = _window_range(vol)
+    st.session_state[CENTER] = float(np.clip(round(c), lo, hi))
+    st.session_state[WIDTH] = float(np.clip(round(w), 1, wmax))
+
+
+def _to_custom() -> None:
+    st.session_state[PRESET] = CUSTOM
+
+
+def window_ui(vol: Volume) -> Display:
+    """Preset, center and width (in HU for CT), colormap and slab. Returns the settings."""
+    lo, hi, wmax = _window_range(vol)
+    unit = "HU" if vol.units == "HU" else (vol.units or "stored units")
+    c1, c2, c3, c4 = st.columns([1.3, 2, 2, 1.3])
+    c1.selectbox("Window preset", presets_for(vol), key=PRESET, on_change=_apply_preset, args=(vol,),
+                 help="Soft tissue 400/40, lung 1500/-600, bone 2500/480, brain 80/40, liver 150/90, "
+                 "mediastinum 350/50 (width/level, HU), as the major viewers use them.")
+    center = c2.slider(f"Window center ({unit})", lo, hi, step=1.0, key=CENTER, on_change=_to_custom)
+    width = c3.slider(f"Window width ({unit})", 1.0, wmax, step=1.0, key=WIDTH, on_change=_to_custom)
+    cmap = c4.selectbox("Colours", COLORMAPS, key=CMAP)
+    s1, s2 = st.columns([2, 1])
+    slab_mm = s1.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM)
+    mode = s2.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.get, key=SLAB_MODE)
+    return Display(center, width, cmap, slab_mm, mode)
+
+
+def _crosshair() -> dict[int, int]:
+    return {axis: int(st.session_state[k]) for axis, k in SLICE.items()}
+
+
+def view_png(vol: Volume, axis: int, display: Display, point: dict[int, int], *, max_size: int = 480,
+             zoom: float = 1.0, box: tuple | None = None, overlays: bool = True,
+             crosshair: bool = True, cache: bool = True) -> tuple[bytes, object]:
+    """The PNG of one view, from a small per-session cache keyed by everything that shows."""
+    index = point[axis]
+    width = slab_width_slices(vol, axis, display.slab_mm)
+    others = {a: p for a, p in point.items() if a != axis} if overlays and crosshair else None
+    down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+    center = (point[down], point[across]) if zoom > 1 else None  # the zoom follows the crosshair
+    key = (id(vol.voxels), axis, index, width, display.slab_mode, display.center, display.width,
+           display.colormap, max_size, zoom, tuple(sorted(others.items())) if others else None, box, overlays, center)
+    store: OrderedDict = st.session_state.setdefault(PNG_CACHE, OrderedDict()) if cache else OrderedDict()
+    if key in store:
+        store.move_to_end(key)
+        return store[key]
+    info = plane_info(vol, axis)
+    plane = slab(vol.voxels, axis, index, width=width, mode=display.slab_mode)
+    shown = window(plane, display.center, display.width, invert=vol.invert)
+    img, tf = render_view(shown, info, max_size=max_size, zoom=zoom, center=center, crosshair=others,
+                          letters=overlays, box=box)
+    out = (encode_png(img, display.colormap), tf)
+    store[key] = out
+    while len(store) > 48:
+        store.popitem(last=False)
+    return out
+
+
+def crosshair_html(tf, axis: int, point: dict[int, int]) -> str:
+    """An overlay laid exactly over the image above it, with the lines of the other two planes.
+
+    Drawn by the browser (thin positioned divs: st.html keeps no SVG) so that moving one
+    plane re-encodes only that plane's image, not the two it cuts.
+    """
+    h, w = tf.size
+    down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+    x, _ = tf.to_display(0, point[across])
+    _, y = tf.to_display(point[down], 0)
+    gap = max(6, min(h, w) // 40)
+    colors = {0: "#e63c3c", 1: "#46c85a", 2: "#f0d232"}
+    px, py = 100.0 * (x + 0.5) / w, 100.0 * (y + 0.5) / h
+    gx, gy = 100.0 * gap / w, 100.0 * gap / h
+    segments = []
+    if 0 <= y < h:  # the horizontal line: the plane fixing the axis that runs down this view
+        style = f"top:{py:.3f}%;height:1px;background:{colors[down]}"
+        segments += [f"left:0;width:{max(px - gx, 0):.3f}%;{style}",
+                     f"left:{min(px + gx, 100):.3f}%;right:0;{style}"]
+    if 0 <= x < w:
+        style = f"left:{px:.3f}%;width:1px;background:{colors[across]}"
+        segments += [f"top:0;height:{max(py - gy, 0):.3f}%;{style}",
+                     f"top:{min(py + gy, 100):.3f}%;bottom:0;{style}"]
+    lines = "".join(f'<div class="hf-line" style="position:absolute;{seg}"></div>' for seg in segments)
+    ratio = 100.0 * h / w
+    return (
+        f'<div class="hf-crosshair" data-axis="{axis}" style="position:relative;width:100%;height:0;'
+        f'padding-bottom:{ratio:.4f}%;margin-top:-{ratio:.4f}%;pointer-events:none;overflow:hidden">'
+        f'<div style="position:absolute;left:0;top:0;width:100%;height:100%">{lines}</div></div>'
+    )
+
+
+def three_views_ui(vol: Volume, display: Display) -> None:
+    """Axial, coronal and sagittal side by side, each with its slice slider and crosshair."""
+    cols = st.columns(3)
+    for axis, col in zip((0, 1, 2), cols):
+        with col:
+            n = vol.shape[axis]
+            if n > 1:
+                st.slider(f"{view_label(vol, axis)} slice", 0, n - 1, key=SLICE[axis],
+                          help=f"{n} slices, {vol.spacing[axis]:g} mm apart")
+            else:
+                st.caption(f"{view_label(vol, axis)}: a single slice")
+    point = _crosshair()
+    for axis, col in zip((0, 1, 2), cols):
+        with col:
+            png, tf = view_png(vol, axis, display, point, crosshair=False)
+            with st.container(gap=None):
+                st.image(png, width="stretch")
+                st.html(crosshair_html(tf, axis, point))
+
+
+def point_ui(vol: Volume) -> None:
+    """The value under the crosshair, with its voxel index and patient position."""
+    p = _crosshair()
+    pv = value_at(vol, p[0], p[1], p[2])
+    unit = vol.units or "(stored units)"
+    x, y, z = pv.patient_mm
+    value = "padding (outside the scan)" if pv.padding else f"{pv.value:g} {unit}"
+    st.markdown(
+        f"**At the crosshair:** {value} · voxel (slice {pv.index[0]}, row {pv.index[1]}, column {pv.index[2]}) · "
+        f"patient x {x:.1f}, y {y:.1f}, z {z:.1f} mm (LPS)"
+    )
+
+
+def _on_large_click(vol: Volume, axis: int) -> None:
+    ev = st.session_state.get(LARGE_CLICK)
+    tf = st.session_state.get(LARGE_TF)
+    if not ev or tf is None:
+        return
+    sx = tf.size[1] / max(ev.get("width") or tf.size[1], 1)
+    sy = tf.size[0] / max(ev.get("height") or tf.size[0], 1)
+    x1, y1 = ev.get("x1", ev.get("x")), ev.get("y1", ev.get("y"))
+    x2, y2 = ev.get("x2", x1), ev.get("y2", y1)
+    r1, c1 = tf.to_array(x1 * sx, y1 * sy)
+    r2, c2 = tf.to_array(x2 * sx, y2 * sy)
+    down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+    if abs(x2 - x1) < 3 and abs(y2 - y1) < 3:
+        st.session_state[SLICE[down]] = r1
+        st.session_state[SLICE[across]] = c1
+    else:
+        st.session_state[ROI_ROWS] = (min(r1, r2), max(r1, r2) + 1)
+        st.session_state[ROI_COLS] = (min(c1, c2), max(c1, c2) + 1)
+        st.session_state[ROI_ON] = True
+
+
+def large_view_ui(vol: Volume, display: Display) -> int:
+    """One view, large, with zoom around the crosshair; click sets the point, drag draws an ROI box.
+
+    Returns the axis of the plane that ROI statistics refer to.
+    """
+    options = ["Off"] + [VIEW_NAMES[a] for a in (0, 1, 2)]
+    c1, c2 = st.columns([1, 2])
+    choice = c1.selectbox("Large view", options, key=LARGE,
+                          help="Click the large view to move the crosshair there; drag to draw an ROI box.")
+    zoom = c2.slider("Zoom (around the crosshair)", 1.0, 8.0, step=0.5, key=ZOOM)
+    axis = 0 if choice == "Off" else options.index(choice) - 1
+    if choice == "Off":
+        return axis
+    point = _crosshair()
+    box = _roi_box() if st.session_state.get(ROI_ON) else None
+    png, tf = view_png(vol, axis, display, point, max_size=800, zoom=zoom, box=box)
+    st.session_state[LARGE_TF] = tf
+    streamlit_image_coordinates(_EncodedPNG(png), key=LARGE_CLICK, click_and_drag=True, on_click=lambda: _on_large_click(vol, axis),
+                                cursor="crosshair", width="content")
+    return axis
+
+
+class _EncodedPNG:
+    """Hands already-encoded PNG bytes to the click component (it calls ``save``)."""
+
+    def __init__(self, data: bytes) -> None:
+        self.data = data
+
+    def save(self, fp, **_: object) -> None:
+        fp.write(self.data)
+
+
+def _roi_box() -> tuple[int, int, int, int]:
+    r0, r1 = st.session_state[ROI_ROWS]
+    c0, c1 = st.session_state[ROI_COLS]
+    return int(r0), int(r1), int(c0), int(c1)
+
+
+def roi_ui(vol: Volume, axis: int) -> None:
+    """A box typed as row/column ranges (or drawn on the large view) and its statistics."""
+    down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+    nr, nc = vol.shape[down], vol.shape[across]
+    for key, n in ((ROI_ROWS, nr), (ROI_COLS, nc)):
+        lo, hi = st.session_state[key]
+        lo = int(np.clip(lo, 0, n - 1))
+        st.session_state[key] = (lo, int(np.clip(max(hi, lo + 1), 1, n)))
+    st.toggle("Show ROI statistics", key=ROI_ON)
+    if not st.session_state[ROI_ON]:
+        return
+    c1, c2 = st.columns(2)
+    c1.slider("ROI rows (start, stop)", 0, nr, key=ROI_ROWS)
+    c2.slider("ROI columns (start, stop)", 0, nc, key=ROI_COLS)
+    r0, r1, k0, k1 = _roi_box()
+    index = int(st.session_state[SLICE[axis]])
+    try:
+        stats = roi_stats(vol, axis=axis, index=index, rows=(r0, r1), cols=(k0, k1))
+    except ValueError as exc:
+        st.warning(f"The ROI box is empty: {exc}. Drag the sliders apart.")
+        return
+    unit = vol.units or ""
+    if stats.n == 0:
+        st.info("Every voxel in this box is padding (outside the scan); move the box onto the image.")
+        return
+    cols = st.columns(7)
+    for col, (label, value) in zip(cols, [
+        ("Mean", f"{stats.mean:.1f} {unit}"), ("SD", f"{stats.sd:.1f}"), ("Min", f"{stats.min:g}"),
+        ("Max", f"{stats.max:g}"), ("Area", f"{stats.area_mm2:.1f} mm²"), ("Volume", f"{stats.volume_ml:.3f} mL"),
+        ("Voxels", f"{stats.n}"),
+    ]):
+        col.metric(label, value)
+    st.caption(f"On the {VIEW_NAMES[axis].lower()} plane at slice {index}, one voxel deep; padding excluded.")
+
+
+def warnings_ui(vol: Volume) -> None:
+    for w in vol.warnings:
+        st.warning(w, icon=":material/warning:")
+    if not vol.is_regular:
+        st.caption("Turn on **Use corrected geometry** on *Load a study* to view this series on a regular grid.")
+
+
+def png_download_ui(vol: Volume, display: Display, axis: int) -> None:
+    """The view as shown (large view's plane, else axial), without overlays, encoded on click."""
+    point = _crosshair()
+    plane = VIEW_NAMES[axis].lower()
+    idx = state.current_index()
+
+    def view_bytes() -> bytes:
+        # Runs when clicked, outside the script: it uses only the values captured here.
+        return view_png(vol, axis, display, point, max_size=1024, overlays=False, cache=False)[0]
+
+    st.download_button(
+        f"Download the {plane} view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png",
+        file_name=f"{vol.modality}_series{idx + 1}_{plane}{point[axis] + 1:04d}_W{display.width:g}_L{display.center:g}.png",
+        icon=":material/image:", help="Windowed and aspect-corrected, without crosshair or letters.",
+    )
+
+
+def downloads_ui(vol: Volume) -> None:
+    """The series as NIfTI, built when the button is clicked."""
+    idx = state.current_index()
+    st.download_button(
+        "Download the series as NIfTI (.nii.gz)", data=lambda: nifti_bytes(vol), mime="application/gzip",
+        key="explorer_dl_nifti", file_name=f"{vol.modality}_series{idx + 1}.nii.gz", icon=":material/download:",
+        help="RAS affine from the DICOM geometry: opens aligned in 3D Slicer and ITK-SNAP.",
+    )
+
+
+@st.fragment
+def viewer(vol: Volume) -> None:
+    """Everything that changes as the user scrolls and windows: reruns on its own."""
+    start = time.perf_counter()
+    display = window_ui(vol)
+    three_views_ui(vol, display)
+    point_ui(vol)
+    axis = large_view_ui(vol, display)
+    roi_ui(vol, axis)
+    png_download_ui(vol, display, axis)
+    st.caption(f"Views drawn in {(time.perf_counter() - start) * 1000:.1f} ms on the server.")

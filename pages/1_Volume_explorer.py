@@ -1,0 +1,16 @@
+"""Volume explorer: linked axial, coronal and sagittal views with window/level, slabs, values and ROI."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import explorer
+from dashboard.frame import page_frame
+
+vol = page_frame("Volume explorer", needs_volume=True)
+
+st.title("Volume explorer")
+explorer.init(vol)
+explorer.warnings_ui(vol)
+explorer.viewer(vol)
+explorer.downloads_ui(vol)
