@@ -26,6 +26,8 @@ CMAP, SLAB_MM, SLAB_MODE = "explorer_cmap", "explorer_slab_mm", "explorer_slab_m
 LARGE, ZOOM, LARGE_CLICK, LARGE_TF = "explorer_large", "explorer_zoom", "explorer_large_click", "explorer_large_tf"
 ROI_ROWS, ROI_COLS, ROI_ON = "explorer_roi_rows", "explorer_roi_cols", "explorer_roi_on"
 PNG_CACHE = "explorer_png_cache"
+# Widget keys whose values must survive visits to other pages (see frame.keep_widget_state).
+PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE, LARGE, ZOOM, ROI_ROWS, ROI_COLS, ROI_ON)
 
 CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percentile)"
 SLAB_MODES = {"mip": "MIP (maximum)", "minip": "MinIP (minimum)", "mean": "Mean"}
@@ -275,6 +277,22 @@ class _EncodedPNG:
 
     def save(self, fp, **_: object) -> None:
         fp.write(self.data)
+
+
+def current_window() -> tuple[float, float] | None:
+    """The explorer's (center, width), once the explorer has been opened."""
+    if CENTER not in st.session_state or WIDTH not in st.session_state:
+        return None
+    return float(st.session_state[CENTER]), float(st.session_state[WIDTH])
+
+
+def current_roi(vol: Volume) -> tuple[int, int, tuple[int, int, int, int]] | None:
+    """The explorer's ROI box as (axis, plane index, (r0, r1, c0, c1)), or None when it is off."""
+    if not st.session_state.get(ROI_ON) or ROI_ROWS not in st.session_state:
+        return None
+    large = st.session_state.get(LARGE, "Off")
+    axis = 0 if large == "Off" else [VIEW_NAMES[a] for a in (0, 1, 2)].index(large)
+    return axis, int(st.session_state.get(SLICE[axis], vol.shape[axis] // 2)), _roi_box()
 
 
 def _roi_box() -> tuple[int, int, int, int]:

@@ -41,6 +41,7 @@ def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
     """
     st.set_page_config(page_title=f"{title} · Hounsfield", page_icon=":material/radiology:", layout="wide")
     state.init()
+    keep_widget_state()
     volume = state.current_volume()
     with st.sidebar:
         _sidebar(volume)
@@ -49,6 +50,19 @@ def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
         st.page_link(str(ROOT / "streamlit_app.py"), label="Load a study", icon=":material/folder_open:")
         st.stop()
     return volume
+
+
+def keep_widget_state() -> None:
+    """Keep the pages' settings when the user visits another page and comes back.
+
+    Streamlit drops a widget's value when a run does not draw the widget; values the
+    script itself assigned are kept, so every settings key is re-assigned on each run.
+    """
+    from dashboard import explorer, histogram_ui
+
+    for key in (*explorer.PERSISTENT, *histogram_ui.PERSISTENT):
+        if key in st.session_state:
+            st.session_state[key] = st.session_state[key]
 
 
 def _sync_phi() -> None:

@@ -161,3 +161,22 @@ def test_explorer_downloads(page, app_url, tmp_path):
     dl.value.save_as(png)
     im = cv2.imread(str(png))
     assert im.shape[0] == im.shape[1] and _is_not_blank(png.read_bytes())
+
+
+def test_histogram_renders_and_a_click_sets_the_window(page, app_url):
+    page.goto(app_url + "/HU_histogram")
+    _wait_idle(page)
+    plot = page.locator(".js-plotly-plot").first
+    plot.wait_for()
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .bars path').length > 100")
+    _no_exception(page)
+    # Click the bar centred at -855 HU (lung): plotly's own axis maps HU to pixels.
+    pos = page.evaluate("""() => {
+        const gd = document.querySelector('.js-plotly-plot');
+        const xa = gd._fullLayout.xaxis, ya = gd._fullLayout.yaxis;
+        const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        return {x: r.left + xa.l2p(-855), y: r.bottom - 8};
+    }""")
+    page.mouse.click(pos["x"], pos["y"])
+    page.get_by_text("Explorer window set to the lung band").wait_for(timeout=30_000)
+    _no_exception(page)

@@ -1,0 +1,283 @@
+"""The HU histogram page's widgets, cached computations and Plotly figure."""
+
+from __future__ import annotations
+
+import io
+from dataclasses import dataclass
+
+import numpy as np
+import pandas as pd
+import plotly.graph_objects as go
+import streamlit as st
+
+from core import Volume
+from core.histogram import (
+    TISSUE_BANDS,
+    ValueCounts,
+    array_statistics,
+    band_table,
+    hu_histogram,
+    value_counts,
+    value_statistics,
+)
+from core.mpr import slab
+from dashboard import explorer, state
+
+SCOPE, BIN_WIDTH, RANGE = "histogram_scope", "histogram_bin_width", "histogram_range"
+LOG, CUMULATIVE, BANDS, OVERLAY, CHART = "histogram_log", "histogram_cumulative", "histogram_bands", "histogram_overlay", "histogram_chart"
+SLAB_SLICES = "histogram_slab_slices"
+PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES)
+SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box")
+DEFAULT_RANGE = (-1100, 2000)
+
+
+@dataclass(frozen=True)
+class Scope:
+    """Which voxels the histogram counts, as plain values (a cache key)."""
+
+    kind: str
+    index: int = 0
+    half: int = 0
+    axis: int = 0
+    box: tuple[int, int, int, int] | None = None
+
+
+def init(vol: Volume) -> None:
+    st.session_state.setdefault(SCOPE, SCOPES[0])
+    st.session_state.setdefault(BIN_WIDTH, 10.0)
+    lo, hi = _range_limits(vol)
+    st.session_state.setdefault(RANGE, (max(DEFAULT_RANGE[0], lo), min(DEFAULT_RANGE[1], hi)) if vol.units == "HU" else (lo, hi))
+    st.session_state.setdefault(LOG, False)
+    st.session_state.setdefault(CUMULATIVE, False)
+    st.session_state.setdefault(BANDS, vol.units == "HU")
+    st.session_state.setdefault(OVERLAY, None)
+    st.session_state.setdefault(SLAB_SLICES, 10)
+
+
+def _range_limits(vol: Volume) -> tuple[float, float]:
+    if vol.units == "HU":
+        return -1100.0, 3100.0
+    return float(np.floor(vol.voxels.min())), float(np.ceil(vol.voxels.max())) + 1
+
+
+def _classic_bins(vol: Volume) -> None:
+    lo, hi = st.session_state[RANGE]
+    st.session_state[BIN_WIDTH] = float(max(1.0, round((hi - lo) / 80, 1)))
+
+
+def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, bool, bool]:
+    """Scope, bins, range and display options. Returns plain values."""
+    k = int(st.session_state.get(explorer.SLICE[0], vol.shape[0] // 2))
+    roi = explorer.current_roi(vol)
+    c1, c2 = st.columns([2, 1])
+    kind = c1.radio("Voxels counted", SCOPES, key=SCOPE, horizontal=True,
+                    help="Padding (outside the scan circle) is always left out. The current slice and the ROI box "
+                    "are the explorer's.")
+    scope = Scope("volume")
+    if kind == "Current slice":
+        scope = Scope("slab", index=k, half=0)
+    elif kind == "Slab of slices":
+        n = c2.number_input("Slices in the slab", 1, vol.shape[0], key=SLAB_SLICES)
+        scope = Scope("slab", index=k, half=int(n) // 2)
+    elif kind == "Explorer ROI box":
+        if roi is None:
+            st.info("No ROI box yet: draw or type one on the **Volume explorer** (Show ROI statistics). "
+                    "Showing the whole volume meanwhile.")
+        else:
+            scope = Scope("roi", index=roi[1], axis=roi[0], box=roi[2])
+    lo, hi = _range_limits(vol)
+    unit = "HU" if vol.units == "HU" else (vol.units or "value")
+    d1, d2, d3 = st.columns([1, 1, 2])
+    bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH)
+    d2.button("Classic 80 bins", key="histogram_classic", on_click=_classic_bins, args=(vol,))
+    rng = d3.slider(f"Range ({unit})", lo, hi, key=RANGE, step=1.0)
+    e1, e2, e3 = st.columns(3)
+    log = e1.toggle("Log counts", key=LOG)
+    cum = e2.toggle("Cumulative", key=CUMULATIVE)
+    bands = e3.toggle("Tissue bands", key=BANDS, disabled=vol.units != "HU")
+    return scope, float(bw), (float(rng[0]), float(rng[1])), log, cum, bands and vol.units == "HU"
+
+
+def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | None]:
+    """The voxels of a scope (a view, not a copy, where it can) and their padding, packed."""
+    if scope.kind == "slab":
+        lo = max(0, scope.index - scope.half)
+        hi = min(vol.shape[0], scope.index + scope.half + 1)
+        pad = None if vol.padding is None else vol.padding[lo:hi]
+        return vol.voxels[lo:hi], pad
+    if scope.kind == "roi":
+        r0, r1, c0, c1 = scope.box
+        plane = slab(vol.voxels, scope.axis, scope.index)[r0:r1, c0:c1]
+        mask = vol.padding_plane(scope.axis, scope.index)
+        pad = None if mask is None else np.packbits(mask[r0:r1, c0:c1], axis=-1)
+        return plane[None], (None if pad is None else pad[None])
+    return vol.voxels, vol.padding
+
+
+@st.cache_resource(scope="session", max_entries=16, show_spinner=False)
+def counts_for(_vol: Volume, vol_key: tuple, scope: Scope) -> tuple[ValueCounts | None, np.ndarray | None, int]:
+    """Value counts of a scope (integer volumes), or the values themselves (float), and padding left out."""
+    v, pad = _scope_voxels(_vol, scope)
+    n_pad = 0
+    if pad is not None:
+        n_pad = int(np.unpackbits(pad, axis=-1, count=v.shape[-1]).sum())
+    if v.dtype in (np.int16, np.uint16, np.int8, np.uint8):
+        return value_counts(v, padding=pad), None, n_pad
+    values = v if pad is None else v[~np.unpackbits(pad, axis=-1, count=v.shape[-1]).astype(bool)]
+    return None, np.asarray(values, dtype=np.float32).ravel(), n_pad
+
+
+def vol_key(vol: Volume) -> tuple:
+    return (vol.series_uid, vol.shape, vol.spacing, id(vol.voxels))
+
+
+def histogram_of(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]):
+    vc, values, n_pad = counts_for(vol, vol_key(vol), scope)
+    counts, edges = hu_histogram(vc if vc is not None else values, bin_width=bw, hu_range=rng)
+    stats = value_statistics(vc) if vc is not None else array_statistics(values)
+    return counts, edges, stats, vc, n_pad
+
+
+def figure(counts: np.ndarray, edges: np.ndarray, *, log: bool, cumulative: bool, bands: bool,
+           window: tuple[float, float] | None, unit: str, overlay: tuple[str, np.ndarray] | None = None,
+           name: str = "This series") -> go.Figure:
+    """A pre-binned bar chart: its size depends on the number of bins, never on the volume."""
+    bw = float(edges[1] - edges[0]) if len(edges) > 1 else 1.0
+    x0 = float(edges[0]) + bw / 2  # bars at x0 + i * dx: no x array in the payload
+    as_percent = overlay is not None
+    y = counts.astype(np.float64)
+    total = y.sum()
+    if as_percent and total:
+        y = 100 * y / total
+    if cumulative:
+        y = np.cumsum(y)
+    # Compact typed arrays: int32 counts (exact up to 2**31 voxels), float32 percentages.
+    y_out = y.astype(np.float32) if as_percent else y.astype(np.int64).clip(max=2**31 - 1).astype(np.int32)
+    fig = go.Figure()
+    centers = ((edges[:-1] + edges[1:]) / 2).astype(np.float32)  # an x array: click selection needs one
+    fig.add_bar(x=centers, y=y_out, width=bw, name=name, marker_color="#4fc3f7", marker_line_width=0,
+                hovertemplate=f"%{{x}} {unit}<br>%{{y}}<extra></extra>")
+    if overlay is not None:
+        oname, ocounts = overlay
+        oy = 100 * ocounts / max(ocounts.sum(), 1)
+        if cumulative:
+            oy = np.cumsum(oy)
+        fig.add_scatter(x0=x0, dx=bw, y=oy.astype(np.float32), mode="lines", line_shape="hvh", name=oname,
+                        line=dict(color="#ffb74d", width=1.5))
+    lo, hi = float(edges[0]), float(edges[-1])
+    if bands:
+        for b in TISSUE_BANDS:
+            x0, x1 = max(b.low, lo), min(b.high, hi)
+            if x1 > x0:
+                fig.add_vrect(x0=x0, x1=x1, fillcolor=b.color, opacity=0.10, line_width=0, layer="below",
+                              annotation_text=b.name, annotation_position="top left",
+                              annotation=dict(font_size=10, textangle=-90, font_color=b.color))
+    if window is not None:
+        c, w = window
+        fig.add_vrect(x0=max(c - w / 2, lo), x1=min(c + w / 2, hi), fillcolor="rgba(255,255,255,0.06)",
+                      line=dict(color="rgba(255,255,255,0.6)", dash="dash", width=1), layer="below",
+                      annotation_text="explorer window", annotation_position="bottom right",
+                      annotation=dict(font_size=10))
+    ylabel = ("Cumulative " if cumulative else "") + ("% of voxels" if as_percent else "voxels")
+    fig.update_layout(
+        height=440, margin=dict(l=10, r=10, t=30, b=10), bargap=0, showlegend=overlay is not None,
+        xaxis_title=unit, yaxis_title=ylabel, template="plotly_dark", uirevision="histogram",
+    )
+    fig.update_xaxes(range=[lo, hi])
+    if log:
+        fig.update_yaxes(type="log")
+    return fig
+
+
+def band_at(x: float):
+    for b in TISSUE_BANDS:
+        if b.low <= x < b.high:
+            return b
+    return None
+
+
+def chart_ui(fig: go.Figure) -> None:
+    """Show the chart; a click on a bar inside a tissue band sets the explorer's window to it."""
+    event = st.plotly_chart(fig, key=CHART, on_select="rerun", selection_mode=("points", "box"), width="stretch")
+    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    if points:
+        band = band_at(float(points[0]["x"]))
+        if band is not None:
+            set_window_to_band(band.name)
+
+
+def set_window_to_band(name: str) -> None:
+    band = next(b for b in TISSUE_BANDS if b.name == name)
+    lo, hi = max(band.low, -1024), min(band.high, 3071)
+    st.session_state[explorer.CENTER] = float(round((lo + hi) / 2))
+    st.session_state[explorer.WIDTH] = float(max(1, round(hi - lo)))
+    st.session_state[explorer.PRESET] = explorer.CUSTOM
+    st.session_state["histogram_window_note"] = f"Explorer window set to the {name.lower()} band: {lo:g} to {hi:g} HU."
+
+
+def band_window_ui() -> None:
+    names = [b.name for b in TISSUE_BANDS]
+    c1, c2 = st.columns([2, 1])
+    choice = c1.selectbox("Set the explorer's window to a band", names, key="histogram_band_pick",
+                          help="The same as clicking a bar inside the band on the chart.")
+    c2.button("Apply", key="histogram_band_apply", on_click=set_window_to_band, args=(choice,))
+    note = st.session_state.pop("histogram_window_note", None)
+    if note:
+        st.success(note)
+
+
+def stats_tables(stats: dict, vc: ValueCounts | None, vol: Volume, n_pad: int, unit: str) -> pd.DataFrame | None:
+    n = stats.get("count", 0)
+    st.caption(f"{n:,} voxels counted; {n_pad:,} padding voxels (outside the scan circle) left out.")
+    if n == 0:
+        st.info("No voxels in this scope.")
+        return None
+    rows = [("Count", f"{n:,}")] + [(k.capitalize() if not k.startswith("p") else f"{k[1:]}th percentile",
+                                      f"{v:.1f} {unit}") for k, v in stats.items() if k != "count"]
+    c1, c2 = st.columns([1, 2])
+    c1.dataframe(pd.DataFrame(rows, columns=["Statistic", "Value"]), hide_index=True, key="histogram_stats_table")
+    table = None
+    if vc is not None and vol.units == "HU":
+        table = pd.DataFrame(band_table(vc, float(np.prod(vol.spacing))))
+        c2.dataframe(table, hide_index=True, key="histogram_band_table",
+                     column_config={"Fraction (%)": st.column_config.NumberColumn(format="%.2f"),
+                                    "Volume (mL)": st.column_config.NumberColumn(format="%.1f")})
+    return table
+
+
+def csv_downloads(counts: np.ndarray, edges: np.ndarray, stats: dict, bands: pd.DataFrame | None, scope_name: str) -> None:
+    idx = state.current_index()
+    bins = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
+    buf = io.StringIO()
+    pd.DataFrame(list(stats.items()), columns=["statistic", "value"]).to_csv(buf, index=False)
+    if bands is not None:
+        buf.write("\n")
+        bands.to_csv(buf, index=False)
+    safe = scope_name.lower().replace(" ", "_")
+    c1, c2 = st.columns(2)
+    c1.download_button("Download the bins (CSV)", bins.to_csv(index=False), f"histogram_series{idx + 1}_{safe}.csv",
+                       "text/csv", key="histogram_dl_bins", icon=":material/download:")
+    c2.download_button("Download the statistics (CSV)", buf.getvalue(), f"statistics_series{idx + 1}_{safe}.csv",
+                       "text/csv", key="histogram_dl_stats", icon=":material/download:")
+
+
+def overlay_ui(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -> tuple[str, np.ndarray] | None:
+    """Another series of the study, of the same modality, drawn as a line for comparison."""
+    study = state.study()
+    current = state.current_index()
+    others = [i for i, v in enumerate(study.volumes) if i != current and v.modality == vol.modality]
+    if not others:
+        return None
+    from core.privacy import display_description
+
+    options = [None, *others]
+    choice = st.selectbox(
+        "Overlay another series", options, key=OVERLAY,
+        format_func=lambda i: "None" if i is None else display_description(study.volumes[i], i, show_phi=state.show_phi()),
+        help="Compare kernels or phases: both are drawn as % of their voxels. The whole volume of the other series.",
+    )
+    if choice is None:
+        return None
+    other = study.volumes[choice]
+    ocounts, _, _, _, _ = histogram_of(other, Scope("volume"), bw, rng)
+    return f"Series {choice + 1}", ocounts

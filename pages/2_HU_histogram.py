@@ -1,0 +1,30 @@
+"""HU histogram: the tissue distribution of the current series, banded, with statistics."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import explorer, histogram_ui
+from dashboard.frame import page_frame
+
+vol = page_frame("HU histogram", needs_volume=True)
+
+st.title("HU histogram")
+st.caption(
+    "How many voxels hold each value. Tissue bands are approximate ranges at 120 kVp (air below -950, lung "
+    "-950 to -500, fat -190 to -30, water and fluid -30 to 20, soft tissue 20 to 80, blood with contrast 80 to "
+    "300, cancellous bone 300 to 700, cortical bone above 700 HU); scanners and kernels shift them by tens of HU."
+)
+histogram_ui.init(vol)
+scope, bin_width, hu_range, log, cumulative, bands = histogram_ui.controls_ui(vol)
+counts, edges, stats, vc, n_pad = histogram_ui.histogram_of(vol, scope, bin_width, hu_range)
+overlay = histogram_ui.overlay_ui(vol, scope, bin_width, hu_range)
+unit = vol.units or "value"
+window = explorer.current_window()
+fig = histogram_ui.figure(counts, edges, log=log, cumulative=cumulative, bands=bands, window=window, unit=unit,
+                          overlay=overlay)
+histogram_ui.chart_ui(fig)
+if vol.units == "HU":
+    histogram_ui.band_window_ui()
+table = histogram_ui.stats_tables(stats, vc, vol, n_pad, unit)
+histogram_ui.csv_downloads(counts, edges, stats, table, st.session_state[histogram_ui.SCOPE])

@@ -1,0 +1,105 @@
+"""AppTest of the HU histogram page, every scope, by widget keys."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import LABELS, sample_ct, sample_labels
+from core.histogram import hu_histogram, value_counts
+from dashboard.histogram_ui import figure
+from tests.test_app_pages import page_test
+
+ROOT = Path(__file__).resolve().parents[1]
+PAGE = ROOT / "pages" / "2_HU_histogram.py"
+
+
+@pytest.fixture
+def at():
+    at = page_test(PAGE).run()
+    assert not at.exception
+    return at
+
+
+def _table(at, column):
+    for df in at.dataframe:
+        if column in df.value.columns:
+            return df.value
+    raise AssertionError(column)
+
+
+def _caption(at):
+    return next(c.value for c in at.caption if "voxels counted" in c.value)
+
+
+def test_whole_volume_counts_and_padding(at):
+    lab = sample_labels()
+    n_pad = int((lab == LABELS["outside scan circle"]).sum())
+    assert _caption(at) == f"{lab.size - n_pad:,} voxels counted; {n_pad:,} padding voxels (outside the scan circle) left out."
+    bands = _table(at, "Band").set_index("Band")
+    assert bands.loc["Lung", "Voxels"] == int((lab == LABELS["lung"]).sum())
+
+
+@pytest.mark.parametrize("scope,expected", [("Current slice", 1), ("Slab of slices", 11)])
+def test_slice_and_slab_scopes(at, scope, expected):
+    at.radio(key="histogram_scope").set_value(scope).run()
+    assert not at.exception
+    lab = sample_labels()
+    per_slice = lab[0].size
+    k = 60
+    inside = int((lab[k - expected // 2:k + expected // 2 + 1] != 0).sum())
+    assert _caption(at).startswith(f"{inside:,} voxels counted")
+    assert inside <= expected * per_slice
+
+
+def test_roi_scope_uses_the_explorer_box(at):
+    at.radio(key="histogram_scope").set_value("Explorer ROI box").run()
+    assert any("No ROI box yet" in i.value for i in at.info)
+    at.session_state["explorer_roi_on"] = True
+    at.session_state["explorer_roi_rows"] = (100, 110)
+    at.session_state["explorer_roi_cols"] = (120, 125)
+    at.session_state["explorer_k"] = 60
+    at.run()
+    assert not at.exception
+    assert _caption(at).startswith("50 voxels counted")
+
+
+def test_bins_range_and_classic(at):
+    at.number_input(key="histogram_bin_width").set_value(25.0).run()
+    at.slider(key="histogram_range").set_value((-1000.0, 1000.0)).run()
+    at.toggle(key="histogram_log").set_value(True).run()
+    at.toggle(key="histogram_cumulative").set_value(True).run()
+    assert not at.exception
+    at.button(key="histogram_classic").click().run()
+    assert at.session_state["histogram_bin_width"] == 25.0
+
+
+def test_band_sets_the_explorer_window(at):
+    at.selectbox(key="histogram_band_pick").set_value("Lung").run()
+    at.button(key="histogram_band_apply").click().run()
+    assert (at.session_state["explorer_center"], at.session_state["explorer_width"]) == (-725.0, 450.0)
+    assert at.session_state["explorer_preset"] == "Custom"
+
+
+class TestFigure:
+    def test_payload_is_pre_binned_and_small(self):
+        vol = sample_ct()
+        vc = value_counts(vol.voxels, padding=vol.padding)
+        counts, edges = hu_histogram(vc, bin_width=1, hu_range=(-1100, 3100))
+        fig = figure(counts, edges, log=True, cumulative=False, bands=True, window=(40, 400), unit="HU",
+                     overlay=("other", counts))
+        payload = fig.to_json()
+        assert len(payload.encode()) <= 100_000
+        data = json.loads(payload)["data"]
+        assert len(data[0]["y"]["bdata"] if isinstance(data[0]["y"], dict) else data[0]["y"]) > 0
+        assert len(fig.layout.shapes) == 9  # eight bands and the window
+
+    def test_counts_in_the_figure_are_the_histogram(self):
+        counts = np.array([3, 0, 5])
+        edges = np.array([0.0, 10, 20, 30])
+        fig = figure(counts, edges, log=False, cumulative=True, bands=False, window=None, unit="HU")
+        assert list(fig.data[0].y) == [3, 3, 8]
+        assert list(fig.data[0].x) == [5, 15, 25] and fig.data[0].width == 10
