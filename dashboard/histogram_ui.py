@@ -27,7 +27,7 @@ SCOPE, BIN_WIDTH, RANGE = "histogram_scope", "histogram_bin_width", "histogram_r
 LOG, CUMULATIVE, BANDS, OVERLAY, CHART = "histogram_log", "histogram_cumulative", "histogram_bands", "histogram_overlay", "histogram_chart"
 SLAB_SLICES = "histogram_slab_slices"
 PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES)
-SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box")
+SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box", "Segmented lungs")
 DEFAULT_RANGE = (-1100, 2000)
 
 
@@ -85,6 +85,11 @@ def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, b
                     "Showing the whole volume meanwhile.")
         else:
             scope = Scope("roi", index=roi[1], axis=roi[0], box=roi[2])
+    elif kind == "Segmented lungs":
+        if vol.units != "HU" or vol.shape[0] < 2:
+            st.info("Lung segmentation needs a CT volume in HU. Showing the whole volume meanwhile.")
+        else:
+            scope = Scope("lungs")
     lo, hi = _range_limits(vol)
     unit = "HU" if vol.units == "HU" else (vol.units or "value")
     d1, d2, d3 = st.columns([1, 1, 2])
@@ -105,6 +110,8 @@ def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | N
         hi = min(vol.shape[0], scope.index + scope.half + 1)
         pad = None if vol.padding is None else vol.padding[lo:hi]
         return vol.voxels[lo:hi], pad
+    if scope.kind == "lungs":
+        return vol.voxels, None
     if scope.kind == "roi":
         r0, r1, c0, c1 = scope.box
         plane = slab(vol.voxels, scope.axis, scope.index)[r0:r1, c0:c1]
@@ -115,9 +122,15 @@ def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | N
 
 
 @st.cache_resource(scope="session", max_entries=16, show_spinner=False)
-def counts_for(_vol: Volume, vol_key: tuple, scope: Scope) -> tuple[ValueCounts | None, np.ndarray | None, int]:
+def counts_for(_vol: Volume, key: tuple, scope: Scope) -> tuple[ValueCounts | None, np.ndarray | None, int]:
     """Value counts of a scope (integer volumes), or the values themselves (float), and padding left out."""
     v, pad = _scope_voxels(_vol, scope)
+    if scope.kind == "lungs":
+        from dashboard.iso_ui import lungs_for
+
+        with st.spinner("Segmenting the lungs…"):
+            lungs, _ = lungs_for(_vol, key)
+        return value_counts(v, mask=lungs), None, 0
     n_pad = 0
     if pad is not None:
         n_pad = int(np.unpackbits(pad, axis=-1, count=v.shape[-1]).sum())
@@ -127,12 +140,8 @@ def counts_for(_vol: Volume, vol_key: tuple, scope: Scope) -> tuple[ValueCounts 
     return None, np.asarray(values, dtype=np.float32).ravel(), n_pad
 
 
-def vol_key(vol: Volume) -> tuple:
-    return (vol.series_uid, vol.shape, vol.spacing, id(vol.voxels))
-
-
 def histogram_of(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]):
-    vc, values, n_pad = counts_for(vol, vol_key(vol), scope)
+    vc, values, n_pad = counts_for(vol, state.volume_key(vol), scope)
     counts, edges = hu_histogram(vc if vc is not None else values, bin_width=bw, hu_range=rng)
     stats = value_statistics(vc) if vc is not None else array_statistics(values)
     return counts, edges, stats, vc, n_pad

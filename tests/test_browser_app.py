@@ -180,3 +180,16 @@ def test_histogram_renders_and_a_click_sets_the_window(page, app_url):
     page.mouse.click(pos["x"], pos["y"])
     page.get_by_text("Explorer window set to the lung band").wait_for(timeout=30_000)
     _no_exception(page)
+
+
+def test_isosurface_renders(page, app_url):
+    page.goto(app_url + "/Isosurface_3D")
+    _wait_idle(page)
+    page.get_by_text("Show the 3D surface").click()
+    page.locator(".js-plotly-plot .gl-container canvas").first.wait_for(timeout=60_000)
+    _wait_idle(page)
+    page.wait_for_timeout(1500)
+    _no_exception(page)
+    assert page.get_by_text("Triangles").is_visible()
+    shot = page.locator(".js-plotly-plot").first.screenshot()
+    assert _is_not_blank(shot)

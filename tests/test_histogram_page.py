@@ -103,3 +103,14 @@ class TestFigure:
         fig = figure(counts, edges, log=False, cumulative=True, bands=False, window=None, unit="HU")
         assert list(fig.data[0].y) == [3, 3, 8]
         assert list(fig.data[0].x) == [5, 15, 25] and fig.data[0].width == 10
+
+
+def test_lungs_scope_counts_the_segmented_lungs(at):
+    at.radio(key="histogram_scope").set_value("Segmented lungs").run()
+    assert not at.exception
+    lab = sample_labels()
+    truth = int(((lab == LABELS["lung"]) | (lab == LABELS["vessel"])).sum())
+    n = int(_caption(at).split()[0].replace(",", ""))
+    assert abs(n - truth) / truth < 0.01
+    bands = _table(at, "Band").set_index("Band")
+    assert bands.loc["Lung", "Fraction (%)"] > 95
