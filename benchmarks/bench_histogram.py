@@ -25,16 +25,11 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     args = ap.parse_args()
 
-    from core import sample_ct
     from core.histogram import bin_edges, hu_histogram, value_counts
     from dashboard.histogram_ui import figure
+    from tests.factory import sample_at_full_size
 
-    src = sample_ct().voxels
-    zi = np.linspace(0, src.shape[0] - 1, 300).round().astype(int)
-    yi = np.linspace(0, src.shape[1] - 1, 512).round().astype(int)
-    vol = np.ascontiguousarray(src[zi][:, yi][:, :, yi])
-    rng = np.random.default_rng(0)
-    vol = (vol + rng.integers(-5, 6, vol.shape, dtype=np.int16)).astype(np.int16)
+    vol = sample_at_full_size(noise=5)
     edges = bin_edges(10, (-1100, 2000))
     n_bins = len(edges) - 1
     methods = {

@@ -58,14 +58,11 @@ def main() -> None:
 
     from skimage.measure import marching_cubes
 
-    from core import Volume, sample_ct
+    from core import Volume
     from core.isosurface import extract_isosurface
+    from tests.factory import sample_at_full_size
 
-    src = sample_ct().voxels
-    zi = np.linspace(0, src.shape[0] - 1, 300).round().astype(int)
-    yi = np.linspace(0, src.shape[1] - 1, 512).round().astype(int)
-    vox = np.ascontiguousarray(src[zi][:, yi][:, :, yi])
-    vox = (vox + np.random.default_rng(0).integers(-20, 21, vox.shape, dtype=np.int16)).astype(np.int16)
+    vox = sample_at_full_size(noise=20)
     spacing = (1.0, 0.7, 0.7)
     vol = Volume(voxels=vox, spacing=spacing, series_uid="bench", modality="CT", units="HU")
     print(f"512x512x300 int16 CT, spacing {spacing} mm; median of {args.runs} runs, alternating")

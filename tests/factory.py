@@ -138,3 +138,17 @@ def write_ct_folder(folder, *, slices: int = 300, size: int = 512, seed: int = 0
         path.write_bytes(data)
         paths.append(path)
     return paths
+
+
+def sample_at_full_size(*, slices: int = 300, size: int = 512, noise: int = 0, seed: int = 0) -> np.ndarray:
+    """The built-in sample resampled (nearest) to ``slices`` x ``size`` x ``size`` int16 HU, plus noise."""
+    from core import sample_ct
+
+    src = sample_ct().voxels
+    zi = np.linspace(0, src.shape[0] - 1, slices).round().astype(int)
+    yi = np.linspace(0, src.shape[1] - 1, size).round().astype(int)
+    xi = np.linspace(0, src.shape[2] - 1, size).round().astype(int)
+    vol = np.ascontiguousarray(src[zi][:, yi][:, :, xi])
+    if noise:
+        vol += np.random.default_rng(seed).integers(-noise, noise + 1, vol.shape, dtype=np.int16)
+    return vol
