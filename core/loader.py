@@ -359,6 +359,7 @@ def _volume_from(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -
         invert=header.photometric == "MONOCHROME1",
         units=units,
         source_names=tuple(fr.name for fr in plan.frames),
+        slice_headers=tuple(headers[fr.entry].dataset for fr in plan.frames),
     )
 
 

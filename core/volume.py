@@ -52,6 +52,9 @@ class Volume:
         ``"HU"`` for CT, else the unit of the modality values if known, else ``""``.
     source_names : tuple of str
         Name of the file (and frame) each slice came from. May hold PHI.
+    slice_headers : tuple of pydicom.Dataset
+        The header (no pixel data) each slice came from, for the tag browser and the
+        de-identified export; a multi-frame file's header appears once per frame. Holds PHI.
     """
 
     voxels: np.ndarray
@@ -70,6 +73,7 @@ class Volume:
     invert: bool = False
     units: str = ""
     source_names: tuple[str, ...] = ()
+    slice_headers: tuple[Any, ...] = ()
 
     def __post_init__(self) -> None:
         if self.voxels.ndim != 3:

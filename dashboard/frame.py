@@ -58,9 +58,9 @@ def keep_widget_state() -> None:
     Streamlit drops a widget's value when a run does not draw the widget; values the
     script itself assigned are kept, so every settings key is re-assigned on each run.
     """
-    from dashboard import explorer, histogram_ui, iso_ui
+    from dashboard import details_ui, explorer, histogram_ui, iso_ui
 
-    for key in (*explorer.PERSISTENT, *histogram_ui.PERSISTENT, *iso_ui.PERSISTENT):
+    for key in (*explorer.PERSISTENT, *histogram_ui.PERSISTENT, *iso_ui.PERSISTENT, *details_ui.PERSISTENT):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 

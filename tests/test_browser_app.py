@@ -193,3 +193,23 @@ def test_isosurface_renders(page, app_url):
     assert page.get_by_text("Triangles").is_visible()
     shot = page.locator(".js-plotly-plot").first.screenshot()
     assert _is_not_blank(shot)
+
+
+def test_details_page_hides_the_patient_name(page, app_url, tmp_path):
+    paths = []
+    for name, data in ct_series(ramp_volume((3, 16, 12)), patient_name="HIDDEN^PATIENTNAME"):
+        p = tmp_path / name.replace("/", "_")
+        p.write_bytes(data)
+        paths.append(str(p))
+    page.goto(app_url)
+    _wait_idle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
+    page.get_by_text("3 uploaded files: 1 series found").wait_for(timeout=60_000)
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Study details and privacy").click()
+    page.get_by_role("heading", name="Tags").wait_for()
+    _wait_idle(page)
+    _no_exception(page)
+    assert "HIDDEN" not in page.content()
+    page.locator('[data-testid="stSidebar"]').get_by_text("Show patient information (PHI)").click()
+    _wait_idle(page)
+    page.get_by_text("Patient: HIDDEN^PATIENTNAME").wait_for()

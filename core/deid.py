@@ -1,0 +1,260 @@
+"""De-identified export: a series as DICOM files, PS3.15 Basic Profile, built in memory.
+
+The profile's tables come from dicom-anonymizer (KitwareMedical), which encodes PS3.15
+Annex E action by action (X remove, Z empty, D dummy, U new UID, and their combinations)
+for the standard's 2024b edition. Two of its defaults are replaced here: UIDs are remapped
+through a map local to one export (the library keeps a process-wide map, which would link
+exports of different users), and dates may be shifted by a whole number of days
+("Retain Longitudinal Temporal Information with Modified Dates" option) instead of blanked.
+"""
+
+from __future__ import annotations
+
+import copy
+import datetime
+import io
+import json
+import threading
+import zipfile
+from dataclasses import dataclass, field
+
+import numpy as np
+import pydicom
+from pydicom.dataset import Dataset, FileMetaDataset
+from pydicom.uid import (
+    CTImageStorage,
+    ExplicitVRLittleEndian,
+    MRImageStorage,
+    SecondaryCaptureImageStorage,
+    generate_uid,
+)
+
+__all__ = ["DeidReport", "deidentified_zip", "deidentify", "series_datasets", "summary_json"]
+
+# The library's UID map is a module global: exports take turns and it is emptied after each.
+_LIBRARY_LOCK = threading.Lock()
+
+_PIXEL_KEYWORDS = (
+    "PixelData", "FloatPixelData", "DoubleFloatPixelData", "NumberOfFrames", "PerFrameFunctionalGroupsSequence",
+    "SharedFunctionalGroupsSequence", "ModalityLUTSequence", "PixelPaddingRangeLimit", "LargestImagePixelValue",
+    "SmallestImagePixelValue", "DimensionIndexSequence", "DimensionOrganizationSequence",
+)
+
+
+@dataclass
+class DeidReport:
+    """What the export did, in words and numbers."""
+
+    files: int
+    uids_remapped: int
+    date_shift_days: int | None
+    warnings: list[str] = field(default_factory=list)
+    method: str = ""
+
+
+def _sop_class_for(modality: str, template: Dataset | None) -> str:
+    sop = str(template.get("SOPClassUID", "")) if template is not None else ""
+    multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
+    if sop and not multiframe and "Enhanced" not in pydicom.uid.UID(sop).name:
+        return sop
+    return {"CT": CTImageStorage, "MR": MRImageStorage}.get(modality, SecondaryCaptureImageStorage)
+
+
+def series_datasets(volume) -> list[Dataset]:
+    """The volume as classic single-frame DICOM datasets, one per slice, pixels from the voxels.
+
+    Each slice keeps its own header (so the result still holds PHI until de-identified);
+    geometry is written from the volume (ImagePositionPatient per slice), pixels as int16
+    with Rescale Slope 1 and Intercept 0 when the voxels are int16, so that loading the
+    files again gives identical voxels. Padding is written as -2000 with Pixel Padding
+    Value, so it is recognised again. Float volumes get a per-slice linear rescale.
+    """
+    n = volume.shape[0]
+    headers = volume.slice_headers if len(volume.slice_headers) == n else (volume.header,) * n
+    pad = volume.padding_mask() if volume.padding is not None else None
+    series_uid = volume.series_uid
+    out = []
+    for k in range(n):
+        template = headers[k]
+        ds = copy.deepcopy(template) if template is not None else Dataset()
+        for kw in _PIXEL_KEYWORDS:
+            if kw in ds:
+                del ds[kw]
+        sop_class = _sop_class_for(volume.modality, template)
+        multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
+        if template is None or multiframe or "SOPInstanceUID" not in ds:
+            ds.SOPInstanceUID = generate_uid()
+        ds.SOPClassUID = sop_class
+        ds.Modality = volume.modality
+        ds.SeriesInstanceUID = series_uid
+        if "StudyInstanceUID" not in ds:
+            ds.StudyInstanceUID = generate_uid(entropy_srcs=[series_uid, "study"])
+        if "PatientName" not in ds:
+            ds.PatientName = ""
+            ds.PatientID = ""
+        ds.InstanceNumber = k + 1
+        ds.ImagePositionPatient = [f"{x:.6g}" for x in volume.positions[k]]
+        ds.ImageOrientationPatient = [f"{x:.8g}" for x in (*volume.row_direction, *volume.col_direction)]
+        dz, dy, dx = volume.spacing
+        ds.PixelSpacing = [f"{dy:.8g}", f"{dx:.8g}"]
+        if "SliceThickness" not in ds:
+            ds.SliceThickness = f"{dz:.6g}"
+        ds.SamplesPerPixel = 1
+        ds.PhotometricInterpretation = "MONOCHROME1" if volume.invert else "MONOCHROME2"
+        ds.Rows, ds.Columns = volume.shape[1], volume.shape[2]
+        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+        values = volume.voxels[k]
+        if values.dtype == np.int16:
+            stored = values.copy()
+            slope, intercept = 1.0, 0.0
+        else:
+            lo, hi = float(values.min()), float(values.max())
+            slope = (hi - lo) / 65534.0 if hi > lo else 1.0
+            intercept = lo + 32767.0 * slope
+            stored = np.rint((values.astype(np.float64) - intercept) / slope).astype(np.int16)
+        if pad is not None and pad[k].any():
+            stored[pad[k]] = -2000
+            ds.PixelPaddingValue = -2000
+        elif "PixelPaddingValue" in ds:
+            del ds.PixelPaddingValue
+        ds.RescaleSlope = f"{slope:.10g}"
+        ds.RescaleIntercept = f"{intercept:.10g}"
+        if volume.units == "HU":
+            ds.RescaleType = "HU"
+        if volume.window is not None and "WindowCenter" not in ds:
+            ds.WindowCenter, ds.WindowWidth = f"{volume.window[0]:g}", f"{volume.window[1]:g}"
+        ds.PixelData = stored.astype("<i2").tobytes()
+        ds["PixelData"].VR = "OW"
+        ds.file_meta = FileMetaDataset()
+        ds.file_meta.MediaStorageSOPClassUID = sop_class
+        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+        out.append(ds)
+    return out
+
+
+def _shift_date(value: str, days: int) -> str:
+    text = str(value).strip()
+    if len(text) < 8:
+        return ""
+    try:
+        d = datetime.datetime.strptime(text[:8], "%Y%m%d").date() + datetime.timedelta(days=days)
+    except ValueError:
+        return ""
+    return d.strftime("%Y%m%d") + text[8:]
+
+
+def _remap_uids(item: Dataset, uid_map: dict[str, str]) -> None:
+    """Replace every UID in ``item`` (sequences included) through ``uid_map``, except class UIDs."""
+    for elem in item:
+        if elem.VR == "SQ":
+            for sub in elem.value:
+                _remap_uids(sub, uid_map)
+        elif elem.VR == "UI" and elem.value and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID":
+            values = elem.value if isinstance(elem.value, pydicom.multival.MultiValue) else [elem.value]
+            new = [uid_map.setdefault(str(v), str(generate_uid())) for v in values]
+            elem.value = new if len(new) > 1 else new[0]
+
+
+def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -> DeidReport:
+    """De-identify datasets in place with the PS3.15 Basic Application Level Confidentiality Profile.
+
+    Parameters
+    ----------
+    datasets : list of pydicom.Dataset
+        One series (or study): UIDs are remapped consistently across all of them.
+    date_shift_days : int, optional
+        Shift every date (DA, and the date of DT) by this many days instead of emptying or
+        replacing it, so that intervals between studies are kept.
+
+    Returns
+    -------
+    DeidReport
+        Includes warnings where pixels may carry burned-in text.
+    """
+    from dicomanonymizer import simpledicomanonymizer as sda
+
+    uid_map: dict[str, str] = {}
+    warnings: list[str] = []
+    base = sda.initialize_actions_2024b()
+
+    def keep_uid_for_later(dataset: Dataset, tag: tuple[int, int]) -> None:
+        # U actions: remapped below, with this export's own map.
+        return None
+
+    def shift(dataset: Dataset, tag: tuple[int, int]) -> None:
+        elem = dataset.get(tag)
+        if elem is not None and elem.value:
+            elem.value = _shift_date(elem.value, date_shift_days)  # type: ignore[arg-type]
+
+    uid_actions = {sda.replace_UID, sda.delete_or_empty_or_replace_UID}
+    extra = {tag: keep_uid_for_later for tag, action in base.items() if action in uid_actions and len(tag) == 2}
+    burned = False
+    methods: list[str] = []
+    with _LIBRARY_LOCK:
+        try:
+            for ds in datasets:
+                if str(ds.get("BurnedInAnnotation", "")).upper() == "YES" or str(ds.get("SOPClassUID", "")).startswith(
+                        "1.2.840.10008.5.1.4.1.1.7"):
+                    burned = True
+                rules = dict(extra)
+                if date_shift_days is not None:
+                    for elem in ds:
+                        tag = (elem.tag.group, elem.tag.element)
+                        if elem.VR in ("DA", "DT") and tag in base:
+                            rules[tag] = shift
+                sda.anonymize_dataset(ds, extra_anonymization_rules=rules, delete_private_tags=True,
+                                      base_rules_gen=sda.initialize_actions_2024b)
+                # Every UID still present (sequences included) gets this export's consistent new one.
+                _remap_uids(ds, uid_map)
+                ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
+                ds.PatientIdentityRemoved = "YES"
+                methods = ["PS3.15 Basic Profile (dicom-anonymizer, 2024b tables)"]
+                if date_shift_days is not None:
+                    methods.append("Retain Longitudinal Temporal: Modified Dates")
+                ds.DeidentificationMethod = methods if len(methods) > 1 else methods[0]
+        finally:
+            sda.dictionary.clear()
+    if burned:
+        warnings.append(
+            "Pixels may carry burned-in text (Burned In Annotation is YES, or this is a secondary capture): "
+            "de-identification cleans the header only. Check the images before sharing them."
+        )
+    return DeidReport(files=len(datasets), uids_remapped=len(uid_map), date_shift_days=date_shift_days,
+                      warnings=warnings, method="; ".join(methods) if datasets else "")
+
+
+def deidentified_zip(volume, *, date_shift_days: int | None = None) -> tuple[bytes, DeidReport]:
+    """The volume as a zip of de-identified DICOM files (``series/IM00001.dcm``, ...), in memory."""
+    datasets = series_datasets(volume)
+    report = deidentify(datasets, date_shift_days=date_shift_days)
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
+        for k, ds in enumerate(datasets):
+            out = io.BytesIO()
+            pydicom.dcmwrite(out, ds, enforce_file_format=True)
+            zf.writestr(f"series/IM{k + 1:05d}.dcm", out.getvalue())
+    return buf.getvalue(), report
+
+
+def summary_json(volume) -> str:
+    """Geometry and acquisition facts of a series, without PHI, as JSON."""
+    dz, dy, dx = volume.spacing
+    doc = {
+        "modality": volume.modality,
+        "shape": {"slices": volume.shape[0], "rows": volume.shape[1], "columns": volume.shape[2]},
+        "spacing_mm": {"between_slices": dz, "rows": dy, "columns": dx},
+        "orientation": {
+            "row_direction": [round(float(x), 6) for x in volume.row_direction],
+            "column_direction": [round(float(x), 6) for x in volume.col_direction],
+        },
+        "affine_lps": np.round(volume.affine, 6).tolist(),
+        "regular_grid": bool(volume.is_regular),
+        "gantry_tilt_degrees": round(volume.tilt_degrees, 3),
+        "values": {"dtype": str(volume.voxels.dtype), "units": volume.units,
+                   "min": float(volume.voxels.min()), "max": float(volume.voxels.max())},
+        "window": None if volume.window is None else {"center": volume.window[0], "width": volume.window[1]},
+        "acquisition": {k: v for k, v in volume.summary.items() if k not in ("Slices", "Rows", "Columns")},
+        "geometry_warnings": list(volume.warnings),
+    }
+    return json.dumps(doc, indent=2, default=str)

@@ -1,0 +1,76 @@
+"""The tag browser's rows: every element of a header, PHI masked, long and binary values summarised."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pydicom
+from pydicom.dataset import Dataset
+
+from core.privacy import MASK, is_phi
+
+__all__ = ["filter_rows", "tag_rows"]
+
+_BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
+
+
+def _value_text(elem: pydicom.DataElement, max_len: int) -> str:
+    if elem.VR == "SQ":
+        n = len(elem.value)
+        return f"Sequence of {n} item{'s' if n != 1 else ''}"
+    if elem.VR in _BINARY_VRS:
+        length = len(elem.value) if elem.value is not None else 0
+        return f"<{length} bytes of binary data>"
+    value = elem.value
+    if isinstance(value, (bytes, bytearray)):
+        return f"<{len(value)} bytes>"
+    text = "\\".join(str(v) for v in value) if isinstance(value, pydicom.multival.MultiValue) else str(value)
+    return text if len(text) <= max_len else f"{text[:max_len]}… ({len(text)} characters)"
+
+
+def tag_rows(ds: Dataset, *, show_phi: bool, nested: bool = True, max_value_len: int = 120) -> list[dict[str, Any]]:
+    """One row per element, in file order; sequence items follow their sequence, indented.
+
+    Values of PS3.15 Annex E attributes, and of private tags (which may hold anything),
+    are replaced by the mask unless ``show_phi``; so is everything nested inside them.
+    """
+    rows: list[dict[str, Any]] = []
+
+    def walk(item: Dataset, depth: int, path: str, masked: bool) -> None:
+        for elem in item:
+            keyword = elem.keyword or (elem.name if elem.tag.is_private else "")
+            private = elem.tag.is_private
+            # Instance UIDs are in Annex E too (action U): they link files back to the source.
+            uid = elem.VR == "UI" and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID"
+            hide = masked or (not show_phi and (is_phi(elem.keyword) or private or uid))
+            rows.append({
+                "Tag": f"({elem.tag.group:04X},{elem.tag.element:04X})",
+                "Name": ("    " * depth) + (elem.name if elem.name else keyword),
+                "Keyword": keyword,
+                "VR": elem.VR,
+                "Value": MASK if hide and elem.VR != "SQ" else _value_text(elem, max_value_len),
+                "Private": private,
+                "Path": f"{path}{keyword or elem.tag}",
+            })
+            if nested and elem.VR == "SQ":
+                for n, sub in enumerate(elem.value):
+                    walk(sub, depth + 1, f"{path}{keyword}[{n}] > ", hide)
+
+    walk(ds, 0, "", False)
+    return rows
+
+
+def filter_rows(rows: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+    """Rows whose tag, name, keyword or shown value contains ``query`` (case-insensitive).
+
+    Only the value as shown is searched, so a masked value cannot be found by searching.
+    """
+    q = query.strip().lower().replace(" ", "")
+    if not q:
+        return rows
+    out = []
+    for r in rows:
+        hay = f"{r['Tag']}{r['Tag'].replace('(', '').replace(')', '').replace(',', '')}{r['Name']}{r['Keyword']}{r['Value']}"
+        if q in hay.lower().replace(" ", ""):
+            out.append(r)
+    return out

@@ -1,0 +1,86 @@
+"""Study details and privacy: the tag browser, the de-identified export and the JSON summary."""
+
+from __future__ import annotations
+
+import pandas as pd
+import streamlit as st
+
+from core import Volume
+from core.deid import deidentified_zip, summary_json
+from core.tags import filter_rows, tag_rows
+from dashboard import state
+
+INSTANCE, SEARCH, NESTED = "details_instance", "details_search", "details_nested"
+SHIFT_ON, SHIFT_DAYS, EXPORT = "details_shift_on", "details_shift_days", "details_export"
+PERSISTENT = (INSTANCE, SEARCH, NESTED, SHIFT_ON, SHIFT_DAYS)
+
+
+def init(vol: Volume) -> None:
+    st.session_state.setdefault(INSTANCE, 1)
+    st.session_state.setdefault(SEARCH, "")
+    st.session_state.setdefault(NESTED, True)
+    st.session_state.setdefault(SHIFT_ON, False)
+    st.session_state.setdefault(SHIFT_DAYS, -100)
+    if st.session_state[INSTANCE] > vol.shape[0]:
+        st.session_state[INSTANCE] = 1
+
+
+def header_of(vol: Volume, number: int):
+    if len(vol.slice_headers) == vol.shape[0]:
+        return vol.slice_headers[number - 1]
+    return vol.header
+
+
+def tag_browser_ui(vol: Volume, *, show_phi: bool) -> None:
+    c1, c2, c3 = st.columns([1, 2, 1])
+    n = vol.shape[0]
+    number = c1.number_input(f"Slice (1 to {n})", 1, n, key=INSTANCE) if n > 1 else 1
+    query = c2.text_input("Search by tag, keyword or value", key=SEARCH, placeholder="e.g. 0028, Rescale, HU")
+    nested = c3.toggle("Show sequence items", key=NESTED)
+    ds = header_of(vol, int(number))
+    if ds is None:
+        st.info("This series has no DICOM header (it is the built-in synthetic sample).")
+        return
+    rows = filter_rows(tag_rows(ds, show_phi=show_phi, nested=nested), query)
+    st.caption(f"{len(rows)} element(s) shown. Private tags are marked; binary and long values are summarised"
+               + ("" if show_phi else "; patient information is hidden (see the sidebar)") + ".")
+    st.dataframe(pd.DataFrame(rows, columns=["Tag", "Name", "VR", "Value", "Private", "Path"]), hide_index=True,
+                 key="details_tags", height=480,
+                 column_config={"Private": st.column_config.CheckboxColumn(), "Path": None})
+
+
+def export_ui(vol: Volume) -> None:
+    """Build the de-identified zip on request, then offer it for download."""
+    c1, c2 = st.columns([1, 1])
+    shift_on = c1.toggle("Shift dates instead of removing them", key=SHIFT_ON,
+                         help="Keeps intervals between dates (PS3.15 'Retain Longitudinal Temporal Information with "
+                         "Modified Dates'). Use the same shift for every series of one patient.")
+    days = c2.number_input("Shift by (days)", -36500, 36500, key=SHIFT_DAYS, disabled=not shift_on)
+    settings = (state.volume_key(vol), bool(shift_on), int(days))
+    if st.button("Prepare the de-identified series", key="details_prepare", icon=":material/shield:"):
+        with st.spinner("De-identifying…"):
+            data, report = deidentified_zip(vol, date_shift_days=int(days) if shift_on else None)
+        st.session_state[EXPORT] = (settings, data, report)
+    prepared = st.session_state.get(EXPORT)
+    if prepared is None or prepared[0] != settings:
+        st.caption("Nothing is written to disk: the zip is built in memory for this session.")
+        return
+    _, data, report = prepared
+    for w in report.warnings:
+        st.warning(w, icon=":material/warning:")
+    st.success(f"{report.files} files de-identified ({report.method}); {report.uids_remapped} UIDs remapped "
+               f"consistently" + (f"; dates shifted by {report.date_shift_days} days." if report.date_shift_days
+                                  is not None else "; dates removed or emptied."))
+    idx = state.current_index()
+    st.download_button("Download the de-identified series (.zip)", data, f"deidentified_series{idx + 1}.zip",
+                       "application/zip", key="details_dl_zip", icon=":material/download:")
+
+
+def summary_ui(vol: Volume) -> None:
+    idx = state.current_index()
+    text = summary_json(vol)
+    st.download_button("Download a JSON summary (geometry and acquisition, no PHI)", text,
+                       f"series{idx + 1}_summary.json", "application/json", key="details_dl_json",
+                       icon=":material/data_object:")
+    with st.popover("Preview the summary"):
+        st.code(text, language="json")

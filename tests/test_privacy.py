@@ -1,0 +1,190 @@
+"""De-identification (PS3.15 Basic Profile action classes), the tag browser rows, PHI masking."""
+
+from __future__ import annotations
+
+import io
+import json
+import zipfile
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.sequence import Sequence
+
+from core import load_series, sample_ct
+from core.deid import deidentified_zip, deidentify, series_datasets, summary_json
+from core.privacy import MASK
+from core.tags import filter_rows, tag_rows
+from tests.factory import ct_series, ramp_volume
+
+PHI = {
+    "PatientName": "SECRET^PATIENT",
+    "PatientBirthDate": "19700101",
+    "StudyDate": "20240115",
+    "InstitutionName": "General Hospital",
+    "AccessionNumber": "ACC123",
+    "ReferringPhysicianName": "DR^WHO",
+    "SeriesDescription": "CHEST secret protocol",
+    "OperatorsName": "TECH^ONE",
+    "StudyID": "S-77",
+}
+
+
+def _volume(n=4, **extra):
+    files = ct_series(ramp_volume((n, 16, 12)), patient_name=PHI["PatientName"],
+                      extra={k: v for k, v in {**PHI, **extra}.items() if k != "PatientName"})
+    return load_series(files).volumes[0]
+
+
+@pytest.fixture
+def exported():
+    vol = _volume()
+    data, report = deidentified_zip(vol)
+    zf = zipfile.ZipFile(io.BytesIO(data))
+    dss = [pydicom.dcmread(io.BytesIO(zf.read(n))) for n in sorted(zf.namelist())]
+    return vol, data, report, dss
+
+
+class TestProfileActions:
+    def test_remove_x(self, exported):
+        _, _, _, dss = exported
+        for ds in dss:
+            assert "SeriesDescription" not in ds  # X in the 2024b tables
+            # X/Z/D: removed, emptied or a dummy, never the original.
+            assert str(ds.get("OperatorsName", "")) in ("", "ANONYMIZED")
+
+    def test_empty_z(self, exported):
+        _, _, _, dss = exported
+        for ds in dss:
+            assert ds.PatientName == "" and ds.AccessionNumber == "" and ds.ReferringPhysicianName == ""
+
+    def test_dummy_d(self, exported):
+        _, _, _, dss = exported
+        for ds in dss:
+            assert ds.InstitutionName in ("", "ANONYMIZED") and "General" not in str(ds.InstitutionName)
+
+    def test_uids_remapped_consistently(self, exported):
+        vol, _, report, dss = exported
+        series = {str(ds.SeriesInstanceUID) for ds in dss}
+        study = {str(ds.StudyInstanceUID) for ds in dss}
+        assert len(series) == 1 and len(study) == 1
+        assert series != {vol.series_uid} and study != {"1.2.3.4.5"}
+        assert len({str(ds.SOPInstanceUID) for ds in dss}) == len(dss)
+        assert all(ds.file_meta.MediaStorageSOPInstanceUID == ds.SOPInstanceUID for ds in dss)
+        assert str(dss[0].SOPClassUID) == pydicom.uid.CTImageStorage  # class UIDs are kept
+        assert report.uids_remapped == 2 + len(dss)  # study, series and one per instance
+
+    def test_no_phi_anywhere_in_the_files(self, exported):
+        _, data, _, dss = exported
+        raw = b"".join(zipfile.ZipFile(io.BytesIO(data)).read(n) for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+        for value in PHI.values():
+            assert value.encode() not in raw, value
+        assert all(ds.PatientIdentityRemoved == "YES" for ds in dss)
+
+    def test_private_tags_removed_and_library_map_emptied(self):
+        from dicomanonymizer import simpledicomanonymizer as sda
+
+        vol = _volume()
+        dss = series_datasets(vol)
+        block = dss[0].private_block(0x0011, "ACME", create=True)
+        block.add_new(0x01, "LO", "SECRET^PATIENT")
+        deidentify(dss)
+        assert not any(e.tag.is_private for e in dss[0])
+        assert sda.dictionary == {}
+
+    def test_uids_in_sequences_are_remapped(self):
+        vol = _volume()
+        dss = series_datasets(vol)
+        item = Dataset()
+        item.ReferencedSOPClassUID = pydicom.uid.CTImageStorage
+        item.ReferencedSOPInstanceUID = str(dss[1].SOPInstanceUID)
+        dss[0].SourceImageSequence = Sequence([item])
+        deidentify(dss)
+        if "SourceImageSequence" in dss[0]:
+            ref = dss[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+            assert ref == dss[1].SOPInstanceUID  # still points at the same (renamed) image
+
+    def test_date_shift(self):
+        vol = _volume()
+        data, report = deidentified_zip(vol, date_shift_days=-30)
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        ds = pydicom.dcmread(io.BytesIO(zf.read(zf.namelist()[0])))
+        assert ds.StudyDate == "20231216" and report.date_shift_days == -30
+        assert "Modified Dates" in report.method
+
+    def test_burned_in_annotation_warning(self):
+        vol = _volume(BurnedInAnnotation="YES")
+        _, report = deidentified_zip(vol)
+        assert report.warnings and "burned-in text" in report.warnings[0]
+
+
+class TestRoundTrip:
+    def test_identical_voxels_and_geometry(self, exported):
+        vol, data, _, _ = exported
+        back = load_series([("export.zip", data)]).volumes[0]
+        np.testing.assert_array_equal(back.voxels, vol.voxels)
+        np.testing.assert_allclose(back.affine, vol.affine, atol=1e-5)
+        assert back.spacing == vol.spacing
+
+    def test_sample_with_padding_round_trips(self):
+        vol = sample_ct()
+        data, _ = deidentified_zip(vol)
+        back = load_series([("sample.zip", data)]).volumes[0]
+        np.testing.assert_array_equal(back.voxels, vol.voxels)
+        np.testing.assert_array_equal(back.padding_mask(), vol.padding_mask())
+
+    def test_tilted_series_keeps_its_positions(self):
+        tilt = np.tan(np.radians(12))
+        positions = np.array([[0, k * 2 * tilt, 2.0 * k] for k in range(5)])
+        vol = load_series(ct_series(ramp_volume((5, 8, 8)), positions=positions)).volumes[0]
+        back = load_series([("t.zip", deidentified_zip(vol)[0])]).volumes[0]
+        np.testing.assert_allclose(back.positions, vol.positions, atol=1e-4)
+        assert back.tilt_degrees == pytest.approx(vol.tilt_degrees, abs=1e-3)
+
+
+class TestTagRows:
+    def test_phi_masked_unless_shown(self):
+        vol = _volume()
+        hidden = tag_rows(vol.header, show_phi=False)
+        by_kw = {r["Keyword"]: r for r in hidden}
+        assert by_kw["PatientName"]["Value"] == MASK and by_kw["SeriesInstanceUID"]["Value"] == MASK
+        assert by_kw["Modality"]["Value"] == "CT" and by_kw["SOPClassUID"]["Value"] == pydicom.uid.CTImageStorage
+        shown = {r["Keyword"]: r for r in tag_rows(vol.header, show_phi=True)}
+        assert shown["PatientName"]["Value"] == "SECRET^PATIENT"
+
+    def test_search_never_finds_a_masked_value(self):
+        rows = tag_rows(_volume().header, show_phi=False)
+        assert filter_rows(rows, "SECRET") == []
+        assert [r["Keyword"] for r in filter_rows(rows, "0010,0010")] == ["PatientName"]
+        assert [r["Keyword"] for r in filter_rows(rows, "rescale slope")] == ["RescaleSlope"]
+
+    def test_sequences_private_and_binary(self):
+        ds = Dataset()
+        item = Dataset()
+        item.PatientName = "NESTED^NAME"
+        item.CodeValue = "123"
+        ds.OtherPatientIDsSequence = Sequence([item])
+        ds.add_new(0x00091001, "OB", b"\x00" * 300)
+        ds.ImageComments = "x" * 500
+        rows = tag_rows(ds, show_phi=True)
+        seq = next(r for r in rows if r["Keyword"] == "OtherPatientIDsSequence")
+        assert seq["Value"] == "Sequence of 1 item"
+        nested = next(r for r in rows if r["Keyword"] == "CodeValue")
+        assert nested["Name"].startswith("    ") and nested["Path"].startswith("OtherPatientIDsSequence[0] > ")
+        priv = next(r for r in rows if r["Private"])
+        assert priv["Value"] == "<300 bytes of binary data>"
+        long = next(r for r in rows if r["Keyword"] == "ImageComments")
+        assert long["Value"].endswith("(500 characters)")
+        hidden = tag_rows(ds, show_phi=False)
+        assert all(r["Value"] == MASK for r in hidden if r["Keyword"] in ("PatientName", "CodeValue"))
+        assert not any("NESTED" in r["Value"] for r in hidden)
+
+
+def test_summary_json_has_no_phi():
+    vol = _volume()
+    text = summary_json(vol)
+    doc = json.loads(text)
+    assert doc["shape"] == {"slices": 4, "rows": 16, "columns": 12}
+    for value in PHI.values():
+        assert value not in text
