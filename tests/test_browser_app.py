@@ -213,3 +213,15 @@ def test_details_page_hides_the_patient_name(page, app_url, tmp_path):
     page.locator('[data-testid="stSidebar"]').get_by_text("Show patient information (PHI)").click()
     _wait_idle(page)
     page.get_by_text("Patient: HIDDEN^PATIENTNAME").wait_for()
+
+
+def test_face_detection_page(page, app_url):
+    page.goto(app_url + "/Face_detection")
+    _wait_idle(page)
+    page.get_by_text("1 face found").wait_for()
+    _no_exception(page)
+    img = page.locator('[data-testid="stImage"] img').first
+    assert _is_not_blank(img.screenshot())
+    page.get_by_role("button", name="Check the current CT for a recognisable face").click()
+    page.get_by_text("Not checked: no head in this volume").wait_for(timeout=30_000)
+    _no_exception(page)

@@ -1,0 +1,204 @@
+"""The face detection page: photo input, detector settings, anonymisation, the CT privacy check."""
+
+from __future__ import annotations
+
+import io
+import time
+
+import cv2
+import numpy as np
+import pandas as pd
+import streamlit as st
+
+from core import Volume
+from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored, has_head, privacy_check
+from dashboard import state
+from dashboard.images import png_bytes
+
+SOURCE, SAMPLE, UPLOAD = "faces_source", "faces_sample", "faces_upload"
+CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES = (
+    "faces_cascade", "faces_scale", "faces_neighbors", "faces_min_size", "faces_equalize", "faces_eyes")
+METHOD, STRENGTH, EXTRA = "faces_method", "faces_strength", "faces_extra_boxes"
+CHECK = "faces_ct_check"
+PERSISTENT = (SOURCE, SAMPLE, CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES, METHOD, STRENGTH, EXTRA)
+SAMPLES = {"Astronaut (Eileen Collins)": "astronaut", "Cameraman": "camera", "Cat (Chelsea)": "chelsea",
+           "Coffee cup": "coffee"}
+MAX_PIXELS = 50_000_000
+
+
+def init() -> None:
+    for key, value in ((SOURCE, "Sample photo"), (SAMPLE, next(iter(SAMPLES))), (CASCADE, "frontalface_default"),
+                       (SCALE, 1.1), (NEIGHBORS, 5), (MINSIZE, 30), (EQUALIZE, False), (EYES, False),
+                       (METHOD, "blur"), (STRENGTH, 1.0), (EXTRA, "")):
+        st.session_state.setdefault(key, value)
+
+
+@st.cache_resource(show_spinner=False)
+def sample_image(name: str) -> np.ndarray:
+    """scikit-image's bundled sample photos (no download); shared: they are public images."""
+    import skimage.data
+
+    img = getattr(skimage.data, name)()
+    img.flags.writeable = False
+    return img
+
+
+def read_image(name: str, data: bytes) -> np.ndarray:
+    """A photo (PNG/JPEG) or a DICOM image (secondary capture, photo) as RGB or grey uint8, in memory.
+
+    Raises
+    ------
+    ValueError
+        With a message for the user when the file is not a readable image or is too large.
+    """
+    if len(data) >= 132 and data[128:132] == b"DICM":
+        import pydicom
+        from pydicom.pixels import pixel_array
+
+        try:
+            ds = pydicom.dcmread(io.BytesIO(data))
+            rows, cols = int(ds.Rows), int(ds.Columns)
+            if rows * cols > MAX_PIXELS:
+                raise ValueError(f"{name}: {cols} x {rows} pixels is above the limit of {MAX_PIXELS:,}")
+            arr = pixel_array(ds, index=0 if int(ds.get("NumberOfFrames") or 1) > 1 else None)
+        except (AttributeError, KeyError, TypeError, NotImplementedError, RuntimeError, OSError) as exc:
+            raise ValueError(f"{name}: the DICOM file has no image that can be decoded ({type(exc).__name__})") from None
+        return arr if arr.dtype == np.uint8 else cv2.normalize(arr, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+    from PIL import Image
+
+    try:
+        with Image.open(io.BytesIO(data)) as im:
+            if im.width * im.height > MAX_PIXELS:
+                raise ValueError(f"{name}: {im.width} x {im.height} pixels is above the limit of {MAX_PIXELS:,}")
+            return np.asarray(im.convert("RGB"))
+    except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
+        raise ValueError(f"{name}: not a PNG, JPEG or DICOM image ({type(exc).__name__})") from None
+
+
+def source_ui() -> tuple[np.ndarray | None, str]:
+    """The photo to work on, and a safe base name for downloads."""
+    choice = st.radio("Photo", ["Sample photo", "Upload"], key=SOURCE, horizontal=True)
+    if choice == "Sample photo":
+        name = st.selectbox("Sample", list(SAMPLES), key=SAMPLE)
+        return sample_image(SAMPLES[name]), SAMPLES[name]
+    up = st.file_uploader("A PNG, JPEG or DICOM image", type=["png", "jpg", "jpeg", "dcm", "dicom"], key=UPLOAD)
+    if up is None:
+        st.info("Upload a photo, or use a sample photo.")
+        return None, "upload"
+    try:
+        return read_image(up.name, up.getvalue()), "upload"
+    except ValueError as exc:
+        st.error(f"{exc}. Upload a PNG, JPEG or DICOM image.")
+        return None, "upload"
+
+
+def settings_ui() -> dict:
+    c1, c2, c3, c4 = st.columns(4)
+    cascade = c1.selectbox("Cascade", [c for c in CASCADES if c != "eye"], key=CASCADE,
+                           help="Lienhart's frontal face detectors (default, alt, alt2) and the profile detector.")
+    scale = c2.slider("Scale factor", 1.01, 1.5, step=0.01, key=SCALE,
+                      help="Step between searched face sizes: smaller finds more, slower.")
+    neighbors = c3.slider("Min neighbours", 0, 15, key=NEIGHBORS,
+                          help="Overlapping hits needed to keep a face: higher means fewer false faces.")
+    min_size = c4.slider("Min face size (px)", 10, 300, key=MINSIZE)
+    d1, d2 = st.columns(2)
+    equalize = d1.toggle("Equalise the histogram", key=EQUALIZE)
+    eyes = d2.toggle("Find eyes in each face", key=EYES)
+    return dict(cascade=cascade, scale_factor=float(scale), min_neighbors=int(neighbors),
+                min_size=(int(min_size), int(min_size)), equalize=bool(equalize), eyes=bool(eyes))
+
+
+def draw_boxes(image: np.ndarray, boxes: np.ndarray, eyes: list[np.ndarray]) -> np.ndarray:
+    out = cv2.cvtColor(image, cv2.COLOR_GRAY2RGB) if image.ndim == 2 else np.array(image[:, :, :3], copy=True)
+    t = max(2, min(out.shape[:2]) // 250)
+    for n, (x, y, w, h) in enumerate(boxes):
+        cv2.rectangle(out, (int(x), int(y)), (int(x + w), int(y + h)), (79, 195, 247), t)
+        cv2.putText(out, str(n + 1), (int(x) + 3, int(y) + 6 + 10 * t), cv2.FONT_HERSHEY_SIMPLEX, 0.45 * t,
+                    (255, 235, 59), t, cv2.LINE_AA)
+    for group in eyes:
+        for x, y, w, h in group:
+            cv2.rectangle(out, (int(x), int(y)), (int(x + w), int(y + h)), (129, 199, 132), max(1, t // 2))
+    return out
+
+
+def detect_ui(image: np.ndarray, settings: dict) -> np.ndarray:
+    kw = {k: v for k, v in settings.items() if k != "eyes"}
+    start = time.perf_counter()
+    boxes, scores = detect_faces_scored(image, **kw)
+    eyes = [detect_eyes(image, b) for b in boxes] if settings["eyes"] else []
+    ms = (time.perf_counter() - start) * 1000
+    h, w = image.shape[:2]
+    st.markdown(f"**{len(boxes)} face{'s' if len(boxes) != 1 else ''} found** in {ms:.0f} ms "
+                f"({w} x {h} pixels){', numbered from the most confident' if len(boxes) > 1 else ''}.")
+    st.image(draw_boxes(image, boxes, eyes), width="stretch")
+    if len(boxes):
+        st.dataframe(pd.DataFrame({"Face": np.arange(1, len(boxes) + 1), "x": boxes[:, 0], "y": boxes[:, 1],
+                                   "w": boxes[:, 2], "h": boxes[:, 3], "Confidence": np.round(scores, 2),
+                                   **({"Eyes": [len(e) for e in eyes]} if eyes else {})}),
+                     hide_index=True, key="faces_table")
+    return boxes
+
+
+def parse_boxes(text: str) -> tuple[np.ndarray, list[str]]:
+    """Boxes typed as ``x, y, w, h`` one per line; returns the boxes and the lines not understood."""
+    boxes, bad = [], []
+    for line in text.splitlines():
+        if not line.strip():
+            continue
+        try:
+            vals = [int(round(float(v))) for v in line.replace(";", ",").split(",")]
+        except ValueError:
+            bad.append(line)
+            continue
+        if len(vals) != 4 or vals[2] <= 0 or vals[3] <= 0:
+            bad.append(line)
+            continue
+        boxes.append(vals)
+    return np.array(boxes, dtype=int).reshape(-1, 4), bad
+
+
+def anonymise_ui(image: np.ndarray, boxes: np.ndarray, base: str) -> None:
+    c1, c2 = st.columns(2)
+    method = c1.radio("Method", ["blur", "pixelate"], key=METHOD, horizontal=True)
+    strength = c2.slider("Strength", 0.5, 3.0, step=0.1, key=STRENGTH)
+    extra_text = st.text_area("More boxes to hide (x, y, w, h per line)", key=EXTRA,
+                              help="Faces the detector missed, name tags, anything else identifying.")
+    extra, bad = parse_boxes(extra_text)
+    if bad:
+        st.warning(f"Not understood, so not applied: {', '.join(repr(b) for b in bad)}. Write x, y, w, h.")
+    all_boxes = np.concatenate([boxes.reshape(-1, 4), extra]) if len(extra) else boxes.reshape(-1, 4)
+    if len(all_boxes) == 0:
+        st.caption("No face found and no box typed: nothing to hide.")
+        return
+    out = blur_regions(image, all_boxes, method=method, strength=strength)
+    st.image(out, caption=f"{len(all_boxes)} region(s) {'blurred' if method == 'blur' else 'pixelated'}", width="stretch")
+    st.download_button("Download the anonymised image (PNG)", png_bytes(out), f"{base}_anonymised.png", "image/png",
+                       key="faces_dl", icon=":material/download:")
+
+
+def ct_check_ui(vol: Volume | None) -> None:
+    if vol is None:
+        st.info("Load a head CT on **Load a study** to check it.")
+        return
+    if st.button("Check the current CT for a recognisable face", key="faces_check_button", icon=":material/face:"):
+        with st.spinner("Rendering the skin and searching it…"):
+            head, reason = has_head(vol)
+            st.session_state[CHECK] = (state.volume_key(vol), head, reason, privacy_check(vol) if head else None)
+    done = st.session_state.get(CHECK)
+    if done is None or done[0] != state.volume_key(vol):
+        st.caption("Renders the skin surface (-300 HU) from three angles and two lightings, then runs the detectors "
+                   "with their defaults and with settings tuned for renderings.")
+        return
+    _, head, reason, evidence = done
+    if not head:
+        st.info(f"Not checked: {reason}.")
+        return
+    {"likely": st.error, "possible": st.warning, "not found": st.info}[evidence.level](evidence.verdict)
+    st.dataframe(pd.DataFrame(evidence.rows), hide_index=True, key="faces_evidence")
+    cols = st.columns(3)
+    for n, (name, img) in enumerate(evidence.renders.items()):
+        cols[n % 3].image(img, caption=name, width="stretch")
+    front = evidence.renders.get("+0°, front light")
+    if front is not None:
+        st.download_button("Download the front rendering (PNG)", png_bytes(front), "skin_render_front.png", "image/png",
+                           key="faces_dl_render", icon=":material/download:")

@@ -1,0 +1,26 @@
+"""Face detection: OpenCV's Haar cascades on photos, anonymisation, and a privacy check of head CT."""
+
+from __future__ import annotations
+
+import streamlit as st
+
+from dashboard import faces_ui
+from dashboard.frame import page_frame
+
+vol = page_frame("Face detection")
+
+st.title("Face detection")
+st.markdown(
+    "OpenCV's Haar cascades (Viola-Jones, with Lienhart's trained frontal and profile detectors) find faces "
+    "in photos, so that they can be hidden before sharing. Renderings of head CT can show a recognisable "
+    "face too: the check at the bottom looks for one."
+)
+faces_ui.init()
+image, base = faces_ui.source_ui()
+if image is not None:
+    settings = faces_ui.settings_ui()
+    boxes = faces_ui.detect_ui(image, settings)
+    st.subheader("Anonymise")
+    faces_ui.anonymise_ui(image, boxes, base)
+st.subheader("Privacy check of the current CT")
+faces_ui.ct_check_ui(vol)

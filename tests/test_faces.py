@@ -1,0 +1,178 @@
+"""Face detection, anonymisation and skin renderings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+import skimage.data
+
+from core import Volume, sample_ct
+from core.faces import (
+    CASCADES,
+    _classifier,
+    blur_regions,
+    detect_eyes,
+    detect_faces,
+    has_head,
+    privacy_check,
+    render_skin,
+    to_gray,
+)
+from tests.test_app_pages import page_test
+
+TRUE_FACE = (172, 60, 110, 110)  # the astronaut's face, x y w h (by eye, generous)
+
+
+def _iou(a, b):
+    ax, ay, aw, ah = a
+    bx, by, bw, bh = b
+    ix = max(0, min(ax + aw, bx + bw) - max(ax, bx))
+    iy = max(0, min(ay + ah, by + bh) - max(ay, by))
+    inter = ix * iy
+    return inter / (aw * ah + bw * bh - inter)
+
+
+class TestDetectFaces:
+    def test_astronaut_one_face_on_her_face(self):
+        boxes = detect_faces(skimage.data.astronaut())
+        assert boxes.shape == (1, 4) and boxes.dtype.kind == "i"
+        assert _iou(boxes[0], TRUE_FACE) > 0.5
+
+    @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
+    def test_grey_and_any_dtype(self, dtype):
+        grey = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY).astype(dtype) * (3 if dtype != np.uint8 else 1)
+        boxes = detect_faces(grey)
+        assert len(boxes) == 1 and _iou(boxes[0], TRUE_FACE) > 0.5
+
+    def test_large_photo_maps_boxes_back(self):
+        big = cv2.resize(skimage.data.astronaut(), (1024, 1024))
+        boxes = detect_faces(big)
+        assert len(boxes) == 1 and _iou(boxes[0] / 2, TRUE_FACE) > 0.5
+
+    @pytest.mark.parametrize("image", [np.zeros((300, 300), np.uint8),
+                                       np.random.default_rng(0).integers(0, 256, (300, 300)).astype(np.uint8)])
+    def test_blank_and_noise_have_none(self, image):
+        boxes = detect_faces(image)
+        assert boxes.shape == (0, 4)
+
+    def test_blurred_face_is_no_longer_found(self):
+        img = skimage.data.astronaut()
+        boxes = detect_faces(img)
+        for method in ("blur", "pixelate"):
+            hidden = blur_regions(img, boxes, method=method)
+            assert detect_faces(hidden).shape == (0, 4), method
+            # Outside the box nothing changed.
+            assert np.array_equal(hidden[400:], img[400:])
+
+    @pytest.mark.parametrize("name", sorted(CASCADES))
+    def test_each_cascade_loads(self, name):
+        assert not _classifier(name).empty()
+
+    def test_eyes_in_the_astronaut(self):
+        img = skimage.data.astronaut()
+        eyes = detect_eyes(img, detect_faces(img)[0])
+        assert len(eyes) == 2
+
+    def test_errors(self):
+        with pytest.raises(ValueError, match="cascade must be one of"):
+            detect_faces(np.zeros((40, 40), np.uint8), cascade="smile")
+        with pytest.raises(ValueError, match="scale_factor"):
+            detect_faces(np.zeros((40, 40), np.uint8), scale_factor=1.0)
+        with pytest.raises(ValueError, match="method"):
+            blur_regions(np.zeros((4, 4), np.uint8), [[0, 0, 2, 2]], method="smudge")
+
+    def test_to_gray(self):
+        assert to_gray(np.array([[0.0, 0.5, 1.0]])).tolist() == [[0, 128, 255]]
+
+
+def _head(tilt_deg=0.0):
+    nz, ny, nx = 120, 200, 200
+    dz, dy, dx = 2.0, 1.0, 1.0
+    tilt = np.tan(np.radians(tilt_deg))
+    positions = np.array([[-100.0, -100.0 + k * dz * tilt, -120 + k * dz] for k in range(nz)])
+    z = (np.arange(nz) * dz - 120)[:, None, None]
+    y = (np.arange(ny) * dy - 100)[None, :, None] + (np.arange(nz) * dz * tilt)[:, None, None]
+    x = (np.arange(nx) * dx - 100)[None, None, :]
+    head = (x / 70) ** 2 + (y / 90) ** 2 + (z / 100) ** 2 <= 1
+    vox = np.where(head, 40, -1000).astype(np.int16)
+    return Volume(voxels=vox, spacing=(dz, dy, dx), series_uid="h", modality="CT", units="HU", positions=positions)
+
+
+class TestRenderSkin:
+    def test_head_silhouette_is_the_projected_ellipse(self):
+        img = render_skin(_head())
+        # 140 mm wide and 200 mm tall at 1 mm per pixel; the front view shows the x-z ellipse.
+        h, w = img.shape
+        yy, xx = np.mgrid[:h, :w]
+        z = 120 - (yy + 0.5) * 240 / h  # rows from the top (head up)
+        x = (xx + 0.5) * 200 / w - 100
+        expected = (x / 70) ** 2 + (z / 100) ** 2 <= 1
+        got = img > 0
+        iou = (got & expected).sum() / (got | expected).sum()
+        assert iou > 0.95
+        # Lit from the front: the middle of the face is brighter than its rim.
+        assert img[h // 2, w // 2] > img[h // 2, int(w * 0.2)]
+
+    def test_gantry_tilt_does_not_distort_the_face(self):
+        straight = render_skin(_head()) > 0
+        tilted = render_skin(_head(tilt_deg=20)) > 0
+        h = min(straight.shape[0], tilted.shape[0])
+        w = min(straight.shape[1], tilted.shape[1])
+        iou = (straight[:h, :w] & tilted[:h, :w]).sum() / (straight[:h, :w] | tilted[:h, :w]).sum()
+        assert iou > 0.9
+
+    def test_turned_view_is_wider_for_a_deep_head(self):
+        front = (render_skin(_head()) > 0).sum(axis=1).max()
+        turned = (render_skin(_head(), azimuth=60) > 0).sum(axis=1).max()
+        assert turned > front  # 90 mm deep vs 70 mm wide: a turned head shows more of its depth
+
+    def test_head_or_not(self):
+        assert has_head(_head())[0]
+        ok, reason = has_head(sample_ct())
+        assert not ok and reason.startswith("no head in this volume")
+
+    def test_privacy_check_reports_every_combination(self):
+        ev = privacy_check(_head())
+        assert len(ev.rows) == 12 and len(ev.renders) == 6
+        assert ev.level in ("likely", "possible", "not found") and ev.verdict
+
+
+PAGE = Path(__file__).resolve().parents[1] / "pages" / "4_Face_detection.py"
+
+
+class TestPage:
+    def test_sample_photo_and_settings(self):
+        at = page_test(PAGE).run()
+        assert not at.exception
+        assert any(m.value.startswith("**1 face found**") for m in at.markdown)
+        at.selectbox(key="faces_sample").set_value("Coffee cup").run()
+        assert any(m.value.startswith("**0 faces found**") for m in at.markdown)
+        at.selectbox(key="faces_sample").set_value("Astronaut (Eileen Collins)").run()
+        at.selectbox(key="faces_cascade").set_value("frontalface_alt2").run()
+        at.slider(key="faces_neighbors").set_value(3).run()
+        at.toggle(key="faces_eyes").set_value(True).run()
+        assert not at.exception
+        assert at.dataframe[0].value["Eyes"][0] == 2
+
+    def test_upload_png_and_a_bad_file(self):
+        at = page_test(PAGE).run()
+        at.radio(key="faces_source").set_value("Upload").run()
+        ok, png = cv2.imencode(".png", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+        at.file_uploader(key="faces_upload").set_value(("me.png", png.tobytes(), "image/png")).run()
+        assert not at.exception and any(m.value.startswith("**1 face found**") for m in at.markdown)
+        at.file_uploader(key="faces_upload").set_value(("me.png", b"not an image", "image/png")).run()
+        assert not at.exception and at.error and "not a PNG, JPEG or DICOM image" in at.error[0].value
+
+    def test_ct_check_on_a_head(self):
+        from dashboard.state import Study
+
+        at = page_test(PAGE)
+        at.session_state["study"] = Study(volumes=[_head()], skipped=[], source="test")
+        at.run()
+        at.button(key="faces_check_button").click().run()
+        assert not at.exception
+        assert len(at.get("image")) >= 1 + 6
+        assert len(at.dataframe) >= 2  # the detections and the evidence table
