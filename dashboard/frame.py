@@ -58,10 +58,10 @@ def keep_widget_state() -> None:
     Streamlit drops a widget's value when a run does not draw the widget; values the
     script itself assigned are kept, so every settings key is re-assigned on each run.
     """
-    from dashboard import details_ui, explorer, faces_ui, histogram_ui, iso_ui
+    from dashboard import details_ui, explorer, faces_ui, histogram_ui, iso_ui, pacs_ui
 
     for key in (*explorer.PERSISTENT, *histogram_ui.PERSISTENT, *iso_ui.PERSISTENT, *details_ui.PERSISTENT,
-                *faces_ui.PERSISTENT):
+                *faces_ui.PERSISTENT, *pacs_ui.PERSISTENT):
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 

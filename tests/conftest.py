@@ -115,3 +115,16 @@ def page(browser, request):
         except Exception as exc:  # noqa: BLE001 - a failed screenshot must not hide the test failure
             print(f"screenshot failed: {exc}")
     context.close()
+
+
+@pytest.fixture(scope="session")
+def orthanc():
+    """A real Orthanc with DICOMweb on a free loopback port, its own storage, stopped afterwards."""
+    from tests.orthanc import start_orthanc
+
+    try:
+        server = start_orthanc()
+    except RuntimeError as exc:
+        pytest.fail(str(exc))
+    yield server
+    server.stop()

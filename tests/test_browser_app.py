@@ -225,3 +225,31 @@ def test_face_detection_page(page, app_url):
     page.get_by_role("button", name="Check the current CT for a recognisable face").click()
     page.get_by_text("Not checked: no head in this volume").wait_for(timeout=30_000)
     _no_exception(page)
+
+
+def test_pacs_search_and_retrieve(page, app_url, orthanc):
+    from tests.orthanc import PASSWORD, USER
+
+    orthanc.clear()
+    hu = ramp_volume((4, 32, 24), seed=3)
+    orthanc.store(ct_series(hu, series_uid="1.2.826.0.3.1", patient_name="BROWSER^PACS"))
+    page.goto(app_url + "/PACS")
+    _wait_idle(page)
+    page.get_by_label("DICOMweb address").fill(orthanc.dicomweb)
+    page.get_by_label("DICOMweb address").press("Enter")
+    _wait_idle(page)
+    page.get_by_text("User and password").click()
+    _wait_idle(page)
+    page.get_by_label("User", exact=True).fill(USER)
+    page.get_by_label("User", exact=True).press("Enter")
+    _wait_idle(page)
+    page.get_by_role("textbox", name="Password").fill(PASSWORD)
+    page.get_by_role("textbox", name="Password").press("Enter")
+    _wait_idle(page)
+    page.get_by_role("button", name="Search studies").click()
+    page.get_by_text("1 study found").wait_for(timeout=30_000)
+    assert "BROWSER^PACS" not in page.content()
+    page.get_by_role("button", name="Retrieve this series").click()
+    page.get_by_text("Retrieved 4 images: 1 series loaded").wait_for(timeout=30_000)
+    _no_exception(page)
+    assert "4 x 32 x 24" in page.locator('[data-testid="stSidebar"]').inner_text()

@@ -1,0 +1,169 @@
+"""The PACS page: connection, study search, series list and retrieval into the session."""
+
+from __future__ import annotations
+
+import datetime
+
+import pandas as pd
+import streamlit as st
+
+from core import load_series
+from core.pacs import PacsConnection, PacsError, retrieve_series, search_series, search_studies
+from core.privacy import MASK
+from dashboard import state
+
+URL, AUTH, USER, PASSWORD, TOKEN = "pacs_url", "pacs_auth", "pacs_user", "pacs_password", "pacs_token"
+NAME, PID, DATES, MODALITY, ACCESSION = "pacs_name", "pacs_id", "pacs_dates", "pacs_modality", "pacs_accession"
+STUDIES, SERIES, STUDY_PICK, SERIES_PICK = "pacs_studies", "pacs_series", "pacs_study_pick", "pacs_series_pick"
+PERSISTENT = (URL, AUTH, USER, NAME, PID, MODALITY, ACCESSION)
+PHI_COLUMNS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "StudyDescription", "AccessionNumber",
+               "SeriesDescription")
+
+
+def _secret_defaults() -> dict:
+    """A server configured in st.secrets (``[pacs] url, username, password, token``), if any."""
+    try:
+        return dict(st.secrets.get("pacs", {}))
+    except (FileNotFoundError, KeyError, AttributeError):
+        return {}
+    except Exception:  # noqa: BLE001 - a malformed secrets file must not break the page
+        return {}
+
+
+def init() -> None:
+    secrets = _secret_defaults()
+    st.session_state.setdefault(URL, secrets.get("url", ""))
+    st.session_state.setdefault(AUTH, "Token" if secrets.get("token") else "User and password" if secrets.get("username") else "None")
+    st.session_state.setdefault(USER, secrets.get("username", ""))
+    st.session_state.setdefault(STUDIES, None)
+    st.session_state.setdefault(SERIES, None)
+
+
+def connection_ui() -> PacsConnection | None:
+    secrets = _secret_defaults()
+    url = st.text_input("DICOMweb address", key=URL, placeholder="https://pacs.example.org/dicom-web")
+    auth = st.radio("Authentication", ["None", "User and password", "Token"], key=AUTH, horizontal=True)
+    user = password = token = None
+    if auth == "User and password":
+        c1, c2 = st.columns(2)
+        user = c1.text_input("User", key=USER)
+        password = c2.text_input("Password", type="password", key=PASSWORD,
+                                 placeholder="from the app's secrets" if secrets.get("password") else "")
+        password = password or secrets.get("password")
+    elif auth == "Token":
+        token = st.text_input("Bearer token", type="password", key=TOKEN,
+                              placeholder="from the app's secrets" if secrets.get("token") else "")
+        token = token or secrets.get("token")
+    st.caption("Credentials stay in this browser session's memory and are never stored.")
+    if not url.strip():
+        return None
+    return PacsConnection(url.strip(), username=user or None, password=password, token=token or None)
+
+
+def search_ui(conn: PacsConnection | None) -> None:
+    with st.form("pacs_search"):
+        c1, c2, c3 = st.columns(3)
+        c1.text_input("Patient name (prefix)", key=NAME)
+        c2.text_input("Patient ID", key=PID)
+        c3.text_input("Accession number", key=ACCESSION)
+        d1, d2 = st.columns(2)
+        dates = d1.date_input("Study date range", value=(), key=DATES, min_value=datetime.date(1900, 1, 1))
+        d2.selectbox("Modality", ["", "CT", "MR", "PT", "CR", "DX", "US", "NM", "XA", "MG"], key=MODALITY)
+        submitted = st.form_submit_button("Search studies", icon=":material/search:", disabled=conn is None)
+    if conn is None:
+        st.info("Enter the server's DICOMweb address to search it.")
+        return
+    if submitted:
+        date_from = dates[0].strftime("%Y%m%d") if len(dates) >= 1 else ""
+        date_to = dates[1].strftime("%Y%m%d") if len(dates) == 2 else date_from
+        try:
+            with st.spinner("Searching…"):
+                st.session_state[STUDIES] = search_studies(
+                    conn, patient_name=st.session_state[NAME], patient_id=st.session_state[PID], date_from=date_from,
+                    date_to=date_to, modality=st.session_state[MODALITY], accession=st.session_state[ACCESSION])
+            st.session_state[SERIES] = None
+        except PacsError as exc:
+            st.session_state[STUDIES] = None
+            st.error(str(exc))
+
+
+def _masked(rows: list[dict], show_phi: bool) -> pd.DataFrame:
+    df = pd.DataFrame(rows)
+    if not show_phi:
+        for col in PHI_COLUMNS:
+            if col in df:
+                df[col] = MASK
+    return df.drop(columns=[c for c in df.columns if c.endswith("InstanceUID")])
+
+
+def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
+    studies = st.session_state.get(STUDIES)
+    if studies is None or conn is None:
+        return
+    if not studies:
+        st.info("No study matches. Widen the search (a shorter name prefix, no dates).")
+        return
+    st.markdown(f"**{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found**")
+    st.dataframe(_masked(studies, show_phi), hide_index=True, key="pacs_studies_table")
+
+    def label(i: int) -> str:
+        s = studies[i]
+        who = f"{s['PatientName']}, {s['StudyDate']}, {s['StudyDescription']}" if show_phi else f"Study {i + 1}"
+        return f"{who} ({s['ModalitiesInStudy']}, {s['NumberOfStudyRelatedSeries']} series)"
+
+    i = st.selectbox("Study", range(len(studies)), format_func=label, key=STUDY_PICK)
+    study_uid = studies[i]["StudyInstanceUID"]
+    if st.session_state.get(SERIES) is None or st.session_state[SERIES][0] != study_uid:
+        try:
+            st.session_state[SERIES] = (study_uid, search_series(conn, study_uid))
+        except PacsError as exc:
+            st.error(str(exc))
+            return
+    series = st.session_state[SERIES][1]
+    st.dataframe(_masked(series, show_phi), hide_index=True, key="pacs_series_table")
+    if not series:
+        st.info("This study has no series on the server.")
+        return
+
+    def slabel(j: int) -> str:
+        s = series[j]
+        desc = s["SeriesDescription"] if show_phi else f"Series {j + 1}"
+        return f"{desc} ({s['Modality']}, {s['NumberOfSeriesRelatedInstances']} images)"
+
+    j = st.selectbox("Series", range(len(series)), format_func=slabel, key=SERIES_PICK)
+    if st.button("Retrieve this series", key="pacs_retrieve", icon=":material/download:"):
+        retrieve_ui(conn, study_uid, series[j]["SeriesInstanceUID"])
+
+
+def retrieve_ui(conn: PacsConnection, study_uid: str, series_uid: str) -> None:
+    bar = st.progress(0.0, text="Retrieving…")
+
+    def progress(done: int, total: int) -> None:
+        bar.progress(done / total if total else 1.0, text=f"Retrieving… {done} of {total} images")
+
+    try:
+        files = retrieve_series(conn, study_uid, series_uid, progress=progress)
+    except PacsError as exc:
+        bar.empty()
+        st.error(str(exc))
+        return
+    bar.progress(1.0, text="Reading the images…")
+    result = load_series(files)
+    bar.empty()
+    if not result.volumes:
+        st.error("The retrieved images could not be assembled into a volume; see the reasons below.")
+        st.dataframe(pd.DataFrame(result.skipped, columns=["File", "Reason"]), hide_index=True)
+        return
+    state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped,
+                                source=f"PACS ({len(files)} images retrieved)"))
+    # Rerun so that the sidebar shows the new series; the message waits in the session.
+    st.session_state["pacs_done"] = (f"Retrieved {len(files)} images: {len(result.volumes)} series loaded. "
+                                     f"Open the volume explorer to look.")
+    st.rerun()
+
+
+def done_ui() -> None:
+    message = st.session_state.pop("pacs_done", None)
+    if message:
+        st.success(message)
+        st.page_link("pages/1_Volume_explorer.py", label="Volume explorer", icon=":material/view_in_ar:")

@@ -1,0 +1,153 @@
+"""Query and retrieve against a real Orthanc server (DICOMweb plugin) on loopback."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from http.server import BaseHTTPRequestHandler, HTTPServer
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from core import load_series
+from core.pacs import PacsConnection, PacsError, retrieve_series, search_series, search_studies
+from tests.factory import ct_series, ramp_volume
+from tests.orthanc import PASSWORD, USER
+
+HU = ramp_volume((6, 32, 24), seed=7)
+
+
+@pytest.fixture(scope="module")
+def pacs(orthanc):
+    orthanc.clear()
+    orthanc.store(ct_series(HU, series_uid="1.2.826.0.1.7.1", patient_name="PACS^ALICE",
+                            extra={"StudyDate": "20240201", "AccessionNumber": "ACC-1", "StudyInstanceUID": "1.2.826.0.1.7"}))
+    orthanc.store(ct_series(ramp_volume((3, 8, 8), seed=8), series_uid="1.2.826.0.2.7.1", patient_name="OTHER^BOB",
+                            modality="MR", intercept=0.0,
+                            extra={"StudyDate": "20230505", "AccessionNumber": "ACC-2", "StudyInstanceUID": "1.2.826.0.2.7"}))
+    return orthanc
+
+
+def _conn(server, **kw):
+    return PacsConnection(server.dicomweb, username=USER, password=PASSWORD, **kw)
+
+
+class TestSearch:
+    def test_by_name_prefix(self, pacs):
+        rows = search_studies(_conn(pacs), patient_name="PACS")
+        assert [r["PatientName"] for r in rows] == ["PACS^ALICE"]
+        assert rows[0]["NumberOfStudyRelatedInstances"] == 6
+
+    @pytest.mark.parametrize("kw,expected", [
+        (dict(patient_id="ID-0001"), {"PACS^ALICE", "OTHER^BOB"}),
+        (dict(date_from="20240101", date_to="20241231"), {"PACS^ALICE"}),
+        (dict(modality="MR"), {"OTHER^BOB"}),
+        (dict(accession="ACC-2"), {"OTHER^BOB"}),
+        (dict(patient_name="NOBODY"), set()),
+    ])
+    def test_filters(self, pacs, kw, expected):
+        assert {r["PatientName"] for r in search_studies(_conn(pacs), **kw)} == expected
+
+    def test_series_of_a_study(self, pacs):
+        series = search_series(_conn(pacs), "1.2.826.0.1.7")
+        assert [(s["Modality"], s["NumberOfSeriesRelatedInstances"]) for s in series] == [("CT", 6)]
+
+
+class TestRetrieve:
+    def test_voxels_equal_the_stored_ones(self, pacs):
+        calls = []
+        files = retrieve_series(_conn(pacs), "1.2.826.0.1.7", "1.2.826.0.1.7.1",
+                                progress=lambda d, t: calls.append((d, t)))
+        assert len(files) == 6 and calls[0] == (0, 6) and calls[-1] == (6, 6)
+        vol = load_series(files).volumes[0]
+        np.testing.assert_array_equal(vol.voxels, HU)
+        assert vol.series_uid == "1.2.826.0.1.7.1"
+
+
+class TestErrors:
+    def test_wrong_credentials(self, pacs):
+        with pytest.raises(PacsError, match=r"refused the credentials \(HTTP 401\)"):
+            search_studies(PacsConnection(pacs.dicomweb, username=USER, password="wrong"))
+
+    def test_wrong_path(self, pacs):
+        with pytest.raises(PacsError, match=r"No DICOMweb service at .*/nope \(HTTP 404\)"):
+            search_studies(_conn(pacs).__class__(pacs.root + "/nope", username=USER, password=PASSWORD))
+
+    def test_server_down(self):
+        with socket.socket() as s:
+            s.bind(("127.0.0.1", 0))
+            port = s.getsockname()[1]  # closed again: nothing listens there
+        with pytest.raises(PacsError, match="Could not connect to .*: check that the server is running"):
+            search_studies(PacsConnection(f"http://127.0.0.1:{port}/dicom-web"))
+
+    def test_timeout(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # accepts the connection in the kernel, never answers
+        try:
+            port = listener.getsockname()[1]
+            with pytest.raises(PacsError, match="did not answer within 1 s"):
+                search_studies(PacsConnection(f"http://127.0.0.1:{port}/dicom-web", timeout=1.0))
+        finally:
+            listener.close()
+
+    def test_not_dicomweb(self):
+        class Html(BaseHTTPRequestHandler):
+            def do_GET(self):  # noqa: N802 - http.server's name
+                body = b"<html><body>hello</body></html>"
+                self.send_response(200)
+                self.send_header("Content-Type", "application/json")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        server = HTTPServer(("127.0.0.1", 0), Html)
+        thread = threading.Thread(target=server.serve_forever, daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(PacsError, match="not DICOMweb"):
+                search_studies(PacsConnection(f"http://127.0.0.1:{server.server_port}/dicom-web"))
+        finally:
+            server.shutdown()
+
+    def test_bad_scheme(self):
+        with pytest.raises(PacsError, match="must start with http"):
+            search_studies(PacsConnection("pacs.example.org/dicom-web"))
+
+    def test_secrets_are_not_in_the_repr(self):
+        assert "s3cret" not in repr(PacsConnection("http://x", username="u", password="s3cret", token="s3cret"))
+
+
+class TestPage:
+    PAGE = Path(__file__).resolve().parents[1] / "pages" / "6_PACS.py"
+
+    def test_search_and_retrieve_through_the_page(self, pacs):
+        from tests.test_app_pages import _page_text, page_test
+
+        at = page_test(self.PAGE).run()
+        at.text_input(key="pacs_url").set_value(pacs.dicomweb).run()
+        at.radio(key="pacs_auth").set_value("User and password").run()
+        at.text_input(key="pacs_user").set_value(USER).run()
+        at.text_input(key="pacs_password").set_value(PASSWORD).run()
+        at.text_input(key="pacs_name").set_value("PACS")
+        at.button[0].click().run()
+        assert not at.exception
+        assert any("1 study found" in m.value for m in at.markdown)
+        assert "PACS^ALICE" not in _page_text(at)  # PHI hidden in the results by default
+        at.button(key="pacs_retrieve").click().run()
+        assert not at.exception
+        assert any("Retrieved 6 images" in s.value for s in at.success)
+        np.testing.assert_array_equal(at.session_state["study"].volumes[0].voxels, HU)
+
+    def test_errors_are_shown(self, pacs):
+        from tests.test_app_pages import page_test
+
+        at = page_test(self.PAGE).run()
+        at.text_input(key="pacs_url").set_value(pacs.dicomweb).run()
+        at.button[0].click().run()
+        assert not at.exception
+        assert at.error and "HTTP 401" in at.error[0].value
