@@ -56,6 +56,7 @@ class Budget:
     max_frame_voxels: int = 4096 * 4096
     max_file_bytes: int = 1024**3
     max_sequence_depth: int = 8
+    max_study_bytes: int = 1536 * 1024**2  # the voxels of one upload; fits a 2.7 GB host with room to work
 
 
 @dataclass
@@ -258,6 +259,8 @@ def read_header(
     if not tsyntax:
         tsyntax = UID("1.2.840.10008.1.2" if implicit_vr else "1.2.840.10008.1.2.1" if little_endian else "1.2.840.10008.1.2.2")
 
+    if not tsyntax.is_transfer_syntax:
+        raise SkipFile(f"unknown (0002,0010) Transfer Syntax UID {str(tsyntax)[:64]!r}: not a DICOM transfer syntax")
     tag = data[offset:offset + 4]
     little = tag in (b"\xe0\x7f\x10\x00",)
     big = tag in (b"\x7f\xe0\x00\x10",)
@@ -391,7 +394,7 @@ def read_header(
         if ps not in (None, ""):
             sp = _float_list(ps, 2, "(0028,0030) Pixel Spacing")
             if np.any(sp <= 0):
-                raise SkipFile(f"(0028,0030) Pixel Spacing must be positive, got {list(sp)}")
+                raise SkipFile(f"(0028,0030) Pixel Spacing must be positive, got {[float(x) for x in sp]}")
             spacing = (float(sp[0]), float(sp[1]))
         s, b = _rescale(slope, intercept)
         keys = dict(split_base)

@@ -438,6 +438,7 @@ def load_series(
 
     plans, plan_skipped = _plan_volumes(frames, headers)
     skipped.extend(plan_skipped)
+    plans = _within_memory_budget(plans, headers, budget or Budget(), skipped)
     used = {(fr.entry, fr.frame) for plan in plans for fr in plan.frames}
     dropped_entries = {fr.entry for fr in frames} - {e for e, _ in used}
     if dropped_entries:
@@ -497,13 +498,30 @@ def load_series(
     return LoadResult(volumes=volumes, skipped=skipped)
 
 
+def _within_memory_budget(plans: list[_Plan], headers: dict[int, FileHeader], budget: Budget,
+                          skipped: list[tuple[str, str]]) -> list[_Plan]:
+    """Keep the largest volumes whose voxels fit the study budget; explain the others."""
+    kept, used = [], 0
+    for plan in sorted(plans, key=lambda p: len(p.frames) * p.frames[0].rows * p.frames[0].cols, reverse=True):
+        integral = all(float(fr.slope).is_integer() and float(fr.intercept).is_integer() for fr in plan.frames)
+        size = len(plan.frames) * plan.frames[0].rows * plan.frames[0].cols * (2 if integral else 4)
+        if used + size > budget.max_study_bytes:
+            reason = (f"refused: this series needs {size / 1e6:,.0f} MB and the study would exceed the memory "
+                      f"budget of {budget.max_study_bytes / 1e6:,.0f} MB; load it on its own")
+            skipped.extend((fr.name, reason) for fr in plan.frames)
+            continue
+        used += size
+        kept.append(plan)
+    return kept
+
+
 def _decode_hint(exc: BaseException, header: FileHeader) -> str:
     if isinstance(exc, MemoryError):
         return "not enough memory to decode it"
-    msg = str(exc).splitlines()[0][:160] if str(exc) else type(exc).__name__
-    if "plugin" in msg.lower() or "no pixel data decoders" in msg.lower() or "missing required dependencies" in msg.lower():
-        return f"no decoder for this compression is installed ({msg})"
-    return f"{type(exc).__name__}: {msg}"
+    msg = str(exc).lower()
+    if "missing required dependencies" in msg or "no pixel data decoders" in msg or "no decoders" in msg:
+        return "no decoder for this compression is installed"
+    return f"the compressed data looks damaged or uses an unsupported variant ({type(exc).__name__})"
 
 
 def _without_missing(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -> tuple[_Plan | None, _Canvas | None]:

@@ -77,6 +77,20 @@ def _ignored_member(name: str) -> bool:
     return name.startswith("__MACOSX/") or base.startswith("._") or base in (".DS_Store", "Thumbs.db")
 
 
+def _declared_entries(data: bytes) -> int | None:
+    """The entry count from the end-of-central-directory record, read before parsing anything else."""
+    tail = data[-(65536 + 22):]
+    pos = tail.rfind(b"PK\x05\x06")
+    if pos < 0 or len(tail) - pos < 22:
+        return None
+    count = int.from_bytes(tail[pos + 10:pos + 12], "little")
+    if count == 0xFFFF:  # zip64: the real count is in the zip64 end record
+        loc = tail.rfind(b"PK\x06\x06")
+        if loc >= 0 and len(tail) - loc >= 40:
+            return int.from_bytes(tail[loc + 32:loc + 40], "little")
+    return count
+
+
 def _expand_zip(
     name: str,
     data: bytes,
@@ -86,6 +100,10 @@ def _expand_zip(
     entries: list[Entry],
     skipped: list[tuple[str, str]],
 ) -> None:
+    declared = _declared_entries(data)
+    if declared is not None and declared > limits.max_entries:
+        skipped.append((name, f"refused: the zip declares {declared:,} entries, more than the limit of {limits.max_entries:,}"))
+        return
     try:
         zf = zipfile.ZipFile(io.BytesIO(data))
         infos = zf.infolist()

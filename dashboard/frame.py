@@ -10,6 +10,7 @@ from core import Volume
 from core.loader import orientation_name
 from core.privacy import MASK, display_description
 from dashboard import state
+from dashboard.text import md_escape
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -82,7 +83,7 @@ def _sidebar(volume: Volume | None) -> None:
         show = state.show_phi()
         idx = state.current_index()
         st.markdown("**Current series**")
-        st.caption(display_description(volume, idx, show_phi=show))
+        st.caption(md_escape(display_description(volume, idx, show_phi=show)))
         dz, dy, dx = volume.spacing
         facts = {
             "Modality": volume.modality,
@@ -99,7 +100,7 @@ def _sidebar(volume: Volume | None) -> None:
             for keyword, label in (("PatientName", "Patient"), ("PatientID", "Patient ID"), ("StudyDate", "Study date")):
                 value = header.get(keyword, "")
                 facts[label] = (str(value) or "—") if show else MASK
-        st.markdown("\n".join(f"- **{k}**: {v}" for k, v in facts.items()))
+        st.markdown("\n".join(f"- **{k}**: {md_escape(v)}" for k, v in facts.items()))
         if volume.warnings:
             st.warning(f"{len(volume.warnings)} geometry note(s): see **Load a study**.", icon=":material/warning:")
     st.session_state[state.SHOW_PHI_WIDGET] = state.show_phi()

@@ -10,6 +10,7 @@ import streamlit as st
 from core import LoadResult, Volume, load_series
 from core.privacy import display_description
 from dashboard import state
+from dashboard.text import md_escape
 from dashboard.images import middle_slice_preview, thumbnail_data_url
 
 
@@ -151,4 +152,5 @@ def preview_ui(vol: Volume) -> None:
         st.image(middle_slice_preview(vol, size=320), caption="Middle slice, default window", width=320)
     with right:
         st.markdown(f"**{describe_volume(vol)}**")
-        st.markdown("\n".join(f"- {k}: {v}" for k, v in vol.summary.items() if k not in ("Slices", "Rows", "Columns")))
+        st.markdown("\n".join(f"- {k}: {md_escape(v)}" for k, v in vol.summary.items()
+                               if k not in ("Slices", "Rows", "Columns")))

@@ -253,3 +253,62 @@ def test_pacs_search_and_retrieve(page, app_url, orthanc):
     page.get_by_text("Retrieved 4 images: 1 series loaded").wait_for(timeout=30_000)
     _no_exception(page)
     assert "4 x 32 x 24" in page.locator('[data-testid="stSidebar"]').inner_text()
+
+
+def test_hostile_corpus_through_the_real_server(page, app_url, tmp_path):
+    import urllib.request
+    import warnings
+
+    from core import load_series
+    from tests.hostile import corpus
+
+    cases = corpus()
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        expected = load_series([(n, d) for n, d, _ in cases])
+    paths = []
+    for n, (name, data, _) in enumerate(cases):
+        p = tmp_path / f"{n:02d}_{name}"
+        p.write_bytes(data)
+        paths.append(str(p))
+    page.goto(app_url)
+    _wait_idle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
+    page.get_by_text(f"{len(paths)} uploaded files: {len(expected.volumes)} series found").wait_for(timeout=120_000)
+    _wait_idle(page)
+    _no_exception(page)
+    assert page.get_by_text(f"{len(expected.skipped)} files not used, and why").is_visible()
+    with urllib.request.urlopen(f"{app_url}/_stcore/health", timeout=5) as r:
+        assert r.status == 200
+    # Markup in a description stays text, even with PHI shown.
+    page.locator('[data-testid="stSidebar"]').get_by_text("Show patient information (PHI)").click()
+    _wait_idle(page)
+    assert page.locator('a[href^="javascript"]').count() == 0
+    assert page.locator("script", has_text="alert(1)").count() == 0
+
+
+def test_two_sessions_never_share_a_study(browser, app_url, tmp_path):
+    paths = []
+    for name, data in ct_series(ramp_volume((5, 16, 12)), patient_name="SESSION^ONE", series_uid="1.2.3.901"):
+        p = tmp_path / name.replace("/", "_")
+        p.write_bytes(data)
+        paths.append(str(p))
+    a = browser.new_context().new_page()
+    b = browser.new_context().new_page()
+    try:
+        a.goto(app_url)
+        _wait_idle(a)
+        a.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
+        a.get_by_text("5 uploaded files: 1 series found").wait_for(timeout=60_000)
+        b.goto(app_url)
+        _wait_idle(b)
+        b.get_by_text("Built-in sample: 1 series found").wait_for()
+        assert "5 x 16 x 12" not in b.locator("body").inner_text()
+        b.locator('[data-testid="stSidebar"]').get_by_text("Show patient information (PHI)").click()
+        _wait_idle(b)
+        assert "SESSION" not in b.content()
+        # Session A still has its own study.
+        assert "5 x 16 x 12" in a.locator('[data-testid="stSidebar"]').inner_text()
+    finally:
+        a.context.close()
+        b.context.close()
