@@ -32,6 +32,7 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
         state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=what))
         st.session_state[state.LOAD_REPORT] = None
         # Forget the uploads: the volumes now hold what is needed, and memory is precious.
+        loading.release_uploads(files)
         st.session_state[state.UPLOAD_NONCE] += 1
         st.session_state[state.LOADED_SIGNATURE] = None
         st.rerun()

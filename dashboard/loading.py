@@ -38,6 +38,26 @@ def upload_ui() -> tuple[list[Any], str]:
     return chosen, f"{n} uploaded file{'s' if n != 1 else ''}"
 
 
+def release_uploads(files: list[Any]) -> None:
+    """Drop the uploaded bytes from Streamlit's upload store once the volumes hold what is needed.
+
+    Streamlit frees uploads only when the user removes them in the widget or the session ends;
+    without this, each upload-and-replace would keep the previous upload in memory.
+    """
+    try:
+        from streamlit.runtime.scriptrunner import get_script_run_ctx
+
+        ctx = get_script_run_ctx()
+        if ctx is None:
+            return
+        for f in files:
+            file_id = getattr(f, "file_id", None)
+            if file_id:
+                ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=file_id)
+    except (AttributeError, ImportError, KeyError):  # an internal API: never let it break loading
+        return
+
+
 def signature(files: list[Any]) -> tuple:
     return tuple((getattr(f, "file_id", None), f.name, getattr(f, "size", None)) for f in files)
 

@@ -1,0 +1,167 @@
+"""Load test: concurrent real browser sessions on one server, and memory after upload cycles.
+
+Run:  python benchmarks/bench_sessions.py [--sessions 5] [--slices 300] [--cycles 20]
+
+Part 1: --sessions headless Chromium sessions (Playwright, async) open the app at once (the
+sample: time to first image), upload a 512x512x<slices> CT series, open the explorer and
+scroll 10 slices; one more session uploads the hostile corpus alongside. Reports failed
+sessions, p95 time to first image, and the server's peak resident memory (VmHWM).
+
+Part 2: one session uploads and replaces a 512x512x120 series --cycles times; the server's
+resident memory is printed after the first cycle and after the last (it should come back
+near where it was, not grow per cycle).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import statistics
+import sys
+import tempfile
+import time
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(ROOT))
+
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def mem_mb(pid: int, field: str = "VmRSS") -> float:
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+async def user_session(browser, url: str, paths: list[str], results: list[dict]) -> None:
+    ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = await ctx.new_page()
+    page.set_default_timeout(300_000)
+    rec = {"ok": False}
+    try:
+        t0 = time.perf_counter()
+        await page.goto(url)
+        await page.locator('[data-testid="stImage"] img').first.wait_for()
+        rec["first_image_s"] = time.perf_counter() - t0
+        t1 = time.perf_counter()
+        await page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
+        await page.get_by_text(f"{len(paths)} uploaded files: 1 series found").wait_for()
+        rec["upload_s"] = time.perf_counter() - t1
+        await page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Volume explorer").click()
+        await page.get_by_text("Views drawn in").wait_for()
+        await page.wait_for_selector(IDLE)
+        thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Axial slice").get_by_role("slider")
+        await thumb.focus()
+        for _ in range(10):
+            await page.keyboard.press("ArrowRight")
+            await page.wait_for_timeout(100)
+        await page.wait_for_selector(IDLE)
+        rec["ok"] = await page.locator('[data-testid="stException"]').count() == 0
+    except Exception as exc:  # noqa: BLE001 - a failed session is a result to report
+        rec["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        await ctx.close()
+    results.append(rec)
+
+
+async def hostile_session(browser, url: str, paths: list[str], results: list[dict]) -> None:
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    page.set_default_timeout(300_000)
+    rec = {"ok": False, "hostile": True}
+    try:
+        await page.goto(url)
+        await page.wait_for_selector(IDLE)
+        await page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
+        await page.get_by_text(re.compile(rf"^{len(paths)} uploaded files: \d+ series found")).wait_for()
+        rec["ok"] = await page.locator('[data-testid="stException"]').count() == 0
+    except Exception as exc:  # noqa: BLE001
+        rec["error"] = f"{type(exc).__name__}: {str(exc)[:200]}"
+    finally:
+        await ctx.close()
+    results.append(rec)
+
+
+async def cycles(browser, url: str, folders: list[list[str]], n: int, pid: int) -> list[float]:
+    ctx = await browser.new_context()
+    page = await ctx.new_page()
+    page.set_default_timeout(300_000)
+    await page.goto(url)
+    await page.wait_for_selector(IDLE)
+    rss = []
+    for c in range(n):
+        paths = folders[c % len(folders)]
+        await page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
+        await page.get_by_text(f"{len(paths)} uploaded files: 1 series found").wait_for()
+        await page.wait_for_selector(IDLE)
+        await asyncio.sleep(1.0)
+        rss.append(mem_mb(pid))
+        print(f"    cycle {c + 1}: {rss[-1]:.0f} MB", flush=True)
+    await ctx.close()
+    return rss
+
+
+async def run(args) -> None:
+    from playwright.async_api import async_playwright
+
+    from benchmarks.bench_explorer import start
+    from tests.conftest import CHROMIUM_ARGS, chromium_path
+    from tests.factory import write_ct_folder
+    from tests.hostile import corpus
+
+    with tempfile.TemporaryDirectory() as tmp:
+        big = [str(p) for p in write_ct_folder(Path(tmp) / "big", slices=args.slices)]
+        small = [[str(p) for p in write_ct_folder(Path(tmp) / f"small{i}", slices=120, seed=i)] for i in range(2)]
+        hostile = []
+        for n, (name, data, _) in enumerate(corpus()):
+            p = Path(tmp) / "hostile" / f"{n:02d}_{name}"
+            p.parent.mkdir(exist_ok=True)
+            p.write_bytes(data)
+            hostile.append(str(p))
+        proc, url = start(ROOT / "streamlit_app.py", [], dict(os.environ))
+        try:
+            base = mem_mb(proc.pid)
+            async with async_playwright() as pw:
+                browser = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+                results: list[dict] = []
+                t = time.perf_counter()
+                await asyncio.gather(*[user_session(browser, url, big, results) for _ in range(args.sessions)],
+                                     hostile_session(browser, url, hostile, results))
+                wall = time.perf_counter() - t
+                peak = mem_mb(proc.pid, "VmHWM")
+                users = [r for r in results if not r.get("hostile")]
+                failed = [r for r in results if not r["ok"]]
+                firsts = sorted(r["first_image_s"] for r in users if "first_image_s" in r)
+                uploads = sorted(r["upload_s"] for r in users if "upload_s" in r)
+                p95 = firsts[min(len(firsts) - 1, int(round(0.95 * (len(firsts) - 1))))] if firsts else float("nan")
+                print(f"{args.sessions} sessions each uploading 512x512x{args.slices} + 1 hostile session, "
+                      f"all at once ({wall:.0f} s in all)")
+                print(f"  failed sessions: {len(failed)} of {len(results)}"
+                      + ("".join(f"\n    {r.get('error')}" for r in failed) if failed else ""))
+                print(f"  time to first image: median {statistics.median(firsts):.1f} s, p95 {p95:.1f} s")
+                if uploads:
+                    print(f"  upload to series found: median {statistics.median(uploads):.1f} s, max {uploads[-1]:.1f} s")
+                print(f"  server memory: {base:.0f} MB at start, peak {peak:.0f} MB")
+                rss = await cycles(browser, url, small, args.cycles, proc.pid)
+                print(f"  {args.cycles} upload-and-replace cycles of 512x512x120: RSS after the first "
+                      f"{rss[0]:.0f} MB, after the last {rss[-1]:.0f} MB, highest {max(rss):.0f} MB")
+                await browser.close()
+        finally:
+            proc.terminate()
+
+
+def main() -> None:
+    ap = argparse.ArgumentParser(description=__doc__)
+    ap.add_argument("--sessions", type=int, default=5)
+    ap.add_argument("--slices", type=int, default=300)
+    ap.add_argument("--cycles", type=int, default=20)
+    asyncio.run(run(ap.parse_args()))
+
+
+if __name__ == "__main__":
+    main()
