@@ -26,6 +26,20 @@ PAGES: list[tuple[str, str, str]] = [
 ]
 
 
+def keep_uploads_in_memory(limit_bytes: int = 2 * 1024**3) -> None:
+    """Stop Streamlit's web server from spooling uploads to temporary files on disk.
+
+    Its upload route parses multipart bodies with Starlette, whose SpooledTemporaryFile
+    rolls over to disk past 1 MB; uploaded patient data must stay in memory.
+    """
+    try:
+        from starlette.formparsers import MultiPartParser
+    except ImportError:  # an older, Tornado-based Streamlit: it keeps uploads in memory
+        return
+    if getattr(MultiPartParser, "spool_max_size", 0) < limit_bytes:
+        MultiPartParser.spool_max_size = limit_bytes
+
+
 def existing_pages() -> list[tuple[str, str, str]]:
     return [p for p in PAGES if (ROOT / p[0]).exists()]
 
@@ -41,6 +55,7 @@ def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
         When True and no series is loaded, say so kindly and stop the page here.
     """
     st.set_page_config(page_title=f"{title} · Hounsfield", page_icon=":material/radiology:", layout="wide")
+    keep_uploads_in_memory()
     state.init()
     keep_widget_state()
     volume = state.current_volume()

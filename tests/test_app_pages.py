@@ -192,3 +192,12 @@ def test_config_hides_tracebacks_and_raises_the_upload_limit():
     assert cfg["server"]["enableXsrfProtection"] is True
     assert cfg["browser"]["gatherUsageStats"] is False
     assert cfg["theme"]["base"] == "dark"
+
+
+def test_uploads_are_never_spooled_to_disk():
+    from starlette.formparsers import MultiPartParser
+
+    at = AppTest.from_file(str(APP), default_timeout=60).run()
+    assert not at.exception
+    # Larger than the upload limit in .streamlit/config.toml (1 GB): no upload rolls over to a file.
+    assert MultiPartParser.spool_max_size >= 1024**3 + 1024**2

@@ -312,3 +312,24 @@ def test_two_sessions_never_share_a_study(browser, app_url, tmp_path):
     finally:
         a.context.close()
         b.context.close()
+
+
+def test_upload_a_zip_larger_than_the_spool_threshold(page, app_url, tmp_path):
+    import io
+    import zipfile
+
+    rng = np.random.default_rng(5)
+    hu = rng.integers(-1000, 1000, (8, 512, 512)).astype(np.int16)  # 4 MB, incompressible
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+        for name, data in ct_series(hu, series_uid="1.2.3.777"):
+            zf.writestr(name, data)
+    path = tmp_path / "study.zip"
+    path.write_bytes(buf.getvalue())
+    assert path.stat().st_size > 4 * 1024**2
+    page.goto(app_url)
+    _wait_idle(page)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(str(path))
+    page.get_by_text("1 uploaded file: 1 series found").wait_for(timeout=60_000)
+    _no_exception(page)
+    assert "8 x 512 x 512" in page.locator('[data-testid="stSidebar"]').inner_text()
