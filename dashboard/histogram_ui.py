@@ -89,7 +89,20 @@ def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, b
         if vol.units != "HU" or vol.shape[0] < 2:
             st.info("Lung segmentation needs a CT volume in HU. Showing the whole volume meanwhile.")
         else:
-            scope = Scope("lungs")
+            from dashboard.iso_ui import lungs_for
+
+            failed: dict = st.session_state.setdefault("histogram_no_lungs", {})
+            key = state.volume_key(vol)
+            if key not in failed:
+                try:
+                    with st.spinner("Segmenting the lungs…"):
+                        lungs_for(vol, key)
+                except ValueError as exc:  # remembered: the segmentation is not retried on every rerun
+                    failed[key] = str(exc)
+            if key in failed:
+                st.info(f"No lungs to count: {failed[key]}. Showing the whole volume meanwhile.")
+            else:
+                scope = Scope("lungs")
     lo, hi = _range_limits(vol)
     unit = "HU" if vol.units == "HU" else (vol.units or "value")
     d1, d2, d3 = st.columns([1, 1, 2])

@@ -114,3 +114,20 @@ def test_lungs_scope_counts_the_segmented_lungs(at):
     assert abs(n - truth) / truth < 0.01
     bands = _table(at, "Band").set_index("Band")
     assert bands.loc["Lung", "Fraction (%)"] > 95
+
+
+def test_lungs_scope_without_lungs_says_so():
+    import numpy as np
+
+    from core import load_series
+    from dashboard.state import Study
+    from tests.factory import ct_series, ramp_volume
+
+    vol = load_series(ct_series(ramp_volume((6, 16, 16)))).volumes[0]  # no air inside a body
+    at = page_test(PAGE)
+    at.session_state["study"] = Study(volumes=[vol], skipped=[], source="t")
+    at.run()
+    at.radio(key="histogram_scope").set_value("Segmented lungs").run()
+    assert not at.exception
+    assert any(i.value.startswith("No lungs to count") for i in at.info)
+    assert np.isfinite(float(_caption(at).split()[0].replace(",", "")))

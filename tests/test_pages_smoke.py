@@ -1,0 +1,48 @@
+"""Every page, with series a user may bring: single-slice MR, MR, float values, a tilted stack, its corrected grid."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pydicom
+import pytest
+
+from core import load_series
+from dashboard.state import Study
+from tests.factory import ct_series, ramp_volume
+from tests.test_app_pages import PAGE_FILES, page_test
+
+
+def _volumes():
+    mr_small = load_series([Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"]).volumes[0]
+    mr = load_series(ct_series(ramp_volume((6, 32, 32)) + 2000, modality="MR", intercept=0.0)).volumes[0]
+    flt = load_series(ct_series(ramp_volume((6, 32, 32)), slope=0.5, intercept=-10.25)).volumes[0]
+    tilt = load_series(ct_series(ramp_volume((6, 32, 32)),
+                                 positions=np.array([[0, k * 0.5, k * 2.0] for k in range(6)]))).volumes[0]
+    return {"mr_small": mr_small, "mr": mr, "float": flt, "tilt": tilt, "tilt_corrected": tilt.corrected()}
+
+
+VOLUMES = _volumes()
+
+
+@pytest.mark.parametrize("page", PAGE_FILES, ids=lambda p: p.name)
+@pytest.mark.parametrize("name", sorted(VOLUMES))
+def test_page_with_series(page, name):
+    vol = VOLUMES[name]
+    at = page_test(page)
+    at.session_state["study"] = Study(volumes=[vol], skipped=[], source="test")
+    at.run()
+    assert not at.exception
+    if "Isosurface" in page.name and vol.shape[0] > 1:
+        at.toggle(key="iso_show").set_value(True).run()
+    elif "HU_histogram" in page.name:
+        for scope in ("Current slice", "Slab of slices", "Segmented lungs"):
+            at.radio(key="histogram_scope").set_value(scope).run()
+            assert not at.exception, scope
+    elif "Study_details" in page.name:
+        at.button(key="details_prepare").click().run()
+        assert any("files de-identified" in s.value for s in at.success)
+    elif "Volume_explorer" in page.name:
+        at.toggle(key="explorer_roi_on").set_value(True).run()
+    assert not at.exception
