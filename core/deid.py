@@ -115,6 +115,7 @@ def series_datasets(volume) -> list[Dataset]:
         if pad is not None and pad[k].any():
             stored[pad[k]] = -2000
             ds.PixelPaddingValue = -2000
+            ds["PixelPaddingValue"].VR = "SS"  # signed pixels: resolve the 'US or SS' ambiguity
         elif "PixelPaddingValue" in ds:
             del ds.PixelPaddingValue
         ds.RescaleSlope = f"{slope:.10g}"

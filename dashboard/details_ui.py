@@ -58,9 +58,14 @@ def export_ui(vol: Volume) -> None:
     days = c2.number_input("Shift by (days)", -36500, 36500, key=SHIFT_DAYS, disabled=not shift_on)
     settings = (state.volume_key(vol), bool(shift_on), int(days))
     if st.button("Prepare the de-identified series", key="details_prepare", icon=":material/shield:"):
-        with st.spinner("De-identifying…"):
-            data, report = deidentified_zip(vol, date_shift_days=int(days) if shift_on else None)
-        st.session_state[EXPORT] = (settings, data, report)
+        try:
+            with st.spinner("De-identifying…"):
+                data, report = deidentified_zip(vol, date_shift_days=int(days) if shift_on else None)
+            st.session_state[EXPORT] = (settings, data, report)
+        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as exc:
+            st.error(f"The export failed ({type(exc).__name__}): a header element of this series could not be "
+                     f"written. Nothing was exported; please report the series' modality and scanner.")
+            return
     prepared = st.session_state.get(EXPORT)
     if prepared is None or prepared[0] != settings:
         st.caption("Nothing is written to disk: the zip is built in memory for this session.")
