@@ -369,6 +369,7 @@ def load_series(
     *,
     budget: Budget | None = None,
     zip_limits: ZipLimits | None = None,
+    release_source: Callable[[int], Any] | None = None,
 ) -> LoadResult:
     """Read DICOM files and assemble one volume per series (and per stack within it).
 
@@ -389,6 +390,10 @@ def load_series(
         Per-file limits checked from the header before decoding.
     zip_limits : ZipLimits, optional
         Bounds for zip archives.
+    release_source : callable(index), optional
+        Called with an input's position in ``sources`` as soon as every file it held has
+        been decoded or refused, so that the caller can free it (an upload, say) before the
+        rest of the study is read: memory then holds one copy of the data, not two.
 
     Returns
     -------
@@ -398,6 +403,19 @@ def load_series(
     entries, skipped = expand_sources(sources, limits=zip_limits)
     total = len(entries)
     done = 0
+    remaining: dict[int, int] = defaultdict(int)
+    for e in entries:
+        remaining[e.source] += 1
+
+    def finished(i: int) -> None:
+        """Entry i is no longer needed: drop our reference to its bytes, release its input if done."""
+        entry = entries[i]
+        if entry is None:
+            return
+        entries[i] = None  # type: ignore[call-overload]
+        remaining[entry.source] -= 1
+        if remaining[entry.source] == 0 and release_source is not None and entry.source >= 0:
+            release_source(entry.source)
 
     def tick(n: int = 1) -> None:
         nonlocal done
@@ -426,10 +444,12 @@ def load_series(
         except SkipFile as exc:
             skipped.append((entry.name, exc.reason))
             tick()
+            finished(i)
             continue
         except READ_ERRORS as exc:
             skipped.append((entry.name, _ctx_error(exc)))
             tick()
+            finished(i)
             continue
         finally:
             data = None  # noqa: F841  (drop the file's bytes before reading the next)
@@ -443,6 +463,8 @@ def load_series(
     dropped_entries = {fr.entry for fr in frames} - {e for e, _ in used}
     if dropped_entries:
         tick(len(dropped_entries))
+    for i in dropped_entries:
+        finished(i)
 
     canvases = [_Canvas(plan, headers[plan.frames[0].entry].modality) for plan in plans]
     slots: dict[int, list[tuple[FrameInfo, int, int]]] = defaultdict(list)
@@ -467,6 +489,7 @@ def load_series(
             for fr, _, _ in slots[i]:
                 skipped.append((fr.name, reason))
             tick()
+            finished(i)
             continue
         for fr, v, k in slots[i]:
             try:
@@ -486,6 +509,7 @@ def load_series(
                 skipped.append((fr.name, f"pixel values could not be converted ({type(exc).__name__})"))
         data = raw_frames = None
         tick()
+        finished(i)
 
     volumes: list[Volume] = []
     for plan, canvas in zip(plans, canvases):

@@ -11,7 +11,7 @@ import os
 import stat
 import zipfile
 from collections.abc import Callable, Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
@@ -37,6 +37,8 @@ class Entry:
     read: Callable[[], bytes]
     read_range: Callable[[int, int], bytes] | None = None
     """For files on disk: ``read_range(offset, length)`` reads only part of the file."""
+    source: int = -1
+    """Which input (position in ``sources``) the entry came from."""
 
 
 def _bytes_of(obj: Any) -> bytes:
@@ -234,22 +236,26 @@ def expand_sources(
     entries: list[Entry] = []
     skipped: list[tuple[str, str]] = []
     for n, item in enumerate(sources):
-        if isinstance(item, (str, os.PathLike)):
-            _expand_path(Path(item), limits=limits, entries=entries, skipped=skipped)
-        elif isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], (bytes, bytearray, memoryview)):
-            name, data = str(item[0]), bytes(item[1]) if not isinstance(item[1], bytes) else item[1]
-            if _is_zip(bytes(data[:4])):
-                _expand_zip(name, data, limits=limits, depth=1, entries=entries, skipped=skipped)
-            else:
-                entries.append(Entry(name, len(data), lambda data=data: data))
-        elif hasattr(item, "read"):
-            name = str(getattr(item, "name", None) or f"upload {n + 1}")
-            data = _bytes_of(item)
-            if _is_zip(bytes(data[:4])):
-                _expand_zip(name, data, limits=limits, depth=1, entries=entries, skipped=skipped)
-            else:
-                entries.append(Entry(name, len(data), lambda data=data: data))
-        else:
-            skipped.append((f"input {n + 1}", f"not understood: expected a path, a (name, bytes) pair or a file, got {type(item).__name__}"))
+        first = len(entries)
+        _expand_item(n, item, limits=limits, entries=entries, skipped=skipped)
+        entries[first:] = [replace(e, source=n) for e in entries[first:]]
     return entries, skipped
 
+
+def _expand_item(n: int, item: Any, *, limits: ZipLimits, entries: list[Entry], skipped: list[tuple[str, str]]) -> None:
+    if isinstance(item, (str, os.PathLike)):
+        _expand_path(Path(item), limits=limits, entries=entries, skipped=skipped)
+        return
+    if isinstance(item, tuple) and len(item) == 2 and isinstance(item[1], (bytes, bytearray, memoryview)):
+        name, data = str(item[0]), bytes(item[1]) if not isinstance(item[1], bytes) else item[1]
+    elif hasattr(item, "read"):
+        name = str(getattr(item, "name", None) or f"upload {n + 1}")
+        data = _bytes_of(item)
+    else:
+        skipped.append((f"input {n + 1}", f"not understood: expected a path, a (name, bytes) pair or a file, "
+                                          f"got {type(item).__name__}"))
+        return
+    if _is_zip(bytes(data[:4])):
+        _expand_zip(name, data, limits=limits, depth=1, entries=entries, skipped=skipped)
+    else:
+        entries.append(Entry(name, len(data), lambda data=data: data))

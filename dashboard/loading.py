@@ -39,21 +39,22 @@ def upload_ui() -> tuple[list[Any], str]:
 
 
 def release_uploads(files: list[Any]) -> None:
-    """Drop the uploaded bytes from Streamlit's upload store once the volumes hold what is needed.
+    """Drop uploaded bytes from Streamlit's upload store (and close the files).
 
-    Streamlit frees uploads only when the user removes them in the widget or the session ends;
-    without this, each upload-and-replace would keep the previous upload in memory.
+    Streamlit frees uploads only when the user removes them in the widget or the session
+    ends; without this, each upload-and-replace would keep the previous upload in memory.
+    Called per file while loading, as soon as the loader is done with it.
     """
     try:
         from streamlit.runtime.scriptrunner import get_script_run_ctx
 
         ctx = get_script_run_ctx()
-        if ctx is None:
-            return
         for f in files:
             file_id = getattr(f, "file_id", None)
-            if file_id:
+            if ctx is not None and file_id:
                 ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=file_id)
+            if hasattr(f, "close"):
+                f.close()
     except (AttributeError, ImportError, KeyError):  # an internal API: never let it break loading
         return
 
@@ -73,7 +74,9 @@ def load_with_progress(files: list[Any]) -> LoadResult:
             last[0] = step
             bar.progress(done / total if total else 1.0, text=f"Reading files… {done} of {total}")
 
-    result = load_series(files, progress=progress)
+    # Each upload is handed back as soon as it has been read, so the study never sits in
+    # memory twice (the uploaded bytes and the volume) for longer than one file.
+    result = load_series(files, progress=progress, release_source=lambda n: release_uploads([files[n]]))
     bar.empty()
     return result
 

@@ -450,3 +450,30 @@ def test_core_does_not_import_streamlit():
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "False"
+
+
+class TestReleaseSources:
+    def test_each_input_released_once_when_done(self):
+        hu = _hu(4)
+        files = ct_series(hu)
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for name, data in ct_series(_hu(3, seed=4), series_uid="9.9", names=lambda k: f"z{k}.dcm"):
+                zf.writestr(name, data)
+        sources = [*files, ("notes.txt", b"not dicom"), ("z.zip", buf.getvalue())]
+        released = []
+        res = load_series(sources, release_source=released.append)
+        assert sorted(released) == list(range(len(sources)))
+        assert len(released) == len(set(released))
+        np.testing.assert_array_equal(next(v for v in res.volumes if v.series_uid == "1.2.3.4.5.6").voxels, hu)
+
+    def test_released_inputs_are_not_read_again(self):
+        files = ct_series(_hu(3))
+        uploads = []
+        for name, data in files:
+            f = io.BytesIO(data)
+            f.name = name
+            uploads.append(f)
+        res = load_series(uploads, release_source=lambda n: uploads[n].close())
+        assert all(u.closed for u in uploads)
+        np.testing.assert_array_equal(res.volumes[0].voxels, _hu(3))
