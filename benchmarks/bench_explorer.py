@@ -2,8 +2,9 @@
 
 Run:  python benchmarks/bench_explorer.py [--steps 20] [--rounds 3]
 
-Three servers run side by side on loopback: the peer (benchmarks/peer_plain_viewer.py: one
-st.image and a slider, Streamlit defaults), the explorer page as configured
+Four servers run side by side on loopback: the peer (benchmarks/peer_plain_viewer.py: one
+st.image and a slider, Streamlit defaults), the floor (benchmarks/peer_fragment_floor.py: one
+image in a fragment with postScriptGC off), the explorer page as configured
 (.streamlit/config.toml), and the explorer with runner.postScriptGC turned back on. Headless
 Chromium (Playwright) presses the arrow key on a focused slider and measures, in the page,
 the time from the keydown to the new image decoded and painted (the task after its frame). Apps
@@ -123,6 +124,8 @@ def main() -> None:
         env = {**os.environ, "HOUNSFIELD_BENCH_FOLDER": str(Path(tmp) / "ct")}
         servers = {
             "plain st.image app (peer)": start(ROOT / "benchmarks" / "peer_plain_viewer.py", [], env),
+            "floor: 1 image in a fragment, GC off": start(ROOT / "benchmarks" / "peer_fragment_floor.py",
+                                                          ["--runner.postScriptGC", "false"], env),
             "explorer (as configured)": start(ROOT / "streamlit_app.py", [], env),
             "explorer, postScriptGC on": start(ROOT / "streamlit_app.py", ["--runner.postScriptGC", "true"], env),
         }
@@ -162,10 +165,10 @@ def main() -> None:
 
     print(f"512x512x{args.slices} CT, {args.rounds} rounds x {args.steps} steps per kind, apps alternating; "
           "key press to new image painted, in headless Chromium")
-    print(f"{'app':<28}{'slice med':>10}{'p95':>7}{'window med':>11}{'p95':>7}{'server med':>11}{'RSS MB':>8}")
+    print(f"{'app':<38}{'slice med':>10}{'p95':>7}{'window med':>11}{'p95':>7}{'server med':>11}{'RSS MB':>8}")
     for name, r in results.items():
         server = f"{statistics.median(r['server']):.1f}" if r["server"] else "-"
-        print(f"{name:<28}{statistics.median(r['slice']):>10.1f}{pct(r['slice'], .95):>7.1f}"
+        print(f"{name:<38}{statistics.median(r['slice']):>10.1f}{pct(r['slice'], .95):>7.1f}"
               f"{statistics.median(r['window']):>11.1f}{pct(r['window'], .95):>7.1f}{server:>11}{mem[name]:>8.0f}")
 
 
