@@ -138,7 +138,11 @@ def _first(value: Any) -> Any:
 
 
 def _sequence_depth(ds: Dataset, limit: int) -> int:
-    """Depth of nested sequences, stopping as soon as ``limit`` is exceeded."""
+    """Depth of nested sequences, stopping as soon as ``limit`` is exceeded.
+
+    Iterative, and it converts only sequence elements (``Dataset.elements()`` leaves the
+    others raw), so it is cheap on ordinary headers and safe on hostile ones.
+    """
     best = 0
     stack: list[tuple[Dataset, int]] = [(ds, 0)]
     while stack:
@@ -146,9 +150,11 @@ def _sequence_depth(ds: Dataset, limit: int) -> int:
         best = max(best, depth)
         if best > limit:
             return best
-        for elem in item:
-            if elem.VR == "SQ":
-                for sub in elem.value:
+        for raw in item.elements():
+            # Implicit VR leaves raw elements without a VR: convert those to know.
+            vr = raw.VR if raw.VR is not None else item[raw.tag].VR
+            if vr == "SQ":
+                for sub in item[raw.tag].value:
                     stack.append((sub, depth + 1))
     return best
 
@@ -248,6 +254,10 @@ def read_header(
         warnings.simplefilter("always")
         ds = pydicom.dcmread(fp, stop_before_pixels=True, force=not has_preamble)
         offset = fp.tell()
+    # pydicom keeps the stream it read from; that stream holds the whole file, pixels and all.
+    # The header outlives the load (tag browser, export), the file's bytes must not.
+    if hasattr(ds, "buffer"):
+        ds.buffer = None
     if not has_preamble and ("Rows" not in ds or "Columns" not in ds):
         raise SkipFile("not a DICOM image (no DICM marker, and the content does not parse to an image)")
 

@@ -102,6 +102,27 @@ def _fake_million_entries() -> bytes:
     return bytes(data[:pos]) + z64 + bytes(data[pos:])
 
 
+def _deep_implicit(depth: int = 30) -> bytes:
+    """A real image whose header nests sequences ``depth`` deep, written with implicit VR."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+    from pydicom.uid import ImplicitVRLittleEndian
+
+    (_, data), = ct_series(np.zeros((1, 8, 8), np.int16), series_uid="1.2.3.56")
+    ds = pydicom.dcmread(io.BytesIO(data))
+    inner = Dataset()
+    inner.CodeValue = "1"
+    for _ in range(depth):
+        outer = Dataset()
+        outer.ContentSequence = Sequence([inner])
+        inner = outer
+    ds.ContentSequence = inner.ContentSequence
+    ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
 def corpus() -> list[tuple[str, bytes, str | None]]:
     good = ct_series(np.arange(2 * 8 * 8, dtype=np.int16).reshape(2, 8, 8), series_uid="1.2.3.55",
                      names=lambda k: f"good{k}.dcm")
@@ -121,6 +142,7 @@ def corpus() -> list[tuple[str, bytes, str | None]]:
          + _el(0x7FE0, 0x0010, b"OW", b"\x00" * 128), ""),
         ("deep_undefined.dcm", _meta() + _nested(3000, defined=False) + _image_elements(8, 8)
          + _el(0x7FE0, 0x0010, b"OW", b"\x00" * 128), ""),
+        ("deep_implicit.dcm", _deep_implicit(), "nested more than"),
         ("absurd_size.dcm", _meta() + _image_elements(65535, 65535) + _el(0x7FE0, 0x0010, b"OW", b"\x00" * 16),
          "refused"),
         ("compressed_huge_frame.dcm", _meta(JPEG2000Lossless) + _image_elements(60000, 60000)

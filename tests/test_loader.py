@@ -477,3 +477,16 @@ class TestReleaseSources:
         res = load_series(uploads, release_source=lambda n: uploads[n].close())
         assert all(u.closed for u in uploads)
         np.testing.assert_array_equal(res.volumes[0].voxels, _hu(3))
+
+
+def test_headers_do_not_keep_the_file_bytes():
+    import gc
+    import sys
+
+    files = ct_series(_hu(3, r=64, c=64))
+    data = files[0][1]
+    before = sys.getrefcount(data)
+    vol = load_series(files).volumes[0]
+    gc.collect()
+    assert all(getattr(h, "buffer", None) is None for h in vol.slice_headers)
+    assert sys.getrefcount(data) == before  # nothing loaded still points at the upload's bytes
