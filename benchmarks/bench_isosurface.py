@@ -69,9 +69,9 @@ def main() -> None:
     print(f"{'surface':<14}{'method':<40}{'time s':>8}{'triangles':>12}{'payload MB':>12}")
     for name, level in (("bone 400", 400.0), ("skin -300", -300.0)):
         methods = {
-            "scikit-image marching_cubes, full res": lambda: marching_cubes(vox, level, spacing=spacing)[:2],
-            "VTK vtkFlyingEdges3D, full res": lambda: vtk_flying_edges(vox, level, spacing),
-            "extract_isosurface, 300k budget": lambda: extract_isosurface(vol, level),
+            "scikit-image marching_cubes, full res": lambda lv=level: marching_cubes(vox, lv, spacing=spacing)[:2],
+            "VTK vtkFlyingEdges3D, full res": lambda lv=level: vtk_flying_edges(vox, lv, spacing),
+            "extract_isosurface, 300k budget": lambda lv=level: extract_isosurface(vol, lv),
         }
         times: dict[str, list[float]] = {m: [] for m in methods}
         last = {}

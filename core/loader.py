@@ -13,7 +13,7 @@ from pydicom.pixels import apply_modality_lut, pixel_array
 
 from core.geometry import GeometryError, analyse_stack, slice_normal
 from core.headers import READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, read_header
-from core.sources import Entry, ZipLimits, expand_sources
+from core.sources import ZipLimits, expand_sources
 from core.volume import Volume
 
 __all__ = ["LoadResult", "load_series", "orientation_name"]

@@ -8,7 +8,6 @@ import pytest
 from core import LABELS, TISSUE_HU, sample_ct, sample_labels
 from core.histogram import (
     TISSUE_BANDS,
-    ValueCounts,
     array_statistics,
     band_table,
     bin_edges,
