@@ -43,10 +43,12 @@ def masked(value: Any, *, show: bool) -> str:
 def display_description(volume, index: int, *, show_phi: bool) -> str:
     """A series label safe to show: SeriesDescription (PHI in Annex E) only when revealed.
 
-    The built-in sample carries no header and no patient, so its description is shown.
+    The built-in sample's patient is fictitious, so its description is always shown.
     """
+    from core.sample import SERIES_UID as SAMPLE_SERIES
+
     facts = f"{volume.modality} {'x'.join(str(n) for n in volume.shape)}"
-    if volume.header is None or show_phi:
+    if volume.header is None or show_phi or volume.series_uid == SAMPLE_SERIES:
         desc = volume.description or "(no description)"
         return f"#{index + 1} {desc} — {facts}"
     label = " (localizer)" if volume.description.endswith("(localizer)") else ""

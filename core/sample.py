@@ -205,6 +205,7 @@ def sample_ct() -> Volume:
     scanner's series. Cached: every call returns the same read-only object.
     """
     raw, lab = _build()
+    headers = tuple(_sample_header(k) for k in range(SHAPE[0]))  # a fictitious patient, as a scanner writes
     outside = lab == LABELS["outside scan circle"]
     voxels = raw.copy()
     voxels[outside] = -1024
@@ -232,12 +233,58 @@ def sample_ct() -> Volume:
             "Spacing (mm)": SPACING,
             "Orientation": "axial",
         },
-        header=None,
+        header=headers[0],
         padding=np.packbits(outside, axis=-1),
         invert=False,
         units="HU",
         source_names=tuple(f"sample/slice{k + 1:03d}.dcm" for k in range(nz)),
+        slice_headers=headers,
     )
+
+
+def _sample_header(k: int) -> Dataset:
+    """The header of slice ``k`` of the sample, as a scanner would write it (no pixel data)."""
+    nz, ny, nx = SHAPE
+    dz, dy, dx = SPACING
+    x0, y0 = -(nx - 1) / 2 * dx, -(ny - 1) / 2 * dy
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
+    sop = generate_uid(entropy_srcs=["hounsfield sample", str(k)])
+    ds.file_meta.MediaStorageSOPInstanceUID = sop
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.SOPClassUID = CTImageStorage
+    ds.SOPInstanceUID = sop
+    ds.PatientName = "SAMPLE^SYNTHETIC"
+    ds.PatientID = "HOUNSFIELD-SAMPLE"
+    ds.StudyInstanceUID = STUDY_UID
+    ds.SeriesInstanceUID = SERIES_UID
+    ds.FrameOfReferenceUID = FRAME_UID
+    ds.Modality = "CT"
+    ds.SeriesDescription = "Synthetic chest CT (built-in sample)"
+    ds.Manufacturer = "Hounsfield (synthetic)"
+    ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
+    ds.SeriesNumber = 1
+    ds.InstanceNumber = k + 1
+    ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
+    ds.ImagePositionPatient = [round(x0, 4), round(y0, 4), round(k * dz - 150.0, 4)]
+    ds.PixelSpacing = [dy, dx]
+    ds.SliceThickness = dz
+    ds.SamplesPerPixel = 1
+    ds.PhotometricInterpretation = "MONOCHROME2"
+    ds.Rows, ds.Columns = ny, nx
+    ds.BitsAllocated = 16
+    ds.BitsStored = 16
+    ds.HighBit = 15
+    ds.PixelRepresentation = 1
+    ds.PixelPaddingValue = PADDING_HU
+    ds["PixelPaddingValue"].VR = "SS"
+    ds.RescaleIntercept = -1024
+    ds.RescaleSlope = 1
+    ds.RescaleType = "HU"
+    ds.WindowCenter = 40
+    ds.WindowWidth = 400
+    return ds
 
 
 def sample_ct_files(*, slices: slice | None = None) -> list[tuple[str, bytes]]:
@@ -253,50 +300,13 @@ def sample_ct_files(*, slices: slice | None = None) -> list[tuple[str, bytes]]:
         Write only these slices (all by default).
     """
     raw, _ = _build()
-    nz, ny, nx = SHAPE
-    dz, dy, dx = SPACING
-    x0, y0 = -(nx - 1) / 2 * dx, -(ny - 1) / 2 * dy
     out = []
-    for k in range(nz)[slices or slice(None)]:
+    for k in range(SHAPE[0])[slices or slice(None)]:
         stored = raw[k].astype(np.int32) + 1024
         stored[raw[k] == PADDING_HU] = PADDING_HU
-        ds = Dataset()
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = CTImageStorage
-        sop = generate_uid(entropy_srcs=["hounsfield sample", str(k)])
-        ds.file_meta.MediaStorageSOPInstanceUID = sop
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        ds.SOPClassUID = CTImageStorage
-        ds.SOPInstanceUID = sop
-        ds.PatientName = "SAMPLE^SYNTHETIC"
-        ds.PatientID = "HOUNSFIELD-SAMPLE"
-        ds.StudyInstanceUID = STUDY_UID
-        ds.SeriesInstanceUID = SERIES_UID
-        ds.FrameOfReferenceUID = FRAME_UID
-        ds.Modality = "CT"
-        ds.SeriesDescription = "Synthetic chest CT (built-in sample)"
-        ds.Manufacturer = "Hounsfield (synthetic)"
-        ds.ImageType = ["ORIGINAL", "PRIMARY", "AXIAL"]
-        ds.SeriesNumber = 1
-        ds.InstanceNumber = k + 1
-        ds.ImageOrientationPatient = [1, 0, 0, 0, 1, 0]
-        ds.ImagePositionPatient = [round(x0, 4), round(y0, 4), round(k * dz - 150.0, 4)]
-        ds.PixelSpacing = [dy, dx]
-        ds.SliceThickness = dz
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME2"
-        ds.Rows, ds.Columns = ny, nx
-        ds.BitsAllocated = 16
-        ds.BitsStored = 16
-        ds.HighBit = 15
-        ds.PixelRepresentation = 1
-        ds.PixelPaddingValue = PADDING_HU
-        ds.RescaleIntercept = -1024
-        ds.RescaleSlope = 1
-        ds.RescaleType = "HU"
-        ds.WindowCenter = 40
-        ds.WindowWidth = 400
+        ds = _sample_header(k)
         ds.PixelData = stored.astype("<i2").tobytes()
+        ds["PixelData"].VR = "OW"
         buf = io.BytesIO()
         pydicom.dcmwrite(buf, ds, enforce_file_format=True)
         out.append((f"sample/slice{k + 1:03d}.dcm", buf.getvalue()))

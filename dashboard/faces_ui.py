@@ -130,7 +130,7 @@ def detect_ui(image: np.ndarray, settings: dict) -> np.ndarray:
     h, w = image.shape[:2]
     st.markdown(f"**{len(boxes)} face{'s' if len(boxes) != 1 else ''} found** in {ms:.0f} ms "
                 f"({w} x {h} pixels){', numbered from the most confident' if len(boxes) > 1 else ''}.")
-    st.image(draw_boxes(image, boxes, eyes), width="stretch")
+    st.image(draw_boxes(image, boxes, eyes), width=min(w, 760))
     if len(boxes):
         st.dataframe(pd.DataFrame({"Face": np.arange(1, len(boxes) + 1), "x": boxes[:, 0], "y": boxes[:, 1],
                                    "w": boxes[:, 2], "h": boxes[:, 3], "Confidence": np.round(scores, 2),
@@ -171,7 +171,8 @@ def anonymise_ui(image: np.ndarray, boxes: np.ndarray, base: str) -> None:
         st.caption("No face found and no box typed: nothing to hide.")
         return
     out = blur_regions(image, all_boxes, method=method, strength=strength)
-    st.image(out, caption=f"{len(all_boxes)} region(s) {'blurred' if method == 'blur' else 'pixelated'}", width="stretch")
+    st.image(out, caption=f"{len(all_boxes)} region(s) {'blurred' if method == 'blur' else 'pixelated'}",
+             width=min(out.shape[1], 760))
     st.download_button("Download the anonymised image (PNG)", png_bytes(out), f"{base}_anonymised.png", "image/png",
                        key="faces_dl", icon=":material/download:")
 
