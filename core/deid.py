@@ -253,7 +253,7 @@ def summary_json(volume) -> str:
         "regular_grid": bool(volume.is_regular),
         "gantry_tilt_degrees": round(volume.tilt_degrees, 3),
         "values": {"dtype": str(volume.voxels.dtype), "units": volume.units,
-                   "min": float(volume.voxels.min()), "max": float(volume.voxels.max())},
+                   "min": volume.value_range[0], "max": volume.value_range[1]},
         "window": None if volume.window is None else {"center": volume.window[0], "width": volume.window[1]},
         "acquisition": {k: v for k, v in volume.summary.items() if k not in ("Slices", "Rows", "Columns")},
         "geometry_warnings": list(volume.warnings),

@@ -163,7 +163,7 @@ def analyse_stack(
 def _fill_value(volume) -> float:
     if volume.modality == "CT":
         return -1024.0
-    return float(volume.voxels.min()) if volume.voxels.size else 0.0
+    return volume.value_range[0]
 
 
 def resample_regular(volume, *, slice_spacing: float | None = None):

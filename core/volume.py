@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 from dataclasses import dataclass, field, replace
 from typing import Any
 
@@ -175,9 +176,12 @@ class Volume:
             return np.unpackbits(self.padding[:, index, :], axis=-1, count=c).astype(bool)
         return ((self.padding[:, :, index // 8] >> (7 - index % 8)) & 1).astype(bool)
 
-    @property
-    def nbytes(self) -> int:
-        return int(self.voxels.nbytes + (0 if self.padding is None else self.padding.nbytes))
+    @functools.cached_property
+    def value_range(self) -> tuple[float, float]:
+        """(min, max) of the voxels, computed once (the voxels are read-only)."""
+        if self.voxels.size == 0:
+            return 0.0, 0.0
+        return float(self.voxels.min()), float(self.voxels.max())
 
     def corrected(self, *, spacing: float | None = None) -> Volume:
         """This volume resampled onto a regular grid at true patient positions.

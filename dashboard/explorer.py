@@ -89,7 +89,7 @@ def _window_range(vol: Volume) -> tuple[float, float, float]:
     """(lowest center, highest center, largest width) for the sliders."""
     if vol.modality == "CT":
         return -1200.0, 3000.0, 6000.0
-    lo, hi = float(vol.voxels.min()), float(vol.voxels.max())
+    lo, hi = vol.value_range
     span = max(hi - lo, 2.0)
     return lo - span / 2, hi + span / 2, span * 2
 

@@ -75,21 +75,30 @@ def read_image(name: str, data: bytes) -> np.ndarray:
         raise ValueError(f"{name}: not a PNG, JPEG or DICOM image ({type(exc).__name__})") from None
 
 
-def source_ui() -> tuple[np.ndarray | None, str]:
-    """The photo to work on, and a safe base name for downloads."""
+@st.cache_resource(scope="session", max_entries=2, show_spinner=False)
+def uploaded_image(_data: bytes, key: tuple) -> np.ndarray:
+    """The decoded upload, once per file (``key`` names it): not again on every rerun."""
+    img = read_image(key[1], _data)
+    img.flags.writeable = False
+    return img
+
+
+def source_ui() -> tuple[np.ndarray | None, tuple]:
+    """The photo to work on, and a key naming it (its first part is a safe base for file names)."""
     choice = st.radio("Photo", ["Sample photo", "Upload"], key=SOURCE, horizontal=True)
     if choice == "Sample photo":
         name = st.selectbox("Sample", list(SAMPLES), key=SAMPLE)
-        return sample_image(SAMPLES[name]), SAMPLES[name]
+        return sample_image(SAMPLES[name]), (SAMPLES[name],)
     up = st.file_uploader("A PNG, JPEG or DICOM image", type=["png", "jpg", "jpeg", "dcm", "dicom"], key=UPLOAD)
     if up is None:
         st.info("Upload a photo, or use a sample photo.")
-        return None, "upload"
+        return None, ("upload",)
+    key = ("upload", up.name, up.file_id)
     try:
-        return read_image(up.name, up.getvalue()), "upload"
+        return uploaded_image(up.getvalue(), key), key
     except ValueError as exc:
         st.error(f"{exc}. Upload a PNG, JPEG or DICOM image.")
-        return None, "upload"
+        return None, key
 
 
 def settings_ui() -> dict:
@@ -121,12 +130,19 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, eyes: list[np.ndarray]) -> 
     return out
 
 
-def detect_ui(image: np.ndarray, settings: dict) -> np.ndarray:
-    kw = {k: v for k, v in settings.items() if k != "eyes"}
+@st.cache_resource(scope="session", max_entries=8, show_spinner=False)
+def detections(_image: np.ndarray, key: tuple, settings: tuple) -> tuple[np.ndarray, np.ndarray, list, float]:
+    """Boxes, confidences, eyes and the time taken, once per image and settings."""
+    kw = dict(settings)
+    find_eyes = kw.pop("eyes")
     start = time.perf_counter()
-    boxes, scores = detect_faces_scored(image, **kw)
-    eyes = [detect_eyes(image, b) for b in boxes] if settings["eyes"] else []
-    ms = (time.perf_counter() - start) * 1000
+    boxes, scores = detect_faces_scored(_image, **kw)
+    eyes = [detect_eyes(_image, b) for b in boxes] if find_eyes else []
+    return boxes, scores, eyes, (time.perf_counter() - start) * 1000
+
+
+def detect_ui(image: np.ndarray, key: tuple, settings: dict) -> np.ndarray:
+    boxes, scores, eyes, ms = detections(image, key, tuple(sorted(settings.items())))
     h, w = image.shape[:2]
     st.markdown(f"**{len(boxes)} face{'s' if len(boxes) != 1 else ''} found** in {ms:.0f} ms "
                 f"({w} x {h} pixels){', numbered from the most confident' if len(boxes) > 1 else ''}.")
@@ -157,7 +173,8 @@ def parse_boxes(text: str) -> tuple[np.ndarray, list[str]]:
     return np.array(boxes, dtype=int).reshape(-1, 4), bad
 
 
-def anonymise_ui(image: np.ndarray, boxes: np.ndarray, base: str) -> None:
+def anonymise_ui(image: np.ndarray, boxes: np.ndarray, key: tuple) -> None:
+    base = key[0]
     c1, c2 = st.columns(2)
     method = c1.radio("Method", ["blur", "pixelate"], key=METHOD, horizontal=True)
     strength = c2.slider("Strength", 0.5, 3.0, step=0.1, key=STRENGTH)

@@ -57,7 +57,8 @@ def init(vol: Volume) -> None:
 def _range_limits(vol: Volume) -> tuple[float, float]:
     if vol.units == "HU":
         return -1100.0, 3100.0
-    return float(np.floor(vol.voxels.min())), float(np.ceil(vol.voxels.max())) + 1
+    lo, hi = vol.value_range
+    return float(np.floor(lo)), float(np.ceil(hi)) + 1
 
 
 def _classic_bins(vol: Volume) -> None:

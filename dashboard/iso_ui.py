@@ -63,7 +63,7 @@ def settings_ui(vol: Volume) -> Settings:
     unit = "HU" if ct else (vol.units or "value")
     c1, c2 = st.columns([1, 2])
     preset = c1.selectbox("Surface", names, key=PRESET, on_change=_apply_preset)
-    lo, hi = (-1000.0, 3000.0) if ct else (float(vol.voxels.min()), float(vol.voxels.max()))
+    lo, hi = (-1000.0, 3000.0) if ct else vol.value_range
     level = c2.slider(f"Threshold ({unit})", lo, hi, step=10.0 if ct else max((hi - lo) / 400, 1e-3), key=LEVEL,
                       disabled=preset == LUNGS, help="Marching cubes finds where the volume crosses this value.")
     d1, d2, d3 = st.columns(3)
@@ -87,7 +87,8 @@ def mesh_for(_vol: Volume, key: tuple, settings: Settings) -> Mesh:
     crop = (slice(settings.crop[0], settings.crop[1]), slice(None), slice(None))
     if settings.preset == LUNGS:
         mask, _ = lungs_for(_vol, key)
-        lung_vol = _vol.with_changes(voxels=mask.astype(np.int16), warnings=[], padding=None)
+        # A uint8 view of the mask (no copy of the volume): the surface is its 0.5 level.
+        lung_vol = _vol.with_changes(voxels=mask.view(np.uint8), warnings=[], padding=None)
         return extract_isosurface(lung_vol, 0.5, max_triangles=settings.budget, crop=crop,
                                   keep_largest=settings.keep)
     return extract_isosurface(_vol, settings.level, max_triangles=settings.budget, crop=crop,

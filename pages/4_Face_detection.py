@@ -16,11 +16,11 @@ st.markdown(
     "face too: the check at the bottom looks for one."
 )
 faces_ui.init()
-image, base = faces_ui.source_ui()
+image, key = faces_ui.source_ui()
 if image is not None:
     settings = faces_ui.settings_ui()
-    boxes = faces_ui.detect_ui(image, settings)
+    boxes = faces_ui.detect_ui(image, key, settings)
     st.subheader("Anonymise")
-    faces_ui.anonymise_ui(image, boxes, base)
+    faces_ui.anonymise_ui(image, boxes, key)
 st.subheader("Privacy check of the current CT")
 faces_ui.ct_check_ui(vol)
