@@ -289,6 +289,10 @@ def read_header(
             raise SkipFile("truncated: the file ends in the middle of its header")
         if len(ds) == 0:
             raise SkipFile("truncated or empty: no DICOM elements could be read")
+        sop = str(ds.get("SOPClassUID", "") or "")
+        if len(data) - offset < 8 and "Image Storage" in UID(sop).name:
+            # An image class whose file stops before any pixels: cut short, not a pixel-less object.
+            raise SkipFile(f"truncated: this {UID(sop).name} file ends before its (7FE0,0010) Pixel Data")
         raise SkipFile(_describe_no_pixels(ds))
 
     for kw, tagtxt in (("Rows", "(0028,0010) Rows"), ("Columns", "(0028,0011) Columns"), ("BitsAllocated", "(0028,0100) Bits Allocated")):

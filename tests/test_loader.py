@@ -490,3 +490,9 @@ def test_headers_do_not_keep_the_file_bytes():
     gc.collect()
     assert all(getattr(h, "buffer", None) is None for h in vol.slice_headers)
     assert sys.getrefcount(data) == before  # nothing loaded still points at the upload's bytes
+
+
+def test_image_cut_short_in_its_header_says_truncated():
+    files = ct_series(_hu(1))
+    res = load_series([("cut.dcm", files[0][1][:400])])
+    assert res.skipped == [("cut.dcm", "truncated: this CT Image Storage file ends before its (7FE0,0010) Pixel Data")]
