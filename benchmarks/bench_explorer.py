@@ -2,14 +2,21 @@
 
 Run:  python benchmarks/bench_explorer.py [--steps 20] [--rounds 3]
 
-Four servers run side by side on loopback: the peer (benchmarks/peer_plain_viewer.py: one
+Three servers run side by side on loopback: the peer (benchmarks/peer_plain_viewer.py: one
 st.image and a slider, Streamlit defaults), the floor (benchmarks/peer_fragment_floor.py: one
-image in a fragment with postScriptGC off), the explorer page as configured
-(.streamlit/config.toml), and the explorer with runner.postScriptGC turned back on. Headless
-Chromium (Playwright) presses the arrow key on a focused slider and measures, in the page,
-the time from the keydown to the new image decoded and painted (the task after its frame). Apps
-alternate each round. The server-side time is the explorer fragment's own (shown on the page).
-Memory: each server's resident set after the steps.
+image in a fragment with postScriptGC off: Streamlit's own round trip) and the explorer page as
+configured. Headless Chromium (Playwright) presses the arrow key on a focused slider and
+measures, in the page, the time from the keydown to the new image painted (the task after its
+frame). Apps alternate each round.
+
+The explorer's views window and paint in the browser from planes it already holds, so four
+cases are measured there:
+- slice step: one arrow press, then the page is left to settle (the next planes arrive);
+- held key: presses 33 ms apart (a held arrow key), each timed to the paint of its slice;
+- jump: End / Home on the slider, to a plane the browser does not hold (a server round trip);
+- window step: one arrow press on the window center.
+The server-side time is the explorer fragment's own (shown on the page). Memory: each server's
+resident set after the steps.
 """
 
 from __future__ import annotations
@@ -56,6 +63,70 @@ INSTALL_JS = """
 }
 """
 
+# The explorer's canvases carry data-index (the plane shown) and data-painted (a paint counter).
+FIND_JS = """
+// The views live in the component's shadow root: look there too.
+const hfFind = (sel) => {
+  for (const host of document.querySelectorAll('*')) {
+    const hit = host.shadowRoot && host.shadowRoot.querySelector(sel);
+    if (hit) return hit;
+  }
+  return document.querySelector(sel);
+};
+"""
+
+CANVAS_JS = """
+([axis, expect]) => {
+""" + FIND_JS + """
+  const canvas = hfFind(`.hf-view[data-axis="${axis}"] canvas`);
+  window.__t0 = null;
+  const before = canvas.dataset.painted;
+  document.addEventListener('keydown', () => { if (window.__t0 === null) window.__t0 = performance.now(); },
+                            {capture: true, once: true});
+  window.__lat = new Promise((resolve) => {
+    const ok = () => canvas.dataset.painted !== before && (expect === null || canvas.dataset.index === String(expect));
+    const obs = new MutationObserver(() => {
+      if (!ok()) return;
+      obs.disconnect();
+      requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - window.__t0), 0));
+    });
+    obs.observe(canvas, {attributes: true});
+    setTimeout(() => { obs.disconnect(); resolve(-1); }, 10000);
+  });
+}
+"""
+
+# A held key: presses `gap` ms apart; each press timed to the paint of the slice it asks for.
+HELD_JS = """
+async ([n, gap]) => {
+""" + FIND_JS + """
+  const canvas = hfFind('.hf-view[data-axis="0"] canvas');
+  const input = hfFind('.hf-view[data-axis="0"] input');
+  const pressed = new Map();
+  const out = [];
+  const obs = new MutationObserver(() => {
+    const t = pressed.get(canvas.dataset.index);
+    if (t !== undefined) {
+      pressed.delete(canvas.dataset.index);
+      requestAnimationFrame(() => setTimeout(() => out.push(performance.now() - t), 0));
+    }
+  });
+  obs.observe(canvas, {attributes: true});
+  input.focus();
+  for (let i = 0; i < n; i++) {
+    const next = String(Number(input.value) + 1);
+    pressed.set(next, performance.now());
+    input.dispatchEvent(new KeyboardEvent('keydown', {key: 'ArrowRight', bubbles: true}));
+    input.value = next;
+    input.dispatchEvent(new Event('input', {bubbles: true}));
+    await new Promise((r) => setTimeout(r, gap));
+  }
+  await new Promise((r) => setTimeout(r, 2000));
+  obs.disconnect();
+  return {times: out, missed: pressed.size};
+}
+"""
+
 
 def free_port() -> int:
     with socket.socket() as s:
@@ -92,6 +163,11 @@ def wait_idle(page) -> None:
     page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=120_000)
 
 
+def settle(page) -> None:
+    page.wait_for_timeout(120)  # the state update leaves the browser 25 ms after a change at most
+    wait_idle(page)
+
+
 def step(page, slider_label: str, key: str) -> float:
     thumb = page.locator('[data-testid="stSlider"]').filter(has_text=slider_label).get_by_role("slider")
     thumb.focus()
@@ -100,6 +176,20 @@ def step(page, slider_label: str, key: str) -> float:
     ms = page.evaluate("window.__lat")
     wait_idle(page)
     return ms
+
+
+def canvas_step(page, label: str, key: str, axis: int = 0, expect: int | None = None) -> float:
+    page.get_by_role("slider", name=label).focus()
+    page.evaluate(CANVAS_JS, [axis, expect])
+    page.keyboard.press(key)
+    ms = page.evaluate("window.__lat")
+    settle(page)
+    return ms
+
+
+def server_ms(page) -> float:
+    text = page.get_by_text(re.compile(r"Views drawn in [\d.]+ ms")).inner_text()
+    return float(re.search(r"([\d.]+) ms", text).group(1))
 
 
 def pct(values: list[float], q: float) -> float:
@@ -127,9 +217,10 @@ def main() -> None:
             "floor: 1 image in a fragment, GC off": start(ROOT / "benchmarks" / "peer_fragment_floor.py",
                                                           ["--runner.postScriptGC", "false"], env),
             "explorer (as configured)": start(ROOT / "streamlit_app.py", [], env),
-            "explorer, postScriptGC on": start(ROOT / "streamlit_app.py", ["--runner.postScriptGC", "true"], env),
         }
-        results: dict[str, dict[str, list[float]]] = {name: {"slice": [], "window": [], "server": []} for name in servers}
+        kinds = ("slice", "held", "jump", "window", "server")
+        results: dict[str, dict[str, list[float]]] = {name: {k: [] for k in kinds} for name in servers}
+        missed = 0
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -144,32 +235,53 @@ def main() -> None:
                         page.get_by_text(f"{len(paths)} uploaded files: 1 series found").wait_for(timeout=300_000)
                         page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Volume explorer").click()
                         page.get_by_text("Views drawn in").wait_for()
-                    wait_idle(page)
+                        page.locator('.hf-view[data-axis="0"] canvas[data-painted]').wait_for()
+                    settle(page)
                     pages[name] = page
                 for _ in range(args.rounds):
                     for name, page in pages.items():
-                        for kind, label, key in (("slice", "Axial slice", "ArrowRight"),
-                                                 ("window", "Window center", "ArrowRight")):
-                            for _ in range(args.steps):
-                                ms = step(page, label, key)
-                                if ms > 0:
-                                    results[name][kind].append(ms)
-                                if "explorer" in name:
-                                    text = page.get_by_text(re.compile(r"Views drawn in [\d.]+ ms")).inner_text()
-                                    results[name]["server"].append(float(re.search(r"([\d.]+) ms", text).group(1)))
+                        r = results[name]
+                        if "explorer" not in name:
+                            for kind, label in (("slice", "Axial slice"), ("window", "Window center")):
+                                r[kind] += [ms for ms in (step(page, label, "ArrowRight") for _ in range(args.steps)) if ms > 0]
+                            continue
+                        for _ in range(args.steps):
+                            r["slice"].append(canvas_step(page, "Axial slice", "ArrowRight"))
+                            r["server"].append(server_ms(page))
+                        held = page.evaluate(HELD_JS, [args.steps, 33])
+                        r["held"] += held["times"]
+                        missed += held["missed"]
+                        settle(page)
+                        for key in ("End", "Home", "End", "Home"):
+                            expect = args.slices - 1 if key == "End" else 0
+                            r["jump"].append(canvas_step(page, "Axial slice", key, expect=expect))
+                        for _ in range(args.steps):
+                            r["window"].append(canvas_step(page, "Window center (HU)", "ArrowRight"))
+                            r["server"].append(server_ms(page))
+                        page.get_by_role("slider", name="Axial slice").focus()
+                        page.keyboard.press("Home")  # back to the start: the next round scrolls anew
+                        settle(page)
                 mem = {name: rss_mb(proc.pid) for name, (proc, _) in servers.items()}
                 browser.close()
         finally:
             for proc, _ in servers.values():
                 proc.terminate()
 
+    def cell(values: list[float], q: float | None = None) -> str:
+        values = [v for v in values if v > 0]
+        if not values:
+            return "-"
+        return f"{(statistics.median(values) if q is None else pct(values, q)):.1f}"
+
     print(f"512x512x{args.slices} CT, {args.rounds} rounds x {args.steps} steps per kind, apps alternating; "
-          "key press to new image painted, in headless Chromium")
-    print(f"{'app':<38}{'slice med':>10}{'p95':>7}{'window med':>11}{'p95':>7}{'server med':>11}{'RSS MB':>8}")
+          "key press to new image painted, in headless Chromium (ms)")
+    print(f"{'app':<38}{'slice med':>10}{'p95':>7}{'held med':>9}{'p95':>7}{'jump med':>9}"
+          f"{'window med':>11}{'p95':>7}{'server med':>11}{'RSS MB':>8}")
     for name, r in results.items():
-        server = f"{statistics.median(r['server']):.1f}" if r["server"] else "-"
-        print(f"{name:<38}{statistics.median(r['slice']):>10.1f}{pct(r['slice'], .95):>7.1f}"
-              f"{statistics.median(r['window']):>11.1f}{pct(r['window'], .95):>7.1f}{server:>11}{mem[name]:>8.0f}")
+        print(f"{name:<38}{cell(r['slice']):>10}{cell(r['slice'], .95):>7}{cell(r['held']):>9}{cell(r['held'], .95):>7}"
+              f"{cell(r['jump']):>9}{cell(r['window']):>11}{cell(r['window'], .95):>7}{cell(r['server']):>11}"
+              f"{mem[name]:>8.0f}")
+    print(f"held key: {missed} presses never painted their own slice (skipped by a later one)")
 
 
 if __name__ == "__main__":

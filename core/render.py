@@ -12,7 +12,7 @@ from PIL import Image
 
 from core.mpr import PlaneInfo
 
-__all__ = ["COLORMAPS", "CROSSHAIR", "ViewTransform", "encode_png", "palette", "render_view"]
+__all__ = ["COLORMAPS", "CROSSHAIR", "ViewTransform", "colormap_table", "encode_png", "palette", "render_view"]
 
 LEVELS = 253  # palette entries 0..252 carry the image; 253..255 the overlay colours
 CROSSHAIR = {0: 253, 1: 254, 2: 255}  # the colour of each plane's line, by the axis it fixes
@@ -21,18 +21,33 @@ _OVERLAY_RGB = [(230, 60, 60), (70, 200, 90), (240, 210, 50)]  # red, green, yel
 
 
 @functools.lru_cache(maxsize=8)
-def palette(colormap: str) -> tuple[int, ...]:
-    """A 256-entry RGB palette: 253 image levels in ``colormap``, then the overlay colours."""
+def colormap_table(colormap: str) -> np.ndarray:
+    """The (256, 3) uint8 RGB colour of each display level 0..255 in ``colormap``.
+
+    Raises
+    ------
+    ValueError
+        If ``colormap`` is not one of :data:`COLORMAPS`.
+    """
     if colormap not in COLORMAPS:
         raise ValueError(f"colormap must be one of {COLORMAPS}, got {colormap!r}")
-    ramp = np.rint(np.arange(LEVELS) * 255.0 / (LEVELS - 1)).astype(np.uint8)
+    levels = np.arange(256, dtype=np.uint8)
     if colormap == "grey":
-        rgb = np.stack([ramp] * 3, axis=1)
+        rgb = np.stack([levels] * 3, axis=1)
     elif colormap == "inverted grey":
-        rgb = np.stack([255 - ramp] * 3, axis=1)
+        rgb = np.stack([255 - levels] * 3, axis=1)
     else:
-        rgb = cv2.applyColorMap(ramp.reshape(-1, 1), cv2.COLORMAP_VIRIDIS).reshape(-1, 3)[:, ::-1]
-    out = rgb.astype(int).ravel().tolist()
+        rgb = cv2.applyColorMap(levels.reshape(-1, 1), cv2.COLORMAP_VIRIDIS).reshape(-1, 3)[:, ::-1]
+    rgb = np.ascontiguousarray(rgb, dtype=np.uint8)
+    rgb.flags.writeable = False
+    return rgb
+
+
+@functools.lru_cache(maxsize=8)
+def palette(colormap: str) -> tuple[int, ...]:
+    """A 256-entry RGB palette: 253 image levels in ``colormap``, then the overlay colours."""
+    ramp = np.rint(np.arange(LEVELS) * 255.0 / (LEVELS - 1)).astype(np.uint8)
+    out = colormap_table(colormap)[ramp].astype(int).ravel().tolist()
     for c in _OVERLAY_RGB:
         out += list(c)
     return tuple(out)

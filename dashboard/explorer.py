@@ -16,7 +16,7 @@ from core.measure import roi_stats, value_at
 from core.mpr import plane_info, slab, slab_width_slices
 from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
-from dashboard import state
+from dashboard import mpr_view, state
 
 # Session-state keys of this page.
 SERIES_KEY = "explorer_series"
@@ -109,25 +109,20 @@ def _apply_preset(vol: Volume) -> None:
     st.session_state[WIDTH] = float(np.clip(round(w), 1, wmax))
 
 
-def _to_custom() -> None:
-    st.session_state[PRESET] = CUSTOM
-
-
 def window_ui(vol: Volume) -> Display:
-    """Preset, center and width (in HU for CT), colormap and slab. Returns the settings."""
-    lo, hi, wmax = _window_range(vol)
-    unit = "HU" if vol.units == "HU" else (vol.units or "stored units")
-    c1, c2, c3, c4 = st.columns([1.3, 2, 2, 1.3])
+    """Preset, colours and slab (Streamlit widgets). Center and width are set in the views. Returns the settings."""
+    c1, c2, c3, c4 = st.columns([1.4, 1, 1.6, 1])
     c1.selectbox("Window preset", presets_for(vol), key=PRESET, on_change=_apply_preset, args=(vol,),
                  help="Soft tissue 400/40, lung 1500/-600, bone 2500/480, brain 80/40, liver 150/90, "
                  "mediastinum 350/50 (width/level, HU), as the major viewers use them.")
-    center = c2.slider(f"Window center ({unit})", lo, hi, step=1.0, key=CENTER, on_change=_to_custom)
-    width = c3.slider(f"Window width ({unit})", 1.0, wmax, step=1.0, key=WIDTH, on_change=_to_custom)
-    cmap = c4.selectbox("Colours", COLORMAPS, key=CMAP)
-    s1, s2 = st.columns([2, 1])
-    slab_mm = s1.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM)
-    mode = s2.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.get, key=SLAB_MODE)
-    return Display(center, width, cmap, slab_mm, mode)
+    cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP)
+    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM)
+    mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.get, key=SLAB_MODE)
+    return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, slab_mm, mode)
+
+
+def _unit(vol: Volume) -> str:
+    return "HU" if vol.units == "HU" else (vol.units or "stored units")
 
 
 def _crosshair() -> dict[int, int]:
@@ -161,56 +156,13 @@ def view_png(vol: Volume, axis: int, display: Display, point: dict[int, int], *,
     return out
 
 
-def crosshair_html(tf, axis: int, point: dict[int, int]) -> str:
-    """An overlay laid exactly over the image above it, with the lines of the other two planes.
-
-    Drawn by the browser (thin positioned divs: st.html keeps no SVG) so that moving one
-    plane re-encodes only that plane's image, not the two it cuts.
-    """
-    h, w = tf.size
-    down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
-    x, _ = tf.to_display(0, point[across])
-    _, y = tf.to_display(point[down], 0)
-    gap = max(6, min(h, w) // 40)
-    colors = {0: "#e63c3c", 1: "#46c85a", 2: "#f0d232"}
-    px, py = 100.0 * (x + 0.5) / w, 100.0 * (y + 0.5) / h
-    gx, gy = 100.0 * gap / w, 100.0 * gap / h
-    segments = []
-    if 0 <= y < h:  # the horizontal line: the plane fixing the axis that runs down this view
-        style = f"top:{py:.3f}%;height:1px;background:{colors[down]}"
-        segments += [f"left:0;width:{max(px - gx, 0):.3f}%;{style}",
-                     f"left:{min(px + gx, 100):.3f}%;right:0;{style}"]
-    if 0 <= x < w:
-        style = f"left:{px:.3f}%;width:1px;background:{colors[across]}"
-        segments += [f"top:0;height:{max(py - gy, 0):.3f}%;{style}",
-                     f"top:{min(py + gy, 100):.3f}%;bottom:0;{style}"]
-    lines = "".join(f'<div class="hf-line" style="position:absolute;{seg}"></div>' for seg in segments)
-    ratio = 100.0 * h / w
-    return (
-        f'<div class="hf-crosshair" data-axis="{axis}" style="position:relative;width:100%;height:0;'
-        f'padding-bottom:{ratio:.4f}%;margin-top:-{ratio:.4f}%;pointer-events:none;overflow:hidden">'
-        f'<div style="position:absolute;left:0;top:0;width:100%;height:100%">{lines}</div></div>'
-    )
-
-
 def three_views_ui(vol: Volume, display: Display) -> None:
-    """Axial, coronal and sagittal side by side, each with its slice slider and crosshair."""
-    cols = st.columns(3)
-    for axis, col in zip((0, 1, 2), cols):
-        with col:
-            n = vol.shape[axis]
-            if n > 1:
-                st.slider(f"{view_label(vol, axis)} slice", 0, n - 1, key=SLICE[axis],
-                          help=f"{n} slices, {vol.spacing[axis]:g} mm apart")
-            else:
-                st.caption(f"{view_label(vol, axis)}: a single slice")
-    point = _crosshair()
-    for axis, col in zip((0, 1, 2), cols):
-        with col:
-            png, tf = view_png(vol, axis, display, point, crosshair=False)
-            with st.container(gap=None):
-                st.image(png, width="stretch")
-                st.html(crosshair_html(tf, axis, point))
+    """Axial, coronal and sagittal side by side, windowed in the browser (see dashboard.mpr_view)."""
+    mpr_view.views_ui(vol, point=_crosshair(), center=display.center, width=display.width,
+                      colormap=display.colormap, slab_mm=display.slab_mm, slab_mode=display.slab_mode,
+                      window_range=_window_range(vol), unit=_unit(vol))
+    st.caption("Scroll with the sliders or the mouse wheel over a view; click a view to move the crosshair; "
+               "drag on a view to set the window (across: width, up and down: center).")
 
 
 def point_ui(vol: Volume) -> None:
@@ -374,6 +326,8 @@ def downloads_ui(vol: Volume) -> None:
 def viewer(vol: Volume) -> None:
     """Everything that changes as the user scrolls and windows: reruns on its own."""
     start = time.perf_counter()
+    if mpr_view.adopt(vol, _window_range(vol), slice_keys=SLICE, center_key=CENTER, width_key=WIDTH):
+        st.session_state[PRESET] = CUSTOM  # the window was set by hand in the views
     display = window_ui(vol)
     three_views_ui(vol, display)
     point_ui(vol)

@@ -54,7 +54,7 @@ def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
     needs_volume : bool
         When True and no series is loaded, say so kindly and stop the page here.
     """
-    st.set_page_config(page_title=f"{title} · Hounsfield", page_icon=":material/radiology:", layout="wide")
+    st.set_page_config(page_title=f"{title} · Hounsfield", page_icon="🩻", layout="wide")
     keep_uploads_in_memory()
     state.init()
     keep_widget_state()

@@ -93,33 +93,113 @@ def _slider(page, label):
     return page.locator('[data-testid="stSlider"]').filter(has_text=label).get_by_role("slider")
 
 
+def _canvas(page, axis):
+    return page.locator(f'.hf-view[data-axis="{axis}"] canvas')
+
+
+def _pixels(page, axis) -> np.ndarray:
+    """The view's canvas as (rows, cols, RGB), read back from the browser."""
+    canvas = _canvas(page, axis)
+    data = canvas.evaluate(
+        "c => { const d = c.getContext('2d').getImageData(0, 0, c.width, c.height).data;"
+        " let s = ''; for (let i = 0; i < d.length; i += 4) s += String.fromCharCode(d[i], d[i + 1], d[i + 2]);"
+        " return [c.height, c.width, btoa(s)]; }")
+    import base64
+
+    rows, cols, b64 = data
+    return np.frombuffer(base64.b64decode(b64), np.uint8).reshape(rows, cols, 3)
+
+
+def _wait_canvas(page, axis, *, index=None, window=None) -> None:
+    from playwright.sync_api import expect
+
+    canvas = _canvas(page, axis)
+    expect(canvas).to_have_attribute("data-painted", re.compile(r"\d+"), timeout=30_000)
+    if index is not None:
+        expect(canvas).to_have_attribute("data-index", str(index), timeout=30_000)
+    if window is not None:
+        expect(canvas).to_have_attribute("data-window", window, timeout=30_000)
+
+
+def _shown(page, axis, expected_hu, center, width):
+    """The canvas shows exactly core.windowing.window of the expected plane, grey."""
+    from core.windowing import window
+
+    got = _pixels(page, axis)
+    want = window(expected_hu, center, width)
+    assert got.shape[:2] == want.shape
+    np.testing.assert_array_equal(got[..., 0], want)
+    np.testing.assert_array_equal(got[..., 1], want)
+
+
 def test_explorer_scroll_window_and_click(page, app_url):
+    from playwright.sync_api import expect
+
+    from core import sample_ct
+
+    vol = sample_ct().voxels
     page.goto(app_url + "/Volume_explorer")
     _wait_idle(page)
     page.get_by_text("Views drawn in").wait_for()
     _no_exception(page)
-    axial = page.locator('[data-testid="stImage"] img').first
-    before = axial.screenshot()
-    assert _is_not_blank(before)
-    assert page.locator(".hf-crosshair .hf-line").count() == 12  # two lines, each in two pieces, per view
+    for axis in (0, 1, 2):
+        _wait_canvas(page, axis)
+    assert page.locator(".hf-overlay line").count() == 12  # two lines, each in two pieces, per view
+    # Windowed in the browser, pixel for pixel as core.windowing.window; reformats head up.
+    _shown(page, 0, vol[60], 40, 400)
+    _shown(page, 1, vol[:, 128, :][::-1], 40, 400)
+    _shown(page, 2, vol[:, :, 128][::-1], 40, 400)
 
     # Scroll the axial slice with the keyboard: the picture and the readout change.
-    _slider(page, "Axial slice").focus()
+    page.get_by_role("slider", name="Axial slice").focus()
     for _ in range(20):
         page.keyboard.press("ArrowRight")
+    _wait_canvas(page, 0, index=80)
     page.get_by_text("voxel (slice 80,").wait_for()
-    _wait_idle(page)
-    after_scroll = axial.screenshot()
-    assert after_scroll != before
+    _shown(page, 0, vol[80], 40, 400)
 
-    # Window: the lung preset changes how the same slice looks.
+    # The mouse wheel over a view scrolls it too.
+    stage = page.locator('.hf-view[data-axis="0"] .hf-stage')
+    stage.hover()
+    for _ in range(3):
+        page.mouse.wheel(0, 100)
+    _wait_canvas(page, 0, index=83)
+    page.get_by_text("voxel (slice 83,").wait_for()
+
+    # The window slider of the views: the preset becomes Custom on the server.
+    page.get_by_role("slider", name="Window center (HU)").focus()
+    for _ in range(10):
+        page.keyboard.press("ArrowLeft")
+    _wait_canvas(page, 0, window="30/400")
+    _shown(page, 0, vol[83], 30, 400)
+    expect(page.get_by_role("combobox", name="Window preset")).to_have_value("Custom")
+
+    # A preset chosen on the page reaches the views.
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Window preset").click()
     page.get_by_role("option", name="Lung").click()
+    _wait_canvas(page, 0, window="-600/1500")
+    _shown(page, 0, vol[83], -600, 1500)
+
+    # A click on the axial view moves the crosshair: the sagittal view goes to that column.
     _wait_idle(page)
-    page.wait_for_function(
-        "() => [...document.querySelectorAll('[data-testid=\"stSlider\"]')]"
-        ".some(s => s.innerText.includes('Window center') && s.innerText.includes('-600'))")
-    assert axial.screenshot() != after_scroll
+    box = stage.bounding_box()
+    page.mouse.click(box["x"] + box["width"] * 0.25, box["y"] + box["height"] * 0.5)
+    _wait_canvas(page, 2, index=64)
+    _wait_canvas(page, 1, index=128)
+    page.get_by_text("voxel (slice 83, row 128, column 64)").wait_for()
+    _shown(page, 2, vol[:, :, 64][::-1], -600, 1500)
+
+    # Dragging on a view sets the window, as in desktop viewers.
+    page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.5 + 40, box["y"] + box["height"] * 0.5 - 20, steps=5)
+    page.mouse.up()
+    page.wait_for_function("() => true")
+    shown_window = _canvas(page, 0).get_attribute("data-window")
+    assert shown_window != "-600/1500"
+    c, w = map(float, shown_window.split("/"))
+    assert c > -600 and w > 1500  # up raises the center, right widens
+    expect(page.get_by_role("combobox", name="Window preset")).to_have_value("Custom")
 
     # Large view: a click moves the crosshair there.
     page.locator('[data-testid="stSelectbox"]').filter(has_text="Large view").click()
@@ -129,13 +209,15 @@ def test_explorer_scroll_window_and_click(page, app_url):
     target = frame.locator("img")
     target.wait_for()
     box = target.bounding_box()
-    target.click(position={"x": box["width"] * 0.25, "y": box["height"] * 0.5})
+    target.click(position={"x": box["width"] * 0.75, "y": box["height"] * 0.25})
     page.wait_for_function(
-        "() => !document.body.innerText.includes('row 128, column 128)')", timeout=30_000)
+        "() => !document.body.innerText.includes('row 128, column 64)')", timeout=30_000)
     _wait_idle(page)
     text = page.locator("body").inner_text()
-    m = re.search(r"voxel \(slice 80, row (\d+), column (\d+)\)", text)
-    assert m and abs(int(m.group(1)) - 128) <= 3 and abs(int(m.group(2)) - 64) <= 3
+    m = re.search(r"voxel \(slice 83, row (\d+), column (\d+)\)", text)
+    assert m and abs(int(m.group(1)) - 64) <= 3 and abs(int(m.group(2)) - 192) <= 3
+    # The views adopt the point set on the page.
+    _wait_canvas(page, 2, index=int(m.group(2)))
     _no_exception(page)
 
 

@@ -1,7 +1,14 @@
-"""AppTest of the volume explorer, driven by widget keys."""
+"""AppTest of the volume explorer, driven by widget keys and by the views component's state.
+
+The views component reports ``view`` (crosshair, window, planes wanted) as its state; AppTest
+sets that state the way the browser does, and reads the planes the page sends back.
+"""
 
 from __future__ import annotations
 
+import json
+import struct
+import zlib
 from pathlib import Path
 
 import numpy as np
@@ -26,30 +33,95 @@ def _readout(at) -> str:
     return next(m.value for m in at.markdown if m.value.startswith("**At the crosshair:**"))
 
 
-def test_three_views_with_sliders_at_the_middle(at):
-    assert [at.slider(key=k).value for k in ("explorer_k", "explorer_j", "explorer_i")] == [60, 128, 128]
-    assert len(at.get("image")) == 3
+def _payload(at) -> tuple[dict, dict]:
+    """The views component's header and its planes, decoded as the browser decodes them."""
+    (element,) = at.get("bidi_component")
+    data = element.proto.bytes
+    n = struct.unpack("<I", data[:4])[0]
+    header = json.loads(data[4:4 + n])
+    planes = {}
+    for meta in header["slices"]:
+        blob = data[4 + n + meta["offset"]: 4 + n + meta["offset"] + meta["length"]]
+        k = 2 if meta["dtype"] == "i2" else 4
+        raw = np.frombuffer(zlib.decompress(blob), np.uint8).reshape(k, -1).T.copy()
+        values = raw.view("<i2" if k == 2 else "<f4").reshape(meta["rows"], meta["cols"])
+        planes[(meta["axis"], meta["index"], meta["render"])] = values
+    return header, planes
+
+
+def _browser_view(at, seq: int, point, center, width, want=(), epoch="tab1"):
+    """Set the views' state as the browser does after a scroll, a click or a window drag."""
+    at.session_state["explorer_mpr"] = {"view": {"seq": seq, "epoch": epoch, "point": list(point),
+                                                 "center": center, "width": width, "want": [list(w) for w in want]}}
+    return at.run()
+
+
+def test_three_views_open_at_the_middle_with_their_planes(at):
+    from core import sample_ct
+
+    vol = sample_ct().voxels
     assert "voxel (slice 60, row 128, column 128)" in _readout(at)
+    header, planes = _payload(at)
+    assert header["point"] == [60, 128, 128] and (header["center"], header["width"]) == (40.0, 400.0)
+    assert [v["name"] for v in header["views"]] == ["Axial", "Coronal", "Sagittal"]
+    assert header["views"][0]["letters"] == {"top": "A", "bottom": "P", "left": "R", "right": "L"}
+    # The sample's slices go up (z = 2.5 k - 150): reformats are flipped so the head is at the top.
+    assert [v["flip"] for v in header["views"]] == [False, True, True]
+    assert set(planes) == {(0, 60, "1"), (1, 128, "1"), (2, 128, "1")}
+    np.testing.assert_array_equal(planes[(0, 60, "1")], vol[60])
+    np.testing.assert_array_equal(planes[(1, 128, "1")], vol[:, 128, :][::-1])
+    np.testing.assert_array_equal(planes[(2, 128, "1")], vol[:, :, 128][::-1])
+    assert header["cmap"][:6] == [0, 0, 0, 1, 1, 1] and header["invert"] is False
 
 
-def test_slice_slider_moves_the_crosshair_and_the_value(at):
-    at.slider(key="explorer_k").set_value(100).run()
+def test_browser_scroll_moves_the_crosshair_and_gets_the_planes_it_wants(at):
+    from core import sample_ct
+
+    vol = sample_ct().voxels
+    _browser_view(at, 1, (60, 128, 128), 40, 400)  # the views' first state after they mount
+    _browser_view(at, 2, (100, 128, 128), 40, 400, want=[(0, 100), (0, 101), (0, 102)])
     assert not at.exception
     text = _readout(at)
     assert "slice 100" in text and "z 100.0 mm" in text  # the sample's slice k sits at z = 2.5 k - 150
-    # Values are the voxels' HU: (100, 128, 128) in the sample.
-    from core import sample_ct
+    assert f"{vol[100, 128, 128]} HU" in text
+    header, planes = _payload(at)
+    assert set(planes) == {(0, 100, "1"), (0, 101, "1"), (0, 102, "1")}  # the others were sent already
+    np.testing.assert_array_equal(planes[(0, 102, "1")], vol[102])
+    assert header["rev"] == 1  # the browser's own change is not sent back as a new revision
+    # A rerun for another reason sends nothing again.
+    at.run()
+    assert _payload(at)[1] == {}
 
-    assert f"{sample_ct().voxels[100, 128, 128]} HU" in text
+
+def test_a_new_mount_of_the_views_gets_its_planes_again(at):
+    _browser_view(at, 1, (60, 128, 128), 40, 400)
+    _browser_view(at, 1, (60, 128, 128), 40, 400, epoch="tab2")
+    assert set(_payload(at)[1]) == {(0, 60, "1"), (1, 128, "1"), (2, 128, "1")}
 
 
-def test_presets_set_center_and_width(at):
+def test_browser_state_is_clipped_and_bad_state_ignored(at):
+    _browser_view(at, 1, (10_000, -5, 128), 1e9, -3, want=[(7, 1), (0, 10_000), (1, 3)])
+    assert not at.exception
+    assert "voxel (slice 119, row 0, column 128)" in _readout(at)
+    assert (at.session_state["explorer_center"], at.session_state["explorer_width"]) == (3000.0, 1.0)
+    assert set(_payload(at)[1]) == {(0, 119, "1"), (1, 0, "1"), (1, 3, "1"), (2, 128, "1")}
+    at.session_state["explorer_mpr"] = {"view": {"seq": "x", "point": "nonsense"}}
+    at.run()
+    assert not at.exception
+    assert "voxel (slice 119, row 0, column 128)" in _readout(at)
+
+
+def test_presets_set_center_and_width_and_reach_the_browser(at):
     at.selectbox(key="explorer_preset").set_value("Lung").run()
-    assert (at.slider(key="explorer_center").value, at.slider(key="explorer_width").value) == (-600, 1500)
+    header, _ = _payload(at)
+    assert (header["center"], header["width"], header["rev"]) == (-600, 1500, 2)
     at.selectbox(key="explorer_preset").set_value("Bone").run()
-    assert (at.slider(key="explorer_center").value, at.slider(key="explorer_width").value) == (480, 2500)
-    at.slider(key="explorer_center").set_value(100).run()
+    header, _ = _payload(at)
+    assert (header["center"], header["width"], header["rev"]) == (480, 2500, 3)
+    # A window dragged in the browser: the preset becomes Custom; no new revision goes back.
+    _browser_view(at, 1, (60, 128, 128), 100, 2500)
     assert at.selectbox(key="explorer_preset").value == "Custom"
+    assert (at.session_state["explorer_center"], _payload(at)[0]["rev"]) == (100.0, 3)
     assert not at.exception
 
 
@@ -61,7 +133,7 @@ def test_roi_statistics_of_a_lung_box(at):
     rows, cols = np.nonzero(inner)
     r0, c0 = int(rows[0]) - 4, int(cols[0]) - 4
     assert (lab[r0:r0 + 8, c0:c0 + 8] == LABELS["lung"]).all()
-    at.slider(key="explorer_k").set_value(75).run()
+    at.session_state["explorer_k"] = 75
     at.toggle(key="explorer_roi_on").set_value(True).run()
     at.slider(key="explorer_roi_rows").set_value((r0, r0 + 8)).run()
     at.slider(key="explorer_roi_cols").set_value((c0, c0 + 8)).run()
@@ -75,12 +147,21 @@ def test_roi_statistics_of_a_lung_box(at):
 def test_slab_and_colormap_and_large_view(at):
     at.slider(key="explorer_slab_mm").set_value(10.0).run()
     at.selectbox(key="explorer_slab_mode").set_value("minip").run()
+    # The views get MinIP slabs of 10 mm: 4 slices of 2.5 mm along the axial axis, 7 of 1.4 mm across.
+    from core import sample_ct
+    from core.mpr import slab
+
+    header, planes = _payload(at)
+    assert header["render"] == ["4minip", "7minip", "7minip"]
+    assert header["slab"][0] == "MinIP 10 mm"
+    np.testing.assert_array_equal(planes[(0, 60, "4minip")], slab(sample_ct().voxels, 0, 60, width=4, mode="minip"))
     at.selectbox(key="explorer_cmap").set_value("viridis").run()
     at.selectbox(key="explorer_large").set_value("Coronal").run()
     at.slider(key="explorer_zoom").set_value(3.0).run()
     assert not at.exception
     cache = at.session_state["explorer_png_cache"]
     assert any(key[1] == 1 and key[4] == "minip" and key[7] == "viridis" and key[9] == 3.0 for key in cache)
+    assert _payload(at)[0]["cmap"][3 * 255:] == [253, 231, 37]  # viridis ends in yellow (OpenCV's table)
 
 
 def test_mr_single_slice_has_native_units_and_no_hu_presets():
@@ -92,4 +173,8 @@ def test_mr_single_slice_has_native_units_and_no_hu_presets():
     at.run()
     assert not at.exception
     assert "Lung" not in at.selectbox(key="explorer_preset").options
-    assert "HU" not in at.slider(key="explorer_center").label
+    header, planes = _payload(at)
+    assert header["unit"] != "HU"
+    assert [v["n"] for v in header["views"]] == [1, 64, 64]
+    (axial,) = [v for k, v in planes.items() if k[0] == 0]
+    np.testing.assert_array_equal(axial, pydicom.dcmread(path).pixel_array)  # MR_small: rescale 1, 0

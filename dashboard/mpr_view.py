@@ -1,0 +1,182 @@
+"""The explorer's three linked views, windowed and drawn in the browser (a Streamlit v2 component).
+
+Moving a slice or the window paints at once from planes the browser already holds; the
+state comes back here as the component's ``view`` value, with the planes the browser
+wants next (those ahead of the scroll). Each rerun answers with the missing planes, raw
+(int16, or float32 when values are not integral), byte-shuffled and zlib-compressed.
+
+Values set on the Python side (presets, a click on the large view, the histogram page)
+go to the browser with a new revision number, which it adopts.
+"""
+
+from __future__ import annotations
+
+import json
+import struct
+import zlib
+from pathlib import Path
+
+import numpy as np
+import streamlit as st
+
+from core import Volume
+from core.mpr import plane_info, slab, slab_width_slices
+from core.render import colormap_table
+
+__all__ = ["MAX_PLANES", "encode_plane", "pack", "read_view", "view_layouts", "views_ui"]
+
+KEY = "explorer_mpr"  # the component's key (its state holds the browser's ``view``)
+SYNC = "explorer_mpr_sync"  # what this session has agreed with and sent to the browser
+MAX_PLANES = 12  # planes sent per rerun at most
+NAMES = {0: "Axial", 1: "Coronal", 2: "Sagittal"}
+SLAB_LABELS = {"mip": "MIP", "minip": "MinIP", "mean": "mean"}
+
+_HERE = Path(__file__).parent
+COMPONENT = st.components.v2.component(
+    "hounsfield_mpr",
+    html='<div class="hf-root"></div>',
+    css=(_HERE / "mpr_view.css").read_text(encoding="utf-8"),
+    js=(_HERE / "mpr_view.js").read_text(encoding="utf-8"),
+)
+
+
+def encode_plane(plane: np.ndarray) -> tuple[str, bytes]:
+    """A plane as the browser reads it: ``("i2" | "f4", zlib(byte-shuffled little-endian values))``.
+
+    Integer planes whose values fit int16 go as int16; anything else as float32. The bytes
+    of each value are grouped by significance (all low bytes, then all high bytes), which
+    roughly halves the compressed size of CT planes.
+    """
+    plane = np.asarray(plane)
+    if plane.dtype.kind in "iub" and plane.dtype.itemsize <= 2 and plane.dtype != np.uint16:
+        dtype, code = np.dtype("<i2"), "i2"
+    elif plane.dtype.kind in "iu" and plane.size and -32768 <= plane.min() and plane.max() <= 32767:
+        dtype, code = np.dtype("<i2"), "i2"
+    else:
+        dtype, code = np.dtype("<f4"), "f4"
+    values = np.ascontiguousarray(plane, dtype=dtype)
+    shuffled = values.view(np.uint8).reshape(-1, dtype.itemsize).T.tobytes()
+    return code, zlib.compress(shuffled, 1)
+
+
+def pack(header: dict, blobs: list[bytes]) -> bytes:
+    """``uint32 length (little endian) + JSON header + blobs``, with blob offsets in the header's ``slices``."""
+    offset = 0
+    for meta, blob in zip(header["slices"], blobs, strict=True):
+        meta["offset"], meta["length"] = offset, len(blob)
+        offset += len(blob)
+    text = json.dumps(header, separators=(",", ":")).encode()
+    return b"".join([struct.pack("<I", len(text)), text, *blobs])
+
+
+def view_layouts(vol: Volume) -> list[dict]:
+    """Per view: its axis, the axes running down and across, the flip, pixel size and edge letters."""
+    out = []
+    for axis in (0, 1, 2):
+        info = plane_info(vol, axis)
+        down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+        out.append({
+            "axis": axis, "name": info.name.capitalize() if info.name != "oblique" else f"{NAMES[axis]} (oblique)",
+            "n": int(vol.shape[axis]), "rows": int(vol.shape[down]), "cols": int(vol.shape[across]),
+            "down": down, "across": across, "flip": bool(info.flip_rows),
+            "row_mm": float(info.row_mm), "col_mm": float(info.col_mm), "letters": dict(info.letters),
+        })
+    return out
+
+
+def _display_plane(vol: Volume, axis: int, index: int, width: int, mode: str, flip: bool) -> np.ndarray:
+    plane = slab(vol.voxels, axis, index, width=width, mode=mode)
+    return plane[::-1] if flip else plane
+
+
+def _token(vol: Volume) -> str:
+    return f"{id(vol.voxels):x}-{'x'.join(map(str, vol.shape))}-{abs(hash(vol.series_uid)) % 10**8}"
+
+
+def read_view(raw: object, vol: Volume, window_range: tuple[float, float, float]) -> dict | None:
+    """The browser's ``view`` state, checked and clipped; None when it is missing or malformed."""
+    if not isinstance(raw, dict):
+        return None
+    try:
+        point = [int(np.clip(int(p), 0, n - 1)) for p, n in zip(raw["point"], vol.shape, strict=True)]
+        lo, hi, wmax = window_range
+        center = float(np.clip(round(float(raw["center"])), lo, hi))
+        width = float(np.clip(round(float(raw["width"])), 1, wmax))
+        want = [(int(a), int(i)) for a, i in (raw.get("want") or [])[:32] if int(a) in (0, 1, 2)]
+        want = [(a, i) for a, i in want if 0 <= i < vol.shape[a]]
+        return {"seq": int(raw["seq"]), "epoch": str(raw.get("epoch", ""))[:40], "point": point,
+                "center": center, "width": width, "want": want}
+    except (KeyError, TypeError, ValueError, OverflowError):
+        return None
+
+
+def adopt(vol: Volume, window_range: tuple[float, float, float], *, slice_keys: dict[int, str],
+          center_key: str, width_key: str) -> bool:
+    """Take what the browser changed into session state. True when the window changed there."""
+    sync = _sync(vol)
+    component = st.session_state.get(KEY)
+    view = read_view(component.get("view") if component is not None and hasattr(component, "get") else None,
+                     vol, window_range)
+    sync["want"] = []
+    if view is None:
+        return False
+    if view["epoch"] != sync["epoch"]:  # a new mount of the component: its cache may be empty
+        sync["epoch"], sync["sent"] = view["epoch"], set()
+    if view["seq"] == sync["seq"]:
+        sync["want"] = view["want"]
+        return False
+    sync["seq"], sync["want"], sync["fresh"] = view["seq"], view["want"], True
+    for axis, key in slice_keys.items():
+        st.session_state[key] = view["point"][axis]
+    window_changed = (view["center"], view["width"]) != (st.session_state.get(center_key), st.session_state.get(width_key))
+    st.session_state[center_key], st.session_state[width_key] = view["center"], view["width"]
+    sync["agreed"] = (tuple(view["point"]), view["center"], view["width"])
+    return window_changed
+
+
+def _sync(vol: Volume) -> dict:
+    token = _token(vol)
+    sync = st.session_state.get(SYNC)
+    if sync is None or sync["vol"] != token:
+        sync = {"vol": token, "rev": 0, "seq": None, "epoch": None, "agreed": None, "sent": set(), "want": [],
+                "fresh": False}
+        st.session_state[SYNC] = sync
+    return sync
+
+
+def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float, colormap: str,
+             slab_mm: float, slab_mode: str, window_range: tuple[float, float, float], unit: str) -> None:
+    """Mount the three views with the current settings and the planes the browser lacks."""
+    sync = _sync(vol)
+    current = (tuple(point[a] for a in (0, 1, 2)), float(center), float(width))
+    if current != sync["agreed"]:  # changed on this side: the browser adopts it
+        sync["rev"] += 1
+        sync["agreed"] = current
+    layouts = view_layouts(vol)
+    widths = [slab_width_slices(vol, a, slab_mm) for a in (0, 1, 2)]
+    render = ["1" if w == 1 else f"{w}{slab_mode}" for w in widths]
+    slab_text = [None if w == 1 else f"{SLAB_LABELS[slab_mode]} {w * vol.spacing[a]:g} mm" for a, w in enumerate(widths)]
+    # The crosshair's planes first, then what the browser asked for (anew when it asked anew).
+    order = [(a, point[a]) for a in (0, 1, 2) if (a, point[a], render[a]) not in sync["sent"]]
+    fresh = sync.pop("fresh", False)
+    order += [(a, i) for a, i in sync["want"] if fresh or (a, i, render[a]) not in sync["sent"]]
+    metas, blobs, seen = [], [], set()
+    for axis, index in order:
+        if (axis, index) in seen or len(blobs) >= MAX_PLANES:
+            continue
+        seen.add((axis, index))
+        layout = layouts[axis]
+        plane = _display_plane(vol, axis, index, widths[axis], slab_mode, layout["flip"])
+        code, blob = encode_plane(plane)
+        metas.append({"axis": axis, "index": index, "render": render[axis], "dtype": code,
+                      "rows": int(plane.shape[0]), "cols": int(plane.shape[1])})
+        blobs.append(blob)
+        sync["sent"].add((axis, index, render[axis]))
+    header = {
+        "vol": sync["vol"], "rev": sync["rev"], "views": layouts, "range": list(window_range), "unit": unit,
+        "point": list(current[0]), "center": current[1], "width": current[2],
+        "cmap": colormap_table(colormap).ravel().tolist(), "invert": bool(vol.invert),
+        "render": render, "slab": slab_text, "slices": metas,
+    }
+    COMPONENT(data=pack(header, blobs), key=KEY, default={"view": None}, on_view_change=lambda: None,
+              width="stretch")
