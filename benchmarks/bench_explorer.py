@@ -13,7 +13,7 @@ The explorer's views window and paint in the browser from planes it already hold
 cases are measured there:
 - slice step: one arrow press, then the page is left to settle (the next planes arrive);
 - held key: presses 33 ms apart (a held arrow key), each timed to the paint of its slice;
-- jump: End / Home on the slider, to a plane the browser does not hold (a server round trip);
+- jump: the slider set far away, to a plane the browser does not hold (a server round trip);
 - window step: one arrow press on the window center.
 The server-side time is the explorer fragment's own (shown on the page). Memory: each server's
 resident set after the steps.
@@ -91,6 +91,27 @@ CANVAS_JS = """
       requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - window.__t0), 0));
     });
     obs.observe(canvas, {attributes: true});
+    setTimeout(() => { obs.disconnect(); resolve(-1); }, 10000);
+  });
+}
+"""
+
+# A jump: the axial slider set to a plane never shown before (no prefetch can have it).
+JUMP_JS = """
+async (target) => {
+""" + FIND_JS + """
+  const canvas = hfFind('.hf-view[data-axis="0"] canvas');
+  const input = hfFind('.hf-view[data-axis="0"] input');
+  return await new Promise((resolve) => {
+    const obs = new MutationObserver(() => {
+      if (canvas.dataset.index !== String(target)) return;
+      obs.disconnect();
+      requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - t0), 0));
+    });
+    obs.observe(canvas, {attributes: true});
+    const t0 = performance.now();
+    input.value = String(target);
+    input.dispatchEvent(new Event('input', {bubbles: true}));
     setTimeout(() => { obs.disconnect(); resolve(-1); }, 10000);
   });
 }
@@ -221,6 +242,11 @@ def main() -> None:
         kinds = ("slice", "held", "jump", "window", "server")
         results: dict[str, dict[str, list[float]]] = {name: {k: [] for k in kinds} for name in servers}
         missed = 0
+        # Jump targets 20 planes apart (more than the prefetch reaches), where neither the steps
+        # (the middle and up, then 0 and up) nor an earlier jump have been.
+        n = args.slices
+        jumps = [n * 7 // 30 + 20 * i for i in range(4)] + [n * 43 // 60 + 20 * i for i in range(5)]
+        assert args.rounds <= 3 and jumps[-1] < n, "the jump targets fit 3 rounds of a 300-slice series"
         try:
             with sync_playwright() as p:
                 browser = p.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
@@ -252,9 +278,9 @@ def main() -> None:
                         r["held"] += held["times"]
                         missed += held["missed"]
                         settle(page)
-                        for key in ("End", "Home", "End", "Home"):
-                            expect = args.slices - 1 if key == "End" else 0
-                            r["jump"].append(canvas_step(page, "Axial slice", key, expect=expect))
+                        for _ in range(3):
+                            r["jump"].append(page.evaluate(JUMP_JS, jumps.pop()))
+                            settle(page)
                         for _ in range(args.steps):
                             r["window"].append(canvas_step(page, "Window center (HU)", "ArrowRight"))
                             r["server"].append(server_ms(page))

@@ -39,6 +39,8 @@ def mem_mb(pid: int, field: str = "VmRSS") -> float:
 
 
 async def user_session(browser, url: str, paths: list[str], results: list[dict]) -> None:
+    from playwright.async_api import expect
+
     ctx = await browser.new_context(viewport={"width": 1400, "height": 1000})
     page = await ctx.new_page()
     page.set_default_timeout(300_000)
@@ -55,11 +57,14 @@ async def user_session(browser, url: str, paths: list[str], results: list[dict])
         await page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Volume explorer").click()
         await page.get_by_text("Views drawn in").wait_for()
         await page.wait_for_selector(IDLE)
-        thumb = page.locator('[data-testid="stSlider"]').filter(has_text="Axial slice").get_by_role("slider")
-        await thumb.focus()
+        canvas = page.locator('.hf-view[data-axis="0"] canvas')
+        await page.locator('.hf-view[data-axis="0"] canvas[data-painted]').wait_for()
+        first = int(await canvas.get_attribute("data-index"))
+        await page.get_by_role("slider", name="Axial slice").focus()
         for _ in range(10):
             await page.keyboard.press("ArrowRight")
             await page.wait_for_timeout(100)
+        await expect(canvas).to_have_attribute("data-index", str(first + 10))
         await page.wait_for_selector(IDLE)
         rec["ok"] = await page.locator('[data-testid="stException"]').count() == 0
     except Exception as exc:  # noqa: BLE001 - a failed session is a result to report
@@ -106,6 +111,32 @@ async def cycles(browser, url: str, folders: list[list[str]], n: int, pid: int) 
     return rss
 
 
+class Sampler:
+    """The server's resident memory every 50 ms, to see when the peak happens."""
+
+    def __init__(self, pid: int) -> None:
+        import threading
+
+        self.pid, self.samples, self.stop = pid, [], threading.Event()
+        self.thread = threading.Thread(target=self._run, daemon=True)
+        self.t0 = time.perf_counter()
+        self.thread.start()
+
+    def _run(self) -> None:
+        while not self.stop.wait(0.05):
+            try:
+                self.samples.append((time.perf_counter() - self.t0, mem_mb(self.pid)))
+            except OSError:
+                return
+
+    def summary(self) -> str:
+        self.stop.set()
+        t, peak = max(self.samples, key=lambda s: s[1])
+        marks = [self.samples[min(len(self.samples) - 1, int(len(self.samples) * q))] for q in (0.25, 0.5, 0.75)]
+        return (f"peak RSS {peak:.0f} MB at {t:.1f} s of {self.samples[-1][0]:.1f} s; at 25/50/75% of the run: "
+                + ", ".join(f"{m:.0f}" for _, m in marks) + " MB")
+
+
 async def run(args) -> None:
     from playwright.async_api import async_playwright
 
@@ -130,6 +161,7 @@ async def run(args) -> None:
                 browser = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
                 results: list[dict] = []
                 t = time.perf_counter()
+                sampler = Sampler(proc.pid)
                 await asyncio.gather(*[user_session(browser, url, big, results) for _ in range(args.sessions)],
                                      hostile_session(browser, url, hostile, results))
                 wall = time.perf_counter() - t
@@ -146,7 +178,7 @@ async def run(args) -> None:
                 print(f"  time to first image: median {statistics.median(firsts):.1f} s, p95 {p95:.1f} s")
                 if uploads:
                     print(f"  upload to series found: median {statistics.median(uploads):.1f} s, max {uploads[-1]:.1f} s")
-                print(f"  server memory: {base:.0f} MB at start, peak {peak:.0f} MB")
+                print(f"  server memory: {base:.0f} MB at start, peak {peak:.0f} MB (VmHWM); {sampler.summary()}")
                 rss = await cycles(browser, url, small, args.cycles, proc.pid)
                 print(f"  {args.cycles} upload-and-replace cycles of 512x512x120: RSS after the first "
                       f"{rss[0]:.0f} MB, after the last {rss[-1]:.0f} MB, highest {max(rss):.0f} MB")

@@ -11,7 +11,7 @@
 const CACHE = new Map(); // `${axis}|${index}|${render}` -> {rows, cols, values}
 let cacheVolume = null;
 const CACHE_PER_AXIS = 96;
-const AHEAD = 8; // planes prefetched in the direction of scrolling
+const AHEAD = 12; // planes prefetched in the direction of scrolling
 const COLORS = ["#e63c3c", "#46c85a", "#f0d232"]; // the plane fixing axis 0, 1, 2 (as 3D Slicer)
 const SVG = "http://www.w3.org/2000/svg";
 
@@ -128,15 +128,20 @@ class Viewer {
     }
     this.syncControls();
     this.paintAll();
-    const pending = h.slices.map((s) =>
-      inflate(bytes.subarray(base + s.offset, base + s.offset + s.length), s.dtype, s.rows, s.cols).then((values) =>
-        remember(cacheKey(s.axis, s.index, s.render), { rows: s.rows, cols: s.cols, values }, s.axis),
-      ),
-    );
-    Promise.all(pending).then(() => {
-      this.paintAll();
-      this.requestMissing();
-    });
+    // Planes are decoded one after the other, the crosshair's first, each painted when ready;
+    // then the planes still missing are asked for.
+    const order = h.slices.slice().sort((a, b) => (this.point[b.axis] === b.index) - (this.point[a.axis] === a.index));
+    let chain = Promise.resolve();
+    for (const s of order) {
+      chain = chain.then(() => inflate(bytes.subarray(base + s.offset, base + s.offset + s.length), s.dtype, s.rows, s.cols))
+        .then((values) => {
+          remember(cacheKey(s.axis, s.index, s.render), { rows: s.rows, cols: s.cols, values }, s.axis);
+          if (this.point[s.axis] === s.index && this.h.render[s.axis] === s.render) this.paint(this.views[s.axis]);
+        })
+        .catch(() => {}); // a plane that cannot be decoded is asked for again
+
+    }
+    chain.then(() => this.requestMissing());
   }
 
   build(h) {
@@ -357,7 +362,7 @@ class Viewer {
       add(view.axis, this.point[view.axis] + 1);
       add(view.axis, this.point[view.axis] - 1);
     }
-    return out.slice(0, 16);
+    return out.slice(0, 20);
   }
 
   send() {

@@ -2,7 +2,7 @@
 
 Moving a slice or the window paints at once from planes the browser already holds; the
 state comes back here as the component's ``view`` value, with the planes the browser
-wants next (those ahead of the scroll). Each rerun answers with the missing planes, raw
+wants next (those ahead of the scroll). Each rerun answers with a few missing planes, raw
 (int16, or float32 when values are not integral), byte-shuffled and zlib-compressed.
 
 Values set on the Python side (presets, a click on the large view, the histogram page)
@@ -27,7 +27,7 @@ __all__ = ["MAX_PLANES", "encode_plane", "pack", "read_view", "view_layouts", "v
 
 KEY = "explorer_mpr"  # the component's key (its state holds the browser's ``view``)
 SYNC = "explorer_mpr_sync"  # what this session has agreed with and sent to the browser
-MAX_PLANES = 12  # planes sent per rerun at most
+MAX_PLANES = 6  # planes sent per rerun at most: the crosshair's first; the browser asks again for the rest
 NAMES = {0: "Axial", 1: "Coronal", 2: "Sagittal"}
 SLAB_LABELS = {"mip": "MIP", "minip": "MinIP", "mean": "mean"}
 
@@ -56,7 +56,9 @@ def encode_plane(plane: np.ndarray) -> tuple[str, bytes]:
         dtype, code = np.dtype("<f4"), "f4"
     values = np.ascontiguousarray(plane, dtype=dtype)
     shuffled = values.view(np.uint8).reshape(-1, dtype.itemsize).T.tobytes()
-    return code, zlib.compress(shuffled, 1)
+    # Z_RLE: half the time of the default strategy on CT planes, for the same size.
+    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
+    return code, packer.compress(shuffled) + packer.flush()
 
 
 def pack(header: dict, blobs: list[bytes]) -> bytes:
@@ -156,10 +158,12 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
     widths = [slab_width_slices(vol, a, slab_mm) for a in (0, 1, 2)]
     render = ["1" if w == 1 else f"{w}{slab_mode}" for w in widths]
     slab_text = [None if w == 1 else f"{SLAB_LABELS[slab_mode]} {w * vol.spacing[a]:g} mm" for a, w in enumerate(widths)]
-    # The crosshair's planes first, then what the browser asked for (anew when it asked anew).
+    # The crosshair's planes first. When one is missing (a jump), they go alone, so that they
+    # arrive soonest; otherwise what the browser asked for (anew when it asked anew).
     order = [(a, point[a]) for a in (0, 1, 2) if (a, point[a], render[a]) not in sync["sent"]]
     fresh = sync.pop("fresh", False)
-    order += [(a, i) for a, i in sync["want"] if fresh or (a, i, render[a]) not in sync["sent"]]
+    if not order:
+        order = [(a, i) for a, i in sync["want"] if fresh or (a, i, render[a]) not in sync["sent"]]
     metas, blobs, seen = [], [], set()
     for axis, index in order:
         if (axis, index) in seen or len(blobs) >= MAX_PLANES:
