@@ -2,14 +2,15 @@
 
 Run:  python benchmarks/bench_sessions.py [--sessions 5] [--slices 300] [--cycles 20]
 
-Part 1: --sessions headless Chromium sessions (Playwright, async) open the app at once (the
+Part 1, on the fresh server: one session uploads and replaces a 512x512x120 series --cycles
+times; the server's resident memory is printed before, after the first cycle and after the
+last (it should come back near where it was, not grow per cycle).
+
+Part 2: --sessions headless Chromium sessions (Playwright, async) open the app at once (the
 sample: time to first image), upload a 512x512x<slices> CT series, open the explorer and
 scroll 10 slices; one more session uploads the hostile corpus alongside. Reports failed
-sessions, p95 time to first image, and the server's peak resident memory (VmHWM).
-
-Part 2: one session uploads and replaces a 512x512x120 series --cycles times; the server's
-resident memory is printed after the first cycle and after the last (it should come back
-near where it was, not grow per cycle).
+sessions, p95 time to first image, and the server's peak resident memory (VmHWM: the run's
+highest, part 1 included) with a 50 ms timeline of its resident memory.
 """
 
 from __future__ import annotations
@@ -98,7 +99,9 @@ async def cycles(browser, url: str, folders: list[list[str]], n: int, pid: int) 
     page.set_default_timeout(300_000)
     await page.goto(url)
     await page.wait_for_selector(IDLE)
-    rss = []
+    await asyncio.sleep(1.0)
+    rss = [mem_mb(pid)]
+    print(f"    before the first upload (the sample open): {rss[0]:.0f} MB", flush=True)
     for c in range(n):
         paths = folders[c % len(folders)]
         await page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
@@ -106,7 +109,8 @@ async def cycles(browser, url: str, folders: list[list[str]], n: int, pid: int) 
         await page.wait_for_selector(IDLE)
         await asyncio.sleep(1.0)
         rss.append(mem_mb(pid))
-        print(f"    cycle {c + 1}: {rss[-1]:.0f} MB", flush=True)
+        if c in (0, n - 1) or (c + 1) % 5 == 0:
+            print(f"    cycle {c + 1}: {rss[-1]:.0f} MB", flush=True)
     await ctx.close()
     return rss
 
@@ -159,6 +163,11 @@ async def run(args) -> None:
             base = mem_mb(proc.pid)
             async with async_playwright() as pw:
                 browser = await pw.chromium.launch(executable_path=chromium_path(), args=CHROMIUM_ARGS)
+                print(f"{args.cycles} upload-and-replace cycles of 512x512x120 in one session (server at "
+                      f"{base:.0f} MB):", flush=True)
+                rss = await cycles(browser, url, small, args.cycles, proc.pid)
+                print(f"  RSS before {rss[0]:.0f} MB, after the first cycle {rss[1]:.0f} MB, after the last "
+                      f"{rss[-1]:.0f} MB, highest {max(rss):.0f} MB", flush=True)
                 results: list[dict] = []
                 t = time.perf_counter()
                 sampler = Sampler(proc.pid)
@@ -178,10 +187,7 @@ async def run(args) -> None:
                 print(f"  time to first image: median {statistics.median(firsts):.1f} s, p95 {p95:.1f} s")
                 if uploads:
                     print(f"  upload to series found: median {statistics.median(uploads):.1f} s, max {uploads[-1]:.1f} s")
-                print(f"  server memory: {base:.0f} MB at start, peak {peak:.0f} MB (VmHWM); {sampler.summary()}")
-                rss = await cycles(browser, url, small, args.cycles, proc.pid)
-                print(f"  {args.cycles} upload-and-replace cycles of 512x512x120: RSS after the first "
-                      f"{rss[0]:.0f} MB, after the last {rss[-1]:.0f} MB, highest {max(rss):.0f} MB")
+                print(f"  server memory: peak {peak:.0f} MB (VmHWM); {sampler.summary()}")
                 await browser.close()
         finally:
             proc.terminate()

@@ -1,8 +1,8 @@
 // Hounsfield's three linked views, windowed and drawn in the browser.
 //
-// Python sends raw planes (int16 or float32, byte-shuffled and zlib-compressed) with a JSON
-// header; this module keeps them in a cache that outlives remounts, windows them with DICOM's
-// LINEAR function (the same arithmetic as core.windowing.window, so the pixels are identical)
+// Python sends planes of values (int16 or float32) with a JSON header: byte-shuffled and
+// zlib-compressed when prefetched, as they are when the browser is waiting for them. This
+// module keeps them in a cache that outlives remounts, windows them with DICOM's LINEAR function (the same arithmetic as core.windowing.window, so the pixels are identical)
 // and paints canvases. A slice step or a window change paints at once from the cache; the
 // state goes back to Python (setStateValue 'view') with the planes still wanted, and Python
 // answers with those planes. Python-side changes (presets, clicks on the large view, the
@@ -46,7 +46,11 @@ function int16Lut(c, w, invert) {
   return lut;
 }
 
-async function inflate(bytes, dtype, rows, cols) {
+async function inflate(bytes, dtype, rows, cols, compressed) {
+  if (!compressed) {
+    const copy = bytes.slice(); // aligned, and free of the message it came in
+    return dtype === "i2" ? new Int16Array(copy.buffer) : new Float32Array(copy.buffer);
+  }
   const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
   const shuffled = new Uint8Array(await new Response(stream).arrayBuffer());
   const k = dtype === "i2" ? 2 : 4;
@@ -133,7 +137,7 @@ class Viewer {
     const order = h.slices.slice().sort((a, b) => (this.point[b.axis] === b.index) - (this.point[a.axis] === a.index));
     let chain = Promise.resolve();
     for (const s of order) {
-      chain = chain.then(() => inflate(bytes.subarray(base + s.offset, base + s.offset + s.length), s.dtype, s.rows, s.cols))
+      chain = chain.then(() => inflate(bytes.subarray(base + s.offset, base + s.offset + s.length), s.dtype, s.rows, s.cols, s.zlib))
         .then((values) => {
           remember(cacheKey(s.axis, s.index, s.render), { rows: s.rows, cols: s.cols, values }, s.axis);
           if (this.point[s.axis] === s.index && this.h.render[s.axis] === s.render) this.paint(this.views[s.axis]);

@@ -2,8 +2,9 @@
 
 Moving a slice or the window paints at once from planes the browser already holds; the
 state comes back here as the component's ``view`` value, with the planes the browser
-wants next (those ahead of the scroll). Each rerun answers with a few missing planes, raw
-(int16, or float32 when values are not integral), byte-shuffled and zlib-compressed.
+wants next (those ahead of the scroll). Each rerun answers with a few missing planes: values
+(int16, or float32 when values are not integral), byte-shuffled and zlib-compressed, except
+the planes the browser is waiting for at the crosshair, which go as they are.
 
 Values set on the Python side (presets, a click on the large view, the histogram page)
 go to the browser with a new revision number, which it adopts.
@@ -40,12 +41,13 @@ COMPONENT = st.components.v2.component(
 )
 
 
-def encode_plane(plane: np.ndarray) -> tuple[str, bytes]:
-    """A plane as the browser reads it: ``("i2" | "f4", zlib(byte-shuffled little-endian values))``.
+def encode_plane(plane: np.ndarray, *, compress: bool = True) -> tuple[str, bytes]:
+    """A plane as the browser reads it: ``("i2" | "f4", bytes)``.
 
-    Integer planes whose values fit int16 go as int16; anything else as float32. The bytes
-    of each value are grouped by significance (all low bytes, then all high bytes), which
-    roughly halves the compressed size of CT planes.
+    Integer planes whose values fit int16 go as int16; anything else as float32. With
+    ``compress`` the bytes of each value are grouped by significance (all low bytes, then all
+    high bytes) and zlib-compressed, which roughly halves CT planes; without it they go as
+    little-endian values, which the browser uses as they are (no decoding wait).
     """
     plane = np.asarray(plane)
     if plane.dtype.kind in "iub" and plane.dtype.itemsize <= 2 and plane.dtype != np.uint16:
@@ -55,6 +57,8 @@ def encode_plane(plane: np.ndarray) -> tuple[str, bytes]:
     else:
         dtype, code = np.dtype("<f4"), "f4"
     values = np.ascontiguousarray(plane, dtype=dtype)
+    if not compress:
+        return code, values.tobytes()
     shuffled = values.view(np.uint8).reshape(-1, dtype.itemsize).T.tobytes()
     # Z_RLE: half the time of the default strategy on CT planes, for the same size.
     packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
@@ -162,6 +166,7 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
     # arrive soonest; otherwise what the browser asked for (anew when it asked anew).
     order = [(a, point[a]) for a in (0, 1, 2) if (a, point[a], render[a]) not in sync["sent"]]
     fresh = sync.pop("fresh", False)
+    urgent = bool(order)  # the browser is waiting for these: sent raw, usable on arrival
     if not order:
         order = [(a, i) for a, i in sync["want"] if fresh or (a, i, render[a]) not in sync["sent"]]
     metas, blobs, seen = [], [], set()
@@ -171,8 +176,8 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
         seen.add((axis, index))
         layout = layouts[axis]
         plane = _display_plane(vol, axis, index, widths[axis], slab_mode, layout["flip"])
-        code, blob = encode_plane(plane)
-        metas.append({"axis": axis, "index": index, "render": render[axis], "dtype": code,
+        code, blob = encode_plane(plane, compress=not urgent)
+        metas.append({"axis": axis, "index": index, "render": render[axis], "dtype": code, "zlib": not urgent,
                       "rows": int(plane.shape[0]), "cols": int(plane.shape[1])})
         blobs.append(blob)
         sync["sent"].add((axis, index, render[axis]))

@@ -35,6 +35,14 @@ def test_planes_arrive_with_their_exact_values(values, code):
     np.testing.assert_array_equal(_decode(got_code, blob, values.shape), values)
 
 
+def test_planes_the_browser_waits_for_go_uncompressed():
+    plane = np.array([[-1024, 7], [3071, 0]], np.int16)
+    code, raw = encode_plane(plane, compress=False)
+    assert (code, raw) == ("i2", plane.astype("<i2").tobytes())
+    code, raw = encode_plane(np.array([[0.5]], np.float32), compress=False)
+    assert (code, raw) == ("f4", np.array([0.5], "<f4").tobytes())
+
+
 def test_byte_shuffling_makes_ct_planes_small():
     from core import sample_ct
 
