@@ -1,7 +1,7 @@
 // Hounsfield's three linked views, windowed and drawn in the browser.
 //
-// Python sends planes of values (int16 or float32) with a JSON header: byte-shuffled and
-// zlib-compressed when prefetched, as they are when the browser is waiting for them. This
+// Python sends planes of values (int16 or float32) with a JSON header: byte-shuffled with the
+// high bytes zlib-compressed when prefetched, as they are when the browser is waiting for them. This
 // module keeps them in a cache that outlives remounts, windows them with DICOM's LINEAR function (the same arithmetic as core.windowing.window, so the pixels are identical)
 // and paints canvases. A slice step or a window change paints at once from the cache; the
 // state goes back to Python (setStateValue 'view') with the planes still wanted, and Python
@@ -46,21 +46,22 @@ function int16Lut(c, w, invert) {
   return lut;
 }
 
-async function inflate(bytes, dtype, rows, cols, compressed) {
-  if (!compressed) {
-    const copy = bytes.slice(); // aligned, and free of the message it came in
-    return dtype === "i2" ? new Int16Array(copy.buffer) : new Float32Array(copy.buffer);
-  }
-  const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
-  const shuffled = new Uint8Array(await new Response(stream).arrayBuffer());
+async function inflate(bytes, dtype, rows, cols, raw) {
   const k = dtype === "i2" ? 2 : 4;
   const n = rows * cols;
+  if (raw === bytes.length) {
+    const copy = bytes.slice(); // aligned, and free of the message it came in
+    return k === 2 ? new Int16Array(copy.buffer) : new Float32Array(copy.buffer);
+  }
+  // Byte planes, least significant first: the low half as it is, the high half compressed.
+  const stream = new Blob([bytes.subarray(raw)]).stream().pipeThrough(new DecompressionStream("deflate"));
+  const high = new Uint8Array(await new Response(stream).arrayBuffer());
   const out = new Uint8Array(n * k);
   for (let b = 0; b < k; b++) {
-    const src = b * n;
-    for (let i = 0; i < n; i++) out[i * k + b] = shuffled[src + i];
+    const src = b * n < raw ? bytes.subarray(b * n, (b + 1) * n) : high.subarray(b * n - raw, (b + 1) * n - raw);
+    for (let i = 0; i < n; i++) out[i * k + b] = src[i];
   }
-  return dtype === "i2" ? new Int16Array(out.buffer) : new Float32Array(out.buffer);
+  return k === 2 ? new Int16Array(out.buffer) : new Float32Array(out.buffer);
 }
 
 function cacheKey(axis, index, render) {
@@ -137,7 +138,7 @@ class Viewer {
     const order = h.slices.slice().sort((a, b) => (this.point[b.axis] === b.index) - (this.point[a.axis] === a.index));
     let chain = Promise.resolve();
     for (const s of order) {
-      chain = chain.then(() => inflate(bytes.subarray(base + s.offset, base + s.offset + s.length), s.dtype, s.rows, s.cols, s.zlib))
+      chain = chain.then(() => inflate(bytes.subarray(base + s.offset, base + s.offset + s.length), s.dtype, s.rows, s.cols, s.raw))
         .then((values) => {
           remember(cacheKey(s.axis, s.index, s.render), { rows: s.rows, cols: s.cols, values }, s.axis);
           if (this.point[s.axis] === s.index && this.h.render[s.axis] === s.render) this.paint(this.views[s.axis]);

@@ -3,8 +3,9 @@
 Moving a slice or the window paints at once from planes the browser already holds; the
 state comes back here as the component's ``view`` value, with the planes the browser
 wants next (those ahead of the scroll). Each rerun answers with a few missing planes: values
-(int16, or float32 when values are not integral), byte-shuffled and zlib-compressed, except
-the planes the browser is waiting for at the crosshair, which go as they are.
+(int16, or float32 when values are not integral), byte-shuffled with the high bytes
+zlib-compressed, except the planes the browser is waiting for at the crosshair, which go as
+they are.
 
 Values set on the Python side (presets, a click on the large view, the histogram page)
 go to the browser with a new revision number, which it adopts.
@@ -41,13 +42,16 @@ COMPONENT = st.components.v2.component(
 )
 
 
-def encode_plane(plane: np.ndarray, *, compress: bool = True) -> tuple[str, bytes]:
-    """A plane as the browser reads it: ``("i2" | "f4", bytes)``.
+def encode_plane(plane: np.ndarray, *, compress: bool = True) -> tuple[str, bytes, int]:
+    """A plane as the browser reads it: ``("i2" | "f4", bytes, raw_length)``.
 
     Integer planes whose values fit int16 go as int16; anything else as float32. With
     ``compress`` the bytes of each value are grouped by significance (all low bytes, then all
-    high bytes) and zlib-compressed, which roughly halves CT planes; without it they go as
-    little-endian values, which the browser uses as they are (no decoding wait).
+    high bytes): the low half goes as it is (``raw_length`` bytes: CT noise does not compress
+    much) and the high half, nearly constant, zlib-compressed. That is about half the size in
+    a quarter of the time of compressing everything. Without ``compress`` the values go as
+    little-endian numbers, which the browser uses as they are (no decoding wait), and
+    ``raw_length`` is the whole length.
     """
     plane = np.asarray(plane)
     if plane.dtype.kind in "iub" and plane.dtype.itemsize <= 2 and plane.dtype != np.uint16:
@@ -58,11 +62,12 @@ def encode_plane(plane: np.ndarray, *, compress: bool = True) -> tuple[str, byte
         dtype, code = np.dtype("<f4"), "f4"
     values = np.ascontiguousarray(plane, dtype=dtype)
     if not compress:
-        return code, values.tobytes()
+        data = values.tobytes()
+        return code, data, len(data)
     shuffled = values.view(np.uint8).reshape(-1, dtype.itemsize).T.tobytes()
-    # Z_RLE: half the time of the default strategy on CT planes, for the same size.
-    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)
-    return code, packer.compress(shuffled) + packer.flush()
+    split = len(shuffled) // 2
+    packer = zlib.compressobj(1, zlib.DEFLATED, 15, 9, zlib.Z_RLE)  # runs: fast, and enough here
+    return code, shuffled[:split] + packer.compress(shuffled[split:]) + packer.flush(), split
 
 
 def pack(header: dict, blobs: list[bytes]) -> bytes:
@@ -176,8 +181,8 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
         seen.add((axis, index))
         layout = layouts[axis]
         plane = _display_plane(vol, axis, index, widths[axis], slab_mode, layout["flip"])
-        code, blob = encode_plane(plane, compress=not urgent)
-        metas.append({"axis": axis, "index": index, "render": render[axis], "dtype": code, "zlib": not urgent,
+        code, blob, raw = encode_plane(plane, compress=not urgent)
+        metas.append({"axis": axis, "index": index, "render": render[axis], "dtype": code, "raw": raw,
                       "rows": int(plane.shape[0]), "cols": int(plane.shape[1])})
         blobs.append(blob)
         sync["sent"].add((axis, index, render[axis]))

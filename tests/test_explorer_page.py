@@ -43,8 +43,9 @@ def _payload(at) -> tuple[dict, dict]:
     for meta in header["slices"]:
         blob = data[4 + n + meta["offset"]: 4 + n + meta["offset"] + meta["length"]]
         k = 2 if meta["dtype"] == "i2" else 4
-        if meta["zlib"]:  # prefetched: byte-shuffled and compressed
-            raw = np.frombuffer(zlib.decompress(blob), np.uint8).reshape(k, -1).T.copy()
+        if meta["raw"] < len(blob):  # prefetched: byte planes, the high half compressed
+            planes_ = blob[:meta["raw"]] + zlib.decompress(blob[meta["raw"]:])
+            raw = np.frombuffer(planes_, np.uint8).reshape(k, -1).T.copy()
         else:  # at the crosshair, awaited: the values as they are
             raw = np.frombuffer(blob, np.uint8)
         values = raw.view("<i2" if k == 2 else "<f4").reshape(meta["rows"], meta["cols"])
@@ -89,13 +90,13 @@ def test_browser_scroll_moves_the_crosshair_and_gets_the_planes_it_wants(at):
     assert f"{vol[100, 128, 128]} HU" in text
     header, planes = _payload(at)
     assert set(planes) == {(0, 100, "1")}  # a plane the browser lacks at the crosshair goes alone, first
-    assert header["slices"][0]["zlib"] is False  # and uncompressed: the browser is waiting for it
+    assert header["slices"][0]["raw"] == header["slices"][0]["length"]  # uncompressed: the browser waits for it
     assert header["rev"] == 1  # the browser's own change is not sent back as a new revision
     # Then the browser asks again for those it still lacks.
     _browser_view(at, 3, (100, 128, 128), 40, 400, want=[(0, 101), (0, 102)])
     header, planes = _payload(at)
     assert set(planes) == {(0, 101, "1"), (0, 102, "1")}
-    assert all(meta["zlib"] for meta in header["slices"])  # prefetched planes are compressed
+    assert all(meta["raw"] < meta["length"] for meta in header["slices"])  # prefetched: partly compressed
     np.testing.assert_array_equal(planes[(0, 102, "1")], vol[102])
     # A rerun for another reason sends nothing again.
     at.run()
