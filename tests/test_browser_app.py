@@ -189,6 +189,10 @@ def test_explorer_scroll_window_and_click(page, app_url):
     page.get_by_text("voxel (slice 83, row 128, column 64)").wait_for()
     _shown(page, 2, vol[:, :, 64][::-1], -600, 1500)
 
+    # The value under the pointer shows in the view's corner.
+    page.mouse.move(box["x"] + box["width"] * 0.75 + 1, box["y"] + box["height"] * 0.25 + 1)
+    expect(page.locator('.hf-view[data-axis="0"] .hf-probe')).to_have_text(f"{vol[83, 64, 192]} HU")
+
     # Dragging on a view sets the window, as in desktop viewers.
     page.mouse.move(box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5)
     page.mouse.down()
