@@ -33,6 +33,7 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
         st.session_state[state.LOAD_REPORT] = None
         # Forget the uploads: the volumes now hold what is needed, and memory is precious.
         loading.release_uploads(files)
+        loading.forget_stale_uploads()
         st.session_state[state.UPLOAD_NONCE] += 1
         st.session_state[state.LOADED_SIGNATURE] = None
         st.rerun()

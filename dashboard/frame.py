@@ -40,6 +40,63 @@ def keep_uploads_in_memory(limit_bytes: int = 2 * 1024**3) -> None:
         MultiPartParser.spool_max_size = limit_bytes
 
 
+def share_upload_bytes() -> None:
+    """Make the copies Streamlit hands out of uploaded files share the upload's bytes.
+
+    Streamlit deep-copies a widget's value each time the widget is drawn, so every run of the
+    first page got its own copy of every uploaded file: for a 300-file CT upload, 158 MB more
+    for as long as the run used them, and the loader's per-file release freed only the copy
+    (found with tracemalloc while running benchmarks/bench_sessions.py). BytesIO is
+    copy-on-write, so a copy that shares the bytes is just as independent of the original.
+    """
+    try:
+        from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
+    except ImportError:
+        return
+    if getattr(UploadedFile, "_shares_bytes_when_copied", False):
+        return
+
+    def __deepcopy__(self, memo):  # noqa: N807 - the copy protocol's name
+        if self.closed:
+            return self
+        rec = UploadedFileRec(file_id=self.file_id, name=self.name, type=self.type, data=self.getvalue())
+        copy = UploadedFile(rec, self._file_urls)
+        copy.seek(self.tell())
+        for key, value in self.__dict__.items():
+            copy.__dict__.setdefault(key, value)
+        memo[id(self)] = copy
+        return copy
+
+    UploadedFile.__deepcopy__ = __deepcopy__
+    UploadedFile._shares_bytes_when_copied = True
+
+
+_MMAP_THRESHOLD = 256 * 1024
+_TUNED = False
+
+
+def return_large_buffers(threshold: int = _MMAP_THRESHOLD) -> bool:
+    """Make glibc give every freed block of ``threshold`` bytes or more straight back to the system.
+
+    By default glibc raises its mmap threshold each time a large block is freed, and blocks
+    below it then come from heaps it rarely shrinks. Uploaded CT files (about 0.5 MB each)
+    are freed one by one while the volume fills, so their memory was kept as well as the
+    volume's (measured with benchmarks/bench_sessions.py). A fixed threshold (M_MMAP_THRESHOLD)
+    keeps them mapped on their own and unmapped when freed. Returns False where there is no glibc.
+    """
+    global _TUNED
+    if _TUNED:
+        return True
+    try:
+        import ctypes
+
+        libc = ctypes.CDLL("libc.so.6")
+        _TUNED = bool(libc.mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD = -3
+    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
+        return False
+    return _TUNED
+
+
 def existing_pages() -> list[tuple[str, str, str]]:
     return [p for p in PAGES if (ROOT / p[0]).exists()]
 
@@ -56,6 +113,8 @@ def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
     """
     st.set_page_config(page_title=f"{title} · Hounsfield", page_icon="🩻", layout="wide")
     keep_uploads_in_memory()
+    share_upload_bytes()
+    return_large_buffers()
     state.init()
     keep_widget_state()
     volume = state.current_volume()
