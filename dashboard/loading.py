@@ -184,10 +184,12 @@ def pick_series_ui(study: state.Study, *, show_phi: bool) -> int:
     def _changed() -> None:
         st.session_state[state.CURRENT] = st.session_state["load_pick"]
 
+    descriptions = [display_description(v, i, show_phi=show_phi) for i, v in enumerate(study.volumes)]
+    # The widget keeps its callbacks until the next run: they must not hold the study's volumes.
     return st.selectbox(
         "Current series",
         options,
-        format_func=lambda i: display_description(study.volumes[i], i, show_phi=show_phi),
+        format_func=descriptions.__getitem__,
         key="load_pick",
         on_change=_changed,
     )
@@ -201,8 +203,10 @@ def geometry_ui(study: state.Study, index: int) -> None:
     if vol.shape[0] > 1 and not vol.is_regular:
         key = f"load_corrected_{index}"
 
-        def _changed() -> None:
-            (study.use_corrected.add if st.session_state[key] else study.use_corrected.discard)(index)
+        def _changed() -> None:  # reads the study when called: a callback must not hold its volumes
+            current = state.study()
+            if current is not None:
+                (current.use_corrected.add if st.session_state[key] else current.use_corrected.discard)(index)
 
         st.session_state[key] = index in study.use_corrected
         st.toggle(
