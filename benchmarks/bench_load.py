@@ -32,11 +32,8 @@ CHILD = textwrap.dedent(
     else:
         from core import load_series
     payload = None
-    if mode.startswith("ours-bytes"):
+    if mode == "ours-bytes":
         payload = [(os.path.basename(f), open(f, "rb").read()) for f in files]
-    if mode == "ours-bytes-server":
-        from dashboard.frame import return_large_buffers  # as the app sets the allocator up
-        return_large_buffers()
     def rss_kb():
         with open("/proc/self/status") as fh:
             for line in fh:
@@ -90,7 +87,7 @@ def main() -> None:
         child = Path(tmp) / "child.py"
         child.write_text(CHILD.format(root=str(ROOT)))
         int16_mb = n * size * size * 2 / 1e6
-        modes = ["sitk", "ours-path", "ours-bytes", "ours-bytes-server"]
+        modes = ["sitk", "ours-path", "ours-bytes"]
         results: dict[str, list[dict]] = {m: [] for m in modes}
         for _ in range(args.runs):
             for m in modes:
@@ -101,8 +98,7 @@ def main() -> None:
     print(f"{n} slices of {size}x{size} int16 ({int16_mb:.0f} MB as int16), median of {args.runs} runs, alternating")
     print(f"{'reader':<34}{'time s':>8}{'vs SimpleITK':>14}{'peak MB':>10}{'x int16':>9}")
     labels = {"sitk": "SimpleITK ImageSeriesReader (GDCM)", "ours-path": "load_series, folder path",
-              "ours-bytes": "load_series, in-memory bytes",
-              "ours-bytes-server": "same, fixed mmap threshold (app)"}
+              "ours-bytes": "load_series, in-memory bytes"}
     for m in modes:
         print(f"{labels[m]:<34}{med[m]:>8.2f}{med[m] / med['sitk']:>13.2f}x{mem[m]:>10.0f}{mem[m] / int16_mb:>8.2f}x")
 

@@ -71,32 +71,6 @@ def share_upload_bytes() -> None:
     UploadedFile._shares_bytes_when_copied = True
 
 
-_MMAP_THRESHOLD = 256 * 1024
-_TUNED = False
-
-
-def return_large_buffers(threshold: int = _MMAP_THRESHOLD) -> bool:
-    """Make glibc give every freed block of ``threshold`` bytes or more straight back to the system.
-
-    By default glibc raises its mmap threshold each time a large block is freed, and blocks
-    below it then come from heaps it rarely shrinks. Uploaded CT files (about 0.5 MB each)
-    are freed one by one while the volume fills, so their memory was kept as well as the
-    volume's (measured with benchmarks/bench_sessions.py). A fixed threshold (M_MMAP_THRESHOLD)
-    keeps them mapped on their own and unmapped when freed. Returns False where there is no glibc.
-    """
-    global _TUNED
-    if _TUNED:
-        return True
-    try:
-        import ctypes
-
-        libc = ctypes.CDLL("libc.so.6")
-        _TUNED = bool(libc.mallopt(-3, int(threshold)))  # M_MMAP_THRESHOLD = -3
-    except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to tune
-        return False
-    return _TUNED
-
-
 def existing_pages() -> list[tuple[str, str, str]]:
     return [p for p in PAGES if (ROOT / p[0]).exists()]
 
@@ -114,7 +88,6 @@ def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
     st.set_page_config(page_title=f"{title} · Hounsfield", page_icon="🩻", layout="wide")
     keep_uploads_in_memory()
     share_upload_bytes()
-    return_large_buffers()
     state.init()
     keep_widget_state()
     volume = state.current_volume()

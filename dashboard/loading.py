@@ -120,6 +120,9 @@ def forget_stale_uploads() -> int:
         return 0
 
 
+TRIM_EVERY = 24  # uploaded files released between two malloc_trim calls (about 12 MB of CT)
+
+
 def signature(files: list[Any]) -> tuple:
     return tuple((getattr(f, "file_id", None), f.name, getattr(f, "size", None)) for f in files)
 
@@ -138,8 +141,15 @@ def load_with_progress(files: list[Any]) -> LoadResult:
     # Each upload is handed back as soon as it has been read, so the study never sits in
     # memory twice (the uploaded bytes and the volume) for longer than one file.
     others = upload_instances()
-    result = load_series(files, progress=progress,
-                         release_source=lambda n: release_uploads([files[n]], others=others))
+    released = [0]
+
+    def release(n: int) -> None:
+        release_uploads([files[n]], others=others)
+        released[0] += 1
+        if released[0] % TRIM_EVERY == 0:  # give the freed uploads back as the volume grows
+            state.trim_memory()
+
+    result = load_series(files, progress=progress, release_source=release)
     release_uploads(files, others=others)  # inputs that yielded no file at all
     bar.empty()
     return result

@@ -76,11 +76,20 @@ def _collect() -> None:
     """Free the replaced study now: runner.postScriptGC is off (it costs every slider step
     30-70 ms), so volumes caught in reference cycles would otherwise wait for Python's
     occasional full collection. Replacing a study is rare and already takes seconds."""
-    import ctypes
     import gc
 
     gc.collect()
-    # glibc keeps freed upload buffers in its arenas; hand the free pages back to the system.
+    trim_memory()
+
+
+def trim_memory() -> None:
+    """Hand the free pages of glibc's heaps back to the system (malloc_trim; a no-op elsewhere).
+
+    glibc keeps freed buffers (uploaded files, about 0.5 MB each) in its heaps; without this the
+    server's memory would hold both the upload and the volume made from it.
+    """
+    import ctypes
+
     try:
         ctypes.CDLL("libc.so.6").malloc_trim(0)
     except (OSError, AttributeError):  # not glibc (macOS, musl): nothing to trim

@@ -1,4 +1,4 @@
-"""Freed upload-sized buffers go back to the system (glibc's fixed mmap threshold)."""
+"""Freed upload-sized buffers go back to the system (malloc_trim while a study loads)."""
 
 from __future__ import annotations
 
@@ -20,9 +20,7 @@ def rss():
             if line.startswith("VmRSS:"):
                 return int(line.split()[1]) / 1024
 
-if {tuned}:
-    from dashboard.frame import return_large_buffers
-    assert return_large_buffers()
+from dashboard.state import trim_memory  # imported first: its imports are not what is measured
 out = []
 
 def load():
@@ -36,6 +34,8 @@ def load():
         files.append(bytearray(540_000))
         headers.append(bytearray(3000))
     files.clear()
+    if {trimmed}:
+        trim_memory()
     out.append(rss() - before)
 
 t = threading.Thread(target=load)
@@ -45,8 +45,8 @@ print(round(out[0]))
 """
 
 
-def _retained_mb(tuned: bool) -> int:
-    code = PROBE.format(root=str(ROOT), tuned=tuned)
+def _retained_mb(trimmed: bool) -> int:
+    code = PROBE.format(root=str(ROOT), trimmed=trimmed)
     return int(subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True).stdout)
 
 
