@@ -286,7 +286,7 @@ class Viewer {
     for (const view of this.views) {
       const i = this.point[view.axis];
       if (Number(view.input.value) !== i) view.input.value = i;
-      view.value.textContent = `${i + 1} / ${view.n}`;
+      view.value.textContent = `${i} / ${view.n - 1}`; // voxel indices, as the readout below
       const slab = this.h.slab[view.axis];
       view.title.textContent = slab ? `${view.name} · ${slab}` : view.name;
     }
@@ -380,7 +380,8 @@ class Viewer {
       this.lastWant = JSON.stringify(want);
       this.seq += 1;
       this.setStateValue("view", {
-        seq: this.seq, epoch: this.epoch, point: this.point.slice(), center: this.center, width: this.width, want,
+        seq: this.seq, epoch: this.epoch, vol: this.volume, point: this.point.slice(), center: this.center,
+        width: this.width, want,
       });
     }, wait);
   }

@@ -105,8 +105,9 @@ def _token(vol: Volume) -> str:
 
 
 def read_view(raw: object, vol: Volume, window_range: tuple[float, float, float]) -> dict | None:
-    """The browser's ``view`` state, checked and clipped; None when it is missing or malformed."""
-    if not isinstance(raw, dict):
+    """The browser's ``view`` state, checked and clipped; None when it is missing, malformed or
+    about another series than ``vol``."""
+    if not isinstance(raw, dict) or raw.get("vol", _token(vol)) != _token(vol):
         return None
     try:
         point = [int(np.clip(int(p), 0, n - 1)) for p, n in zip(raw["point"], vol.shape, strict=True)]

@@ -53,9 +53,10 @@ def _payload(at) -> tuple[dict, dict]:
     return header, planes
 
 
-def _browser_view(at, seq: int, point, center, width, want=(), epoch="tab1"):
+def _browser_view(at, seq: int, point, center, width, want=(), epoch="tab1", vol=None):
     """Set the views' state as the browser does after a scroll, a click or a window drag."""
-    at.session_state["explorer_mpr"] = {"view": {"seq": seq, "epoch": epoch, "point": list(point),
+    vol = vol or at.session_state["explorer_mpr_sync"]["vol"]
+    at.session_state["explorer_mpr"] = {"view": {"seq": seq, "epoch": epoch, "vol": vol, "point": list(point),
                                                  "center": center, "width": width, "want": [list(w) for w in want]}}
     return at.run()
 
@@ -101,6 +102,12 @@ def test_browser_scroll_moves_the_crosshair_and_gets_the_planes_it_wants(at):
     # A rerun for another reason sends nothing again.
     at.run()
     assert _payload(at)[1] == {}
+
+
+def test_a_state_about_another_series_is_ignored(at):
+    _browser_view(at, 1, (100, 10, 10), 500, 100, vol="another-series")
+    assert "voxel (slice 60, row 128, column 128)" in _readout(at)
+    assert at.session_state["explorer_center"] == 40.0
 
 
 def test_a_new_mount_of_the_views_gets_its_planes_again(at):
