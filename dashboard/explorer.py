@@ -26,7 +26,8 @@ CMAP, SLAB_MM, SLAB_MODE = "explorer_cmap", "explorer_slab_mm", "explorer_slab_m
 LARGE, ZOOM, LARGE_CLICK, LARGE_TF = "explorer_large", "explorer_zoom", "explorer_large_click", "explorer_large_tf"
 ROI_ROWS, ROI_COLS, ROI_ON = "explorer_roi_rows", "explorer_roi_cols", "explorer_roi_on"
 PNG_CACHE = "explorer_png_cache"
-# Widget keys whose values must survive visits to other pages (see frame.keep_widget_state).
+# Keys whose values must survive visits to other pages (see frame.keep_widget_state): widget keys,
+# and the crosshair and window the views component reports.
 PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE, LARGE, ZOOM, ROI_ROWS, ROI_COLS, ROI_ON)
 
 CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percentile)"
@@ -131,11 +132,12 @@ def _crosshair() -> dict[int, int]:
 
 def view_png(vol: Volume, axis: int, display: Display, point: dict[int, int], *, max_size: int = 480,
              zoom: float = 1.0, box: tuple | None = None, overlays: bool = True,
-             crosshair: bool = True, cache: bool = True) -> tuple[bytes, object]:
-    """The PNG of one view, from a small per-session cache keyed by everything that shows."""
+             cache: bool = True) -> tuple[bytes, object]:
+    """The PNG of one view drawn on the server (the large view, the download), from a small
+    per-session cache keyed by everything that shows."""
     index = point[axis]
     width = slab_width_slices(vol, axis, display.slab_mm)
-    others = {a: p for a, p in point.items() if a != axis} if overlays and crosshair else None
+    others = {a: p for a, p in point.items() if a != axis} if overlays else None
     down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
     center = (point[down], point[across]) if zoom > 1 else None  # the zoom follows the crosshair
     key = (id(vol.voxels), axis, index, width, display.slab_mode, display.center, display.width,

@@ -14,7 +14,9 @@ go to the browser with a new revision number, which it adopts.
 from __future__ import annotations
 
 import json
+import secrets
 import struct
+import weakref
 import zlib
 from pathlib import Path
 
@@ -29,6 +31,7 @@ __all__ = ["MAX_PLANES", "encode_plane", "pack", "read_view", "view_layouts", "v
 
 KEY = "explorer_mpr"  # the component's key (its state holds the browser's ``view``)
 SYNC = "explorer_mpr_sync"  # what this session has agreed with and sent to the browser
+TOKENS = "explorer_mpr_tokens"  # id(voxels) -> (weak reference to them, random token)
 MAX_PLANES = 6  # planes sent per rerun at most: the crosshair's first; the browser asks again for the rest
 NAMES = {0: "Axial", 1: "Coronal", 2: "Sagittal"}
 SLAB_LABELS = {"mip": "MIP", "minip": "MinIP", "mean": "mean"}
@@ -101,7 +104,19 @@ def _display_plane(vol: Volume, axis: int, index: int, width: int, mode: str, fl
 
 
 def _token(vol: Volume) -> str:
-    return f"{id(vol.voxels):x}-{'x'.join(map(str, vol.shape))}-{abs(hash(vol.series_uid)) % 10**8}"
+    """A random name for this volume's voxels in this session (the browser's cache is keyed by it).
+
+    Random rather than derived from the series: nothing about the study goes with it, and a
+    new volume never inherits an old one's cached planes, even at the same address.
+    """
+    tokens: dict[int, tuple[weakref.ref, str]] = st.session_state.setdefault(TOKENS, {})
+    entry = tokens.get(id(vol.voxels))
+    if entry is None or entry[0]() is not vol.voxels:
+        for key in [k for k, (ref, _) in tokens.items() if ref() is None]:
+            del tokens[key]
+        entry = (weakref.ref(vol.voxels), secrets.token_hex(8))
+        tokens[id(vol.voxels)] = entry
+    return entry[1]
 
 
 def read_view(raw: object, vol: Volume, window_range: tuple[float, float, float]) -> dict | None:

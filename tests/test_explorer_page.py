@@ -195,3 +195,16 @@ def test_mr_single_slice_has_native_units_and_no_hu_presets():
     assert [v["n"] for v in header["views"]] == [1, 64, 64]
     (axial,) = [v for k, v in planes.items() if k[0] == 0]
     np.testing.assert_array_equal(axial, pydicom.dcmread(path).pixel_array)  # MR_small: rescale 1, 0
+
+
+def test_each_volume_goes_to_the_browser_under_its_own_random_name(at):
+    from dashboard.state import Study
+
+    first = _payload(at)[0]["vol"]
+    assert len(first) == 16 and "1.2.826" not in first  # random hex, nothing of the series
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+    at.session_state["study"] = Study(volumes=load_series([path]).volumes, skipped=[], source="test")
+    at.run()
+    second = _payload(at)[0]["vol"]
+    assert second != first
+    assert _payload(at)[0]["point"] == [0, 64, 64]  # the new series opens at its own middle
