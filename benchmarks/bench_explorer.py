@@ -185,7 +185,7 @@ def wait_idle(page) -> None:
 
 
 def settle(page) -> None:
-    page.wait_for_timeout(120)  # the state update leaves the browser 25 ms after a change at most
+    page.wait_for_timeout(300)  # the state update leaves the browser 150 ms after a change at most
     wait_idle(page)
 
 

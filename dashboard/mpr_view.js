@@ -6,7 +6,7 @@
 // and paints canvases. A slice step or a window change paints at once from the cache; the
 // state goes back to Python (setStateValue 'view') with the planes still wanted, and Python
 // answers with those planes. Python-side changes (presets, clicks on the large view, the
-// histogram page) arrive with a new `rev` and are adopted.
+// histogram page) arrive with a new `rev` (crosshair, window) and are adopted.
 
 const CACHE = new Map(); // `${axis}|${index}|${render}` -> {rows, cols, values}
 let cacheVolume = null;
@@ -89,7 +89,8 @@ function fmt(v) {
 class Viewer {
   constructor(root) {
     this.root = root;
-    this.rev = null;
+    this.rev = [null, null];
+    this.edits = [0, 0]; // user changes of the crosshair and of the window: the page adopts only these
     this.seq = 0;
     this.epoch = Math.random().toString(36).slice(2);
     this.layoutKey = null;
@@ -112,7 +113,7 @@ class Viewer {
     }
     if (h.vol !== this.volume) {
       this.volume = h.vol;
-      this.rev = null; // a new series: take its settings whatever the revision number
+      this.rev = [null, null]; // a new series: take its settings whatever the revision numbers
     }
     this.h = h;
     const layoutKey = JSON.stringify([h.vol, h.views, h.range, h.unit]);
@@ -120,12 +121,9 @@ class Viewer {
       this.build(h);
       this.layoutKey = layoutKey;
     }
-    if (h.rev !== this.rev) {
-      this.point = h.point.slice();
-      this.center = h.center;
-      this.width = h.width;
-      this.rev = h.rev;
-    }
+    if (h.rev[0] !== this.rev[0]) this.point = h.point.slice(); // set on the page: the crosshair
+    if (h.rev[1] !== this.rev[1]) [this.center, this.width] = [h.center, h.width]; // or the window
+    this.rev = h.rev.slice();
     this.palette = new Uint32Array(256);
     for (let v = 0; v < 256; v++) {
       const [r, g, b] = h.cmap.slice(v * 3, v * 3 + 3);
@@ -168,9 +166,7 @@ class Viewer {
       input.setAttribute("aria-label", label);
       input.addEventListener("input", () => {
         this[name] = Number(input.value);
-        this.syncControls();
-        this.paintAll();
-        this.send();
+        this.edited(1);
       });
       this.windowInputs[name] = { input, value };
     }
@@ -238,9 +234,7 @@ class Viewer {
       const [lo, hi, wmax] = this.h.range;
       this.center = Math.round(Math.min(hi, Math.max(lo, drag.c - dy * s)));
       this.width = Math.round(Math.min(wmax, Math.max(1, drag.w + dx * s)));
-      this.syncControls();
-      this.paintAll();
-      this.send();
+      this.edited(1);
     });
     stage.addEventListener("pointerup", (e) => {
       if (drag && !drag.moved) {
@@ -249,9 +243,7 @@ class Viewer {
         this.point[view.down] = view.flip ? view.rows - 1 - row : row;
         this.point[view.across] = col;
         this.moved = { axis: view.down, dir: 1 };
-        this.syncControls();
-        this.paintAll();
-        this.send();
+        this.edited(0);
       }
       drag = null;
     });
@@ -273,6 +265,12 @@ class Viewer {
     if (index === this.point[view.axis]) return;
     this.moved = { axis: view.axis, dir: index > this.point[view.axis] ? 1 : -1 };
     this.point[view.axis] = index;
+    this.edited(0);
+  }
+
+  edited(what) {
+    // The user moved the crosshair (0) or the window (1): paint, and tell the page which.
+    this.edits[what] += 1;
     this.syncControls();
     this.paintAll();
     this.send();
@@ -370,18 +368,34 @@ class Viewer {
     return out.slice(0, 20);
   }
 
+  urgent() {
+    // Planes are needed soon: one at the crosshair is missing, or fewer than half the prefetch
+    // distance is held ahead of the scroll.
+    const held = (axis, index) => CACHE.has(cacheKey(axis, index, this.h.render[axis]));
+    if (this.views.some((view) => !held(view.axis, this.point[view.axis]))) return true;
+    const { axis, dir } = this.moved;
+    for (let d = 1; d <= AHEAD / 2; d++) {
+      const index = this.point[axis] + dir * d;
+      if (index < 0 || index >= this.views[axis].n) break;
+      if (!held(axis, index)) return true;
+    }
+    return false;
+  }
+
   send() {
-    // At most one state update per 25 ms; the last one always goes.
+    // When planes are needed: at once, then at most every 25 ms. Otherwise once the user pauses
+    // (150 ms), for the readout on the page: scrolling through held planes costs the server
+    // one rerun per batch of planes, not one per step; the last state always goes.
     clearTimeout(this.sendTimer);
-    const wait = Math.max(0, 25 - (performance.now() - this.lastSent));
+    const wait = this.urgent() ? Math.max(0, 25 - (performance.now() - this.lastSent)) : 150;
     this.sendTimer = setTimeout(() => {
       this.lastSent = performance.now();
       const want = this.wants();
       this.lastWant = JSON.stringify(want);
       this.seq += 1;
       this.setStateValue("view", {
-        seq: this.seq, epoch: this.epoch, vol: this.volume, point: this.point.slice(), center: this.center,
-        width: this.width, want,
+        seq: this.seq, epoch: this.epoch, vol: this.volume, edits: this.edits.slice(), point: this.point.slice(),
+        center: this.center, width: this.width, want,
       });
     }, wait);
   }

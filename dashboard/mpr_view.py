@@ -8,7 +8,8 @@ zlib-compressed, except the planes the browser is waiting for at the crosshair, 
 they are.
 
 Values set on the Python side (presets, a click on the large view, the histogram page)
-go to the browser with a new revision number, which it adopts.
+go to the browser with a new revision number (one for the crosshair, one for the window),
+which it adopts.
 """
 
 from __future__ import annotations
@@ -131,7 +132,10 @@ def read_view(raw: object, vol: Volume, window_range: tuple[float, float, float]
         width = float(np.clip(round(float(raw["width"])), 1, wmax))
         want = [(int(a), int(i)) for a, i in (raw.get("want") or [])[:32] if int(a) in (0, 1, 2)]
         want = [(a, i) for a, i in want if 0 <= i < vol.shape[a]]
-        return {"seq": int(raw["seq"]), "epoch": str(raw.get("epoch", ""))[:40], "point": point,
+        edits = tuple(int(e) for e in raw["edits"])
+        if len(edits) != 2:
+            return None
+        return {"seq": int(raw["seq"]), "epoch": str(raw.get("epoch", ""))[:40], "edits": edits, "point": point,
                 "center": center, "width": width, "want": want}
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
@@ -148,16 +152,24 @@ def adopt(vol: Volume, window_range: tuple[float, float, float], *, slice_keys: 
     if view is None:
         return False
     if view["epoch"] != sync["epoch"]:  # a new mount of the component: its cache may be empty
-        sync["epoch"], sync["sent"] = view["epoch"], set()
+        sync["epoch"], sync["sent"], sync["edits"] = view["epoch"], set(), (0, 0)
     if view["seq"] == sync["seq"]:
         sync["want"] = view["want"]
         return False
     sync["seq"], sync["want"], sync["fresh"] = view["seq"], view["want"], True
-    for axis, key in slice_keys.items():
-        st.session_state[key] = view["point"][axis]
-    window_changed = (view["center"], view["width"]) != (st.session_state.get(center_key), st.session_state.get(width_key))
-    st.session_state[center_key], st.session_state[width_key] = view["center"], view["width"]
-    sync["agreed"] = (tuple(view["point"]), view["center"], view["width"])
+    # Adopt only what the user changed in the browser: a state sent to ask for planes, or a
+    # scroll reported late, must not undo a preset chosen on the page in between.
+    point_edited, window_edited = (a != b for a, b in zip(view["edits"], sync["edits"], strict=True))
+    sync["edits"] = view["edits"]
+    if point_edited:
+        for axis, key in slice_keys.items():
+            st.session_state[key] = view["point"][axis]
+        sync["agreed"][0] = tuple(view["point"])
+    window = (view["center"], view["width"])
+    window_changed = window_edited and window != (st.session_state.get(center_key), st.session_state.get(width_key))
+    if window_edited:
+        st.session_state[center_key], st.session_state[width_key] = window
+        sync["agreed"][1] = window
     return window_changed
 
 
@@ -165,8 +177,8 @@ def _sync(vol: Volume) -> dict:
     token = _token(vol)
     sync = st.session_state.get(SYNC)
     if sync is None or sync["vol"] != token:
-        sync = {"vol": token, "rev": 0, "seq": None, "epoch": None, "agreed": None, "sent": set(), "want": [],
-                "fresh": False}
+        sync = {"vol": token, "rev": [0, 0], "seq": None, "epoch": None, "edits": (0, 0), "agreed": [None, None],
+                "sent": set(), "want": [], "fresh": False}
         st.session_state[SYNC] = sync
     return sync
 
@@ -176,9 +188,12 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
     """Mount the three views with the current settings and the planes the browser lacks."""
     sync = _sync(vol)
     current = (tuple(point[a] for a in (0, 1, 2)), float(center), float(width))
-    if current != sync["agreed"]:  # changed on this side: the browser adopts it
-        sync["rev"] += 1
-        sync["agreed"] = current
+    # Changed on this side: the browser adopts it. The crosshair and the window are counted
+    # apart, so that a preset does not undo a scroll the browser has not reported yet.
+    for part, value in enumerate((current[0], current[1:])):
+        if value != sync["agreed"][part]:
+            sync["rev"][part] += 1
+            sync["agreed"][part] = value
     layouts = view_layouts(vol)
     widths = [slab_width_slices(vol, a, slab_mm) for a in (0, 1, 2)]
     render = ["1" if w == 1 else f"{w}{slab_mode}" for w in widths]
@@ -203,7 +218,7 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
         blobs.append(blob)
         sync["sent"].add((axis, index, render[axis]))
     header = {
-        "vol": sync["vol"], "rev": sync["rev"], "views": layouts, "range": list(window_range), "unit": unit,
+        "vol": sync["vol"], "rev": list(sync["rev"]), "views": layouts, "range": list(window_range), "unit": unit,
         "point": list(current[0]), "center": current[1], "width": current[2],
         "cmap": colormap_table(colormap).ravel().tolist(), "invert": bool(vol.invert),
         "render": render, "slab": slab_text, "slices": metas,

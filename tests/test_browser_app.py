@@ -234,6 +234,11 @@ def test_explorer_downloads(page, app_url, tmp_path):
 
     page.goto(app_url + "/Volume_explorer")
     _wait_idle(page)
+    # The views fetch their first planes in a few reruns after they appear; a download button
+    # redrawn by a rerun while its file is being made cancels that download.
+    _wait_canvas(page, 0)
+    page.wait_for_timeout(800)
+    _wait_idle(page)
     with page.expect_download() as dl:
         page.get_by_role("button", name="Download the series as NIfTI (.nii.gz)").click()
     path = tmp_path / dl.value.suggested_filename

@@ -53,11 +53,16 @@ def _payload(at) -> tuple[dict, dict]:
     return header, planes
 
 
-def _browser_view(at, seq: int, point, center, width, want=(), epoch="tab1", vol=None):
-    """Set the views' state as the browser does after a scroll, a click or a window drag."""
+def _browser_view(at, seq: int, point, center, width, want=(), epoch="tab1", vol=None, edits=None):
+    """Set the views' state as the browser does after a scroll, a click or a window drag.
+
+    ``edits`` counts the user's changes of the crosshair and of the window (by default both
+    changed with every state)."""
     vol = vol or at.session_state["explorer_mpr_sync"]["vol"]
-    at.session_state["explorer_mpr"] = {"view": {"seq": seq, "epoch": epoch, "vol": vol, "point": list(point),
-                                                 "center": center, "width": width, "want": [list(w) for w in want]}}
+    edits = list(edits) if edits is not None else [seq, seq]
+    at.session_state["explorer_mpr"] = {"view": {"seq": seq, "epoch": epoch, "vol": vol, "edits": edits,
+                                                 "point": list(point), "center": center, "width": width,
+                                                 "want": [list(w) for w in want]}}
     return at.run()
 
 
@@ -92,7 +97,7 @@ def test_browser_scroll_moves_the_crosshair_and_gets_the_planes_it_wants(at):
     header, planes = _payload(at)
     assert set(planes) == {(0, 100, "1")}  # a plane the browser lacks at the crosshair goes alone, first
     assert header["slices"][0]["raw"] == header["slices"][0]["length"]  # uncompressed: the browser waits for it
-    assert header["rev"] == 1  # the browser's own change is not sent back as a new revision
+    assert header["rev"] == [1, 1]  # the browser's own change is not sent back as a new revision
     # Then the browser asks again for those it still lacks.
     _browser_view(at, 3, (100, 128, 128), 40, 400, want=[(0, 101), (0, 102)])
     header, planes = _payload(at)
@@ -131,14 +136,23 @@ def test_browser_state_is_clipped_and_bad_state_ignored(at):
 def test_presets_set_center_and_width_and_reach_the_browser(at):
     at.selectbox(key="explorer_preset").set_value("Lung").run()
     header, _ = _payload(at)
-    assert (header["center"], header["width"], header["rev"]) == (-600, 1500, 2)
+    assert (header["center"], header["width"], header["rev"]) == (-600, 1500, [1, 2])  # the window's only
     at.selectbox(key="explorer_preset").set_value("Bone").run()
     header, _ = _payload(at)
-    assert (header["center"], header["width"], header["rev"]) == (480, 2500, 3)
+    assert (header["center"], header["width"], header["rev"]) == (480, 2500, [1, 3])
     # A window dragged in the browser: the preset becomes Custom; no new revision goes back.
-    _browser_view(at, 1, (60, 128, 128), 100, 2500)
+    _browser_view(at, 1, (60, 128, 128), 100, 2500, edits=(0, 1))
     assert at.selectbox(key="explorer_preset").value == "Custom"
-    assert (at.session_state["explorer_center"], _payload(at)[0]["rev"]) == (100.0, 3)
+    assert (at.session_state["explorer_center"], _payload(at)[0]["rev"]) == (100.0, [1, 3])
+    # A preset chosen, then a state from the browser that only scrolled (or only asked for
+    # planes), still with the old window: the scroll is taken, the preset stays.
+    at.selectbox(key="explorer_preset").set_value("Lung").run()
+    _browser_view(at, 2, (70, 128, 128), 100, 2500, edits=(1, 1), want=[(0, 71)])
+    assert at.selectbox(key="explorer_preset").value == "Lung"
+    assert (at.session_state["explorer_center"], at.session_state["explorer_width"]) == (-600, 1500)
+    assert "voxel (slice 70," in _readout(at)
+    _browser_view(at, 3, (70, 128, 128), 100, 2500, edits=(1, 1), want=[(0, 72)])
+    assert (at.session_state["explorer_center"], _payload(at)[0]["center"]) == (-600, -600)
     assert not at.exception
 
 
