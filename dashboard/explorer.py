@@ -26,6 +26,7 @@ CMAP, SLAB_MM, SLAB_MODE = "explorer_cmap", "explorer_slab_mm", "explorer_slab_m
 LARGE, ZOOM, LARGE_CLICK, LARGE_TF = "explorer_large", "explorer_zoom", "explorer_large_click", "explorer_large_tf"
 ROI_ROWS, ROI_COLS, ROI_ON = "explorer_roi_rows", "explorer_roi_cols", "explorer_roi_on"
 PNG_CACHE = "explorer_png_cache"
+LIVE_VIEW = "explorer_live_view"  # the view as last drawn, read by the PNG download when clicked
 # Keys whose values must survive visits to other pages (see frame.keep_widget_state): widget keys,
 # and the crosshair and window the views component reports.
 PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE, LARGE, ZOOM, ROI_ROWS, ROI_COLS, ROI_ON)
@@ -297,20 +298,26 @@ def warnings_ui(vol: Volume) -> None:
         st.caption("Turn on **Use corrected geometry** on *Load a study* to view this series on a regular grid.")
 
 
-def png_download_ui(vol: Volume, display: Display, axis: int) -> None:
-    """The view as shown (large view's plane, else axial), without overlays, encoded on click."""
-    point = _crosshair()
-    plane = VIEW_NAMES[axis].lower()
+def png_download_ui(vol: Volume) -> None:
+    """The view as shown (the large view's plane, else axial), without overlays, encoded on click.
+
+    Drawn outside the views' fragment: a button redrawn by a rerun while its file is being
+    made cancels the download, and the views rerun as they fetch planes. The click reads the
+    view as it is then, from what the fragment last recorded.
+    """
+    live = st.session_state.setdefault(LIVE_VIEW, {})
     idx = state.current_index()
 
     def view_bytes() -> bytes:
-        # Runs when clicked, outside the script: it uses only the values captured here.
+        # Runs when clicked, outside the script: it uses only what it holds.
+        display, point, axis = live["view"]
         return view_png(vol, axis, display, point, max_size=1024, overlays=False, cache=False)[0]
 
     st.download_button(
-        f"Download the {plane} view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png",
-        file_name=f"{vol.modality}_series{idx + 1}_{plane}{point[axis] + 1:04d}_W{display.width:g}_L{display.center:g}.png",
-        icon=":material/image:", help="Windowed and aspect-corrected, without crosshair or letters.",
+        "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png",
+        file_name=f"{vol.modality}_series{idx + 1}_view.png", icon=":material/image:",
+        help="The large view's plane (else the axial one) at the crosshair, windowed and aspect-corrected, "
+        "without crosshair or letters.",
     )
 
 
@@ -335,5 +342,5 @@ def viewer(vol: Volume) -> None:
     point_ui(vol)
     axis = large_view_ui(vol, display)
     roi_ui(vol, axis)
-    png_download_ui(vol, display, axis)
+    st.session_state.setdefault(LIVE_VIEW, {})["view"] = (display, _crosshair(), axis)  # for the PNG download
     st.caption(f"Views drawn in {(time.perf_counter() - start) * 1000:.1f} ms on the server.")

@@ -234,11 +234,7 @@ def test_explorer_downloads(page, app_url, tmp_path):
 
     page.goto(app_url + "/Volume_explorer")
     _wait_idle(page)
-    # The views fetch their first planes in a few reruns after they appear; a download button
-    # redrawn by a rerun while its file is being made cancels that download.
-    _wait_canvas(page, 0)
-    page.wait_for_timeout(800)
-    _wait_idle(page)
+    _wait_canvas(page, 0)  # the views have mounted: the page below them no longer moves
     with page.expect_download() as dl:
         page.get_by_role("button", name="Download the series as NIfTI (.nii.gz)").click()
     path = tmp_path / dl.value.suggested_filename
@@ -246,12 +242,23 @@ def test_explorer_downloads(page, app_url, tmp_path):
     assert path.name == "CT_series1.nii.gz"
     img = nib.Nifti1Image.from_bytes(gzip.decompress(path.read_bytes()))
     np.testing.assert_array_equal(np.asarray(img.dataobj), sample_ct().voxels.transpose(2, 1, 0))
+    # Scroll, and download as soon as the page knows the new slice: the views are still
+    # fetching planes (reruns of their fragment), which must not cancel the download.
+    page.get_by_role("slider", name="Axial slice").focus()
+    for _ in range(5):
+        page.keyboard.press("ArrowRight")
+    page.get_by_text("voxel (slice 65,").wait_for()
     with page.expect_download() as dl:
-        page.get_by_role("button", name="Download the axial view as PNG").click()
+        page.get_by_role("button", name="Download the current view as PNG").click()
     png = tmp_path / "view.png"
     dl.value.save_as(png)
-    im = cv2.imread(str(png))
+    im = cv2.imread(str(png), cv2.IMREAD_GRAYSCALE)
     assert im.shape[0] == im.shape[1] and _is_not_blank(png.read_bytes())
+    from core.windowing import window
+
+    small = cv2.resize(im, (256, 256), interpolation=cv2.INTER_AREA).astype(float)
+    diff = {k: np.abs(small - window(sample_ct().voxels[k], 40, 400)).mean() for k in (60, 65, 70)}
+    assert min(diff, key=diff.get) == 65, diff  # the slice shown when clicked
 
 
 def test_histogram_renders_and_a_click_sets_the_window(page, app_url):
