@@ -31,8 +31,7 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
     if result.volumes:
         state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=what))
         st.session_state[state.LOAD_REPORT] = None
-        # Forget the uploads: the volumes now hold what is needed, and memory is precious.
-        loading.release_uploads(files)
+        # The loader has released the uploads; forget any left in a replaced uploader too.
         loading.forget_stale_uploads()
         st.session_state[state.UPLOAD_NONCE] += 1
         st.session_state[state.LOADED_SIGNATURE] = None

@@ -33,7 +33,7 @@ PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE, 
 
 CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percentile)"
 SLAB_MODES = {"mip": "MIP (maximum)", "minip": "MinIP (minimum)", "mean": "Mean"}
-VIEW_NAMES = {0: "Axial", 1: "Coronal", 2: "Sagittal"}
+VIEW_NAMES = mpr_view.NAMES
 
 
 @dataclass(frozen=True)
@@ -45,10 +45,6 @@ class Display:
     colormap: str
     slab_mm: float
     slab_mode: str
-
-
-def view_label(vol: Volume, axis: int) -> str:
-    return plane_info(vol, axis).name.capitalize()
 
 
 def _series_key(vol: Volume) -> tuple:

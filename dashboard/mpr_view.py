@@ -123,7 +123,8 @@ def _token(vol: Volume) -> str:
 def read_view(raw: object, vol: Volume, window_range: tuple[float, float, float]) -> dict | None:
     """The browser's ``view`` state, checked and clipped; None when it is missing, malformed or
     about another series than ``vol``."""
-    if not isinstance(raw, dict) or raw.get("vol", _token(vol)) != _token(vol):
+    token = _token(vol)
+    if not isinstance(raw, dict) or raw.get("vol", token) != token:
         return None
     try:
         point = [int(np.clip(int(p), 0, n - 1)) for p, n in zip(raw["point"], vol.shape, strict=True)]
