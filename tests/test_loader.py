@@ -495,4 +495,15 @@ def test_headers_do_not_keep_the_file_bytes():
 def test_image_cut_short_in_its_header_says_truncated():
     files = ct_series(_hu(1))
     res = load_series([("cut.dcm", files[0][1][:400])])
-    assert res.skipped == [("cut.dcm", "truncated: this CT Image Storage file ends before its (7FE0,0010) Pixel Data")]
+    assert res.skipped == [("cut.dcm", "truncated: the file ends in the middle of its header")]
+
+
+def test_complete_header_without_pixels_is_no_image_not_truncated():
+    files = ct_series(_hu(1))
+    ds = pydicom.dcmread(io.BytesIO(files[0][1]))
+    del ds.PixelData
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    res = load_series([("header.dcm", buf.getvalue())])
+    assert res.skipped == [("header.dcm", "no image: this CT Image Storage file holds no (7FE0,0010) Pixel Data "
+                                          "(only the header; if it should hold an image, it was cut short before its pixels)")]
