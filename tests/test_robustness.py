@@ -315,3 +315,36 @@ class TestServerMemory:
 
 def test_zlib_bomb_helper_is_really_small():
     assert len(zlib.compress(bytes(64 * MB), 9)) < MB
+
+
+class TestExportsKeepGeometry:
+    def _uneven(self):
+        z = [0.0, 2.0, 4.0, 10.0, 12.0]
+        hu = np.full((5, 12, 12), -1000, np.int16)
+        hu[:, 3:9, 3:9] = 500
+        return load_series(ct_series(hu, positions=np.array([[0.0, 0.0, zz] for zz in z]), spacing=(2, 1, 1))).volumes[0]
+
+    def test_mesh_vertices_sit_at_each_slice_position(self):
+        from core.isosurface import extract_isosurface, patient_positions
+
+        vol = self._uneven()
+        kji = np.array([[3.0, 0, 0], [3.5, 2, 1], [-0.5, 0, 0], [4.5, 0, 0]])
+        np.testing.assert_allclose(patient_positions(vol, kji)[:, 2], [10.0, 11.0, -1.0, 13.0])
+        np.testing.assert_allclose(patient_positions(vol, kji)[1, :2], [1.0, 2.0])
+        mesh = extract_isosurface(vol, 0.0)
+        # The box spans every slice; its caps close a third of the end step (2 mm) outside the first and
+        # last slices (level 0 between -1000 outside and 500 inside).
+        assert mesh.vertices[:, 2].min() == pytest.approx(-2 / 3, abs=1e-3)
+        assert mesh.vertices[:, 2].max() == pytest.approx(12 + 2 / 3, abs=1e-3)
+        assert set(np.round(mesh.vertices[:, 2], 3)) >= {0.0, 2.0, 4.0, 10.0, 12.0}
+
+    def test_even_stack_matches_the_affine(self):
+        from core.isosurface import patient_positions
+
+        tilt = np.tan(np.radians(15))
+        vol = load_series(ct_series(np.zeros((4, 6, 6), np.int16),
+                                    positions=np.array([[1.0, 2.0 + 3 * k * tilt, 3.0 * k] for k in range(4)]),
+                                    spacing=(3, 0.5, 0.7))).volumes[0]
+        kji = np.array([[1.5, 2.0, 3.0], [0.0, 5.0, 0.0], [3.0, 0.0, 5.0]])
+        ijk1 = np.column_stack([kji[:, 2], kji[:, 1], kji[:, 0], np.ones(3)])
+        np.testing.assert_allclose(patient_positions(vol, kji), (ijk1 @ vol.affine.T)[:, :3], atol=1e-9)
