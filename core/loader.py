@@ -15,14 +15,14 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut, pixel_array
 
-from core.geometry import GeometryError, analyse_stack, slice_normal
+from core.geometry import GeometryError, analyse_stack, orientation_name, slice_normal
 from core.headers import (READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, inflate_deflated, lenient,
                           read_header)
 from core.memory import MemoryBudget, OverBudget, Reservation
 from core.sources import ZipLimits, expand_sources
 from core.volume import Volume
 
-__all__ = ["LoadResult", "load_series", "orientation_name"]
+__all__ = ["LoadResult", "load_series"]
 
 ProgressCallback = Callable[[int, int], Any]
 
@@ -95,14 +95,6 @@ def _positive_float(value: Any) -> float | None:
     except (TypeError, ValueError, IndexError):
         return None
     return f if np.isfinite(f) and f > 0 else None
-
-
-def orientation_name(normal: np.ndarray) -> str:
-    """``"axial"``, ``"coronal"``, ``"sagittal"`` or ``"oblique"`` from a slice normal."""
-    a = np.abs(np.asarray(normal, dtype=float))
-    if a.max() < 0.95:
-        return "oblique"
-    return ("sagittal", "coronal", "axial")[int(a.argmax())]
 
 
 # ---------------------------------------------------------------------------------------
