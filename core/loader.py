@@ -4,7 +4,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import lzma
 import traceback
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -75,6 +77,8 @@ def unusable_reason(exc: BaseException, *, stage: str = "read") -> str:
         return "refused: reading it would need more memory than is available"
     if isinstance(exc, RecursionError):
         return "refused: the file's structure is nested too deeply to read safely"
+    if isinstance(exc, (zipfile.BadZipFile, lzma.LZMAError)):
+        return "could not be taken out of its zip archive: the archive is damaged at this file"
     if not isinstance(exc, READ_ERRORS):
         frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
         where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
@@ -86,6 +90,13 @@ def unusable_reason(exc: BaseException, *, stage: str = "read") -> str:
     if stage == "decode":
         return "pixel data could not be decoded: the image data is damaged or not what the header describes"
     return "could not be read as DICOM: the file is damaged, or not a DICOM file"
+
+
+def _reraise_interrupts(exc: BaseException) -> None:
+    """Let a stop (Ctrl+C, exit) through the per-file boundaries, which catch BaseException:
+    decoders written in Rust raise PanicException, a BaseException, on damaged data."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        raise exc
 
 
 def _positive_float(value: Any) -> float | None:
@@ -195,7 +206,8 @@ def _plan_volumes(frames: list[FrameInfo], headers: dict[int, FileHeader]) -> tu
         series_skipped: list[tuple[str, str]] = []
         try:
             _plan_series(series_frames, headers, series_plans, series_skipped)
-        except Exception as exc:  # noqa: BLE001 - one series' odd geometry must not end the load
+        except BaseException as exc:  # noqa: BLE001 - one series' odd geometry must not end the load
+            _reraise_interrupts(exc)
             reason = unusable_reason(exc).replace("could not be read", "could not be placed in its series", 1)
             series_plans, series_skipped = [], [(fr.name, reason) for fr in series_frames]
         plans.extend(series_plans)
@@ -355,12 +367,12 @@ def _modality_values(raw: np.ndarray, fr: FrameInfo, header: FileHeader) -> np.n
     """Stored values to modality units (HU for CT) with this frame's own rescale."""
     if header.modality_lut:
         return np.asarray(apply_modality_lut(raw, header.dataset))
-    if fr.slope == 1.0 and float(fr.intercept).is_integer():
+    if fr.slope == 1.0 and float(fr.intercept).is_integer() and abs(fr.intercept) < 2**30:
         out = raw.astype(np.int32)
         if fr.intercept:
             out += int(fr.intercept)
         return out
-    if float(fr.slope).is_integer() and float(fr.intercept).is_integer():
+    if float(fr.slope).is_integer() and float(fr.intercept).is_integer() and max(abs(fr.slope), abs(fr.intercept)) < 2**40:
         return raw.astype(np.int64) * int(fr.slope) + int(fr.intercept)
     return raw.astype(np.float32) * np.float32(fr.slope) + np.float32(fr.intercept)
 
@@ -532,7 +544,8 @@ class _Load:
         for i, entry in enumerate(self.entries):
             try:
                 header = self._header_of(i, entry)
-            except Exception as exc:  # noqa: BLE001 - the per-file boundary: any failure is this file's
+            except BaseException as exc:  # noqa: BLE001 - the per-file boundary: any failure is this file's
+                _reraise_interrupts(exc)
                 self.skipped.append((entry.name, unusable_reason(exc)))
                 self.tick()
                 self.finished(i)
@@ -549,7 +562,8 @@ class _Load:
                                      budget=self.budget, file_size=entry.size, inflate_limit=0)
                 if not header.deflated:
                     return header
-            except Exception:  # noqa: BLE001 - the whole file decides below
+            except BaseException as exc:  # noqa: BLE001 - the whole file decides below
+                _reraise_interrupts(exc)
                 pass
         limit = self.inflate_limit()
         with self.transient(limit if _maybe_deflated(entry) else 0, "inflating this deflated file"):
@@ -595,7 +609,8 @@ class _Load:
         wanted = sorted({fr.frame or 0 for fr, _, _ in slots})
         try:
             raw_frames = self._raw_frames(i, header, wanted)
-        except Exception as exc:  # noqa: BLE001 - the per-file boundary
+        except BaseException as exc:  # noqa: BLE001 - the per-file boundary
+            _reraise_interrupts(exc)
             reason = _decode_reason(exc, header)
             self.skipped.extend((fr.name, reason) for fr, _, _ in slots)
             return
@@ -613,7 +628,8 @@ class _Load:
                     if low.any():
                         pad = low if pad is None else (pad | low)
                 canvas.put(k, values, pad)
-            except Exception as exc:  # noqa: BLE001 - one frame's values must not end the load
+            except BaseException as exc:  # noqa: BLE001 - one frame's values must not end the load
+                _reraise_interrupts(exc)
                 reason = exc.reason if isinstance(exc, SkipFile) else (
                     str(exc) if isinstance(exc, OverBudget) else
                     "pixel values could not be converted to modality units (the rescale or LUT does not fit them)")
@@ -645,7 +661,8 @@ class _Load:
                 continue
             try:
                 volume = self._volume(plan, canvas, headers)
-            except Exception as exc:  # noqa: BLE001 - one series must not end the load
+            except BaseException as exc:  # noqa: BLE001 - one series must not end the load
+                _reraise_interrupts(exc)
                 canvas.release()
                 reason = unusable_reason(exc).replace("could not be read", "could not be assembled", 1)
                 self.skipped.extend((fr.name, reason) for fr in plan.frames if canvas is not None)
@@ -673,7 +690,8 @@ def _maybe_deflated(entry: Any) -> bool:
     """Whether an entry may be a deflated file (worth reserving for its inflation)."""
     try:
         head = entry.read_range(0, 4096) if entry.read_range is not None else entry.read()[:4096]
-    except Exception:  # noqa: BLE001 - the read below reports it
+    except BaseException as exc:  # noqa: BLE001 - the read below reports it
+        _reraise_interrupts(exc)
         return False
     return b"1.2.840.10008.1.2.1.99" in head
 

@@ -348,3 +348,63 @@ class TestExportsKeepGeometry:
         kji = np.array([[1.5, 2.0, 3.0], [0.0, 5.0, 0.0], [3.0, 0.0, 5.0]])
         ijk1 = np.column_stack([kji[:, 2], kji[:, 1], kji[:, 0], np.ones(3)])
         np.testing.assert_allclose(patient_positions(vol, kji), (ijk1 @ vol.affine.T)[:, :3], atol=1e-9)
+
+
+class TestFuzzFindings:
+    """Reproducers of what the fuzzer (benchmarks/fuzz_loader.py) found, one per kind."""
+
+    def test_rust_decoder_panic_is_one_skipped_line(self):
+        # pylibjpeg-rle panics (PanicException, a BaseException) when the segments hold more rows
+        # than the header says.
+        from pydicom.uid import RLELossless
+
+        ds = pydicom.dcmread(io.BytesIO(ct_slice(np.arange(64, dtype=np.int16).reshape(8, 8), position=(0, 0, 0),
+                                                 series_uid="5.1")))
+        ds.compress(RLELossless)
+        ds.Rows = 7
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        res = _load(("rle.dcm", buf.getvalue()))
+        assert res.skipped == [("rle.dcm", "pixel data could not be decoded: an unexpected problem in this file's "
+                                           "image data")]
+        assert _good_loaded(res)
+
+    @pytest.mark.parametrize("damage", ["crc", "lzma"])
+    def test_damaged_zip_member(self, damage):
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("a.dcm", GOOD[0][1])
+        data = bytearray(buf.getvalue())
+        c = data.find(b"PK\x01\x02")
+        if damage == "crc":
+            data[14] ^= 1
+            data[c + 16] ^= 1
+        else:
+            data[8:10] = data[c + 10:c + 12] = (14).to_bytes(2, "little")
+        res = load_series([("study.zip", bytes(data)), GOOD[1]])
+        assert res.skipped == [("study.zip/a.dcm", "could not be taken out of its zip archive: the archive is damaged "
+                                                   "at this file")]
+
+    def test_huge_intercept_loads_as_float(self):
+        d = ct_slice(np.arange(4, dtype=np.int16).reshape(2, 2), position=(0, 0, 0), series_uid="5.2", intercept=1e16)
+        res = load_series([("big.dcm", d)])
+        assert res.skipped == []
+        assert res.volumes[0].voxels.dtype == np.float32
+        np.testing.assert_array_equal(res.volumes[0].voxels[0], (np.arange(4).reshape(2, 2) + 10**16).astype(np.float32))
+
+    def test_vr_damaged_after_the_header_was_read(self):
+        # Manufacturer's VR flipped to "LK": converted only when the summary reads it, after decoding.
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="5.3",
+                     extra={"Manufacturer": "ACME"}, slice_thickness=1.5)
+        d = d.replace(b"\x08\x00\x70\x00LO", b"\x08\x00\x70\x00LK").replace(b"\x18\x00\x50\x00DS", b"\x18\x00\x50\x00DC")
+        res = _load(("vr.dcm", d))
+        assert res.skipped == [] and len(res.volumes) == 2
+
+    def test_infinite_slice_thickness(self):
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 5), series_uid="5.4", slice_thickness=1.5)
+        d = d.replace(b"DS\x04\x001.5 ", b"DS\x08\x00Infinity")
+        res = _load(("inf.dcm", d))
+        vol = next(v for v in res.volumes if v.series_uid == "5.4")
+        assert vol.spacing[0] == 1.0 and res.skipped == []
