@@ -55,7 +55,11 @@ class AddressRefused(OutboundError):
 
 
 class DeadlineExceeded(OutboundError):
-    """The request, with all its redirects and its whole answer, took longer than allowed."""
+    """The request, with all its redirects and its whole answer, took longer than ``seconds``."""
+
+    def __init__(self, seconds: float) -> None:
+        super().__init__(f"The server did not finish answering within {seconds:g} s.")
+        self.seconds = seconds
 
 
 class AnswerTooLarge(OutboundError):
@@ -292,7 +296,7 @@ class _Deadline:
             self._sockets = []
 
     def exceeded(self) -> DeadlineExceeded:
-        return DeadlineExceeded(f"The server did not finish answering within {self.seconds:g} s.")
+        return DeadlineExceeded(self.seconds)
 
 
 def _shut(sock: socket.socket) -> None:
@@ -304,22 +308,24 @@ def _shut(sock: socket.socket) -> None:
         pass
 
 
-class _WatchedConnection(HTTPConnection):
+class _Watched:
+    """Hands each new socket to the request's deadline (a mixin for urllib3's connections)."""
+
     deadline: _Deadline | None = None
+    sock: socket.socket
 
     def connect(self) -> None:
-        super().connect()
+        super().connect()  # type: ignore[misc]
         if self.deadline is not None:
             self.deadline.watch(self.sock)
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    deadline: _Deadline | None = None
+class _WatchedConnection(_Watched, HTTPConnection):
+    pass
 
-    def connect(self) -> None:
-        super().connect()
-        if self.deadline is not None:
-            self.deadline.watch(self.sock)
+
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _PinnedPool(HTTPConnectionPool):

@@ -6,11 +6,12 @@ import datetime
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import load_series
 from core.pacs import PacsConnection, PacsError, retrieve_series, search_series, search_studies
 from core.privacy import MASK
-from dashboard import state
+from dashboard import hosting, state
 
 URL, AUTH, USER, PASSWORD, TOKEN = "pacs_url", "pacs_auth", "pacs_user", "pacs_password", "pacs_token"
 NAME, PID, DATES, MODALITY, ACCESSION = "pacs_name", "pacs_id", "pacs_dates", "pacs_modality", "pacs_accession"
@@ -20,44 +21,89 @@ PHI_COLUMNS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "Stu
                "SeriesDescription")
 
 
-def _secret_defaults() -> dict:
-    """A server configured in st.secrets (``[pacs] url, username, password, token``), if any."""
-    try:
-        return dict(st.secrets.get("pacs", {}))
-    except (FileNotFoundError, KeyError, AttributeError):
-        return {}
-    except Exception:  # noqa: BLE001 - a malformed secrets file must not break the page
-        return {}
+def settings_or_stop() -> hosting.PacsSettings:
+    """The operator's PACS settings; the page stops here with a message when they turned it off."""
+    settings = hosting.pacs_settings()
+    if not settings.page:
+        st.info("The operator of this app has turned the PACS page off.")
+        st.stop()
+    return settings
 
 
-def init() -> None:
-    secrets = _secret_defaults()
-    st.session_state.setdefault(URL, secrets.get("url", ""))
-    st.session_state.setdefault(AUTH, "Token" if secrets.get("token") else "User and password" if secrets.get("username") else "None")
-    st.session_state.setdefault(USER, secrets.get("username", ""))
+def _configured_access(settings: hosting.PacsSettings, pacs: hosting.ConfiguredPacs | None) -> tuple[bool, str]:
+    """Whether this visitor may use the operator's PACS, and if not, what to tell them ("" for nothing)."""
+    if pacs is None or settings.configured_access == "off":
+        return False, ""  # a PACS visitors may not use is not mentioned
+    if settings.configured_access == "everyone":
+        return True, ""
+    if not hosting.login_configured():
+        return False, ("This app's own PACS is for logged-in users, and login is not set up on this server "
+                       "(see \"Hosting safely\" in the README).")
+    email = hosting.visitor_email()
+    if email is None:
+        return False, LOGIN
+    if settings.allowed_users and email.lower() not in settings.allowed_users:
+        return False, f"The account {email} may not use this app's own PACS: ask the app's operator."
+    return True, ""
+
+
+LOGIN = "login"
+
+
+def init(settings: hosting.PacsSettings) -> None:
+    pacs = hosting.configured_pacs()
+    granted, _ = _configured_access(settings, pacs)
+    st.session_state.setdefault(URL, pacs.url if granted and pacs else "")
+    st.session_state.setdefault(AUTH, "None")
+    st.session_state.setdefault(USER, "")
     st.session_state.setdefault(STUDIES, None)
     st.session_state.setdefault(SERIES, None)
 
 
-def connection_ui() -> PacsConnection | None:
-    secrets = _secret_defaults()
+def connection_ui(settings: hosting.PacsSettings) -> PacsConnection | None:
+    """The address and credentials; the operator's stored credentials only ever go to the operator's address."""
+    pacs = hosting.configured_pacs()
+    granted, note = _configured_access(settings, pacs)
+    if note == LOGIN:
+        st.info("This app has its own PACS for logged-in users.")
+        if st.button("Log in", key="pacs_login", icon=":material/login:"):
+            st.login()
+    elif note:
+        st.caption(note)
+    if not granted and not settings.typed_addresses:
+        st.info("This app does not connect to other PACS servers for visitors.")
+        return None
     url = st.text_input("DICOMweb address", key=URL, placeholder="https://pacs.example.org/dicom-web")
+    url = url.strip().rstrip("/")
+    if granted and pacs is not None and url == pacs.url:
+        st.caption("This app's own PACS, with the credentials its operator stored.")
+        return PacsConnection(pacs.url, username=pacs.username, password=pacs.password, token=pacs.token,
+                              policy=settings.configured_policy, limits=settings.limits, configured=True)
+    if not settings.typed_addresses:
+        st.warning(f"This app connects only to its own PACS, at {pacs.url if pacs else 'its configured address'}.")
+        return None
+    if granted and url:
+        st.caption("This is not the address of this app's own PACS, so its stored credentials are not sent: "
+                   "enter this server's own credentials if it needs them.")
     auth = st.radio("Authentication", ["None", "User and password", "Token"], key=AUTH, horizontal=True)
     user = password = token = None
     if auth == "User and password":
         c1, c2 = st.columns(2)
         user = c1.text_input("User", key=USER)
-        password = c2.text_input("Password", type="password", key=PASSWORD,
-                                 placeholder="from the app's secrets" if secrets.get("password") else "")
-        password = password or secrets.get("password")
+        password = c2.text_input("Password", type="password", key=PASSWORD)
     elif auth == "Token":
-        token = st.text_input("Bearer token", type="password", key=TOKEN,
-                              placeholder="from the app's secrets" if secrets.get("token") else "")
-        token = token or secrets.get("token")
+        token = st.text_input("Bearer token", type="password", key=TOKEN)
     st.caption("Credentials stay in this browser session's memory and are never stored.")
-    if not url.strip():
+    if not url:
         return None
-    return PacsConnection(url.strip(), username=user or None, password=password, token=token or None)
+    return PacsConnection(url, username=user or None, password=password or None, token=token or None,
+                          policy=settings.typed_policy, limits=settings.limits)
+
+
+def _owner() -> str:
+    """Whose share of the server's memory budget a retrieval counts against: this browser session's."""
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "pacs"
 
 
 def search_ui(conn: PacsConnection | None) -> None:
@@ -142,13 +188,16 @@ def retrieve_ui(conn: PacsConnection, study_uid: str, series_uid: str) -> None:
         bar.progress(done / total if total else 1.0, text=f"Retrieving… {done} of {total} images")
 
     try:
-        files = retrieve_series(conn, study_uid, series_uid, progress=progress)
+        files = retrieve_series(conn, study_uid, series_uid, progress=progress, owner=_owner())
     except PacsError as exc:
         bar.empty()
         st.error(str(exc))
         return
     bar.progress(1.0, text="Reading the images…")
-    result = load_series(files)
+    try:
+        result = load_series(files)
+    finally:
+        files.release()
     bar.empty()
     if not result.volumes:
         st.error("The retrieved images could not be assembled into a volume; see the reasons below.")
