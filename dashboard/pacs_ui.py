@@ -72,7 +72,7 @@ def connection_ui(settings: hosting.PacsSettings) -> PacsConnection | None:
         st.caption(note)
     if not granted and not settings.typed_addresses:
         st.info("This app does not connect to other PACS servers for visitors.")
-        return None
+        st.stop()
     url = st.text_input("DICOMweb address", key=URL, placeholder="https://pacs.example.org/dicom-web")
     url = url.strip().rstrip("/")
     if granted and pacs is not None and url == pacs.url:
