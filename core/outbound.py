@@ -328,20 +328,23 @@ class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
     pass
 
 
-class _PinnedPool(HTTPConnectionPool):
-    ConnectionCls = _WatchedConnection
+class _Pinned:
+    """Gives each new connection the request's deadline (a mixin for urllib3's pools)."""
+
     deadline: _Deadline | None = None
 
     def _new_conn(self):  # noqa: ANN202 - urllib3's API
-        conn = super()._new_conn()
+        conn = super()._new_conn()  # type: ignore[misc]
         conn.deadline = self.deadline
         return conn
 
 
-class _PinnedHTTPSPool(HTTPSConnectionPool):
+class _PinnedPool(_Pinned, HTTPConnectionPool):
+    ConnectionCls = _WatchedConnection
+
+
+class _PinnedHTTPSPool(_Pinned, HTTPSConnectionPool):
     ConnectionCls = _WatchedHTTPSConnection
-    deadline: _Deadline | None = None
-    _new_conn = _PinnedPool._new_conn
 
 
 def _pinned_pool(target: Target, deadline: _Deadline) -> HTTPConnectionPool:

@@ -89,6 +89,9 @@ class PacsConnection:
         Which non-public addresses may be reached (public only by default).
     limits : PacsLimits
         Deadlines and byte caps.
+    verify : bool or str
+        Check the server's TLS certificate against the usual authorities (True) or against the
+        CA bundle at this path (a hospital's own authority).
     configured : bool
         True for the PACS the operator configured: failures then say exactly what went wrong
         (HTTP 401, 404, connection refused...). For an address a visitor typed they all read
@@ -101,6 +104,7 @@ class PacsConnection:
     token: str | None = None
     policy: AddressPolicy = field(default_factory=AddressPolicy)
     limits: PacsLimits = field(default_factory=PacsLimits)
+    verify: bool | str = True
     configured: bool = False
 
     def __repr__(self) -> str:  # never show secrets in logs or tracebacks
@@ -117,6 +121,7 @@ class PacsConnection:
         """A guarded session carrying this connection's credentials, for one kind of answer."""
         session = _DicomwebSession(self.policy, deadline=deadline, read_timeout=self.limits.read_timeout,
                                    max_bytes=max_bytes, what=what)
+        session.verify = self.verify
         if self.token:
             session.headers["Authorization"] = f"Bearer {self.token}"
         elif self.username:

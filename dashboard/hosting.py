@@ -131,12 +131,13 @@ def pacs_settings() -> PacsSettings:
 
 @dataclass(frozen=True)
 class ConfiguredPacs:
-    """The PACS the operator configured in ``[pacs]`` of the secrets (url, username, password, token)."""
+    """The PACS the operator configured in ``[pacs]`` of the secrets (url, username, password, token, ca_bundle)."""
 
     url: str
     username: str | None = None
     password: str | None = None
     token: str | None = None
+    ca_bundle: str | None = None
 
     def __repr__(self) -> str:  # never show secrets in logs or tracebacks
         return f"ConfiguredPacs(url={self.url!r})"
@@ -149,7 +150,7 @@ def configured_pacs() -> ConfiguredPacs | None:
     if not url:
         return None
     return ConfiguredPacs(url, username=table.get("username") or None, password=table.get("password") or None,
-                          token=table.get("token") or None)
+                          token=table.get("token") or None, ca_bundle=table.get("ca_bundle") or None)
 
 
 def visitor_email() -> str | None:

@@ -78,7 +78,8 @@ def connection_ui(settings: hosting.PacsSettings) -> PacsConnection | None:
     if granted and pacs is not None and url == pacs.url:
         st.caption("This app's own PACS, with the credentials its operator stored.")
         return PacsConnection(pacs.url, username=pacs.username, password=pacs.password, token=pacs.token,
-                              policy=settings.configured_policy, limits=settings.limits, configured=True)
+                              policy=settings.configured_policy, limits=settings.limits,
+                              verify=pacs.ca_bundle or True, configured=True)
     if not settings.typed_addresses:
         st.warning(f"This app connects only to its own PACS, at {pacs.url if pacs else 'its configured address'}.")
         return None

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import socket
+import ssl
 import threading
 import time
 from collections.abc import Callable, Iterable
@@ -27,14 +28,15 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeServer:
-    """An HTTP/1.0 server on ``host`` (127.0.0.1 or ::1) and a free port, serving ``routes`` by path.
+    """An HTTP/1.0 server (HTTPS with ``tls``) on ``host`` (127.0.0.1 or ::1) and a free port, serving ``routes`` by path.
 
     The longest route that is a prefix of the request's path (without its query) answers;
     anything else gets a 404. ``requests`` holds ``(path_with_query, headers)`` of every request,
     ``sent`` the bytes of bodies written so far.
     """
 
-    def __init__(self, routes: dict[str, Route] | None = None, *, host: str = "127.0.0.1") -> None:
+    def __init__(self, routes: dict[str, Route] | None = None, *, host: str = "127.0.0.1",
+                 tls: ssl.SSLContext | None = None) -> None:
         self.routes = dict(routes or {})
         self.requests: list[tuple[str, dict[str, str]]] = []
         self.sent = 0
@@ -62,6 +64,9 @@ class FakeServer:
 
         self._server = Server((host, 0), Handler)
         self._server.fake = self  # type: ignore[attr-defined]
+        if tls is not None:
+            self._server.socket = tls.wrap_socket(self._server.socket, server_side=True)
+        self.scheme = "https" if tls is not None else "http"
         self.host = host
         self.port = self._server.server_address[1]
         self._thread = threading.Thread(target=self._server.serve_forever, kwargs={"poll_interval": 0.1}, daemon=True)
@@ -69,7 +74,7 @@ class FakeServer:
     @property
     def url(self) -> str:
         host = f"[{self.host}]" if ":" in self.host else self.host
-        return f"http://{host}:{self.port}"
+        return f"{self.scheme}://{host}:{self.port}"
 
     def count(self, nbytes: int) -> None:
         with self._lock:

@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
+import datetime
 import ipaddress
 import socket
+import ssl
 import time
 
 import pytest
+import requests
 
 from core.outbound import (
     AddressPolicy, AddressRefused, AnswerTooLarge, DeadlineExceeded, GuardedSession, OutboundError,
@@ -186,6 +189,71 @@ class TestPinning:
             with pytest.raises(AddressRefused, match="loopback"):
                 GuardedSession(PUBLIC).get(server.url + "/x")
         assert len(server.requests) == 1
+
+
+@pytest.fixture(scope="module")
+def tls_files(tmp_path_factory):
+    """A self-signed certificate for the name ``pacs.test`` only (no IP address in it), and its key."""
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import ec
+    from cryptography.x509.oid import NameOID
+
+    key = ec.generate_private_key(ec.SECP256R1())
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pacs.test")])
+    now = datetime.datetime.now(datetime.timezone.utc)
+    cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
+            .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
+            .not_valid_after(now + datetime.timedelta(days=1))
+            .add_extension(x509.SubjectAlternativeName([x509.DNSName("pacs.test")]), critical=False)
+            .add_extension(x509.BasicConstraints(ca=True, path_length=None), critical=True)
+            .sign(key, hashes.SHA256()))
+    folder = tmp_path_factory.mktemp("tls")
+    (folder / "cert.pem").write_bytes(cert.public_bytes(serialization.Encoding.PEM))
+    (folder / "key.pem").write_bytes(key.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
+                                                       serialization.NoEncryption()))
+    return str(folder / "cert.pem"), str(folder / "key.pem")
+
+
+def _server_context(tls_files) -> ssl.SSLContext:
+    context = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+    context.load_cert_chain(*tls_files)
+    return context
+
+
+class TestPinnedTls:
+    def test_the_name_is_sent_and_verified_while_the_checked_address_is_used(self, tls_files):
+        cert, context = tls_files[0], _server_context(tls_files)
+        names = []
+        context.sni_callback = lambda sock, name, ctx: names.append(name)
+        with FakeServer({"/": body(b"secure")}, tls=context) as server:
+            session = GuardedSession(LOCAL, resolver=_resolver({"pacs.test": ["127.0.0.1"]}))
+            session.verify = cert
+            assert session.get(f"https://pacs.test:{server.port}/").text == "secure"
+            assert names == ["pacs.test"]
+            assert server.requests[0][1]["Host"] == f"pacs.test:{server.port}"
+            # The same server reached by its address: the certificate does not name it.
+            with pytest.raises(requests.exceptions.SSLError):
+                session.get(f"https://127.0.0.1:{server.port}/")
+            assert len(server.requests) == 1
+
+    def test_the_deadline_stops_a_trickle_over_tls(self, tls_files):
+        cert, context = tls_files[0], _server_context(tls_files)
+        with FakeServer({"/": trickle(interval=0.5)}, tls=context) as server:
+            session = GuardedSession(LOCAL, deadline=2.0, resolver=_resolver({"pacs.test": ["127.0.0.1"]}))
+            session.verify = cert
+            start = time.monotonic()
+            with pytest.raises(DeadlineExceeded):
+                session.get(f"https://pacs.test:{server.port}/")
+            assert time.monotonic() - start < 15
+
+    def test_unknown_certificates_are_refused(self, tls_files):
+        cert, context = tls_files[0], _server_context(tls_files)
+        with FakeServer({"/": body(b"secure")}, tls=context) as server:
+            session = GuardedSession(LOCAL, resolver=_resolver({"pacs.test": ["127.0.0.1"]}))
+            with pytest.raises(requests.exceptions.SSLError):
+                session.get(f"https://pacs.test:{server.port}/")
+            assert server.requests == []
 
 
 class TestRedirects:
