@@ -27,7 +27,7 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass
-from typing import Any, Union
+from typing import Any
 from urllib.parse import urljoin, urlsplit
 
 import requests
@@ -41,8 +41,8 @@ __all__ = [
 ]
 
 MB = 1024**2
-IPAddress = Union[ipaddress.IPv4Address, ipaddress.IPv6Address]
-Network = Union[ipaddress.IPv4Network, ipaddress.IPv6Network]
+IPAddress = ipaddress.IPv4Address | ipaddress.IPv6Address
+Network = ipaddress.IPv4Network | ipaddress.IPv6Network
 Resolver = Callable[[str, int], Sequence[str]]
 
 
@@ -333,7 +333,7 @@ class _Pinned:
 
     deadline: _Deadline | None = None
 
-    def _new_conn(self):  # noqa: ANN202 - urllib3's API
+    def _new_conn(self):
         conn = super()._new_conn()  # type: ignore[misc]
         conn.deadline = self.deadline
         return conn
@@ -427,10 +427,10 @@ class _PinnedAdapter(HTTPAdapter):
         super().__init__(max_retries=0)
         self._session = session
 
-    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):  # noqa: ANN001 - requests' API
+    def get_connection_with_tls_context(self, request, verify, proxies=None, cert=None):
         return request.hounsfield_pool
 
-    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None,  # noqa: ANN001
+    def send(self, request, stream=False, timeout=None, verify=True, cert=None, proxies=None,
              deadline: _Deadline | None = None):
         s = self._session
         deadline = deadline or _Deadline(s.deadline)

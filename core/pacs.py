@@ -33,7 +33,7 @@ class _DicomwebSession(GuardedSession):
     them) do not percent-decode query values and then match nothing.
     """
 
-    def prepare_request(self, request):  # noqa: ANN001, ANN201 - requests' API
+    def prepare_request(self, request):
         prepared = super().prepare_request(request)
         if prepared.url and "?" in prepared.url:
             base, _, query = prepared.url.partition("?")
@@ -128,7 +128,7 @@ class PacsConnection:
             session.auth = (self.username, self.password or "")
         return session
 
-    def client(self):  # noqa: ANN201 - dicomweb_client is imported lazily
+    def client(self):
         """A dicomweb-client for searches, on a session bounded by ``limits.search_seconds`` and ``answer_bytes``."""
         from dicomweb_client.api import DICOMwebClient
 

@@ -28,16 +28,16 @@ ACCESS_MODES = ("off", "login", "everyone")
 # name: (default, what it is for) - the README's table is written from this.
 SETTINGS: dict[str, tuple[str, str]] = {
     "pacs_page": ("on", "on | off: the PACS page at all"),
-    "pacs_typed_addresses": ("on", "on | off: visitors may type a DICOMweb address of their own (public addresses "
-                                   "only, unless allow_private_networks)"),
-    "pacs_configured_access": ("login", "login | everyone | off: who may use the PACS configured in [pacs] "
-                                        "(login: visitors logged in with st.login, see [auth])"),
-    "pacs_allowed_users": ("", "comma-separated e-mail addresses allowed to use the configured PACS when "
-                               "access is 'login' (empty: anyone who can log in)"),
-    "allow_private_networks": ("0", "1 on your own computer: loopback and private addresses (127/8, 10/8, "
-                                    "172.16/12, 192.168/16, ::1, fc00::/7) may be reached"),
-    "allowed_networks": ("", "comma-separated networks also allowed (e.g. 100.64.0.0/10 for a VPN); "
-                             "cloud metadata addresses stay refused"),
+    "pacs_typed_addresses": ("on", ("on | off: visitors may type a DICOMweb address of their own (public "
+                                    "addresses only, unless allow_private_networks)")),
+    "pacs_configured_access": ("login", ("login | everyone | off: who may use the PACS configured in [pacs] "
+                                         "(login: visitors logged in with st.login, see [auth])")),
+    "pacs_allowed_users": ("", ("comma-separated e-mail addresses allowed to use the configured PACS when "
+                                "access is 'login' (empty: anyone who can log in)")),
+    "allow_private_networks": ("0", ("1 on your own computer: loopback and private addresses (127/8, 10/8, "
+                                     "172.16/12, 192.168/16, ::1, fc00::/7) may be reached")),
+    "allowed_networks": ("", ("comma-separated networks also allowed (e.g. 100.64.0.0/10 for a VPN); "
+                              "cloud metadata addresses stay refused")),
     "pacs_search_seconds": ("20", "total seconds for one search answer"),
     "pacs_retrieve_seconds": ("300", "total seconds for retrieving one series"),
     "pacs_answer_mb": ("4", "largest search answer read, in MB"),

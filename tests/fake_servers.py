@@ -14,7 +14,7 @@ import threading
 import time
 from collections.abc import Callable, Iterable
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
-from typing import Any
+from typing import Any, Self
 
 from pydicom.datadict import tag_for_keyword
 
@@ -45,7 +45,7 @@ class FakeServer:
         fake = self
 
         class Handler(BaseHTTPRequestHandler):
-            def do_GET(self) -> None:  # noqa: N802 - http.server's name
+            def do_GET(self) -> None:
                 with fake._lock:
                     fake.requests.append((self.path, dict(self.headers.items())))
                 path = self.path.split("?", 1)[0]
@@ -80,11 +80,11 @@ class FakeServer:
         with self._lock:
             self.sent += nbytes
 
-    def __enter__(self) -> FakeServer:
+    def __enter__(self) -> Self:
         self._thread.start()
         return self
 
-    def __exit__(self, *exc: Any) -> None:
+    def __exit__(self, *exc: object) -> None:
         self.stopping.set()
         self._server.shutdown()
         self._server.server_close()

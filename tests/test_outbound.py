@@ -12,8 +12,15 @@ import pytest
 import requests
 
 from core.outbound import (
-    AddressPolicy, AddressRefused, AnswerTooLarge, DeadlineExceeded, GuardedSession, OutboundError,
-    address_category, check_url, parse_ip,
+    AddressPolicy,
+    AddressRefused,
+    AnswerTooLarge,
+    DeadlineExceeded,
+    GuardedSession,
+    OutboundError,
+    address_category,
+    check_url,
+    parse_ip,
 )
 from tests.fake_servers import FakeServer, body, huge, redirect, trickle
 
@@ -201,7 +208,7 @@ def tls_files(tmp_path_factory):
 
     key = ec.generate_private_key(ec.SECP256R1())
     name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "pacs.test")])
-    now = datetime.datetime.now(datetime.timezone.utc)
+    now = datetime.datetime.now(datetime.UTC)
     cert = (x509.CertificateBuilder().subject_name(name).issuer_name(name).public_key(key.public_key())
             .serial_number(x509.random_serial_number()).not_valid_before(now - datetime.timedelta(days=1))
             .not_valid_after(now + datetime.timedelta(days=1))
@@ -248,7 +255,7 @@ class TestPinnedTls:
             assert time.monotonic() - start < 15
 
     def test_unknown_certificates_are_refused(self, tls_files):
-        cert, context = tls_files[0], _server_context(tls_files)
+        context = _server_context(tls_files)
         with FakeServer({"/": body(b"secure")}, tls=context) as server:
             session = GuardedSession(LOCAL, resolver=_resolver({"pacs.test": ["127.0.0.1"]}))
             with pytest.raises(requests.exceptions.SSLError):
@@ -308,15 +315,13 @@ class TestDeadline:
 
 class TestByteCap:
     def test_a_huge_answer_stops_at_the_cap(self):
-        with FakeServer({"/": huge(1024 * MB)}) as server:
-            with pytest.raises(AnswerTooLarge, match="larger than 1 MB"):
-                GuardedSession(LOCAL, max_bytes=1 * MB, what="a test").get(server.url + "/")
+        with FakeServer({"/": huge(1024 * MB)}) as server, pytest.raises(AnswerTooLarge, match="larger than 1 MB"):
+            GuardedSession(LOCAL, max_bytes=1 * MB, what="a test").get(server.url + "/")
         assert server.sent < 1 * MB + 32 * MB  # what the sockets' buffers took, not the gigabyte
 
     def test_a_declared_length_over_the_cap_is_refused_before_reading(self):
-        with FakeServer({"/": huge(1024 * MB, content_length=True)}) as server:
-            with pytest.raises(AnswerTooLarge):
-                GuardedSession(LOCAL, max_bytes=1 * MB).get(server.url + "/", stream=True)
+        with FakeServer({"/": huge(1024 * MB, content_length=True)}) as server, pytest.raises(AnswerTooLarge):
+            GuardedSession(LOCAL, max_bytes=1 * MB).get(server.url + "/", stream=True)
         assert server.sent < 32 * MB
 
     def test_streamed_reads_are_capped_too(self):

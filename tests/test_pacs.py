@@ -102,7 +102,7 @@ class TestErrors:
 
     def test_not_dicomweb(self):
         class Html(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):
                 body = b"<html><body>hello</body></html>"
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")

@@ -18,7 +18,17 @@ from core.pacs import PacsConnection, PacsError, PacsLimits, retrieve_series, se
 from dashboard import hosting
 from tests.factory import ct_series, ramp_volume
 from tests.fake_servers import (
-    FakeServer, body, closed_port, dicomweb_routes, huge, huge_part, json_answer, multipart, redirect, status, trickle,
+    FakeServer,
+    body,
+    closed_port,
+    dicomweb_routes,
+    huge,
+    huge_part,
+    json_answer,
+    multipart,
+    redirect,
+    status,
+    trickle,
 )
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "6_PACS.py"
@@ -118,8 +128,8 @@ class TestStoredCredentials:
     def test_typing_the_configured_address_without_access_sends_no_credentials(self, monkeypatch):
         monkeypatch.setenv("HOUNSFIELD_ALLOW_PRIVATE_NETWORKS", "1")
         with _dicomweb() as configured:
-            at = _search(_page(pacs={"url": configured.url + "/dicom-web", **STORED}),
-                         configured.url + "/dicom-web", "Token")
+            _search(_page(pacs={"url": configured.url + "/dicom-web", **STORED}), configured.url + "/dicom-web",
+                    "Token")
             assert configured.requests and _authorizations(configured) == []
 
     def test_login_is_offered_when_set_up(self):
@@ -267,9 +277,8 @@ class TestNoProbing:
         assert a == b
 
     def test_the_configured_pacs_keeps_its_precise_messages(self):
-        with FakeServer({"/": status(403)}) as server:
-            with pytest.raises(PacsError, match=r"HTTP 403"):
-                search_studies(_typed(server.url + "/dicom-web", configured=True))
+        with FakeServer({"/": status(403)}) as server, pytest.raises(PacsError, match=r"HTTP 403"):
+            search_studies(_typed(server.url + "/dicom-web", configured=True))
 
 
 class TestNotDicomwebJson:
@@ -357,10 +366,8 @@ class TestBounded:
         before = server_budget()
         set_server_budget(MemoryBudget(total_bytes=64 * MB, session_bytes=24 * MB))
         try:
-            with FakeServer(routes) as server:
-                with pytest.raises(PacsError, match="this session may hold at most 24 MB"):
-                    retrieve_series(PacsConnection(server.url + "/dicom-web", policy=LOCAL), STUDY, SERIES,
-                                    owner="visitor")
+            with FakeServer(routes) as server, pytest.raises(PacsError, match="this session may hold at most 24 MB"):
+                retrieve_series(PacsConnection(server.url + "/dicom-web", policy=LOCAL), STUDY, SERIES, owner="visitor")
             assert server_budget().used() == 0
         finally:
             set_server_budget(before)
