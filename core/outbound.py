@@ -474,11 +474,14 @@ class GuardedSession(requests.Session):
         Redirects followed, each to the same scheme, host and port only.
     resolver : callable, optional
         ``resolver(host, port) -> [address, ...]``; ``socket.getaddrinfo`` by default.
+    on_answer : callable, optional
+        ``on_answer(nbytes)`` once an answer that is not streamed has been read, before anyone
+        parses it (to reserve memory for that); whatever it raises ends the request.
     """
 
     def __init__(self, policy: AddressPolicy, *, deadline: float = 20.0, read_timeout: float = 15.0,
                  max_bytes: int = 4 * MB, what: str = "this request", max_redirects: int = 3,
-                 resolver: Resolver | None = None) -> None:
+                 resolver: Resolver | None = None, on_answer: Callable[[int], None] | None = None) -> None:
         super().__init__()
         self.trust_env = False  # no proxies, .netrc credentials or CA bundles from the environment
         self.policy = policy
@@ -488,6 +491,7 @@ class GuardedSession(requests.Session):
         self.what = what
         self.max_redirects = int(max_redirects)
         self.resolver = resolver
+        self.on_answer = on_answer
         self.headers["Accept-Encoding"] = "identity"  # a compressed answer could inflate past the count
         adapter = _PinnedAdapter(self)
         self.mount("http://", adapter)
@@ -503,7 +507,10 @@ class GuardedSession(requests.Session):
             response = self._follow(adapter, request, deadline, kwargs)
             response.raw.owns_deadline = True
             if not stream:
-                response.content  # noqa: B018 - read now, within the bounds
+                if self.on_answer is not None:
+                    self.on_answer(len(response.content))  # read now, within the bounds
+                else:
+                    response.content  # noqa: B018 - read now, within the bounds
         except OutboundError:
             deadline.cancel()
             raise

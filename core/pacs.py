@@ -24,6 +24,10 @@ SERIES_FIELDS = ("Modality", "SeriesDescription", "SeriesNumber", "NumberOfSerie
 WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
+# Parsed JSON can take far more memory than its text: 4 MB of "{}," became 100 MB of dicts
+# (tracemalloc, CPython 3.11); requests also decodes the text once more before parsing.
+JSON_EXPANSION = 32
+MAX_SERIES_ROWS = 1000
 
 
 class _DicomwebSession(GuardedSession):
@@ -117,10 +121,11 @@ class PacsConnection:
             raise PacsError(f"The address {url!r} must start with http:// or https:// (e.g. http://host:8042/dicom-web).")
         return url
 
-    def session(self, *, deadline: float, max_bytes: int, what: str) -> GuardedSession:
+    def session(self, *, deadline: float, max_bytes: int, what: str,
+                on_answer: Callable[[int], None] | None = None) -> GuardedSession:
         """A guarded session carrying this connection's credentials, for one kind of answer."""
         session = _DicomwebSession(self.policy, deadline=deadline, read_timeout=self.limits.read_timeout,
-                                   max_bytes=max_bytes, what=what)
+                                   max_bytes=max_bytes, what=what, on_answer=on_answer)
         session.verify = self.verify
         if self.token:
             session.headers["Authorization"] = f"Bearer {self.token}"
@@ -128,12 +133,16 @@ class PacsConnection:
             session.auth = (self.username, self.password or "")
         return session
 
-    def client(self):
-        """A dicomweb-client for searches, on a session bounded by ``limits.search_seconds`` and ``answer_bytes``."""
+    def client(self, reserver: _Reserver | None = None):
+        """A dicomweb-client for searches, on a session bounded by ``limits.search_seconds`` and ``answer_bytes``.
+
+        With ``reserver``, memory for parsing each answer is reserved before it is parsed.
+        """
         from dicomweb_client.api import DICOMwebClient
 
+        on_answer = None if reserver is None else (lambda nbytes: reserver.add(JSON_EXPANSION * nbytes))
         session = self.session(deadline=self.limits.search_seconds, max_bytes=self.limits.answer_bytes,
-                               what="a search answer")
+                               what="a search answer", on_answer=on_answer)
         client = DICOMwebClient(self.root, session=session, timeout=self.limits.read_timeout)
         # Its default retries any failure five times with exponential back-off (about 30 s
         # before saying a server is down); someone is waiting at the page: ask once.
@@ -217,8 +226,8 @@ def _value(item: dict, keyword: str) -> Any:
     return values[0] if len(values) == 1 else "\\".join(str(v) for v in values)
 
 
-def _rows(items: Any, fields: tuple[str, ...]) -> list[dict[str, Any]]:
-    return [{f: _value(item, f) for f in fields} for item in _dicom_json(items)]
+def _rows(items: Any, fields: tuple[str, ...], most: int) -> list[dict[str, Any]]:
+    return [{f: _value(item, f) for f in fields} for item in _dicom_json(items)[:most]]
 
 
 def _uid(value: Any, what: str) -> str:
@@ -237,11 +246,13 @@ def search_studies(
     modality: str = "",
     accession: str = "",
     limit: int = 100,
+    owner: str = "pacs",
 ) -> list[dict[str, Any]]:
     """Studies matching the filters (QIDO-RS), as plain dicts of :data:`STUDY_FIELDS`.
 
     Dates are ``YYYYMMDD``; a name matches as a prefix (``*`` wildcards are added). The answer
-    is read within ``conn.limits`` (time and bytes) and must be DICOM JSON.
+    is read within ``conn.limits`` (time and bytes), parsed within ``owner``'s share of the
+    server's memory budget, and must be DICOM JSON; at most ``limit`` rows are returned.
     """
     filters: dict[str, Any] = {}
     if patient_name.strip():
@@ -255,21 +266,28 @@ def search_studies(
         filters["ModalitiesInStudy"] = modality.strip().upper()
     if accession.strip():
         filters["AccessionNumber"] = accession.strip()
+    reserver = _Reserver(owner, "reading a search answer")
     try:
-        items = conn.client().search_for_studies(search_filters=filters, fields=list(STUDY_FIELDS), limit=limit)
-        return _rows(items, STUDY_FIELDS)[:limit]
+        items = conn.client(reserver).search_for_studies(search_filters=filters, fields=list(STUDY_FIELDS),
+                                                         limit=limit)
+        return _rows(items, STUDY_FIELDS, limit)
     except Exception as exc:  # noqa: BLE001 - every failure becomes one clear message
         raise _explain(exc, conn) from None
+    finally:
+        reserver.release()
 
 
-def search_series(conn: PacsConnection, study_uid: str) -> list[dict[str, Any]]:
-    """The series of one study (QIDO-RS), as plain dicts of :data:`SERIES_FIELDS`."""
+def search_series(conn: PacsConnection, study_uid: str, *, owner: str = "pacs") -> list[dict[str, Any]]:
+    """The series of one study (QIDO-RS), as plain dicts of :data:`SERIES_FIELDS` (at most :data:`MAX_SERIES_ROWS`)."""
+    reserver = _Reserver(owner, "reading a search answer")
     try:
-        items = conn.client().search_for_series(study_instance_uid=_uid(study_uid, "the study UID"),
-                                                fields=list(SERIES_FIELDS))
-        return _rows(items, SERIES_FIELDS)
+        items = conn.client(reserver).search_for_series(study_instance_uid=_uid(study_uid, "the study UID"),
+                                                        fields=list(SERIES_FIELDS))
+        return _rows(items, SERIES_FIELDS, MAX_SERIES_ROWS)
     except Exception as exc:  # noqa: BLE001
         raise _explain(exc, conn) from None
+    finally:
+        reserver.release()
 
 
 class RetrievedSeries(list):
@@ -291,27 +309,34 @@ class RetrievedSeries(list):
 
 
 class _Reserver:
-    """Reserves a growing number of bytes in the server's budget, a step at a time."""
+    """Reserves a growing number of bytes in the server's budget for ``owner``, a step at a time."""
 
     STEP = 8 * MB
 
-    def __init__(self, owner: str) -> None:
+    def __init__(self, owner: str, what: str) -> None:
         self.owner = owner
+        self.what = what
+        self.needed = 0
         self.reserved = 0
         self.reservations: list[Reservation] = []
 
     def ensure(self, nbytes: int) -> None:
+        """Hold at least ``nbytes`` in all."""
+        self.needed = max(self.needed, nbytes)
         if nbytes <= self.reserved:
             return
         step = -(-(nbytes - self.reserved) // self.STEP) * self.STEP
-        self.reservations.append(server_budget().reserve(step, owner=self.owner,
-                                                         what="the images of this series as they arrive"))
+        self.reservations.append(server_budget().reserve(step, owner=self.owner, what=self.what))
         self.reserved += step
+
+    def add(self, nbytes: int) -> None:
+        """Hold ``nbytes`` more."""
+        self.ensure(self.needed + nbytes)
 
     def release(self) -> None:
         for res in self.reservations:
             res.release()
-        self.reservations = []
+        self.reservations, self.reserved, self.needed = [], 0, 0
 
 
 def _boundary(content_type: str) -> bytes:
@@ -381,12 +406,13 @@ def retrieve_series(
     series) and within ``owner``'s share of the server's memory budget, which stays reserved
     until :meth:`RetrievedSeries.release`. ``progress(done, total)`` is called per instance.
     """
-    reserver = _Reserver(owner)
+    reserver = _Reserver(owner, "the images of this series as they arrive")
+    listing = _Reserver(owner, "reading a search answer")
     try:
         study_uid, series_uid = _uid(study_uid, "the study UID"), _uid(series_uid, "the series UID")
-        instances = _dicom_json(conn.client().search_for_instances(
-            study_instance_uid=study_uid, series_instance_uid=series_uid, fields=["SOPInstanceUID"]))
-        total = len(instances)
+        total = len(_dicom_json(conn.client(listing).search_for_instances(
+            study_instance_uid=study_uid, series_instance_uid=series_uid, fields=["SOPInstanceUID"])))
+        listing.release()
         if progress:
             progress(0, total)
         session = conn.session(deadline=conn.limits.retrieve_seconds, max_bytes=conn.limits.series_bytes,
@@ -405,4 +431,5 @@ def retrieve_series(
         return out
     except Exception as exc:  # noqa: BLE001
         reserver.release()
+        listing.release()
         raise _explain(exc, conn) from None

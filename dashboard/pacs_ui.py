@@ -127,7 +127,8 @@ def search_ui(conn: PacsConnection | None) -> None:
             with st.spinner("Searching…"):
                 st.session_state[STUDIES] = search_studies(
                     conn, patient_name=st.session_state[NAME], patient_id=st.session_state[PID], date_from=date_from,
-                    date_to=date_to, modality=st.session_state[MODALITY], accession=st.session_state[ACCESSION])
+                    date_to=date_to, modality=st.session_state[MODALITY], accession=st.session_state[ACCESSION],
+                    owner=_owner())
             st.session_state[SERIES] = None
         except PacsError as exc:
             st.session_state[STUDIES] = None
@@ -162,7 +163,7 @@ def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
     study_uid = studies[i]["StudyInstanceUID"]
     if st.session_state.get(SERIES) is None or st.session_state[SERIES][0] != study_uid:
         try:
-            st.session_state[SERIES] = (study_uid, search_series(conn, study_uid))
+            st.session_state[SERIES] = (study_uid, search_series(conn, study_uid, owner=_owner()))
         except PacsError as exc:
             st.error(str(exc))
             return

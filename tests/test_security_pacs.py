@@ -337,6 +337,22 @@ class TestBounded:
                 assert _vm("VmHWM") - rss < 4 * MB + 64 * MB
             assert server.sent < 64 * MB
 
+    def test_parsing_a_search_answer_is_reserved_first(self):
+        answer = b"[" + b"{}," * MB + b"{}]"  # 3 MB of empty data sets: about 75 MB once parsed
+        before = server_budget()
+        set_server_budget(MemoryBudget(total_bytes=64 * MB, session_bytes=32 * MB))
+        try:
+            with FakeServer({"/": body(answer, content_type="application/dicom+json")}) as server, \
+                    pytest.raises(PacsError, match="reading a search answer would need 104 MB, and this session may hold at most 32 MB"):
+                search_studies(_typed(server.url + "/dicom-web"), owner="visitor")
+            assert server_budget().used() == 0
+        finally:
+            set_server_budget(before)
+
+    def test_at_most_limit_rows(self):
+        with FakeServer({"/": json_answer([{}] * 5000)}) as server:
+            assert len(search_studies(_typed(server.url + "/dicom-web"), limit=100)) == 100
+
     def test_a_1_gb_image(self):
         routes = {f"/dicom-web/studies/{STUDY}/series/{SERIES}/instances": json_answer([]),
                   f"/dicom-web/studies/{STUDY}/series/{SERIES}": huge_part(1024 * MB)}
