@@ -21,7 +21,9 @@ STUDY_FIELDS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "St
                 "ModalitiesInStudy", "NumberOfStudyRelatedSeries", "NumberOfStudyRelatedInstances", "StudyInstanceUID")
 SERIES_FIELDS = ("Modality", "SeriesDescription", "SeriesNumber", "NumberOfSeriesRelatedInstances",
                  "SeriesInstanceUID", "BodyPartExamined")
-WADO_ACCEPT = 'multipart/related; type="application/dicom"; transfer-syntax=*'
+# No transfer-syntax parameter: the server sends Explicit VR Little Endian (PS3.18 8.7.3.5.2),
+# transcoding compressed images that this app's decoders might not read.
+WADO_ACCEPT = 'multipart/related; type="application/dicom"'
 _UID = re.compile(r"[0-9]+(?:\.[0-9]+)*")
 _TAG = re.compile(r"[0-9A-Fa-f]{8}")
 # Parsed JSON can take far more memory than its text: 4 MB of "{}," became 100 MB of dicts
@@ -355,8 +357,13 @@ def _parts(response: requests.Response, *, max_part: int, reserver: _Reserver) -
 
     At most one part and one chunk are buffered; a part larger than ``max_part`` stops the
     read. ``reserver`` is asked for what is kept (the parts yielded) plus what is buffered.
+    A server that sends one bare ``application/dicom`` body instead (some do) gives one part.
     """
-    delimiter = b"\r\n--" + _boundary(response.headers.get("Content-Type", ""))
+    content_type = response.headers.get("Content-Type", "")
+    if content_type.lower().startswith("application/dicom"):
+        yield _single_part(response, max_part=max_part, reserver=reserver)
+        return
+    delimiter = b"\r\n--" + _boundary(content_type)
     buf = bytearray(b"\r\n")  # the first delimiter opens the answer without a line break before it
     kept, search_from, preamble = 0, 0, True
     for chunk in response.iter_content(2**16):
@@ -384,6 +391,16 @@ def _parts(response: requests.Response, *, max_part: int, reserver: _Reserver) -
         search_from = max(0, len(buf) - len(delimiter) + 1)
     if preamble or not buf.startswith(b"--"):
         raise NotDicomweb("the multipart answer ended in the middle of a part")
+
+
+def _single_part(response: requests.Response, *, max_part: int, reserver: _Reserver) -> bytes:
+    buf = bytearray()
+    for chunk in response.iter_content(2**16):
+        buf += chunk
+        if len(buf) > max_part:
+            raise _too_large(max_part)
+        reserver.ensure(2 * len(buf))  # the buffer, then its copy
+    return bytes(buf)
 
 
 def _too_large(max_part: int) -> AnswerTooLarge:

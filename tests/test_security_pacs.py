@@ -6,15 +6,17 @@ records the requests and headers it received, so the tests can say what reached 
 
 from __future__ import annotations
 
+import io
 import time
 import tracemalloc
 from pathlib import Path
 
 import pytest
+import requests
 
 from core.memory import MemoryBudget, server_budget, set_server_budget
-from core.outbound import AddressPolicy
-from core.pacs import PacsConnection, PacsError, PacsLimits, retrieve_series, search_studies
+from core.outbound import AddressPolicy, AnswerTooLarge
+from core.pacs import PacsConnection, PacsError, PacsLimits, _parts, _Reserver, retrieve_series, search_studies
 from dashboard import hosting
 from tests.factory import ct_series, ramp_volume
 from tests.fake_servers import (
@@ -403,3 +405,57 @@ class TestBounded:
             with pytest.raises(PacsError, match="did not answer within 2 s"):
                 search_studies(_typed(server.url + "/dicom-web", configured=True))
             assert time.monotonic() - start < 15
+
+
+def _answer(data: bytes, content_type: str) -> requests.Response:
+    response = requests.Response()
+    response.raw, response.status_code = io.BytesIO(data), 200
+    response.headers["Content-Type"] = content_type
+    return response
+
+
+def _multipart(parts: list[bytes], boundary: str = "b0undary", preamble: bytes = b"") -> bytes:
+    out = preamble
+    for part in parts:
+        out += f"--{boundary}\r\nContent-Type: application/dicom\r\n\r\n".encode() + part + b"\r\n"
+    return out + f"--{boundary}--\r\n".encode()
+
+
+class TestMultipartAnswers:
+    """core.pacs._parts: the WADO-RS answer read part by part (requests reads 64 KB at a time)."""
+
+    def _read(self, data: bytes, content_type: str = 'multipart/related; type="application/dicom"; boundary=b0undary',
+              max_part: int = 8 * MB) -> list[bytes]:
+        reserver = _Reserver("parts-test", "test")
+        try:
+            return list(_parts(_answer(data, content_type), max_part=max_part, reserver=reserver))
+        finally:
+            reserver.release()
+
+    def test_parts_across_chunk_edges(self):
+        # the second delimiter straddles the first 64 KB chunk, the third the second
+        parts = [b"a" * (65536 - 60), b"b" * 65530, b"c" * 10]
+        assert self._read(_multipart(parts)) == parts
+
+    def test_quoted_boundary_and_preamble(self):
+        data = _multipart([b"x", b"y"], boundary="q b", preamble=b"ignore me\r\n")
+        assert self._read(data, 'multipart/related; boundary="q b"; type="application/dicom"') == [b"x", b"y"]
+
+    def test_a_bare_dicom_body(self):
+        assert self._read(b"DICM" * 10, "application/dicom") == [b"DICM" * 10]
+
+    def test_a_bare_dicom_body_over_the_cap(self):
+        with pytest.raises(AnswerTooLarge):
+            self._read(b"\0" * (2 * MB), "application/dicom", max_part=MB)
+
+    @pytest.mark.parametrize("data,content_type,match", [
+        (_multipart([b"x"])[:-20], None, "ended in the middle"),
+        (b"no delimiter at all", None, "ended in the middle"),
+        (b"--b0undary\r\nno headers end--b0undary--", None, "ended in the middle"),
+        (b"--b0undary\r\nno blank line\r\n--b0undary--\r\n", None, "without headers"),
+        (_multipart([b"x"]), "application/json", "not multipart/related"),
+        (_multipart([b"x"]), "multipart/related", "without a boundary"),
+    ])
+    def test_broken_answers(self, data, content_type, match):
+        with pytest.raises(ValueError, match=match):
+            self._read(data, *(() if content_type is None else (content_type,)))
