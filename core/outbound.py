@@ -204,12 +204,36 @@ def _origin(url: str) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port
 
 
-def check_url(url: str, policy: AddressPolicy, *, resolver: Resolver | None = None) -> Target:
+def _resolve_within(resolver: Resolver, host: str, port: int, seconds: float | None) -> Sequence[str]:
+    """``resolver(host, port)``, given up after ``seconds``: a name server that never answers
+    would otherwise hold the request for as long as the system resolver keeps retrying."""
+    if seconds is None:
+        return resolver(host, port)
+    answer: dict[str, Any] = {}
+
+    def run() -> None:
+        try:
+            answer["addresses"] = resolver(host, port)
+        except Exception as exc:  # noqa: BLE001 - handed over to the waiting thread
+            answer["error"] = exc
+
+    thread = threading.Thread(target=run, name="hounsfield-resolve", daemon=True)
+    thread.start()
+    thread.join(seconds)
+    if thread.is_alive():
+        raise DeadlineExceeded(seconds)
+    if "error" in answer:
+        raise answer["error"]
+    return answer["addresses"]
+
+
+def check_url(url: str, policy: AddressPolicy, *, resolver: Resolver | None = None,
+              timeout: float | None = None) -> Target:
     """Check ``url`` against ``policy`` and pick the address to connect to.
 
     Every address the host resolves to must be allowed (a name that resolves to a public
     and a private address is refused), and the first one is returned: the caller connects to
-    it and to nothing else.
+    it and to nothing else. A host name is resolved within ``timeout`` seconds when given.
 
     Raises
     ------
@@ -236,7 +260,9 @@ def check_url(url: str, policy: AddressPolicy, *, resolver: Resolver | None = No
         addresses = [literal]
     else:
         try:
-            found = (resolver or _system_resolver)(host, port)
+            found = _resolve_within(resolver or _system_resolver, host, port, timeout)
+        except DeadlineExceeded:
+            raise
         except (OSError, UnicodeError):
             raise OutboundError(f"The host name {host!r} could not be resolved.") from None
         addresses = [ipaddress.ip_address(a.split("%")[0]) for a in found]
@@ -434,7 +460,10 @@ class _PinnedAdapter(HTTPAdapter):
              deadline: _Deadline | None = None):
         s = self._session
         deadline = deadline or _Deadline(s.deadline)
-        target = check_url(request.url, s.policy, resolver=s.resolver)
+        try:
+            target = check_url(request.url, s.policy, resolver=s.resolver, timeout=max(0.05, deadline.remaining()))
+        except DeadlineExceeded:
+            raise deadline.exceeded() from None
         request.headers["Host"] = target.host_header
         pool = _pinned_pool(target, deadline)
         request.hounsfield_pool = pool

@@ -16,6 +16,8 @@ from dashboard import hosting, state
 URL, AUTH, USER, PASSWORD, TOKEN = "pacs_url", "pacs_auth", "pacs_user", "pacs_password", "pacs_token"
 NAME, PID, DATES, MODALITY, ACCESSION = "pacs_name", "pacs_id", "pacs_dates", "pacs_modality", "pacs_accession"
 STUDIES, SERIES, STUDY_PICK, SERIES_PICK = "pacs_studies", "pacs_series", "pacs_study_pick", "pacs_series_pick"
+FOUND_AT = "pacs_found_at"  # the address the results in STUDIES came from
+LOGIN = "login"  # what _configured_access says when logging in would open the app's own PACS
 PERSISTENT = (URL, AUTH, USER, NAME, PID, MODALITY, ACCESSION)
 PHI_COLUMNS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "StudyDescription", "AccessionNumber",
                "SeriesDescription")
@@ -47,9 +49,6 @@ def _configured_access(settings: hosting.PacsSettings, pacs: hosting.ConfiguredP
     return True, ""
 
 
-LOGIN = "login"
-
-
 def init(settings: hosting.PacsSettings) -> None:
     pacs = hosting.configured_pacs()
     granted, _ = _configured_access(settings, pacs)
@@ -73,7 +72,10 @@ def connection_ui(settings: hosting.PacsSettings) -> PacsConnection | None:
     if not granted and not settings.typed_addresses:
         st.info("This app does not connect to other PACS servers for visitors.")
         st.stop()
-    url = st.text_input("DICOMweb address", key=URL, placeholder="https://pacs.example.org/dicom-web")
+    reach = ("" if settings.typed_policy.allow_private else
+             " This server connects to public addresses only, not to localhost or private networks.")
+    url = st.text_input("DICOMweb address", key=URL, placeholder="https://pacs.example.org/dicom-web",
+                        help=f"The DICOMweb root, often ending in /dicom-web.{reach}")
     url = url.strip().rstrip("/")
     if granted and pacs is not None and url == pacs.url:
         st.caption("This app's own PACS, with the credentials its operator stored.")
@@ -129,6 +131,7 @@ def search_ui(conn: PacsConnection | None) -> None:
                     conn, patient_name=st.session_state[NAME], patient_id=st.session_state[PID], date_from=date_from,
                     date_to=date_to, modality=st.session_state[MODALITY], accession=st.session_state[ACCESSION],
                     owner=_owner())
+            st.session_state[FOUND_AT] = conn.url
             st.session_state[SERIES] = None
         except PacsError as exc:
             st.session_state[STUDIES] = None
@@ -146,7 +149,8 @@ def _masked(rows: list[dict], show_phi: bool) -> pd.DataFrame:
 
 def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
     studies = st.session_state.get(STUDIES)
-    if studies is None or conn is None:
+    # Results belong to the server they came from: their UIDs are never sent to another address.
+    if studies is None or conn is None or st.session_state.get(FOUND_AT) != conn.url:
         return
     if not studies:
         st.info("No study matches. Widen the search (a shorter name prefix, no dates).")

@@ -6,6 +6,7 @@ import datetime
 import ipaddress
 import socket
 import ssl
+import threading
 import time
 
 import pytest
@@ -311,6 +312,21 @@ class TestDeadline:
             with pytest.raises(DeadlineExceeded):
                 for _ in r.iter_content(1024):
                     pass
+
+
+    def test_a_name_server_that_never_answers(self):
+        answered = threading.Event()
+
+        def stuck(host, port):
+            answered.wait(30)  # released when the test ends
+            return ["93.184.215.14"]
+        try:
+            start = time.monotonic()
+            with pytest.raises(DeadlineExceeded, match="within 1 s"):
+                GuardedSession(PUBLIC, deadline=1.0, resolver=stuck).get("http://slow-dns.test/")
+            assert time.monotonic() - start < 10
+        finally:
+            answered.set()
 
 
 class TestByteCap:

@@ -102,6 +102,16 @@ class TestStoredCredentials:
             assert any("1 study found" in m.value for m in at.markdown)
             assert "s3cret" not in _text(at)
 
+    def test_results_of_the_configured_pacs_are_not_sent_elsewhere(self, monkeypatch):
+        monkeypatch.setenv("HOUNSFIELD_PACS_CONFIGURED_ACCESS", "everyone")
+        monkeypatch.setenv("HOUNSFIELD_ALLOW_PRIVATE_NETWORKS", "1")
+        with _dicomweb() as configured, _dicomweb() as typed:
+            at = _search(_page(pacs={"url": configured.url + "/dicom-web", **STORED}))
+            assert at.selectbox(key="pacs_study_pick")  # results, and the study's series asked for
+            at.text_input(key="pacs_url").set_value(typed.url + "/dicom-web").run()
+            assert not at.exception and not at.dataframe
+            assert typed.requests == []  # no study UID of the configured PACS went to the typed address
+
     def test_used_with_the_configured_address_only(self, monkeypatch):
         monkeypatch.setenv("HOUNSFIELD_PACS_CONFIGURED_ACCESS", "everyone")
         with _dicomweb() as configured:
