@@ -217,6 +217,39 @@ class TestOperatorSwitches:
         assert "turned the PACS page off" in at.run().info[0].value
 
 
+class TestSettings:
+    def test_defaults_are_the_shared_host_ones(self):
+        settings = hosting.pacs_settings()
+        assert (settings.page, settings.typed_addresses, settings.configured_access, settings.allowed_users) == \
+            (True, True, "login", ())
+        assert settings.typed_policy == AddressPolicy()
+        assert settings.limits == PacsLimits()
+
+    @pytest.mark.parametrize("name,value,expected", [
+        ("PACS_CONFIGURED_ACCESS", "yes", "off"),        # not a mode: the closed one
+        ("PACS_CONFIGURED_ACCESS", "Everyone", "everyone"),
+        ("ALLOW_PRIVATE_NETWORKS", "maybe", False),      # neither true nor false: the default
+        ("ALLOW_PRIVATE_NETWORKS", "TRUE", True),
+        ("PACS_PAGE", "0", False),
+    ])
+    def test_values(self, monkeypatch, name, value, expected):
+        monkeypatch.setenv(f"HOUNSFIELD_{name}", value)
+        settings = hosting.pacs_settings()
+        got = {"PACS_CONFIGURED_ACCESS": settings.configured_access, "PACS_PAGE": settings.page,
+               "ALLOW_PRIVATE_NETWORKS": settings.typed_policy.allow_private}[name]
+        assert got == expected
+
+    def test_numbers_and_networks(self, monkeypatch):
+        monkeypatch.setenv("HOUNSFIELD_PACS_ANSWER_MB", "2")
+        monkeypatch.setenv("HOUNSFIELD_PACS_SEARCH_SECONDS", "-5")  # not positive: the default
+        monkeypatch.setenv("HOUNSFIELD_PACS_SERIES_MB", "lots")
+        monkeypatch.setenv("HOUNSFIELD_ALLOWED_NETWORKS", "100.64.0.0/10, not-a-network, 10.1.0.0/16")
+        settings = hosting.pacs_settings()
+        assert settings.limits == PacsLimits(answer_bytes=2 * MB)
+        assert [str(n) for n in settings.typed_policy.allowed_networks] == ["100.64.0.0/10", "10.1.0.0/16"]
+        assert settings.configured_policy.allow_private and not settings.typed_policy.allow_private
+
+
 class TestRefusedRanges:
     @pytest.mark.parametrize("host", ["127.0.0.1", "2130706433", "0x7f.1", "0177.0.0.1", "[::ffff:127.0.0.1]",
                                       "localhost"])
