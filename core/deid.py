@@ -29,6 +29,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from core.privacy import nested_may_be_phi
+
 __all__ = ["DeidReport", "deidentified_zip", "deidentify", "series_datasets", "summary_json"]
 
 # The library's UID map is a module global: exports take turns and it is emptied after each.
@@ -151,10 +153,78 @@ def _remap_uids(item: Dataset, uid_map: dict[str, str]) -> None:
         if elem.VR == "SQ":
             for sub in elem.value:
                 _remap_uids(sub, uid_map)
-        elif elem.VR == "UI" and elem.value and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID":
+        elif elem.value and _is_instance_uid(elem):
             values = elem.value if isinstance(elem.value, pydicom.multival.MultiValue) else [elem.value]
             new = [uid_map.setdefault(str(v), str(generate_uid())) for v in values]
             elem.value = new if len(new) > 1 else new[0]
+
+
+def _rule_for(rules: dict, tag) -> object | None:
+    """The Annex E action for ``tag``: an exact entry, else a repeating-group (mask) entry."""
+    key = (tag.group, tag.element)
+    if key in rules:
+        return rules[key]
+    for t, action in rules.items():
+        if len(t) == 4 and tag.group & t[2] == t[0] & t[2] and tag.element & t[3] == t[1] & t[3]:
+            return action
+    return None
+
+
+def _is_instance_uid(elem) -> bool:
+    return elem.VR == "UI" and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID"
+
+
+def _clean_item(item: Dataset, rules: dict, date_shift_days: int | None) -> None:
+    """Apply the profile to one sequence item and everything nested in it, in place.
+
+    Annex E attributes get their action (the library's own functions, which work on any
+    dataset); dates are shifted instead when asked. What Annex E does not list is kept only
+    when it cannot carry PHI: private and binary elements (which may hold anything) are
+    removed, and so are text attributes (names, identifiers, dates, free text) other than the
+    parts of coded entries. Instance UIDs stay, for the consistent remapping that follows.
+    """
+    from dicomanonymizer import simpledicomanonymizer as sda
+
+    for elem in list(item):
+        tag = elem.tag
+        if tag not in item:  # removed along with an earlier element
+            continue
+        if tag.is_private or elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+            del item[tag]
+            continue
+        action = _rule_for(rules, tag)
+        if elem.VR == "SQ":
+            if action is sda.delete:
+                del item[tag]
+            else:
+                for sub in elem.value or ():
+                    _clean_item(sub, rules, date_shift_days)
+            continue
+        if elem.VR in ("DA", "DT") and date_shift_days is not None:
+            if elem.value:
+                elem.value = _shift_date(elem.value, date_shift_days)  # type: ignore[arg-type]
+            continue
+        if action is not None:
+            if _is_instance_uid(elem) and action in (sda.replace_UID, sda.delete_or_empty_or_replace_UID):
+                continue
+            action(item, (tag.group, tag.element))
+            if elem.VR == "DA" and tag in item and str(item[tag].value or "") == "00010101":
+                del item[tag]  # the library's X on a date writes a dummy date: remove it instead
+        elif nested_may_be_phi(elem.keyword, elem.VR):
+            del item[tag]
+
+
+def _clean_sequences(ds: Dataset, rules: dict, date_shift_days: int | None) -> None:
+    """Apply the profile inside every sequence left at the top level of ``ds``, and drop
+    top-level elements of unknown content (UN), which may hold anything."""
+    for elem in list(ds):
+        if elem.tag not in ds:
+            continue
+        if elem.VR == "UN":
+            del ds[elem.tag]
+        elif elem.VR == "SQ":
+            for sub in elem.value or ():
+                _clean_item(sub, rules, date_shift_days)
 
 
 def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -> DeidReport:
@@ -206,6 +276,8 @@ def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -
                             rules[tag] = shift
                 sda.anonymize_dataset(ds, extra_anonymization_rules=rules, delete_private_tags=True,
                                       base_rules_gen=sda.initialize_actions_2024b)
+                # The library applies the table to the top level only: PS3.15 applies it to items too.
+                _clean_sequences(ds, base, date_shift_days)
                 # Every UID still present (sequences included) gets this export's consistent new one.
                 _remap_uids(ds, uid_map)
                 ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
