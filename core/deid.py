@@ -31,7 +31,7 @@ from pydicom.uid import (
 
 from core.privacy import nested_may_be_phi
 
-__all__ = ["DeidReport", "deidentified_zip", "deidentify", "series_datasets", "summary_json"]
+__all__ = ["DeidReport", "deidentified_zip", "deidentify", "is_resampled", "series_datasets", "summary_json"]
 
 # The library's UID map is a module global: exports take turns and it is emptied after each.
 _LIBRARY_LOCK = threading.Lock()
@@ -52,6 +52,17 @@ class DeidReport:
     date_shift_days: int | None
     warnings: list[str] = field(default_factory=list)
     method: str = ""
+    resampled: bool = False
+
+    @property
+    def content(self) -> str:
+        """What the files hold, in words: the original slices or the resampled ones."""
+        return "resampled slices (corrected geometry)" if self.resampled else "original slices"
+
+
+def is_resampled(volume) -> bool:
+    """True when ``volume`` is a corrected (resampled) stack, not the slices as acquired."""
+    return bool(volume.summary.get("corrected_geometry"))
 
 
 def _sop_class_for(modality: str, template: Dataset | None) -> str:
@@ -70,11 +81,18 @@ def series_datasets(volume) -> list[Dataset]:
     with Rescale Slope 1 and Intercept 0 when the voxels are int16, so that loading the
     files again gives identical voxels. Padding is written as -2000 with Pixel Padding
     Value, so it is recognised again. Float volumes get a per-slice linear rescale.
+
+    A corrected (resampled) volume is written as a derived series of its own: a new Series
+    Instance UID, a new SOP Instance UID per plane, Image Type DERIVED\\SECONDARY\\RESAMPLED,
+    the regular grid's positions and Spacing Between Slices, no gantry tilt.
     """
     n = volume.shape[0]
+    resampled = is_resampled(volume)
     headers = volume.slice_headers if len(volume.slice_headers) == n else (volume.header,) * n
     pad = volume.padding_mask() if volume.padding is not None else None
     series_uid = volume.series_uid
+    if resampled:
+        series_uid = generate_uid(entropy_srcs=[volume.series_uid, "resampled", *map(str, volume.spacing)])
     out = []
     for k in range(n):
         template = headers[k]
@@ -84,7 +102,7 @@ def series_datasets(volume) -> list[Dataset]:
                 del ds[kw]
         sop_class = _sop_class_for(volume.modality, template)
         multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
-        if template is None or multiframe or "SOPInstanceUID" not in ds:
+        if template is None or multiframe or resampled or "SOPInstanceUID" not in ds:
             ds.SOPInstanceUID = generate_uid()
         ds.SOPClassUID = sop_class
         ds.Modality = volume.modality
@@ -101,6 +119,13 @@ def series_datasets(volume) -> list[Dataset]:
         ds.PixelSpacing = [f"{dy:.8g}", f"{dx:.8g}"]
         if "SliceThickness" not in ds:
             ds.SliceThickness = f"{dz:.6g}"
+        if resampled:
+            ds.ImageType = ["DERIVED", "SECONDARY", "RESAMPLED"]
+            ds.SpacingBetweenSlices = f"{dz:.6g}"
+            ds.GantryDetectorTilt = "0"
+            for kw in ("SliceLocation", "SourceImageSequence"):
+                if kw in ds:
+                    del ds[kw]
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME1" if volume.invert else "MONOCHROME2"
         ds.Rows, ds.Columns = volume.shape[1], volume.shape[2]
@@ -298,15 +323,21 @@ def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -
 
 
 def deidentified_zip(volume, *, date_shift_days: int | None = None) -> tuple[bytes, DeidReport]:
-    """The volume as a zip of de-identified DICOM files (``series/IM00001.dcm``, ...), in memory."""
+    """The volume as a zip of de-identified DICOM files, in memory.
+
+    The folder in the zip says what the files hold: ``original_slices/IM00001.dcm``, ... or,
+    for a corrected volume, ``resampled_slices/IM00001.dcm``, ... (see :attr:`DeidReport.content`).
+    """
     datasets = series_datasets(volume)
     report = deidentify(datasets, date_shift_days=date_shift_days)
+    report.resampled = is_resampled(volume)
+    folder = "resampled_slices" if report.resampled else "original_slices"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for k, ds in enumerate(datasets):
             out = io.BytesIO()
             pydicom.dcmwrite(out, ds, enforce_file_format=True)
-            zf.writestr(f"series/IM{k + 1:05d}.dcm", out.getvalue())
+            zf.writestr(f"{folder}/IM{k + 1:05d}.dcm", out.getvalue())
     return buf.getvalue(), report
 
 

@@ -6,7 +6,7 @@ import pandas as pd
 import streamlit as st
 
 from core import Volume
-from core.deid import deidentified_zip, summary_json
+from core.deid import deidentified_zip, is_resampled, summary_json
 from core.tags import filter_rows, tag_rows
 from dashboard import state
 
@@ -50,7 +50,17 @@ def tag_browser_ui(vol: Volume, *, show_phi: bool) -> None:
 
 
 def export_ui(vol: Volume) -> None:
-    """Build the de-identified zip on request, then offer it for download."""
+    """Build the de-identified zip on request, then offer it for download.
+
+    Says whether the files are the slices as acquired or the corrected (resampled) ones.
+    """
+    resampled = is_resampled(vol)
+    if resampled:
+        st.info("Corrected geometry is on: the export holds the **resampled** slices (a derived series on the "
+                "regular grid, tilt removed), not the slices as acquired. Turn it off on *Load a study* to export "
+                "the original slices.", icon=":material/info:")
+    else:
+        st.caption("The export holds the original slices, as acquired.")
     c1, c2 = st.columns([1, 1])
     shift_on = c1.toggle("Shift dates instead of removing them", key=SHIFT_ON,
                          help="Keeps intervals between dates (PS3.15 'Retain Longitudinal Temporal Information with "
@@ -73,11 +83,14 @@ def export_ui(vol: Volume) -> None:
     _, data, report = prepared
     for w in report.warnings:
         st.warning(w, icon=":material/warning:")
-    st.success(f"{report.files} files de-identified ({report.method}); {report.uids_remapped} UIDs remapped "
+    st.success(f"{report.files} files de-identified, {report.content} ({report.method}); "
+               f"{report.uids_remapped} UIDs remapped "
                f"consistently" + (f"; dates shifted by {report.date_shift_days} days." if report.date_shift_days
                                   is not None else "; dates removed or emptied."))
     idx = state.current_index()
-    st.download_button("Download the de-identified series (.zip)", data, f"deidentified_series{idx + 1}.zip",
+    what = "resampled" if report.resampled else "original"
+    st.download_button(f"Download the de-identified {what} slices (.zip)", data,
+                       f"deidentified_series{idx + 1}_{what}_slices.zip",
                        "application/zip", key="details_dl_zip", icon=":material/download:")
 
 

@@ -239,6 +239,37 @@ class TestRoundTrip:
         assert back.tilt_degrees == pytest.approx(vol.tilt_degrees, abs=1e-3)
 
 
+class TestResampledExport:
+    """Issue 14: the export of a corrected series says it holds resampled slices, with their grid."""
+
+    @pytest.fixture
+    def tilted(self):
+        tilt = np.tan(np.radians(12))
+        positions = np.array([[0, k * 2 * tilt, 2.0 * k] for k in range(5)])
+        return load_series(ct_series(ramp_volume((5, 8, 8)), positions=positions)).volumes[0]
+
+    def test_original_slices_say_so(self, tilted):
+        data, report = deidentified_zip(tilted)
+        assert not report.resampled and report.content == "original slices"
+        assert all(n.startswith("original_slices/") for n in zipfile.ZipFile(io.BytesIO(data)).namelist())
+
+    def test_resampled_slices_carry_the_regular_grid(self, tilted):
+        corrected = tilted.corrected()
+        data, report = deidentified_zip(corrected)
+        assert report.resampled and report.content.startswith("resampled slices")
+        zf = zipfile.ZipFile(io.BytesIO(data))
+        assert all(n.startswith("resampled_slices/") for n in zf.namelist())
+        dss = [pydicom.dcmread(io.BytesIO(zf.read(n))) for n in zf.namelist()]
+        assert len({str(ds.SOPInstanceUID) for ds in dss}) == len(dss) == corrected.shape[0]
+        assert all(list(ds.ImageType) == ["DERIVED", "SECONDARY", "RESAMPLED"] for ds in dss)
+        assert float(dss[0].SpacingBetweenSlices) == pytest.approx(corrected.spacing[0])
+        back = load_series([("r.zip", data)]).volumes[0]
+        assert back.is_regular and back.tilt_degrees == pytest.approx(0, abs=1e-3)
+        np.testing.assert_allclose(back.positions, corrected.positions, atol=1e-4)
+        np.testing.assert_allclose(back.spacing, corrected.spacing, atol=1e-5)
+        np.testing.assert_array_equal(back.voxels, corrected.voxels)
+
+
 class TestTagRows:
     def test_phi_masked_unless_shown(self):
         vol = _volume()
