@@ -12,6 +12,7 @@ from core import Volume
 from core.isosurface import Mesh, extract_isosurface, mesh_bytes
 from core.lungs import LungStats, lung_statistics, segment_lungs
 from dashboard import state
+from dashboard.text import md_escape
 
 PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW = "iso_preset", "iso_level", "iso_budget", "iso_keep", "iso_crop", "iso_show"
 PERSISTENT = (PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW)
@@ -60,7 +61,7 @@ def _apply_preset() -> None:
 def settings_ui(vol: Volume) -> Settings:
     ct = vol.units == "HU"
     names = list(PRESETS) if ct else ["Custom"]
-    unit = "HU" if ct else (vol.units or "value")
+    unit = md_escape("HU" if ct else (vol.units or "value"))  # labels render Markdown
     c1, c2 = st.columns([1, 2])
     preset = c1.selectbox("Surface", names, key=PRESET, on_change=_apply_preset)
     lo, hi = (-1000.0, 3000.0) if ct else vol.value_range

@@ -209,7 +209,7 @@ def geometry_ui(study: state.Study, index: int) -> None:
     """The current series' warnings, and the corrected-geometry choice where it applies."""
     vol = study.volumes[index]
     for w in vol.warnings:
-        st.warning(w, icon=":material/warning:")
+        st.warning(md_escape(w, max_len=None), icon=":material/warning:")
     if vol.shape[0] > 1 and not vol.is_regular:
         key = f"load_corrected_{index}"
 
@@ -230,7 +230,7 @@ def geometry_ui(study: state.Study, index: int) -> None:
             if index not in study.corrected:
                 with st.spinner("Resampling onto a regular grid…"):
                     study.corrected[index] = vol.corrected()
-            st.caption(study.corrected[index].warnings[0])
+            st.caption(md_escape(study.corrected[index].warnings[0], max_len=None))
 
 
 def skipped_ui(skipped: list[tuple[str, str]], *, expanded: bool = False) -> None:
@@ -252,6 +252,6 @@ def preview_ui(vol: Volume) -> None:
     with left:
         st.image(middle_slice_preview(vol, size=320), caption="Middle slice, default window", width=320)
     with right:
-        st.markdown(f"**{describe_volume(vol)}**")
+        st.markdown(f"**{md_escape(describe_volume(vol))}**")
         st.markdown("\n".join(f"- {k}: {md_escape(v)}" for k, v in vol.summary.items()
                                if k not in ("Slices", "Rows", "Columns")))
