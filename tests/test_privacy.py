@@ -315,3 +315,18 @@ def test_summary_json_has_no_phi():
     assert doc["shape"] == {"slices": 4, "rows": 16, "columns": 12}
     for value in PHI.values():
         assert value not in text
+
+
+class TestMaskedSkipped:
+    def test_names_masked_in_both_columns_unless_revealed(self):
+        from dashboard.loading import masked_skipped
+
+        skipped = [("DOE_JANE.zip/SMITH/notes.txt", "not a DICOM file"),
+                   ("DOE_JANE.zip/SMITH/b.dcm", "duplicate of DOE_JANE.zip/SMITH/a.dcm (same SOP Instance UID)"),
+                   ("DOE_JANE.zip/SMITH/c.dcm [frame 2]", "truncated")]
+        shown = masked_skipped(skipped, show_phi=False, other_names=("DOE_JANE.zip/SMITH/a.dcm", "DOE_JANE.zip/SMITH/c.dcm"))
+        assert shown == [("file 1 of the upload", "not a DICOM file"),
+                         ("file 2 of the upload", "duplicate of file 4 of the upload (same SOP Instance UID)"),
+                         ("file 3 of the upload", "truncated")]
+        assert "DOE" not in str(shown) and "SMITH" not in str(shown)
+        assert masked_skipped(skipped, show_phi=True) == skipped
