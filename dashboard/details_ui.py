@@ -91,14 +91,14 @@ def export_ui(vol: Volume) -> None:
     what = "resampled" if report.resampled else "original"
     st.download_button(f"Download the de-identified {what} slices (.zip)", data,
                        f"deidentified_series{idx + 1}_{what}_slices.zip",
-                       "application/zip", key="details_dl_zip", icon=":material/download:")
+                       "application/zip", key="details_dl_zip", on_click="ignore", icon=":material/download:")
 
 
 def summary_ui(vol: Volume) -> None:
     idx = state.current_index()
     text = summary_json(vol)
     st.download_button("Download a JSON summary (geometry and acquisition, no PHI)", text,
-                       f"series{idx + 1}_summary.json", "application/json", key="details_dl_json",
+                       f"series{idx + 1}_summary.json", "application/json", key="details_dl_json", on_click="ignore",
                        icon=":material/data_object:")
     with st.popover("Preview the summary"):
         st.code(text, language="json")

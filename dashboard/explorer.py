@@ -311,7 +311,7 @@ def png_download_ui(vol: Volume) -> None:
         return view_png(vol, axis, display, point, max_size=1024, overlays=False, cache=False)[0]
 
     st.download_button(
-        "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png",
+        "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png", on_click="ignore",
         file_name=f"{file_part(vol.modality)}_series{idx + 1}_view.png", icon=":material/image:",
         help="The large view's plane (else the axial one) at the crosshair, windowed and aspect-corrected, "
         "without crosshair or letters.",
@@ -323,7 +323,8 @@ def downloads_ui(vol: Volume) -> None:
     idx = state.current_index()
     st.download_button(
         "Download the series as NIfTI (.nii.gz)", data=lambda: nifti_bytes(vol), mime="application/gzip",
-        key="explorer_dl_nifti", file_name=f"{file_part(vol.modality)}_series{idx + 1}.nii.gz", icon=":material/download:",
+        key="explorer_dl_nifti", on_click="ignore", file_name=f"{file_part(vol.modality)}_series{idx + 1}.nii.gz",
+        icon=":material/download:",
         help="RAS affine from the DICOM geometry: opens aligned in 3D Slicer and ITK-SNAP.",
     )
 

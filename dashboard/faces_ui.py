@@ -95,7 +95,8 @@ def _read_dicom_image(data: bytes, owner: str) -> np.ndarray:
             arr = pixel_array(ds, index=0 if int(ds.get("NumberOfFrames") or 1) > 1 else None)
         except Exception:  # noqa: BLE001 - as above: pydicom's own text would show bytes and internals
             got, expected = len(ds.PixelData or b""), rows * cols * samples * max(1, bits // 8)
-            if ds.file_meta.get("TransferSyntaxUID", "") in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1") and got < expected:
+            uncompressed = ds.file_meta.get("TransferSyntaxUID", "") in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+            if uncompressed and got < expected:
                 raise ImageError(f"the file is cut short: it holds {got:,} bytes of pixels where its header "
                                  f"describes {expected:,}") from None
             raise ImageError("the image in this DICOM file cannot be decoded (an unsupported compression, "
@@ -258,7 +259,7 @@ def anonymise_ui(image: np.ndarray, boxes: np.ndarray, key: tuple) -> None:
     st.image(out, caption=f"{len(all_boxes)} region(s) {'blurred' if method == 'blur' else 'pixelated'}",
              width=min(out.shape[1], 760))
     st.download_button("Download the anonymised image (PNG)", png_bytes(out), f"{base}_anonymised.png", "image/png",
-                       key="faces_dl", icon=":material/download:")
+                       key="faces_dl", on_click="ignore", icon=":material/download:")
 
 
 def ct_check_ui(vol: Volume | None) -> None:
@@ -286,4 +287,4 @@ def ct_check_ui(vol: Volume | None) -> None:
     front = evidence.renders.get("+0°, front light")
     if front is not None:
         st.download_button("Download the front rendering (PNG)", png_bytes(front), "skin_render_front.png", "image/png",
-                           key="faces_dl_render", icon=":material/download:")
+                           key="faces_dl_render", on_click="ignore", icon=":material/download:")

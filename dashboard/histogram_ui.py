@@ -190,7 +190,8 @@ def figure(counts: np.ndarray, edges: np.ndarray, *, log: bool, cumulative: bool
         oy = 100 * ocounts / max(ocounts.sum(), 1)
         if cumulative:
             oy = np.cumsum(oy)
-        fig.add_scatter(x0=x0, dx=bw, y=oy.astype(np.float32), mode="lines", line_shape="hvh", name=plotly_escape(oname),
+        fig.add_scatter(x0=x0, dx=bw, y=oy.astype(np.float32), mode="lines", line_shape="hvh",
+                        name=plotly_escape(oname),
                         line=dict(color="#ffb74d", width=1.5))
     lo, hi = float(edges[0]), float(edges[-1])
     if bands:
@@ -284,9 +285,9 @@ def csv_downloads(counts: np.ndarray, edges: np.ndarray, stats: dict, bands: pd.
     safe = scope_name.lower().replace(" ", "_")
     c1, c2 = st.columns(2)
     c1.download_button("Download the bins (CSV)", bins.to_csv(index=False), f"histogram_series{idx + 1}_{safe}.csv",
-                       "text/csv", key="histogram_dl_bins", icon=":material/download:")
+                       "text/csv", key="histogram_dl_bins", on_click="ignore", icon=":material/download:")
     c2.download_button("Download the statistics (CSV)", buf.getvalue(), f"statistics_series{idx + 1}_{safe}.csv",
-                       "text/csv", key="histogram_dl_stats", icon=":material/download:")
+                       "text/csv", key="histogram_dl_stats", on_click="ignore", icon=":material/download:")
 
 
 def overlay_ui(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -> tuple[str, np.ndarray] | None:
