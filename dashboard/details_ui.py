@@ -8,7 +8,10 @@ import streamlit as st
 from core import Volume
 from core.deid import deidentified_zip, is_resampled, summary_json
 from core.tags import filter_rows, tag_rows
+from core.memory import OverBudget, server_budget
 from dashboard import state
+from dashboard.owner import session_owner
+from dashboard.text import md_escape
 
 INSTANCE, SEARCH, NESTED = "details_instance", "details_search", "details_nested"
 SHIFT_ON, SHIFT_DAYS, EXPORT = "details_shift_on", "details_shift_days", "details_export"
@@ -68,13 +71,19 @@ def export_ui(vol: Volume) -> None:
     days = c2.number_input("Shift by (days)", -36500, 36500, key=SHIFT_DAYS, disabled=not shift_on)
     settings = (state.volume_key(vol), bool(shift_on), int(days))
     if st.button("Prepare the de-identified series", key="details_prepare", icon=":material/shield:"):
+        st.session_state.pop(EXPORT, None)  # the previous zip goes before the next one is built
         try:
-            with st.spinner("De-identifying…"):
+            # Each slice's pixels as written, the DICOM files and the zip: about three times the voxels.
+            with server_budget().reserved(3 * vol.voxels.nbytes, owner=session_owner(),
+                                          what="building the de-identified series"), st.spinner("De-identifying…"):
                 data, report = deidentified_zip(vol, date_shift_days=int(days) if shift_on else None)
             st.session_state[EXPORT] = (settings, data, report)
-        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError) as exc:
-            st.error(f"The export failed ({type(exc).__name__}): a header element of this series could not be "
-                     f"written. Nothing was exported; please report the series' modality and scanner.")
+        except OverBudget as exc:
+            st.error(f"Not exported now: {md_escape(exc, max_len=None)}.")
+            return
+        except (ValueError, TypeError, KeyError, AttributeError, NotImplementedError):
+            st.error("The export failed: a header element of this series could not be written. Nothing was "
+                     "exported; please report the series' modality and scanner.")
             return
     prepared = st.session_state.get(EXPORT)
     if prepared is None or prepared[0] != settings:
