@@ -20,10 +20,14 @@ import re
 
 __all__ = ["file_part", "md_escape", "plotly_escape"]
 
-# Every ASCII punctuation character that Markdown, GitHub's extensions or Streamlit's own
-# syntax (":red[...]", ":material/x:", emoji shortcodes, "$" for LaTeX) give a meaning to.
-# CommonMark allows a backslash before any ASCII punctuation, so escaping more is harmless.
-_SPECIAL = re.compile(r"([\\`*_{}\[\]()#+\-.!|~<>$:=^&\"'@%/])")
+# Characters that Markdown, GitHub's extensions or Streamlit's own syntax (":red[...]",
+# ":material/x:", emoji shortcodes, "$" for LaTeX, "&" for entities) give a meaning to anywhere
+# in a line; CommonMark allows a backslash before any ASCII punctuation.
+_SPECIAL = re.compile(r"([\\`*_{}\[\]()!|~<>$:&])")
+# Characters that mean something only where a block starts (a heading, a list item): escaped
+# there, since the text may open a caption or an alert. Inline, they are left as they are.
+_BLOCK_MARK = re.compile(r"^(#{1,6}|[+\-]|-{3,})(?=\s|$)")
+_LIST_NUMBER = re.compile(r"^(\d{1,9})([.)])(?=\s|$)")
 # Where GitHub-flavoured Markdown starts an autolink: "scheme://", "www." and "name@host"
 # (mailto: and xmpp: included). A zero-width space placed in each breaks the autolink and
 # is invisible in the page.
@@ -34,7 +38,7 @@ _CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f\u2028\u2029]+")
 
 
 def _defused(text: object, max_len: int | None) -> str:
-    text = _CONTROL.sub(" ", str(text))
+    text = _CONTROL.sub(" ", str(text)).strip()  # leading spaces would make a code block
     if max_len is not None and len(text) > max_len:
         text = text[:max_len] + "…"
     return _AUTOLINK.sub(lambda m: m.group(0) + _ZWSP, text)
@@ -43,12 +47,14 @@ def _defused(text: object, max_len: int | None) -> str:
 def md_escape(text: object, *, max_len: int | None = 200) -> str:
     """``text`` safe for any place where Streamlit renders Markdown.
 
-    Every Markdown special character is backslash-escaped (so the text shows as it is and
-    makes no image, link, emphasis, directive, emoji or formula), newlines and other control
-    characters become spaces, autolinks are broken with a zero-width space, and text longer
-    than ``max_len`` characters is cut with an ellipsis.
+    Every character with a Markdown meaning is backslash-escaped (so the text shows as it is
+    and makes no image, link, emphasis, directive, emoji, entity or formula, and does not open
+    a heading or a list), newlines and other control characters become spaces, autolinks are
+    broken with a zero-width space, and text longer than ``max_len`` characters is cut with
+    an ellipsis.
     """
-    return _SPECIAL.sub(r"\\\1", _defused(text, max_len))
+    escaped = _SPECIAL.sub(r"\\\1", _defused(text, max_len))
+    return _LIST_NUMBER.sub(r"\1\\\2", _BLOCK_MARK.sub(r"\\\1", escaped))
 
 
 def plotly_escape(text: object, *, max_len: int | None = 200) -> str:

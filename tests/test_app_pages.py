@@ -98,7 +98,7 @@ class TestFirstPage:
         assert not at.exception
         assert at.error and "No image series could be assembled" in at.error[0].value
         assert at.session_state["study"].source == "Built-in sample"
-        assert list(_table(at, "Reason")["File"]) == ["a.txt"]
+        assert list(_table(at, "Reason")["File"]) == ["file 1 of the upload"]  # names are PHI too
 
     def test_pick_series_sets_the_current_one(self):
         at = _app().run()

@@ -17,13 +17,19 @@ ZWSP = "\u200b"
 
 class TestMdEscape:
     @pytest.mark.parametrize("raw", ["![x](http://h/b.png)", "[a](b)", "**b**", ":red[x]", ":material/face:",
-                                     "$x^2$", "<img src=x>", "# title", "- item", "1. item", "`code`", "~~s~~",
-                                     "a | b", "\\*"])
-    def test_every_markdown_character_is_escaped(self, raw):
+                                     "$x^2$", "<img src=x>", "`code`", "~~s~~", "a | b", "_i_", "&lt;", "\\*"])
+    def test_inline_markdown_characters_are_escaped(self, raw):
         out = md_escape(raw)
-        # No special character is left without its backslash.
-        assert not re.search(r"(?<!\\)[`*_{}\[\]()#+\-.!|~<>$:]", out.replace("\\\\", "")), out
+        assert not re.search(r"(?<!\\)[`*_{}\[\]()!|~<>$:&]", out.replace("\\\\", "")), out
         assert out.replace("\\", "").replace(ZWSP, "") == raw.replace("\\", "")
+
+    @pytest.mark.parametrize("raw, out", [("# title", "\\# title"), ("- item", "\\- item"), ("+ x", "\\+ x"),
+                                         ("1. item", "1\\. item"), ("12) x", "12\\) x"), ("  # x", "\\# x"),
+                                         ("a - b. 1. c # d", "a - b. 1. c # d"), ("20.0° removed", "20.0° removed"),
+                                         ("---", "\\---"), ("## x", "\\## x"), ("-1.5 mm", "-1.5 mm"),
+                                         ("#1 T1", "#1 T1")])
+    def test_block_markers_escaped_only_where_a_block_starts(self, raw, out):
+        assert md_escape(raw) == out
 
     @pytest.mark.parametrize("raw, broken", [("http://a.b/c", "http:" + ZWSP + "//"),
                                             ("HTTPS://a.b", "HTTPS:" + ZWSP + "//"),
@@ -43,7 +49,8 @@ class TestMdEscape:
         assert md_escape("x" * 500, max_len=None) == "x" * 500
 
     def test_plain_words_are_unchanged(self):
-        assert md_escape("Bone 400 HU") == "Bone 400 HU"
+        for text in ("Bone 400 HU", "SECRET^PATIENT", "1.5 mm, -300 HU", "a/b = c; 50 %"):
+            assert md_escape(text) == text
 
 
 class TestPlotlyEscape:
