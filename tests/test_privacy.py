@@ -183,7 +183,7 @@ class TestNestedItems:
                 if elem.tag == 0x7FE00010:
                     continue
                 text = _as_text(elem)
-                for value in (*NESTED_PHI, *PHI.values(), "SECRET", *originals):
+                for value in (*NESTED_PHI, *PHI.values(), "SECRET", "ID-0001", *originals):
                     assert value not in text, (elem.tag, elem.keyword, value)
                 assert not elem.tag.is_private, elem.tag
                 assert elem.VR != "UN", elem.tag
