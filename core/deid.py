@@ -29,7 +29,9 @@ from pydicom.uid import (
     generate_uid,
 )
 
-__all__ = ["DeidReport", "deidentified_zip", "deidentify", "series_datasets", "summary_json"]
+from core.privacy import nested_may_be_phi
+
+__all__ = ["DeidReport", "deidentified_zip", "deidentify", "is_resampled", "series_datasets", "summary_json"]
 
 # The library's UID map is a module global: exports take turns and it is emptied after each.
 _LIBRARY_LOCK = threading.Lock()
@@ -50,6 +52,17 @@ class DeidReport:
     date_shift_days: int | None
     warnings: list[str] = field(default_factory=list)
     method: str = ""
+    resampled: bool = False
+
+    @property
+    def content(self) -> str:
+        """What the files hold, in words: the original slices or the resampled ones."""
+        return "resampled slices (corrected geometry)" if self.resampled else "original slices"
+
+
+def is_resampled(volume) -> bool:
+    """True when ``volume`` is a corrected (resampled) stack, not the slices as acquired."""
+    return bool(volume.summary.get("corrected_geometry"))
 
 
 def _sop_class_for(modality: str, template: Dataset | None) -> str:
@@ -68,11 +81,18 @@ def series_datasets(volume) -> list[Dataset]:
     with Rescale Slope 1 and Intercept 0 when the voxels are int16, so that loading the
     files again gives identical voxels. Padding is written as -2000 with Pixel Padding
     Value, so it is recognised again. Float volumes get a per-slice linear rescale.
+
+    A corrected (resampled) volume is written as a derived series of its own: a new Series
+    Instance UID, a new SOP Instance UID per plane, Image Type DERIVED\\SECONDARY\\RESAMPLED,
+    the regular grid's positions and Spacing Between Slices, no gantry tilt.
     """
     n = volume.shape[0]
+    resampled = is_resampled(volume)
     headers = volume.slice_headers if len(volume.slice_headers) == n else (volume.header,) * n
     pad = volume.padding_mask() if volume.padding is not None else None
     series_uid = volume.series_uid
+    if resampled:
+        series_uid = generate_uid(entropy_srcs=[volume.series_uid, "resampled", *map(str, volume.spacing)])
     out = []
     for k in range(n):
         template = headers[k]
@@ -82,7 +102,7 @@ def series_datasets(volume) -> list[Dataset]:
                 del ds[kw]
         sop_class = _sop_class_for(volume.modality, template)
         multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
-        if template is None or multiframe or "SOPInstanceUID" not in ds:
+        if template is None or multiframe or resampled or "SOPInstanceUID" not in ds:
             ds.SOPInstanceUID = generate_uid()
         ds.SOPClassUID = sop_class
         ds.Modality = volume.modality
@@ -99,6 +119,13 @@ def series_datasets(volume) -> list[Dataset]:
         ds.PixelSpacing = [f"{dy:.8g}", f"{dx:.8g}"]
         if "SliceThickness" not in ds:
             ds.SliceThickness = f"{dz:.6g}"
+        if resampled:
+            ds.ImageType = ["DERIVED", "SECONDARY", "RESAMPLED"]
+            ds.SpacingBetweenSlices = f"{dz:.6g}"
+            ds.GantryDetectorTilt = "0"
+            for kw in ("SliceLocation", "SourceImageSequence"):
+                if kw in ds:
+                    del ds[kw]
         ds.SamplesPerPixel = 1
         ds.PhotometricInterpretation = "MONOCHROME1" if volume.invert else "MONOCHROME2"
         ds.Rows, ds.Columns = volume.shape[1], volume.shape[2]
@@ -151,10 +178,78 @@ def _remap_uids(item: Dataset, uid_map: dict[str, str]) -> None:
         if elem.VR == "SQ":
             for sub in elem.value:
                 _remap_uids(sub, uid_map)
-        elif elem.VR == "UI" and elem.value and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID":
+        elif elem.value and _is_instance_uid(elem):
             values = elem.value if isinstance(elem.value, pydicom.multival.MultiValue) else [elem.value]
             new = [uid_map.setdefault(str(v), str(generate_uid())) for v in values]
             elem.value = new if len(new) > 1 else new[0]
+
+
+def _rule_for(rules: dict, tag) -> object | None:
+    """The Annex E action for ``tag``: an exact entry, else a repeating-group (mask) entry."""
+    key = (tag.group, tag.element)
+    if key in rules:
+        return rules[key]
+    for t, action in rules.items():
+        if len(t) == 4 and tag.group & t[2] == t[0] & t[2] and tag.element & t[3] == t[1] & t[3]:
+            return action
+    return None
+
+
+def _is_instance_uid(elem) -> bool:
+    return elem.VR == "UI" and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID"
+
+
+def _clean_item(item: Dataset, rules: dict, date_shift_days: int | None) -> None:
+    """Apply the profile to one sequence item and everything nested in it, in place.
+
+    Annex E attributes get their action (the library's own functions, which work on any
+    dataset); dates are shifted instead when asked. What Annex E does not list is kept only
+    when it cannot carry PHI: private and binary elements (which may hold anything) are
+    removed, and so are text attributes (names, identifiers, dates, free text) other than the
+    parts of coded entries. Instance UIDs stay, for the consistent remapping that follows.
+    """
+    from dicomanonymizer import simpledicomanonymizer as sda
+
+    for elem in list(item):
+        tag = elem.tag
+        if tag not in item:  # removed along with an earlier element
+            continue
+        if tag.is_private or elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+            del item[tag]
+            continue
+        action = _rule_for(rules, tag)
+        if elem.VR == "SQ":
+            if action is sda.delete:
+                del item[tag]
+            else:
+                for sub in elem.value or ():
+                    _clean_item(sub, rules, date_shift_days)
+            continue
+        if elem.VR in ("DA", "DT") and date_shift_days is not None:
+            if elem.value:
+                elem.value = _shift_date(elem.value, date_shift_days)  # type: ignore[arg-type]
+            continue
+        if action is not None:
+            if _is_instance_uid(elem) and action in (sda.replace_UID, sda.delete_or_empty_or_replace_UID):
+                continue
+            action(item, (tag.group, tag.element))
+            if elem.VR == "DA" and tag in item and str(item[tag].value or "") == "00010101":
+                del item[tag]  # the library's X on a date writes a dummy date: remove it instead
+        elif nested_may_be_phi(elem.keyword, elem.VR):
+            del item[tag]
+
+
+def _clean_sequences(ds: Dataset, rules: dict, date_shift_days: int | None) -> None:
+    """Apply the profile inside every sequence left at the top level of ``ds``, and drop
+    top-level elements of unknown content (UN), which may hold anything."""
+    for elem in list(ds):
+        if elem.tag not in ds:
+            continue
+        if elem.VR == "UN":
+            del ds[elem.tag]
+        elif elem.VR == "SQ":
+            for sub in elem.value or ():
+                _clean_item(sub, rules, date_shift_days)
 
 
 def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -> DeidReport:
@@ -206,6 +301,8 @@ def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -
                             rules[tag] = shift
                 sda.anonymize_dataset(ds, extra_anonymization_rules=rules, delete_private_tags=True,
                                       base_rules_gen=sda.initialize_actions_2024b)
+                # The library applies the table to the top level only: PS3.15 applies it to items too.
+                _clean_sequences(ds, base, date_shift_days)
                 # Every UID still present (sequences included) gets this export's consistent new one.
                 _remap_uids(ds, uid_map)
                 ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -226,15 +323,21 @@ def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -
 
 
 def deidentified_zip(volume, *, date_shift_days: int | None = None) -> tuple[bytes, DeidReport]:
-    """The volume as a zip of de-identified DICOM files (``series/IM00001.dcm``, ...), in memory."""
+    """The volume as a zip of de-identified DICOM files, in memory.
+
+    The folder in the zip says what the files hold: ``original_slices/IM00001.dcm``, ... or,
+    for a corrected volume, ``resampled_slices/IM00001.dcm``, ... (see :attr:`DeidReport.content`).
+    """
     datasets = series_datasets(volume)
     report = deidentify(datasets, date_shift_days=date_shift_days)
+    report.resampled = is_resampled(volume)
+    folder = "resampled_slices" if report.resampled else "original_slices"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for k, ds in enumerate(datasets):
             out = io.BytesIO()
             pydicom.dcmwrite(out, ds, enforce_file_format=True)
-            zf.writestr(f"series/IM{k + 1:05d}.dcm", out.getvalue())
+            zf.writestr(f"{folder}/IM{k + 1:05d}.dcm", out.getvalue())
     return buf.getvalue(), report
 
 

@@ -7,7 +7,7 @@ from typing import Any
 import pydicom
 from pydicom.dataset import Dataset
 
-from core.privacy import MASK, is_phi
+from core.privacy import MASK, is_phi, nested_may_be_phi
 
 __all__ = ["filter_rows", "tag_rows"]
 
@@ -42,7 +42,9 @@ def tag_rows(ds: Dataset, *, show_phi: bool, nested: bool = True, max_value_len:
             private = elem.tag.is_private
             # Instance UIDs are in Annex E too (action U): they link files back to the source.
             uid = elem.VR == "UI" and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID"
-            hide = masked or (not show_phi and (is_phi(elem.keyword) or private or uid))
+            # Inside items, free text and binary values are hidden too: the export removes them.
+            nested_phi = depth > 0 and nested_may_be_phi(elem.keyword, elem.VR)
+            hide = masked or (not show_phi and (is_phi(elem.keyword) or private or uid or nested_phi))
             rows.append({
                 "Tag": f"({elem.tag.group:04X},{elem.tag.element:04X})",
                 "Name": ("    " * depth) + (elem.name if elem.name else keyword),

@@ -17,6 +17,7 @@ from core.mpr import plane_info, slab, slab_width_slices
 from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
 from dashboard import mpr_view, state
+from dashboard.text import file_part, md_escape
 
 # Session-state keys of this page.
 SERIES_KEY = "explorer_series"
@@ -168,7 +169,7 @@ def point_ui(vol: Volume) -> None:
     """The value under the crosshair, with its voxel index and patient position."""
     p = _crosshair()
     pv = value_at(vol, p[0], p[1], p[2])
-    unit = vol.units or "(stored units)"
+    unit = md_escape(vol.units or "(stored units)")
     x, y, z = pv.patient_mm
     value = "padding (outside the scan)" if pv.padding else f"{pv.value:g} {unit}"
     st.markdown(
@@ -271,9 +272,9 @@ def roi_ui(vol: Volume, axis: int) -> None:
     try:
         stats = roi_stats(vol, axis=axis, index=index, rows=(r0, r1), cols=(k0, k1))
     except ValueError as exc:
-        st.warning(f"The ROI box is empty: {exc}. Drag the sliders apart.")
+        st.warning(f"The ROI box is empty: {md_escape(exc)}. Drag the sliders apart.")
         return
-    unit = vol.units or ""
+    unit = md_escape(vol.units or "")  # metric values render Markdown too
     if stats.n == 0:
         st.info("Every voxel in this box is padding (outside the scan); move the box onto the image.")
         return
@@ -289,7 +290,7 @@ def roi_ui(vol: Volume, axis: int) -> None:
 
 def warnings_ui(vol: Volume) -> None:
     for w in vol.warnings:
-        st.warning(w, icon=":material/warning:")
+        st.warning(md_escape(w, max_len=None), icon=":material/warning:")
     if not vol.is_regular:
         st.caption("Turn on **Use corrected geometry** on *Load a study* to view this series on a regular grid.")
 
@@ -310,8 +311,8 @@ def png_download_ui(vol: Volume) -> None:
         return view_png(vol, axis, display, point, max_size=1024, overlays=False, cache=False)[0]
 
     st.download_button(
-        "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png",
-        file_name=f"{vol.modality}_series{idx + 1}_view.png", icon=":material/image:",
+        "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png", on_click="ignore",
+        file_name=f"{file_part(vol.modality)}_series{idx + 1}_view.png", icon=":material/image:",
         help="The large view's plane (else the axial one) at the crosshair, windowed and aspect-corrected, "
         "without crosshair or letters.",
     )
@@ -322,7 +323,8 @@ def downloads_ui(vol: Volume) -> None:
     idx = state.current_index()
     st.download_button(
         "Download the series as NIfTI (.nii.gz)", data=lambda: nifti_bytes(vol), mime="application/gzip",
-        key="explorer_dl_nifti", file_name=f"{vol.modality}_series{idx + 1}.nii.gz", icon=":material/download:",
+        key="explorer_dl_nifti", on_click="ignore", file_name=f"{file_part(vol.modality)}_series{idx + 1}.nii.gz",
+        icon=":material/download:",
         help="RAS affine from the DICOM geometry: opens aligned in 3D Slicer and ITK-SNAP.",
     )
 

@@ -22,6 +22,7 @@ from core.histogram import (
 )
 from core.mpr import slab
 from dashboard import explorer, state
+from dashboard.text import md_escape, plotly_escape
 
 SCOPE, BIN_WIDTH, RANGE = "histogram_scope", "histogram_bin_width", "histogram_range"
 LOG, CUMULATIVE, BANDS, OVERLAY, CHART = "histogram_log", "histogram_cumulative", "histogram_bands", "histogram_overlay", "histogram_chart"
@@ -101,11 +102,11 @@ def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, b
                 except ValueError as exc:  # remembered: the segmentation is not retried on every rerun
                     failed[key] = str(exc)
             if key in failed:
-                st.info(f"No lungs to count: {failed[key]}. Showing the whole volume meanwhile.")
+                st.info(f"No lungs to count: {md_escape(failed[key])}. Showing the whole volume meanwhile.")
             else:
                 scope = Scope("lungs")
     lo, hi = _range_limits(vol)
-    unit = "HU" if vol.units == "HU" else (vol.units or "value")
+    unit = md_escape("HU" if vol.units == "HU" else (vol.units or "value"))  # labels render Markdown
     d1, d2, d3 = st.columns([1, 1, 2])
     bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH)
     d2.button("Classic 80 bins", key="histogram_classic", on_click=_classic_bins, args=(vol,))
@@ -164,7 +165,11 @@ def histogram_of(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float])
 def figure(counts: np.ndarray, edges: np.ndarray, *, log: bool, cumulative: bool, bands: bool,
            window: tuple[float, float] | None, unit: str, overlay: tuple[str, np.ndarray] | None = None,
            name: str = "This series") -> go.Figure:
-    """A pre-binned bar chart: its size depends on the number of bins, never on the volume."""
+    """A pre-binned bar chart: its size depends on the number of bins, never on the volume.
+
+    ``unit`` and ``name`` may come from a file: they are escaped for Plotly here.
+    """
+    unit, name = plotly_escape(unit), plotly_escape(name)
     bw = float(edges[1] - edges[0]) if len(edges) > 1 else 1.0
     x0 = float(edges[0]) + bw / 2  # bars at x0 + i * dx: no x array in the payload
     as_percent = overlay is not None
@@ -185,7 +190,8 @@ def figure(counts: np.ndarray, edges: np.ndarray, *, log: bool, cumulative: bool
         oy = 100 * ocounts / max(ocounts.sum(), 1)
         if cumulative:
             oy = np.cumsum(oy)
-        fig.add_scatter(x0=x0, dx=bw, y=oy.astype(np.float32), mode="lines", line_shape="hvh", name=oname,
+        fig.add_scatter(x0=x0, dx=bw, y=oy.astype(np.float32), mode="lines", line_shape="hvh",
+                        name=plotly_escape(oname),
                         line=dict(color="#ffb74d", width=1.5))
     lo, hi = float(edges[0]), float(edges[-1])
     if bands:
@@ -279,9 +285,9 @@ def csv_downloads(counts: np.ndarray, edges: np.ndarray, stats: dict, bands: pd.
     safe = scope_name.lower().replace(" ", "_")
     c1, c2 = st.columns(2)
     c1.download_button("Download the bins (CSV)", bins.to_csv(index=False), f"histogram_series{idx + 1}_{safe}.csv",
-                       "text/csv", key="histogram_dl_bins", icon=":material/download:")
+                       "text/csv", key="histogram_dl_bins", on_click="ignore", icon=":material/download:")
     c2.download_button("Download the statistics (CSV)", buf.getvalue(), f"statistics_series{idx + 1}_{safe}.csv",
-                       "text/csv", key="histogram_dl_stats", icon=":material/download:")
+                       "text/csv", key="histogram_dl_stats", on_click="ignore", icon=":material/download:")
 
 
 def overlay_ui(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -> tuple[str, np.ndarray] | None:

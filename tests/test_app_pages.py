@@ -67,7 +67,10 @@ class TestFirstPage:
         assert study.skipped == [("notes.txt", "not a DICOM file (no DICM marker and no DICOM header at the start)")]
         assert list(_table(at, "Slices")["Slices"]) == [6, 4]
         skipped = _table(at, "Reason")
-        assert list(skipped["File"]) == ["notes.txt"]
+        assert list(skipped["File"]) == ["file 1 of the upload"]  # file names are PHI too
+        assert "notes.txt" not in _page_text(at)
+        at.toggle(key="sidebar_show_phi").set_value(True).run()
+        assert list(_table(at, "Reason")["File"]) == ["notes.txt"]
         # The uploaders were reset after loading, so their bytes are released.
         assert at.session_state["load_upload_nonce"] == 1
 
@@ -95,7 +98,7 @@ class TestFirstPage:
         assert not at.exception
         assert at.error and "No image series could be assembled" in at.error[0].value
         assert at.session_state["study"].source == "Built-in sample"
-        assert list(_table(at, "Reason")["File"]) == ["a.txt"]
+        assert list(_table(at, "Reason")["File"]) == ["file 1 of the upload"]  # names are PHI too
 
     def test_pick_series_sets_the_current_one(self):
         at = _app().run()

@@ -166,6 +166,46 @@ class TestPage:
         at.file_uploader(key="faces_upload").set_value(("me.png", b"not an image", "image/png")).run()
         assert not at.exception and at.error and "not a PNG, JPEG or DICOM image" in at.error[0].value
 
+    def _upload(self, name, data, *, show_phi=False):
+        at = page_test(PAGE).run()
+        if show_phi:
+            at.toggle(key="sidebar_show_phi").set_value(True).run()
+        at.radio(key="faces_source").set_value("Upload").run()
+        at.file_uploader(key="faces_upload").set_value((name, data, "application/dicom")).run()
+        assert not at.exception
+        return at
+
+    def test_32_bit_unsigned_dicom_is_shown(self):
+        from tests.factory import ct_slice
+
+        arr = np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 100_000
+        at = self._upload("x.dcm", ct_slice(arr, position=(0, 0, 0), signed=False, intercept=0.0, modality="OT"))
+        assert not at.error and any(m.value.startswith("**0 faces found**") for m in at.markdown)
+
+    def test_truncated_dicom_is_explained_in_words_and_its_name_hidden(self):
+        from tests.factory import ct_slice
+
+        data = ct_slice(np.zeros((64, 64), np.int16), position=(0, 0, 0))
+        at = self._upload("SMITH^JOHN_head.dcm", data[: len(data) // 2])
+        message = at.error[0].value
+        assert "cut short" in message and "The uploaded file" in message
+        for leaked in ("SMITH", "Error", "bytes of pixel data is less", "\\x", "b'"):
+            assert leaked not in message
+        at.toggle(key="sidebar_show_phi").set_value(True).run()
+        assert "SMITH" in at.error[0].value  # named once the visitor reveals PHI
+
+    def test_a_photo_over_the_memory_budget_is_refused_in_words(self):
+        from core.memory import MemoryBudget, server_budget, set_server_budget
+
+        ok, png = cv2.imencode(".png", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+        saved = server_budget()
+        set_server_budget(MemoryBudget(total_bytes=1_000_000, session_bytes=1_000_000))
+        try:
+            at = self._upload("me.png", png.tobytes())
+        finally:
+            set_server_budget(saved)
+        assert at.error and "this session may hold at most" in at.error[0].value
+
     def test_ct_check_on_a_head(self):
         from dashboard.state import Study
 
