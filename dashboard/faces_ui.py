@@ -11,7 +11,8 @@ import pandas as pd
 import streamlit as st
 
 from core import Volume
-from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored, has_head, privacy_check
+from core.face_check import has_head, privacy_check
+from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored
 from core.memory import OverBudget, server_budget
 from dashboard import state
 from dashboard.images import png_bytes

@@ -10,17 +10,16 @@ import pytest
 import skimage.data
 
 from core import Volume, sample_ct
+from core.face_check import has_head, privacy_check
 from core.faces import (
     CASCADES,
     _classifier,
     blur_regions,
     detect_eyes,
     detect_faces,
-    has_head,
-    privacy_check,
-    render_skin,
     to_gray,
 )
+from core.skin import render_skin
 from tests.test_app_pages import page_test
 
 TRUE_FACE = (172, 60, 110, 110)  # the astronaut's face, x y w h (by eye, generous)
