@@ -3,13 +3,12 @@
 from __future__ import annotations
 
 import functools
-import io
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from core.dicom_writer import dicom_bytes, set_int16_pixels, set_padding_value
 from core.volume import Volume
 
 __all__ = ["LABELS", "TISSUE_HU", "sample_ct", "sample_ct_files", "sample_labels"]
@@ -273,12 +272,8 @@ def _sample_header(k: int) -> Dataset:
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = ny, nx
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.PixelPaddingValue = PADDING_HU
-    ds["PixelPaddingValue"].VR = "SS"
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    set_padding_value(ds, PADDING_HU)
     ds.RescaleIntercept = -1024
     ds.RescaleSlope = 1
     ds.RescaleType = "HU"
@@ -305,9 +300,6 @@ def sample_ct_files(*, slices: slice | None = None) -> list[tuple[str, bytes]]:
         stored = raw[k].astype(np.int32) + 1024
         stored[raw[k] == PADDING_HU] = PADDING_HU
         ds = _sample_header(k)
-        ds.PixelData = stored.astype("<i2").tobytes()
-        ds["PixelData"].VR = "OW"
-        buf = io.BytesIO()
-        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-        out.append((f"sample/slice{k + 1:03d}.dcm", buf.getvalue()))
+        set_int16_pixels(ds, stored)
+        out.append((f"sample/slice{k + 1:03d}.dcm", dicom_bytes(ds)))
     return out

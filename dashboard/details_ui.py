@@ -6,9 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core import Volume
-from core.deid import deidentified_zip, is_resampled, summary_json
-from core.tags import filter_rows, tag_rows
+from core.deid import deidentified_zip
+from core.dicom_writer import is_resampled
 from core.memory import OverBudget, server_budget
+from core.summary import summary_json
+from core.tags import filter_rows, tag_rows
 from dashboard import state
 from dashboard.owner import session_owner
 from dashboard.text import md_escape

@@ -13,8 +13,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from core import load_series, sample_ct
-from core.deid import deidentified_zip, deidentify, series_datasets, summary_json
+from core.deid import deidentified_zip, deidentify
+from core.dicom_writer import series_datasets
 from core.privacy import MASK
+from core.summary import summary_json
 from core.tags import filter_rows, tag_rows
 from tests.factory import ct_series, ramp_volume
 
