@@ -16,6 +16,8 @@ from pydicom.uid import (
     generate_uid,
 )
 
+from core import hu
+
 __all__ = ["dicom_bytes", "is_resampled", "series_datasets", "set_int16_pixels", "set_padding_value"]
 
 _PIXEL_KEYWORDS = (
@@ -45,7 +47,7 @@ def series_datasets(volume) -> list[Dataset]:
     Each slice keeps its own header (so the result still holds PHI until de-identified);
     geometry is written from the volume (ImagePositionPatient per slice), pixels as int16
     with Rescale Slope 1 and Intercept 0 when the voxels are int16, so that loading the
-    files again gives identical voxels. Padding is written as -2000 with Pixel Padding
+    files again gives identical voxels. Padding is written as -2000 (hu.PADDING_STORED) with Pixel Padding
     Value, so it is recognised again. Float volumes get a per-slice linear rescale.
 
     A corrected (resampled) volume is written as a derived series of its own: a new Series
@@ -103,8 +105,8 @@ def series_datasets(volume) -> list[Dataset]:
             intercept = lo + 32767.0 * slope
             stored = np.rint((values.astype(np.float64) - intercept) / slope).astype(np.int16)
         if pad is not None and pad[k].any():
-            stored[pad[k]] = -2000
-            set_padding_value(ds, -2000)
+            stored[pad[k]] = hu.PADDING_STORED
+            set_padding_value(ds, hu.PADDING_STORED)
         elif "PixelPaddingValue" in ds:
             del ds.PixelPaddingValue
         ds.RescaleSlope = f"{slope:.10g}"

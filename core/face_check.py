@@ -6,13 +6,14 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core import hu
 from core.faces import detect_eyes, detect_faces
 from core.skin import render_skin
 
 __all__ = ["PrivacyEvidence", "has_head", "privacy_check"]
 
 
-def has_head(volume, *, level: float = -300.0) -> tuple[bool, str]:
+def has_head(volume, *, level: float = hu.SKIN) -> tuple[bool, str]:
     """Whether the volume seems to hold a head, from the width of the body slice by slice."""
     if volume.units != "HU":
         return False, "the face check needs a CT volume in HU"
@@ -41,7 +42,7 @@ class PrivacyEvidence:
     level: str  # "likely", "possible" or "not found"
 
 
-def privacy_check(volume, *, level: float = -300.0, azimuths: tuple[float, ...] = (-25.0, 0.0, 25.0)) -> PrivacyEvidence:
+def privacy_check(volume, *, level: float = hu.SKIN, azimuths: tuple[float, ...] = (-25.0, 0.0, 25.0)) -> PrivacyEvidence:
     """Render the skin from a few angles and lightings and look for faces and eyes.
 
     Cascades trained on photographs are weak on renderings, so detection uses looser,

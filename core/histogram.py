@@ -7,7 +7,10 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from core import hu
+
 __all__ = [
+    "DEFAULT_HU_RANGE",
     "TISSUE_BANDS",
     "Band",
     "ValueCounts",
@@ -18,6 +21,8 @@ __all__ = [
     "value_counts",
     "value_statistics",
 ]
+
+DEFAULT_HU_RANGE = (-1100, 2000)  # air to dense bone: what a CT histogram opens on
 
 
 @dataclass(frozen=True)
@@ -34,14 +39,14 @@ class Band:
 # and muscle follow the body-composition convention (-190..-30, -29..150 is common; here
 # muscle/soft tissue stops at 80 so that blood with contrast gets its own band).
 TISSUE_BANDS: tuple[Band, ...] = (
-    Band("Air", -1100, -950, "#5c6bc0"),
-    Band("Lung", -950, -500, "#29b6f6"),
+    Band("Air", -1100, hu.LOW_ATTENUATION, "#5c6bc0"),
+    Band("Lung", hu.LOW_ATTENUATION, -500, "#29b6f6"),
     Band("Fat", -190, -30, "#ffca28"),
     Band("Water and fluid", -30, 20, "#26c6da"),
     Band("Soft tissue", 20, 80, "#ef5350"),
     Band("Blood and contrast", 80, 300, "#ec407a"),
     Band("Cancellous bone", 300, 700, "#bdbdbd"),
-    Band("Cortical bone", 700, 3072, "#fafafa"),
+    Band("Cortical bone", 700, hu.TOP + 1, "#fafafa"),
 )
 
 
@@ -157,7 +162,7 @@ def hu_histogram(
     voxels: np.ndarray | ValueCounts,
     *,
     bin_width: float = 10,
-    hu_range: tuple[float, float] = (-1100, 2000),
+    hu_range: tuple[float, float] = DEFAULT_HU_RANGE,
     mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Histogram of HU values, identical to ``numpy.histogram(voxels[mask], edges)``.

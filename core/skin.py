@@ -5,13 +5,15 @@ from __future__ import annotations
 import cv2
 import numpy as np
 
+from core import hu
+
 __all__ = ["render_skin"]
 
 
 def render_skin(
     volume,
     *,
-    level: float = -300.0,
+    level: float = hu.SKIN,
     azimuth: float = 0.0,
     light: tuple[float, float, float] = (0.0, 0.0, 1.0),
     pixel_mm: float = 1.0,

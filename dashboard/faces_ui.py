@@ -10,7 +10,7 @@ import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import Volume
+from core import Volume, hu
 from core.face_check import has_head, privacy_check
 from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored
 from core.memory import OverBudget, server_budget
@@ -273,7 +273,7 @@ def ct_check_ui(vol: Volume | None) -> None:
             st.session_state[CHECK] = (state.volume_key(vol), head, reason, privacy_check(vol) if head else None)
     done = st.session_state.get(CHECK)
     if done is None or done[0] != state.volume_key(vol):
-        st.caption("Renders the skin surface (-300 HU) from three angles and two lightings, then runs the detectors "
+        st.caption(f"Renders the skin surface ({hu.SKIN:g} HU) from three angles and two lightings, then runs the detectors "
                    "with their defaults and with settings tuned for renderings.")
         return
     _, head, reason, evidence = done

@@ -10,8 +10,9 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import Volume
+from core import Volume, hu
 from core.histogram import (
+    DEFAULT_HU_RANGE,
     TISSUE_BANDS,
     ValueCounts,
     array_statistics,
@@ -29,7 +30,6 @@ LOG, CUMULATIVE, BANDS, OVERLAY, CHART = "histogram_log", "histogram_cumulative"
 SLAB_SLICES = "histogram_slab_slices"
 PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES)
 SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box", "Segmented lungs")
-DEFAULT_RANGE = (-1100, 2000)
 
 
 @dataclass(frozen=True)
@@ -47,7 +47,7 @@ def init(vol: Volume) -> None:
     st.session_state.setdefault(SCOPE, SCOPES[0])
     st.session_state.setdefault(BIN_WIDTH, 10.0)
     lo, hi = _range_limits(vol)
-    st.session_state.setdefault(RANGE, (max(DEFAULT_RANGE[0], lo), min(DEFAULT_RANGE[1], hi)) if vol.units == "HU" else (lo, hi))
+    st.session_state.setdefault(RANGE, (max(DEFAULT_HU_RANGE[0], lo), min(DEFAULT_HU_RANGE[1], hi)) if vol.units == "HU" else (lo, hi))
     st.session_state.setdefault(LOG, False)
     st.session_state.setdefault(CUMULATIVE, False)
     st.session_state.setdefault(BANDS, vol.units == "HU")
@@ -237,7 +237,7 @@ def chart_ui(fig: go.Figure) -> None:
 
 def set_window_to_band(name: str) -> None:
     band = next(b for b in TISSUE_BANDS if b.name == name)
-    lo, hi = max(band.low, -1024), min(band.high, 3071)
+    lo, hi = max(band.low, hu.AIR), min(band.high, hu.TOP)
     st.session_state[explorer.CENTER] = float(round((lo + hi) / 2))
     st.session_state[explorer.WIDTH] = float(max(1, round(hi - lo)))
     st.session_state[explorer.PRESET] = explorer.CUSTOM

@@ -9,7 +9,7 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import Volume
+from core import Volume, hu
 from core.isosurface import Mesh, extract_isosurface, mesh_bytes, plan_isosurface
 from core.lungs import LungStats, lung_statistics, segment_lungs
 from core.memory import OverBudget, server_budget
@@ -20,15 +20,16 @@ from dashboard.text import md_escape
 PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW = "iso_preset", "iso_level", "iso_budget", "iso_keep", "iso_crop", "iso_show"
 PERSISTENT = (PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW)
 LUNGS = "Lungs (segmented)"
+SKIN = f"Skin ({hu.SKIN:g} HU)"
 PRESETS: dict[str, float | None] = {
     "Bone (400 HU)": 400.0,
-    "Skin (-300 HU)": -300.0,
+    SKIN: hu.SKIN,
     "Soft tissue (40 HU)": 40.0,
     "Contrast-filled vessels (200 HU)": 200.0,
     LUNGS: None,
     "Custom": None,
 }
-COLORS = {"Bone (400 HU)": "#f2efe4", "Skin (-300 HU)": "#e0ac8c", "Soft tissue (40 HU)": "#d46a6a",
+COLORS = {"Bone (400 HU)": "#f2efe4", SKIN: "#e0ac8c", "Soft tissue (40 HU)": "#d46a6a",
           "Contrast-filled vessels (200 HU)": "#e04848", LUNGS: "#7fb8e6", "Custom": "#c8c8c8"}
 
 
