@@ -14,8 +14,8 @@ from core import Volume, hu
 from core.face_check import has_head, privacy_check
 from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored
 from core.memory import OverBudget, server_budget
+from core.png import png_bytes
 from dashboard import state
-from dashboard.images import png_bytes
 from dashboard.owner import session_owner
 from dashboard.text import md_escape
 

@@ -23,7 +23,7 @@ from core.histogram import (
 )
 from core.mpr import slab
 from dashboard import explorer, state
-from dashboard.text import md_escape, plotly_escape
+from dashboard.text import md_escape, plotly_escape, unit_label
 
 SCOPE, BIN_WIDTH, RANGE = "histogram_scope", "histogram_bin_width", "histogram_range"
 LOG, CUMULATIVE, BANDS, OVERLAY, CHART = "histogram_log", "histogram_cumulative", "histogram_bands", "histogram_overlay", "histogram_chart"
@@ -106,7 +106,7 @@ def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, b
             else:
                 scope = Scope("lungs")
     lo, hi = _range_limits(vol)
-    unit = md_escape("HU" if vol.units == "HU" else (vol.units or "value"))  # labels render Markdown
+    unit = md_escape(unit_label(vol.units))  # labels render Markdown
     d1, d2, d3 = st.columns([1, 1, 2])
     bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH)
     d2.button("Classic 80 bins", key="histogram_classic", on_click=_classic_bins, args=(vol,))

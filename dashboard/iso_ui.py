@@ -15,7 +15,7 @@ from core.lungs import LungStats, lung_statistics, segment_lungs
 from core.memory import OverBudget, server_budget
 from dashboard import state
 from dashboard.owner import session_owner
-from dashboard.text import md_escape
+from dashboard.text import md_escape, unit_label
 
 PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW = "iso_preset", "iso_level", "iso_budget", "iso_keep", "iso_crop", "iso_show"
 PERSISTENT = (PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW)
@@ -88,7 +88,7 @@ def _apply_preset() -> None:
 def settings_ui(vol: Volume) -> Settings:
     ct = vol.units == "HU"
     names = list(PRESETS) if ct else ["Custom"]
-    unit = md_escape("HU" if ct else (vol.units or "value"))  # labels render Markdown
+    unit = md_escape(unit_label(vol.units))  # labels render Markdown
     c1, c2 = st.columns([1, 2])
     preset = c1.selectbox("Surface", names, key=PRESET, on_change=_apply_preset)
     lo, hi = (-1000.0, 3000.0) if ct else vol.value_range

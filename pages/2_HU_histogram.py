@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import explorer, histogram_ui
 from dashboard.frame import page_frame
+from dashboard.text import unit_label
 
 vol = page_frame("HU histogram", needs_volume=True)
 
@@ -19,7 +20,7 @@ histogram_ui.init(vol)
 scope, bin_width, hu_range, log, cumulative, bands = histogram_ui.controls_ui(vol)
 counts, edges, stats, vc, n_pad = histogram_ui.histogram_of(vol, scope, bin_width, hu_range)
 overlay = histogram_ui.overlay_ui(vol, scope, bin_width, hu_range)
-unit = vol.units or "value"
+unit = unit_label(vol.units)
 window = explorer.current_window()
 fig = histogram_ui.figure(counts, edges, log=log, cumulative=cumulative, bands=bands, window=window, unit=unit,
                           overlay=overlay)
