@@ -10,7 +10,7 @@ from core import hu
 from core.faces import detect_eyes, detect_faces
 from core.skin import render_skin
 
-__all__ = ["PrivacyEvidence", "has_head", "privacy_check"]
+__all__ = ["Detection", "PrivacyEvidence", "face_verdict", "has_head", "privacy_check"]
 
 
 def has_head(volume, *, level: float = hu.SKIN) -> tuple[bool, str]:
@@ -33,13 +33,34 @@ def has_head(volume, *, level: float = hu.SKIN) -> tuple[bool, str]:
 
 
 @dataclass(frozen=True)
-class PrivacyEvidence:
-    """Which renderings and detector settings found what."""
+class Detection:
+    """What the detectors found on one rendering with one group of settings."""
 
-    rows: list[dict]
-    renders: dict[str, np.ndarray]
+    azimuth: float  # degrees the head was turned (see render_skin)
+    lighting: str  # name of the lighting
+    settings: str  # name of the detector settings
+    frontal_faces: int
+    eyes: int  # in the most confident frontal face
+    profile_faces: int
+
+    @property
+    def found_face(self) -> bool:
+        return bool(self.frontal_faces or self.profile_faces)
+
+
+@dataclass(frozen=True)
+class PrivacyEvidence:
+    """Which renderings and detector settings found what, and the verdict drawn from it."""
+
+    detections: list[Detection]
+    renders: dict[tuple[float, str], np.ndarray]  # (azimuth, lighting) -> the rendering, (H, W) uint8
     verdict: str
     level: str  # "likely", "possible" or "not found"
+
+
+LIGHTS = {"front light": (0.0, 0.0, 1.0), "light from above-left": (-0.5, 0.5, 0.7)}
+SETTINGS = {"default (1.1, 5)": {"scale_factor": 1.1, "min_neighbors": 5, "equalize": False},
+            "tuned for renders (1.05, 3, equalised)": {"scale_factor": 1.05, "min_neighbors": 3, "equalize": True}}
 
 
 def privacy_check(volume, *, level: float = hu.SKIN, azimuths: tuple[float, ...] = (-25.0, 0.0, 25.0)) -> PrivacyEvidence:
@@ -49,37 +70,38 @@ def privacy_check(volume, *, level: float = hu.SKIN, azimuths: tuple[float, ...]
     render-tuned settings (equalised histogram, finer scale steps, fewer neighbours)
     as well as the defaults, and every combination is reported.
     """
-    lights = {"front light": (0.0, 0.0, 1.0), "light from above-left": (-0.5, 0.5, 0.7)}
-    settings = {"default (1.1, 5)": dict(scale_factor=1.1, min_neighbors=5, equalize=False),
-                "tuned for renders (1.05, 3, equalised)": dict(scale_factor=1.05, min_neighbors=3, equalize=True)}
-    rows, renders = [], {}
+    detections, renders = [], {}
     for az in azimuths:
-        for lname, lvec in lights.items():
+        for lname, lvec in LIGHTS.items():
             img = render_skin(volume, level=level, azimuth=az, light=lvec)
-            key = f"{az:+.0f}°, {lname}"
-            renders[key] = img
+            renders[(float(az), lname)] = img
             side = max(24, min(img.shape) // 8)
-            for sname, kw in settings.items():
+            for sname, kw in SETTINGS.items():
                 faces = detect_faces(img, min_size=(side, side), max_side=None, **kw)
                 eyes = sum(len(detect_eyes(img, f, min_neighbors=3)) for f in faces[:1])
                 profile = detect_faces(img, cascade="profileface", min_size=(side, side), max_side=None, **kw)
-                rows.append({"View": f"{az:+.0f}°", "Lighting": lname, "Detector settings": sname,
-                             "Frontal faces": int(len(faces)), "Eyes in the best face": int(eyes),
-                             "Profile faces": int(len(profile))})
-    with_face = [r for r in rows if r["Frontal faces"] or r["Profile faces"]]
-    strong = [r for r in with_face if r["Eyes in the best face"] > 0]
-    views = {r["View"] for r in with_face}
+                detections.append(Detection(float(az), lname, sname, len(faces), eyes, len(profile)))
+    lvl, verdict = face_verdict(detections)
+    return PrivacyEvidence(detections, renders, verdict, lvl)
+
+
+def face_verdict(detections: list[Detection]) -> tuple[str, str]:
+    """The level ("likely", "possible" or "not found") and the verdict in words.
+
+    Likely: faces from at least two view angles, with eyes in at least one. Possible: a face
+    from one angle, or faces without eyes. Not found: no face in any rendering.
+    """
+    with_face = [d for d in detections if d.found_face]
+    strong = [d for d in with_face if d.eyes > 0]
+    views = {d.azimuth for d in with_face}
+    n = len(detections)
     if strong and len(views) >= 2:
-        lvl = "likely"
-        verdict = (f"A face was found in {len(with_face)} of {len(rows)} renderings ({len(views)} view angles"
-                   f"{', with eyes' if strong else ''}): people can be recognised from renderings like these. "
-                   f"Treat this series as identifiable; deface it before sharing.")
-    elif with_face:
-        lvl = "possible"
-        verdict = (f"A face was found in {len(with_face)} of {len(rows)} renderings, from one angle only: "
-                   f"recognition is possible. Treat the series as potentially identifiable.")
-    else:
-        lvl = "not found"
-        verdict = (f"No face found in {len(rows)} renderings. This is not proof of anonymity: the detectors "
-                   f"were trained on photographs and miss many renderings.")
-    return PrivacyEvidence(rows, renders, verdict, lvl)
+        return "likely", (f"A face was found in {len(with_face)} of {n} renderings ({len(views)} view angles, with "
+                          f"eyes): people can be recognised from renderings like these. Treat this series as "
+                          f"identifiable; deface it before sharing.")
+    if with_face:
+        angles = "from one angle only" if len(views) == 1 else f"from {len(views)} angles, without eyes"
+        return "possible", (f"A face was found in {len(with_face)} of {n} renderings, {angles}: recognition is "
+                            f"possible. Treat the series as potentially identifiable.")
+    return "not found", (f"No face found in {n} renderings. This is not proof of anonymity: the detectors "
+                         f"were trained on photographs and miss many renderings.")

@@ -13,9 +13,10 @@ __all__ = [
     "DEFAULT_HU_RANGE",
     "TISSUE_BANDS",
     "Band",
+    "BandCount",
     "ValueCounts",
     "array_statistics",
-    "band_table",
+    "band_counts",
     "bin_edges",
     "hu_histogram",
     "value_counts",
@@ -250,19 +251,23 @@ def array_statistics(values: np.ndarray, *, percentiles: tuple[float, ...] = (1,
     return out
 
 
-def band_table(vc: ValueCounts, voxel_volume_mm3: float, *, bands: tuple[Band, ...] = TISSUE_BANDS) -> list[dict]:
-    """Per tissue band: voxel count, fraction of the counted voxels, and volume in mL."""
+@dataclass(frozen=True)
+class BandCount:
+    """How many of the counted voxels fall in one tissue band."""
+
+    band: Band
+    voxels: int
+    fraction: float  # of the counted voxels, 0..1 (0 when none were counted)
+    volume_ml: float
+
+
+def band_counts(vc: ValueCounts, voxel_volume_mm3: float, *, bands: tuple[Band, ...] = TISSUE_BANDS) -> list[BandCount]:
+    """Per tissue band, in the order of ``bands``: voxel count, fraction of the counted voxels, volume in mL."""
     n = vc.total
     values = vc.values
-    rows = []
+    out = []
     for b in bands:
         sel = (values >= b.low) & (values < b.high)
         count = int(vc.counts[sel].sum())
-        rows.append({
-            "Band": b.name,
-            "HU range": f"{b.low:g} to {b.high:g}",
-            "Voxels": count,
-            "Fraction (%)": 100.0 * count / n if n else 0.0,
-            "Volume (mL)": count * voxel_volume_mm3 / 1000.0,
-        })
-    return rows
+        out.append(BandCount(b, count, count / n if n else 0.0, count * voxel_volume_mm3 / 1000.0))
+    return out

@@ -11,7 +11,7 @@ import pandas as pd
 import streamlit as st
 
 from core import Volume, hu
-from core.face_check import has_head, privacy_check
+from core.face_check import PrivacyEvidence, has_head, privacy_check
 from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored
 from core.memory import OverBudget, server_budget
 from core.png import png_bytes
@@ -281,11 +281,18 @@ def ct_check_ui(vol: Volume | None) -> None:
         st.info(f"Not checked: {md_escape(reason, max_len=None)}.")
         return
     {"likely": st.error, "possible": st.warning, "not found": st.info}[evidence.level](evidence.verdict)
-    st.dataframe(pd.DataFrame(evidence.rows), hide_index=True, key="faces_evidence")
+    st.dataframe(evidence_table(evidence), hide_index=True, key="faces_evidence")
     cols = st.columns(3)
-    for n, (name, img) in enumerate(evidence.renders.items()):
-        cols[n % 3].image(img, caption=name, width="stretch")
-    front = evidence.renders.get("+0°, front light")
+    for n, ((azimuth, lighting), img) in enumerate(evidence.renders.items()):
+        cols[n % 3].image(img, caption=f"{azimuth:+.0f}°, {lighting}", width="stretch")
+    front = evidence.renders.get((0.0, "front light"))
     if front is not None:
         st.download_button("Download the front rendering (PNG)", png_bytes(front), "skin_render_front.png", "image/png",
                            key="faces_dl_render", on_click="ignore", icon=":material/download:")
+
+
+def evidence_table(evidence: PrivacyEvidence) -> pd.DataFrame:
+    """One row per rendering and detector settings: what was found."""
+    return pd.DataFrame([{"View": f"{d.azimuth:+.0f}°", "Lighting": d.lighting, "Detector settings": d.settings,
+                          "Frontal faces": d.frontal_faces, "Eyes in the best face": d.eyes,
+                          "Profile faces": d.profile_faces} for d in evidence.detections])

@@ -16,7 +16,7 @@ from core.histogram import (
     TISSUE_BANDS,
     ValueCounts,
     array_statistics,
-    band_table,
+    band_counts,
     hu_histogram,
     value_counts,
     value_statistics,
@@ -267,11 +267,22 @@ def stats_tables(stats: dict, vc: ValueCounts | None, vol: Volume, n_pad: int, u
     c1.dataframe(pd.DataFrame(rows, columns=["Statistic", "Value"]), hide_index=True, key="histogram_stats_table")
     table = None
     if vc is not None and vol.units == "HU":
-        table = pd.DataFrame(band_table(vc, float(np.prod(vol.spacing))))
+        table = band_table(vc, vol)
         c2.dataframe(table, hide_index=True, key="histogram_band_table",
                      column_config={"Fraction (%)": st.column_config.NumberColumn(format="%.2f"),
                                     "Volume (mL)": st.column_config.NumberColumn(format="%.1f")})
     return table
+
+
+def band_table(vc: ValueCounts, vol: Volume) -> pd.DataFrame:
+    """The tissue bands as a table: name, HU range, voxels, fraction (%) and volume (mL)."""
+    return pd.DataFrame([{
+        "Band": b.band.name,
+        "HU range": f"{b.band.low:g} to {b.band.high:g}",
+        "Voxels": b.voxels,
+        "Fraction (%)": 100.0 * b.fraction,
+        "Volume (mL)": b.volume_ml,
+    } for b in band_counts(vc, float(np.prod(vol.spacing)))])
 
 
 def csv_downloads(counts: np.ndarray, edges: np.ndarray, stats: dict, bands: pd.DataFrame | None, scope_name: str) -> None:
