@@ -100,12 +100,14 @@ class TestProfileActions:
         dss = series_datasets(vol)
         item = Dataset()
         item.ReferencedSOPClassUID = pydicom.uid.CTImageStorage
-        item.ReferencedSOPInstanceUID = str(dss[1].SOPInstanceUID)
+        original = str(dss[1].SOPInstanceUID)
+        item.ReferencedSOPInstanceUID = original
         dss[0].SourceImageSequence = Sequence([item])
         deidentify(dss)
-        if "SourceImageSequence" in dss[0]:
-            ref = dss[0].SourceImageSequence[0].ReferencedSOPInstanceUID
-            assert ref == dss[1].SOPInstanceUID  # still points at the same (renamed) image
+        # Annex E keeps the sequence (action X/Z/U on a sequence of references: U applies).
+        ref = dss[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        assert ref != original
+        assert ref == dss[1].SOPInstanceUID  # still points at the same (renamed) image
 
     def test_date_shift(self):
         vol = _volume()
