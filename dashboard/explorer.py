@@ -2,9 +2,9 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
@@ -36,7 +36,7 @@ CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percent
 SLAB_MODES = {"mip": "MIP (maximum)", "minip": "MinIP (minimum)", "mean": "Mean"}
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Display:
     """The display settings every view shares, as plain values."""
 
@@ -45,6 +45,25 @@ class Display:
     colormap: str
     slab_mm: float
     slab_mode: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RoiBox:
+    """A box on a plane, in array rows and columns, half-open: ``[row_start, row_stop)``."""
+
+    row_start: int
+    row_stop: int
+    col_start: int
+    col_stop: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Roi:
+    """The explorer's ROI: a box on the plane ``index`` of the view that holds ``axis`` fixed."""
+
+    axis: int
+    index: int
+    box: RoiBox
 
 
 def _series_key(vol: Volume) -> tuple:
@@ -208,7 +227,7 @@ def large_view_ui(vol: Volume, display: Display) -> int:
     if choice == "Off":
         return axis
     point = _crosshair()
-    box = _roi_box() if st.session_state.get(ROI_ON) else None
+    box = dataclasses.astuple(_roi_box()) if st.session_state.get(ROI_ON) else None
     png, tf = view_png(vol, axis, display, point, max_size=800, zoom=zoom, box=box)
     st.session_state[LARGE_TF] = tf
     streamlit_image_coordinates(_EncodedPNG(png), key=LARGE_CLICK, click_and_drag=True, on_click=lambda: _on_large_click(vol, axis),
@@ -233,19 +252,19 @@ def current_window() -> tuple[float, float] | None:
     return float(st.session_state[CENTER]), float(st.session_state[WIDTH])
 
 
-def current_roi(vol: Volume) -> tuple[int, int, tuple[int, int, int, int]] | None:
-    """The explorer's ROI box as (axis, plane index, (r0, r1, c0, c1)), or None when it is off."""
+def current_roi(vol: Volume) -> Roi | None:
+    """The explorer's ROI box and the plane it is on, or None when it is off."""
     if not st.session_state.get(ROI_ON) or ROI_ROWS not in st.session_state:
         return None
     large = st.session_state.get(LARGE, "Off")
     axis = VIEW_AXES.get(large, 0)
-    return axis, int(st.session_state.get(SLICE[axis], vol.shape[axis] // 2)), _roi_box()
+    return Roi(axis, int(st.session_state.get(SLICE[axis], vol.shape[axis] // 2)), _roi_box())
 
 
-def _roi_box() -> tuple[int, int, int, int]:
+def _roi_box() -> RoiBox:
     r0, r1 = st.session_state[ROI_ROWS]
     c0, c1 = st.session_state[ROI_COLS]
-    return int(r0), int(r1), int(c0), int(c1)
+    return RoiBox(int(r0), int(r1), int(c0), int(c1))
 
 
 def roi_ui(vol: Volume, axis: int) -> None:
@@ -262,10 +281,11 @@ def roi_ui(vol: Volume, axis: int) -> None:
     c1, c2 = st.columns(2)
     c1.slider("ROI rows (start, stop)", 0, nr, key=ROI_ROWS)
     c2.slider("ROI columns (start, stop)", 0, nc, key=ROI_COLS)
-    r0, r1, k0, k1 = _roi_box()
+    box = _roi_box()
     index = int(st.session_state[SLICE[axis]])
     try:
-        stats = roi_stats(vol, axis=axis, index=index, rows=(r0, r1), cols=(k0, k1))
+        stats = roi_stats(vol, axis=axis, index=index, rows=(box.row_start, box.row_stop),
+                          cols=(box.col_start, box.col_stop))
     except ValueError as exc:
         st.warning(f"The ROI box is empty: {md_escape(exc)}. Drag the sliders apart.")
         return

@@ -40,7 +40,30 @@ class Scope:
     index: int = 0
     half: int = 0
     axis: int = 0
-    box: tuple[int, int, int, int] | None = None
+    box: explorer.RoiBox | None = None
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the histogram's widgets ask for, as plain values."""
+
+    scope: Scope
+    bin_width: float
+    value_range: tuple[float, float]
+    log: bool
+    cumulative: bool
+    bands: bool
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A scope's histogram and what goes with it."""
+
+    counts: np.ndarray  # (bins,) int64
+    edges: np.ndarray  # (bins + 1,) float
+    stats: dict  # see core.histogram.value_statistics
+    value_counts: ValueCounts | None  # None for float volumes
+    padding_left_out: int
 
 
 def init(vol: Volume) -> None:
@@ -67,8 +90,8 @@ def _classic_bins(vol: Volume) -> None:
     st.session_state[BIN_WIDTH] = float(max(1.0, round((hi - lo) / 80, 1)))
 
 
-def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, bool, bool]:
-    """Scope, bins, range and display options. Returns plain values."""
+def controls_ui(vol: Volume) -> Controls:
+    """Scope, bins, range and display options."""
     k = int(st.session_state.get(explorer.SLICE[0], vol.shape[0] // 2))
     roi = explorer.current_roi(vol)
     c1, c2 = st.columns([2, 1])
@@ -86,7 +109,7 @@ def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, b
             st.info("No ROI box yet: draw or type one on the **Volume explorer** (Show ROI statistics). "
                     "Showing the whole volume meanwhile.")
         else:
-            scope = Scope("roi", index=roi[1], axis=roi[0], box=roi[2])
+            scope = Scope("roi", index=roi.index, axis=roi.axis, box=roi.box)
     elif kind == "Segmented lungs":
         if vol.units != "HU" or vol.shape[0] < 2:
             st.info("Lung segmentation needs a CT volume in HU. Showing the whole volume meanwhile.")
@@ -115,7 +138,7 @@ def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, b
     log = e1.toggle("Log counts", key=LOG)
     cum = e2.toggle("Cumulative", key=CUMULATIVE)
     bands = e3.toggle("Tissue bands", key=BANDS, disabled=vol.units != "HU")
-    return scope, float(bw), (float(rng[0]), float(rng[1])), log, cum, bands and vol.units == "HU"
+    return Controls(scope, float(bw), (float(rng[0]), float(rng[1])), log, cum, bands and vol.units == "HU")
 
 
 def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | None]:
@@ -128,7 +151,7 @@ def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | N
     if scope.kind == "lungs":
         return vol.voxels, None
     if scope.kind == "roi":
-        r0, r1, c0, c1 = scope.box
+        r0, r1, c0, c1 = scope.box.row_start, scope.box.row_stop, scope.box.col_start, scope.box.col_stop
         plane = slab(vol.voxels, scope.axis, scope.index)[r0:r1, c0:c1]
         mask = vol.padding_plane(scope.axis, scope.index)
         pad = None if mask is None else np.packbits(mask[r0:r1, c0:c1], axis=-1)
@@ -155,11 +178,12 @@ def counts_for(_vol: Volume, key: tuple, scope: Scope) -> tuple[ValueCounts | No
     return None, np.asarray(values, dtype=np.float32).ravel(), n_pad
 
 
-def histogram_of(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]):
+def histogram_of(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -> Histogram:
+    """The histogram of a scope, with its statistics (from cached value counts)."""
     vc, values, n_pad = counts_for(vol, state.volume_key(vol), scope)
     counts, edges = hu_histogram(vc if vc is not None else values, bin_width=bw, hu_range=rng)
     stats = value_statistics(vc) if vc is not None else array_statistics(values)
-    return counts, edges, stats, vc, n_pad
+    return Histogram(counts, edges, stats, vc, n_pad)
 
 
 def figure(counts: np.ndarray, edges: np.ndarray, *, log: bool, cumulative: bool, bands: bool,
@@ -319,5 +343,4 @@ def overlay_ui(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -
     if choice is None:
         return None
     other = study.volumes[choice]
-    ocounts, _, _, _, _ = histogram_of(other, Scope("volume"), bw, rng)
-    return f"Series {choice + 1}", ocounts
+    return f"Series {choice + 1}", histogram_of(other, Scope("volume"), bw, rng).counts

@@ -256,5 +256,10 @@ class TestPage:
         at.run()
         at.button(key="faces_check_button").click().run()
         assert not at.exception
+        evidence = next(df.value for df in at.dataframe if "Detector settings" in df.value.columns)
+        assert len(evidence) == 12 and list(evidence.columns) == [
+            "View", "Lighting", "Detector settings", "Frontal faces", "Eyes in the best face", "Profile faces"]
+        assert sorted(set(evidence["View"])) == ["+0°", "+25°", "-25°"]
+        ev = at.session_state["faces_ct_check"].evidence
+        assert list(evidence["Frontal faces"]) == [d.frontal_faces for d in ev.detections]
         assert len(at.get("image")) >= 1 + 6
-        assert len(at.dataframe) >= 2  # the detections and the evidence table
