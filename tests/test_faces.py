@@ -20,7 +20,7 @@ from core.faces import (
     to_gray,
 )
 from core.skin import render_skin
-from tests.test_app_pages import page_test
+from tests.helpers import page_test
 
 TRUE_FACE = (172, 60, 110, 110)  # the astronaut's face, x y w h (by eye, generous)
 

@@ -11,7 +11,7 @@ import pytest
 from core import load_series
 from dashboard.state import Study
 from tests.factory import ct_series, ramp_volume
-from tests.test_app_pages import PAGE_FILES, page_test
+from tests.helpers import PAGE_FILES, page_test
 
 
 def _volumes():
@@ -23,13 +23,23 @@ def _volumes():
     return {"mr_small": mr_small, "mr": mr, "float": flt, "tilt": tilt, "tilt_corrected": tilt.corrected()}
 
 
-VOLUMES = _volumes()
+NAMES = ("float", "mr", "mr_small", "tilt", "tilt_corrected")
+
+
+@pytest.fixture(scope="module")
+def volumes():
+    """Built once for this module, when its first test runs (not at import, not at collection)."""
+    return _volumes()
+
+
+def test_every_series_is_built(volumes):
+    assert sorted(volumes) == sorted(NAMES)
 
 
 @pytest.mark.parametrize("page", PAGE_FILES, ids=lambda p: p.name)
-@pytest.mark.parametrize("name", sorted(VOLUMES))
-def test_page_with_series(page, name):
-    vol = VOLUMES[name]
+@pytest.mark.parametrize("name", NAMES)
+def test_page_with_series(page, name, volumes):
+    vol = volumes[name]
     at = page_test(page)
     at.session_state["study"] = Study(volumes=[vol], skipped=[], source="test")
     at.run()
