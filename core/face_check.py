@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 
@@ -59,7 +60,7 @@ class PrivacyEvidence:
 
 
 LIGHTS = {"front light": (0.0, 0.0, 1.0), "light from above-left": (-0.5, 0.5, 0.7)}
-SETTINGS = {"default (1.1, 5)": {"scale_factor": 1.1, "min_neighbors": 5, "equalize": False},
+SETTINGS: dict[str, dict[str, Any]] = {"default (1.1, 5)": {"scale_factor": 1.1, "min_neighbors": 5, "equalize": False},
             "tuned for renders (1.05, 3, equalised)": {"scale_factor": 1.05, "min_neighbors": 3, "equalize": True}}
 
 
