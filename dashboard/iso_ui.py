@@ -20,16 +20,17 @@ from dashboard.text import md_escape, unit_label
 PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW = "iso_preset", "iso_level", "iso_budget", "iso_keep", "iso_crop", "iso_show"
 PERSISTENT = (PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW)
 LUNGS = "Lungs (segmented)"
+BONE = "Bone (400 HU)"
 SKIN = f"Skin ({hu.SKIN:g} HU)"
 PRESETS: dict[str, float | None] = {
-    "Bone (400 HU)": 400.0,
+    BONE: 400.0,
     SKIN: hu.SKIN,
     "Soft tissue (40 HU)": 40.0,
     "Contrast-filled vessels (200 HU)": 200.0,
     LUNGS: None,
     "Custom": None,
 }
-COLORS = {"Bone (400 HU)": "#f2efe4", SKIN: "#e0ac8c", "Soft tissue (40 HU)": "#d46a6a",
+COLORS = {BONE: "#f2efe4", SKIN: "#e0ac8c", "Soft tissue (40 HU)": "#d46a6a",
           "Contrast-filled vessels (200 HU)": "#e04848", LUNGS: "#7fb8e6", "Custom": "#c8c8c8"}
 
 
@@ -66,9 +67,9 @@ class Settings:
 
 def init(vol: Volume) -> None:
     ct = vol.units == "HU"
-    st.session_state.setdefault(PRESET, "Bone (400 HU)" if ct else "Custom")
+    st.session_state.setdefault(PRESET, BONE if ct else "Custom")
     if LEVEL not in st.session_state:
-        st.session_state[LEVEL] = 400.0 if ct else float(np.percentile(vol.voxels[::4, ::4, ::4], 75))
+        st.session_state[LEVEL] = PRESETS[BONE] if ct else float(np.percentile(vol.voxels[::4, ::4, ::4], 75))
     st.session_state.setdefault(BUDGET, min(300_000, max_triangles_allowed()))
     st.session_state[BUDGET] = min(int(st.session_state[BUDGET]), max_triangles_allowed())
     st.session_state.setdefault(KEEP, 0)

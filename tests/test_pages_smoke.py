@@ -45,14 +45,20 @@ def test_page_with_series(page, name, volumes):
     at.run()
     assert not at.exception
     if "Isosurface" in page.name and vol.shape[0] > 1:
+        lo, hi = vol.value_range
+        at.slider(key="iso_level").set_value(float(round((lo + hi) / 20) * 10)).run()  # a level the values cross
         at.toggle(key="iso_show").set_value(True).run()
+        assert len(at.get("plotly_chart")) == 1 and int(at.metric[0].value.replace(",", "")) > 0
     elif "HU_histogram" in page.name:
         for scope in ("Current slice", "Slab of slices", "Segmented lungs"):
             at.radio(key="histogram_scope").set_value(scope).run()
             assert not at.exception, scope
+            assert any(c.value.endswith("padding voxels (outside the scan circle) left out.") for c in at.caption), scope
     elif "Study_details" in page.name:
         at.button(key="details_prepare").click().run()
         assert any("files de-identified" in s.value for s in at.success)
     elif "Volume_explorer" in page.name:
         at.toggle(key="explorer_roi_on").set_value(True).run()
+        metrics = {m.label: m.value for m in at.metric}
+        assert int(metrics["Voxels"]) > 0 and metrics["Mean"].endswith(vol.units or "stored units")
     assert not at.exception
