@@ -47,8 +47,9 @@ def series_datasets(volume) -> list[Dataset]:
     Each slice keeps its own header (so the result still holds PHI until de-identified);
     geometry is written from the volume (ImagePositionPatient per slice), pixels as int16
     with Rescale Slope 1 and Intercept 0 when the voxels are int16, so that loading the
-    files again gives identical voxels. Padding is written as -2000 (hu.PADDING_STORED) with Pixel Padding
-    Value, so it is recognised again. Float volumes get a per-slice linear rescale.
+    files again gives identical voxels. Padding is written as -2000 (``hu.PADDING_STORED``)
+    with Pixel Padding Value, so it is recognised again. Float volumes get a per-slice linear
+    rescale.
 
     A corrected (resampled) volume is written as a derived series of its own: a new Series
     Instance UID, a new SOP Instance UID per plane, Image Type DERIVED\\SECONDARY\\RESAMPLED,
@@ -68,60 +69,78 @@ def series_datasets(volume) -> list[Dataset]:
         for kw in _PIXEL_KEYWORDS:
             if kw in ds:
                 del ds[kw]
-        sop_class = _sop_class_for(volume.modality, template)
-        multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
-        if template is None or multiframe or resampled or "SOPInstanceUID" not in ds:
-            ds.SOPInstanceUID = generate_uid()
-        ds.SOPClassUID = sop_class
-        ds.Modality = volume.modality
-        ds.SeriesInstanceUID = series_uid
-        if "StudyInstanceUID" not in ds:
-            ds.StudyInstanceUID = generate_uid(entropy_srcs=[series_uid, "study"])
-        if "PatientName" not in ds:
-            ds.PatientName = ""
-            ds.PatientID = ""
+        sop_class = _set_identity(ds, volume, template, series_uid, resampled=resampled)
         ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [f"{x:.6g}" for x in volume.positions[k]]
-        ds.ImageOrientationPatient = [f"{x:.8g}" for x in (*volume.row_direction, *volume.col_direction)]
-        dz, dy, dx = volume.spacing
-        ds.PixelSpacing = [f"{dy:.8g}", f"{dx:.8g}"]
-        if "SliceThickness" not in ds:
-            ds.SliceThickness = f"{dz:.6g}"
-        if resampled:
-            ds.ImageType = ["DERIVED", "SECONDARY", "RESAMPLED"]
-            ds.SpacingBetweenSlices = f"{dz:.6g}"
-            ds.GantryDetectorTilt = "0"
-            for kw in ("SliceLocation", "SourceImageSequence"):
-                if kw in ds:
-                    del ds[kw]
-        ds.PhotometricInterpretation = "MONOCHROME1" if volume.invert else "MONOCHROME2"
-        values = volume.voxels[k]
-        if values.dtype == np.int16:
-            stored = values.copy()
-            slope, intercept = 1.0, 0.0
-        else:
-            lo, hi = float(values.min()), float(values.max())
-            slope = (hi - lo) / 65534.0 if hi > lo else 1.0
-            intercept = lo + 32767.0 * slope
-            stored = np.rint((values.astype(np.float64) - intercept) / slope).astype(np.int16)
-        if pad is not None and pad[k].any():
-            stored[pad[k]] = hu.PADDING_STORED
-            set_padding_value(ds, hu.PADDING_STORED)
-        elif "PixelPaddingValue" in ds:
-            del ds.PixelPaddingValue
-        ds.RescaleSlope = f"{slope:.10g}"
-        ds.RescaleIntercept = f"{intercept:.10g}"
-        if volume.units == "HU":
-            ds.RescaleType = "HU"
-        if volume.window is not None and "WindowCenter" not in ds:
-            ds.WindowCenter, ds.WindowWidth = f"{volume.window[0]:g}", f"{volume.window[1]:g}"
-        set_int16_pixels(ds, stored)
+        _set_geometry(ds, volume, k, resampled=resampled)
+        _set_values(ds, volume, k, None if pad is None else pad[k])
         ds.file_meta = FileMetaDataset()
         ds.file_meta.MediaStorageSOPClassUID = sop_class
         ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
         ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
         out.append(ds)
     return out
+
+
+def _set_identity(ds: Dataset, volume, template: Dataset | None, series_uid: str, *, resampled: bool) -> str:
+    """SOP class and instance, modality, series and study of one slice; returns the SOP class."""
+    sop_class = _sop_class_for(volume.modality, template)
+    multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
+    if template is None or multiframe or resampled or "SOPInstanceUID" not in ds:
+        ds.SOPInstanceUID = generate_uid()
+    ds.SOPClassUID = sop_class
+    ds.Modality = volume.modality
+    ds.SeriesInstanceUID = series_uid
+    if "StudyInstanceUID" not in ds:
+        ds.StudyInstanceUID = generate_uid(entropy_srcs=[series_uid, "study"])
+    if "PatientName" not in ds:
+        ds.PatientName = ""
+        ds.PatientID = ""
+    return sop_class
+
+
+def _set_geometry(ds: Dataset, volume, k: int, *, resampled: bool) -> None:
+    """Position, orientation and spacing of slice ``k`` from the volume (a resampled one is marked derived)."""
+    ds.ImagePositionPatient = [f"{x:.6g}" for x in volume.positions[k]]
+    ds.ImageOrientationPatient = [f"{x:.8g}" for x in (*volume.row_direction, *volume.col_direction)]
+    dz, dy, dx = volume.spacing
+    ds.PixelSpacing = [f"{dy:.8g}", f"{dx:.8g}"]
+    if "SliceThickness" not in ds:
+        ds.SliceThickness = f"{dz:.6g}"
+    if resampled:
+        ds.ImageType = ["DERIVED", "SECONDARY", "RESAMPLED"]
+        ds.SpacingBetweenSlices = f"{dz:.6g}"
+        ds.GantryDetectorTilt = "0"
+        for kw in ("SliceLocation", "SourceImageSequence"):
+            if kw in ds:
+                del ds[kw]
+
+
+def _stored_values(values: np.ndarray) -> tuple[np.ndarray, float, float]:
+    """int16 stored values of one slice and the Rescale Slope and Intercept that give ``values`` back."""
+    if values.dtype == np.int16:
+        return values.copy(), 1.0, 0.0
+    lo, hi = float(values.min()), float(values.max())
+    slope = (hi - lo) / 65534.0 if hi > lo else 1.0
+    intercept = lo + 32767.0 * slope
+    return np.rint((values.astype(np.float64) - intercept) / slope).astype(np.int16), slope, intercept
+
+
+def _set_values(ds: Dataset, volume, k: int, pad: np.ndarray | None) -> None:
+    """Pixels of slice ``k``, their rescale, padding, photometric interpretation and window."""
+    ds.PhotometricInterpretation = "MONOCHROME1" if volume.invert else "MONOCHROME2"
+    stored, slope, intercept = _stored_values(volume.voxels[k])
+    if pad is not None and pad.any():
+        stored[pad] = hu.PADDING_STORED
+        set_padding_value(ds, hu.PADDING_STORED)
+    elif "PixelPaddingValue" in ds:
+        del ds.PixelPaddingValue
+    ds.RescaleSlope = f"{slope:.10g}"
+    ds.RescaleIntercept = f"{intercept:.10g}"
+    if volume.units == "HU":
+        ds.RescaleType = "HU"
+    if volume.window is not None and "WindowCenter" not in ds:
+        ds.WindowCenter, ds.WindowWidth = f"{volume.window[0]:g}", f"{volume.window[1]:g}"
+    set_int16_pixels(ds, stored)
 
 
 def set_int16_pixels(ds: Dataset, stored: np.ndarray) -> None:

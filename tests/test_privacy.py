@@ -227,6 +227,15 @@ class TestRoundTrip:
         np.testing.assert_allclose(back.affine, vol.affine, atol=1e-5)
         assert back.spacing == vol.spacing
 
+    def test_float_values_come_back_within_half_a_stored_step(self):
+        vol = load_series(ct_series(ramp_volume((3, 16, 12)), slope=0.5, intercept=-10.25)).volumes[0]
+        assert vol.voxels.dtype.kind == "f"
+        back = load_series([("t.zip", deidentified_zip(vol)[0])]).volumes[0]
+        for k in range(3):
+            step = float(vol.voxels[k].max() - vol.voxels[k].min()) / 65534  # the per-slice rescale's slope
+            np.testing.assert_allclose(back.voxels[k], vol.voxels[k], rtol=0, atol=step / 2 + 1e-4)
+        np.testing.assert_allclose(back.positions, vol.positions)
+
     def test_sample_with_padding_round_trips(self):
         vol = sample_ct()
         data, _ = deidentified_zip(vol)
