@@ -10,37 +10,23 @@ exports of different users), and dates may be shifted by a whole number of days
 
 from __future__ import annotations
 
-import copy
 import datetime
 import io
-import json
 import threading
 import zipfile
 from dataclasses import dataclass, field
 
-import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (
-    CTImageStorage,
-    ExplicitVRLittleEndian,
-    MRImageStorage,
-    SecondaryCaptureImageStorage,
-    generate_uid,
-)
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
+from core.dicom_writer import dicom_bytes, is_resampled, series_datasets
 from core.privacy import nested_may_be_phi
 
-__all__ = ["DeidReport", "deidentified_zip", "deidentify", "is_resampled", "series_datasets", "summary_json"]
+__all__ = ["DeidReport", "deidentified_zip", "deidentify"]
 
 # The library's UID map is a module global: exports take turns and it is emptied after each.
 _LIBRARY_LOCK = threading.Lock()
-
-_PIXEL_KEYWORDS = (
-    "PixelData", "FloatPixelData", "DoubleFloatPixelData", "NumberOfFrames", "PerFrameFunctionalGroupsSequence",
-    "SharedFunctionalGroupsSequence", "ModalityLUTSequence", "PixelPaddingRangeLimit", "LargestImagePixelValue",
-    "SmallestImagePixelValue", "DimensionIndexSequence", "DimensionOrganizationSequence",
-)
 
 
 @dataclass
@@ -58,107 +44,6 @@ class DeidReport:
     def content(self) -> str:
         """What the files hold, in words: the original slices or the resampled ones."""
         return "resampled slices (corrected geometry)" if self.resampled else "original slices"
-
-
-def is_resampled(volume) -> bool:
-    """True when ``volume`` is a corrected (resampled) stack, not the slices as acquired."""
-    return bool(volume.summary.get("corrected_geometry"))
-
-
-def _sop_class_for(modality: str, template: Dataset | None) -> str:
-    sop = str(template.get("SOPClassUID", "")) if template is not None else ""
-    multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
-    if sop and not multiframe and "Enhanced" not in pydicom.uid.UID(sop).name:
-        return sop
-    return {"CT": CTImageStorage, "MR": MRImageStorage}.get(modality, SecondaryCaptureImageStorage)
-
-
-def series_datasets(volume) -> list[Dataset]:
-    """The volume as classic single-frame DICOM datasets, one per slice, pixels from the voxels.
-
-    Each slice keeps its own header (so the result still holds PHI until de-identified);
-    geometry is written from the volume (ImagePositionPatient per slice), pixels as int16
-    with Rescale Slope 1 and Intercept 0 when the voxels are int16, so that loading the
-    files again gives identical voxels. Padding is written as -2000 with Pixel Padding
-    Value, so it is recognised again. Float volumes get a per-slice linear rescale.
-
-    A corrected (resampled) volume is written as a derived series of its own: a new Series
-    Instance UID, a new SOP Instance UID per plane, Image Type DERIVED\\SECONDARY\\RESAMPLED,
-    the regular grid's positions and Spacing Between Slices, no gantry tilt.
-    """
-    n = volume.shape[0]
-    resampled = is_resampled(volume)
-    headers = volume.slice_headers if len(volume.slice_headers) == n else (volume.header,) * n
-    pad = volume.padding_mask() if volume.padding is not None else None
-    series_uid = volume.series_uid
-    if resampled:
-        series_uid = generate_uid(entropy_srcs=[volume.series_uid, "resampled", *map(str, volume.spacing)])
-    out = []
-    for k in range(n):
-        template = headers[k]
-        ds = copy.deepcopy(template) if template is not None else Dataset()
-        for kw in _PIXEL_KEYWORDS:
-            if kw in ds:
-                del ds[kw]
-        sop_class = _sop_class_for(volume.modality, template)
-        multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
-        if template is None or multiframe or resampled or "SOPInstanceUID" not in ds:
-            ds.SOPInstanceUID = generate_uid()
-        ds.SOPClassUID = sop_class
-        ds.Modality = volume.modality
-        ds.SeriesInstanceUID = series_uid
-        if "StudyInstanceUID" not in ds:
-            ds.StudyInstanceUID = generate_uid(entropy_srcs=[series_uid, "study"])
-        if "PatientName" not in ds:
-            ds.PatientName = ""
-            ds.PatientID = ""
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [f"{x:.6g}" for x in volume.positions[k]]
-        ds.ImageOrientationPatient = [f"{x:.8g}" for x in (*volume.row_direction, *volume.col_direction)]
-        dz, dy, dx = volume.spacing
-        ds.PixelSpacing = [f"{dy:.8g}", f"{dx:.8g}"]
-        if "SliceThickness" not in ds:
-            ds.SliceThickness = f"{dz:.6g}"
-        if resampled:
-            ds.ImageType = ["DERIVED", "SECONDARY", "RESAMPLED"]
-            ds.SpacingBetweenSlices = f"{dz:.6g}"
-            ds.GantryDetectorTilt = "0"
-            for kw in ("SliceLocation", "SourceImageSequence"):
-                if kw in ds:
-                    del ds[kw]
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME1" if volume.invert else "MONOCHROME2"
-        ds.Rows, ds.Columns = volume.shape[1], volume.shape[2]
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        values = volume.voxels[k]
-        if values.dtype == np.int16:
-            stored = values.copy()
-            slope, intercept = 1.0, 0.0
-        else:
-            lo, hi = float(values.min()), float(values.max())
-            slope = (hi - lo) / 65534.0 if hi > lo else 1.0
-            intercept = lo + 32767.0 * slope
-            stored = np.rint((values.astype(np.float64) - intercept) / slope).astype(np.int16)
-        if pad is not None and pad[k].any():
-            stored[pad[k]] = -2000
-            ds.PixelPaddingValue = -2000
-            ds["PixelPaddingValue"].VR = "SS"  # signed pixels: resolve the 'US or SS' ambiguity
-        elif "PixelPaddingValue" in ds:
-            del ds.PixelPaddingValue
-        ds.RescaleSlope = f"{slope:.10g}"
-        ds.RescaleIntercept = f"{intercept:.10g}"
-        if volume.units == "HU":
-            ds.RescaleType = "HU"
-        if volume.window is not None and "WindowCenter" not in ds:
-            ds.WindowCenter, ds.WindowWidth = f"{volume.window[0]:g}", f"{volume.window[1]:g}"
-        ds.PixelData = stored.astype("<i2").tobytes()
-        ds["PixelData"].VR = "OW"
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = sop_class
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        out.append(ds)
-    return out
 
 
 def _shift_date(value: str, days: int) -> str:
@@ -335,30 +220,5 @@ def deidentified_zip(volume, *, date_shift_days: int | None = None) -> tuple[byt
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for k, ds in enumerate(datasets):
-            out = io.BytesIO()
-            pydicom.dcmwrite(out, ds, enforce_file_format=True)
-            zf.writestr(f"{folder}/IM{k + 1:05d}.dcm", out.getvalue())
+            zf.writestr(f"{folder}/IM{k + 1:05d}.dcm", dicom_bytes(ds))
     return buf.getvalue(), report
-
-
-def summary_json(volume) -> str:
-    """Geometry and acquisition facts of a series, without PHI, as JSON."""
-    dz, dy, dx = volume.spacing
-    doc = {
-        "modality": volume.modality,
-        "shape": {"slices": volume.shape[0], "rows": volume.shape[1], "columns": volume.shape[2]},
-        "spacing_mm": {"between_slices": dz, "rows": dy, "columns": dx},
-        "orientation": {
-            "row_direction": [round(float(x), 6) for x in volume.row_direction],
-            "column_direction": [round(float(x), 6) for x in volume.col_direction],
-        },
-        "affine_lps": np.round(volume.affine, 6).tolist(),
-        "regular_grid": bool(volume.is_regular),
-        "gantry_tilt_degrees": round(volume.tilt_degrees, 3),
-        "values": {"dtype": str(volume.voxels.dtype), "units": volume.units,
-                   "min": volume.value_range[0], "max": volume.value_range[1]},
-        "window": None if volume.window is None else {"center": volume.window[0], "width": volume.window[1]},
-        "acquisition": {k: v for k, v in volume.summary.items() if k not in ("Slices", "Rows", "Columns")},
-        "geometry_warnings": list(volume.warnings),
-    }
-    return json.dumps(doc, indent=2, default=str)

@@ -6,9 +6,11 @@ import pandas as pd
 import streamlit as st
 
 from core import Volume
-from core.deid import deidentified_zip, is_resampled, summary_json
-from core.tags import filter_rows, tag_rows
+from core.deid import deidentified_zip
+from core.dicom_writer import is_resampled
 from core.memory import OverBudget, server_budget
+from core.summary import summary_json
+from core.tags import TagRow, filter_rows, tag_rows
 from dashboard import state
 from dashboard.owner import session_owner
 from dashboard.text import md_escape
@@ -47,9 +49,16 @@ def tag_browser_ui(vol: Volume, *, show_phi: bool) -> None:
     rows = filter_rows(tag_rows(ds, show_phi=show_phi, nested=nested), query)
     st.caption(f"{len(rows)} element(s) shown. Private tags are marked; binary and long values are summarised"
                + ("" if show_phi else "; patient information is hidden (see the sidebar)") + ".")
-    st.dataframe(pd.DataFrame(rows, columns=["Tag", "Name", "VR", "Value", "Private", "Path"]), hide_index=True,
+    st.dataframe(tag_table(rows), hide_index=True,
                  key="details_tags", height=480,
                  column_config={"Private": st.column_config.CheckboxColumn(), "Path": None})
+
+
+def tag_table(rows: list[TagRow]) -> pd.DataFrame:
+    """The tag browser's table: sequence items indented under their sequence."""
+    return pd.DataFrame([{"Tag": r.tag, "Name": "    " * r.depth + r.name, "VR": r.vr, "Value": r.value,
+                          "Private": r.private, "Path": r.path} for r in rows],
+                        columns=["Tag", "Name", "VR", "Value", "Private", "Path"])
 
 
 def export_ui(vol: Volume) -> None:

@@ -4,17 +4,19 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import Volume
-from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored, has_head, privacy_check
+from core import Volume, hu
+from core.face_check import PrivacyEvidence, has_head, privacy_check
+from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored
 from core.memory import OverBudget, server_budget
+from core.png import png_bytes
 from dashboard import state
-from dashboard.images import png_bytes
 from dashboard.owner import session_owner
 from dashboard.text import md_escape
 
@@ -198,19 +200,40 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, eyes: list[np.ndarray]) -> 
     return out
 
 
+@dataclass(frozen=True)
+class Detections:
+    """The faces found in one image with one group of settings."""
+
+    boxes: np.ndarray  # (N, 4) int: x, y, w, h, most confident first
+    scores: np.ndarray  # (N,) float
+    eyes: list[np.ndarray]  # per face, (M, 4) int; empty when eyes were not asked for
+    ms: float  # time taken
+
+
+@dataclass(frozen=True)
+class CtCheck:
+    """The last CT face check of this session, and which volume it was for."""
+
+    volume_key: tuple
+    head: bool
+    reason: str
+    evidence: PrivacyEvidence | None  # None when no head was found
+
+
 @st.cache_resource(scope="session", max_entries=8, show_spinner=False)
-def detections(_image: np.ndarray, key: tuple, settings: tuple) -> tuple[np.ndarray, np.ndarray, list, float]:
+def detections(_image: np.ndarray, key: tuple, settings: tuple) -> Detections:
     """Boxes, confidences, eyes and the time taken, once per image and settings."""
     kw = dict(settings)
     find_eyes = kw.pop("eyes")
     start = time.perf_counter()
     boxes, scores = detect_faces_scored(_image, **kw)
     eyes = [detect_eyes(_image, b) for b in boxes] if find_eyes else []
-    return boxes, scores, eyes, (time.perf_counter() - start) * 1000
+    return Detections(boxes, scores, eyes, (time.perf_counter() - start) * 1000)
 
 
 def detect_ui(image: np.ndarray, key: tuple, settings: dict) -> np.ndarray:
-    boxes, scores, eyes, ms = detections(image, key, tuple(sorted(settings.items())))
+    found = detections(image, key, tuple(sorted(settings.items())))
+    boxes, scores, eyes, ms = found.boxes, found.scores, found.eyes, found.ms
     h, w = image.shape[:2]
     st.markdown(f"**{len(boxes)} face{'s' if len(boxes) != 1 else ''} found** in {ms:.0f} ms "
                 f"({w} x {h} pixels){', numbered from the most confident' if len(boxes) > 1 else ''}.")
@@ -269,22 +292,29 @@ def ct_check_ui(vol: Volume | None) -> None:
     if st.button("Check the current CT for a recognisable face", key="faces_check_button", icon=":material/face:"):
         with st.spinner("Rendering the skin and searching it…"):
             head, reason = has_head(vol)
-            st.session_state[CHECK] = (state.volume_key(vol), head, reason, privacy_check(vol) if head else None)
+            st.session_state[CHECK] = CtCheck(state.volume_key(vol), head, reason, privacy_check(vol) if head else None)
     done = st.session_state.get(CHECK)
-    if done is None or done[0] != state.volume_key(vol):
-        st.caption("Renders the skin surface (-300 HU) from three angles and two lightings, then runs the detectors "
+    if done is None or done.volume_key != state.volume_key(vol):
+        st.caption(f"Renders the skin surface ({hu.SKIN:g} HU) from three angles and two lightings, then runs the detectors "
                    "with their defaults and with settings tuned for renderings.")
         return
-    _, head, reason, evidence = done
+    head, reason, evidence = done.head, done.reason, done.evidence
     if not head:
         st.info(f"Not checked: {md_escape(reason, max_len=None)}.")
         return
     {"likely": st.error, "possible": st.warning, "not found": st.info}[evidence.level](evidence.verdict)
-    st.dataframe(pd.DataFrame(evidence.rows), hide_index=True, key="faces_evidence")
+    st.dataframe(evidence_table(evidence), hide_index=True, key="faces_evidence")
     cols = st.columns(3)
-    for n, (name, img) in enumerate(evidence.renders.items()):
-        cols[n % 3].image(img, caption=name, width="stretch")
-    front = evidence.renders.get("+0°, front light")
+    for n, ((azimuth, lighting), img) in enumerate(evidence.renders.items()):
+        cols[n % 3].image(img, caption=f"{azimuth:+.0f}°, {lighting}", width="stretch")
+    front = evidence.renders.get((0.0, "front light"))
     if front is not None:
         st.download_button("Download the front rendering (PNG)", png_bytes(front), "skin_render_front.png", "image/png",
                            key="faces_dl_render", on_click="ignore", icon=":material/download:")
+
+
+def evidence_table(evidence: PrivacyEvidence) -> pd.DataFrame:
+    """One row per rendering and detector settings: what was found."""
+    return pd.DataFrame([{"View": f"{d.azimuth:+.0f}°", "Lighting": d.lighting, "Detector settings": d.settings,
+                          "Frontal faces": d.frontal_faces, "Eyes in the best face": d.eyes,
+                          "Profile faces": d.profile_faces} for d in evidence.detections])

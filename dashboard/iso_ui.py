@@ -9,26 +9,28 @@ import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import Volume
+from core import Volume, hu
 from core.isosurface import Mesh, extract_isosurface, mesh_bytes, plan_isosurface
 from core.lungs import LungStats, lung_statistics, segment_lungs
 from core.memory import OverBudget, server_budget
 from dashboard import state
 from dashboard.owner import session_owner
-from dashboard.text import md_escape
+from dashboard.text import md_escape, unit_label
 
 PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW = "iso_preset", "iso_level", "iso_budget", "iso_keep", "iso_crop", "iso_show"
 PERSISTENT = (PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW)
 LUNGS = "Lungs (segmented)"
+BONE = "Bone (400 HU)"
+SKIN = f"Skin ({hu.SKIN:g} HU)"
 PRESETS: dict[str, float | None] = {
-    "Bone (400 HU)": 400.0,
-    "Skin (-300 HU)": -300.0,
+    BONE: 400.0,
+    SKIN: hu.SKIN,
     "Soft tissue (40 HU)": 40.0,
     "Contrast-filled vessels (200 HU)": 200.0,
     LUNGS: None,
     "Custom": None,
 }
-COLORS = {"Bone (400 HU)": "#f2efe4", "Skin (-300 HU)": "#e0ac8c", "Soft tissue (40 HU)": "#d46a6a",
+COLORS = {BONE: "#f2efe4", SKIN: "#e0ac8c", "Soft tissue (40 HU)": "#d46a6a",
           "Contrast-filled vessels (200 HU)": "#e04848", LUNGS: "#7fb8e6", "Custom": "#c8c8c8"}
 
 
@@ -65,9 +67,9 @@ class Settings:
 
 def init(vol: Volume) -> None:
     ct = vol.units == "HU"
-    st.session_state.setdefault(PRESET, "Bone (400 HU)" if ct else "Custom")
+    st.session_state.setdefault(PRESET, BONE if ct else "Custom")
     if LEVEL not in st.session_state:
-        st.session_state[LEVEL] = 400.0 if ct else float(np.percentile(vol.voxels[::4, ::4, ::4], 75))
+        st.session_state[LEVEL] = PRESETS[BONE] if ct else float(np.percentile(vol.voxels[::4, ::4, ::4], 75))
     st.session_state.setdefault(BUDGET, min(300_000, max_triangles_allowed()))
     st.session_state[BUDGET] = min(int(st.session_state[BUDGET]), max_triangles_allowed())
     st.session_state.setdefault(KEEP, 0)
@@ -87,7 +89,7 @@ def _apply_preset() -> None:
 def settings_ui(vol: Volume) -> Settings:
     ct = vol.units == "HU"
     names = list(PRESETS) if ct else ["Custom"]
-    unit = md_escape("HU" if ct else (vol.units or "value"))  # labels render Markdown
+    unit = md_escape(unit_label(vol.units))  # labels render Markdown
     c1, c2 = st.columns([1, 2])
     preset = c1.selectbox("Surface", names, key=PRESET, on_change=_apply_preset)
     lo, hi = (-1000.0, 3000.0) if ct else vol.value_range

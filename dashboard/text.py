@@ -71,3 +71,9 @@ def file_part(text: object, *, default: str = "series", max_len: int = 16) -> st
     """``text`` reduced to letters and digits for a download's file name (a modality, say)."""
     part = re.sub(r"[^A-Za-z0-9]+", "", str(text))[:max_len]
     return part or default
+
+
+def unit_label(units: str | None) -> str:
+    """The unit of a volume's values as shown next to a number: ``units`` ("HU", "%", from the file),
+    or "stored units" when the file names none. Not escaped: it may come from a file."""
+    return units or "stored units"

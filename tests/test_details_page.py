@@ -10,7 +10,7 @@ import numpy as np
 
 from core import load_series
 from tests.factory import ramp_volume
-from tests.test_app_pages import _files, _page_text, page_test
+from tests.helpers import page_test, page_text, upload_files
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "5_Study_details.py"
 
@@ -18,7 +18,7 @@ PAGE = Path(__file__).resolve().parents[1] / "pages" / "5_Study_details.py"
 def _loaded():
     at = page_test(PAGE)
     at.switch_page("streamlit_app.py").run()
-    at.file_uploader(key="load_files_0").set_value(_files(3, patient="SECRET^PATIENTNAME")).run()
+    at.file_uploader(key="load_files_0").set_value(upload_files(3, patient="SECRET^PATIENTNAME")).run()
     at.switch_page("pages/5_Study_details.py").run()
     assert not at.exception
     return at
@@ -35,11 +35,11 @@ def test_sample_tags_with_its_fictitious_patient_masked():
 
 def test_patient_name_appears_nowhere_until_revealed():
     at = _loaded()
-    assert "SECRET" not in _page_text(at)
+    assert "SECRET" not in page_text(at)
     at.text_input(key="details_search").set_value("SECRET").run()
     assert len(at.dataframe[0].value) == 0  # masked values cannot be found by searching
     at.toggle(key="sidebar_show_phi").set_value(True).run()
-    assert "SECRET^PATIENTNAME" in _page_text(at)
+    assert "SECRET^PATIENTNAME" in page_text(at)
 
 
 def test_search_and_instances():

@@ -16,7 +16,7 @@ import pydicom
 import pytest
 
 from core import LABELS, TISSUE_HU, load_series, sample_labels
-from tests.test_app_pages import page_test
+from tests.helpers import page_test
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "1_Volume_explorer.py"

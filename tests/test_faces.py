@@ -9,19 +9,18 @@ import numpy as np
 import pytest
 import skimage.data
 
-from core import Volume, sample_ct
+from core import Volume, face_check, sample_ct
+from core.face_check import LIGHTS, SETTINGS, Detection, face_verdict, has_head, privacy_check
 from core.faces import (
     CASCADES,
     _classifier,
     blur_regions,
     detect_eyes,
     detect_faces,
-    has_head,
-    privacy_check,
-    render_skin,
     to_gray,
 )
-from tests.test_app_pages import page_test
+from core.skin import render_skin
+from tests.helpers import page_test
 
 TRUE_FACE = (172, 60, 110, 110)  # the astronaut's face, x y w h (by eye, generous)
 
@@ -134,10 +133,53 @@ class TestRenderSkin:
         ok, reason = has_head(sample_ct())
         assert not ok and reason.startswith("no head in this volume")
 
-    def test_privacy_check_reports_every_combination(self):
+
+
+class TestPrivacyCheck:
+    def test_reports_every_combination(self):
         ev = privacy_check(_head())
-        assert len(ev.rows) == 12 and len(ev.renders) == 6
-        assert ev.level in ("likely", "possible", "not found") and ev.verdict
+        assert [(d.azimuth, d.lighting, d.settings) for d in ev.detections] == [
+            (az, light, settings) for az in (-25.0, 0.0, 25.0) for light in LIGHTS for settings in SETTINGS]
+        assert list(ev.renders) == [(az, light) for az in (-25.0, 0.0, 25.0) for light in LIGHTS]
+        assert all(img.dtype == np.uint8 and img.ndim == 2 and img.any() for img in ev.renders.values())
+        assert (ev.level, ev.verdict) == face_verdict(ev.detections)
+
+    def test_a_face_in_every_rendering_is_likely(self, monkeypatch):
+        # The renderer replaced by a photo: the detectors, their wiring and the verdict are what is tested.
+        photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+        monkeypatch.setattr(face_check, "render_skin", lambda *a, **k: photo)
+        ev = privacy_check(_head())
+        assert all(d.frontal_faces >= 1 for d in ev.detections)
+        assert any(d.eyes >= 1 for d in ev.detections)
+        assert ev.level == "likely" and ev.verdict.startswith("A face was found in 12 of 12 renderings (3 view angles")
+
+    def test_a_blank_rendering_finds_nothing(self, monkeypatch):
+        monkeypatch.setattr(face_check, "render_skin", lambda *a, **k: np.zeros((240, 200), np.uint8))
+        ev = privacy_check(_head())
+        assert not any(d.found_face for d in ev.detections)
+        assert ev.level == "not found" and ev.verdict.startswith("No face found in 12 renderings.")
+
+
+def _detection(azimuth, *, frontal=0, eyes=0, profile=0):
+    return Detection(azimuth, "front light", "default (1.1, 5)", frontal, eyes, profile)
+
+
+class TestFaceVerdict:
+    def test_nothing_found(self):
+        assert face_verdict([_detection(0.0), _detection(25.0)])[0] == "not found"
+
+    def test_two_angles_with_eyes_is_likely(self):
+        level, words = face_verdict([_detection(-25.0, frontal=1, eyes=2), _detection(25.0, profile=1), _detection(0.0)])
+        assert level == "likely"
+        assert words.startswith("A face was found in 2 of 3 renderings (2 view angles, with eyes)")
+
+    def test_one_angle_with_eyes_is_possible(self):
+        level, words = face_verdict([_detection(0.0, frontal=1, eyes=2), _detection(0.0, frontal=1), _detection(25.0)])
+        assert level == "possible" and "2 of 3 renderings, from one angle only" in words
+
+    def test_two_angles_without_eyes_is_possible(self):
+        level, words = face_verdict([_detection(-25.0, frontal=1), _detection(25.0, profile=2)])
+        assert level == "possible" and "from 2 angles, without eyes" in words
 
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "4_Face_detection.py"
@@ -214,5 +256,10 @@ class TestPage:
         at.run()
         at.button(key="faces_check_button").click().run()
         assert not at.exception
+        evidence = next(df.value for df in at.dataframe if "Detector settings" in df.value.columns)
+        assert len(evidence) == 12 and list(evidence.columns) == [
+            "View", "Lighting", "Detector settings", "Frontal faces", "Eyes in the best face", "Profile faces"]
+        assert sorted(set(evidence["View"])) == ["+0°", "+25°", "-25°"]
+        ev = at.session_state["faces_ct_check"].evidence
+        assert list(evidence["Frontal faces"]) == [d.frontal_faces for d in ev.detections]
         assert len(at.get("image")) >= 1 + 6
-        assert len(at.dataframe) >= 2  # the detections and the evidence table

@@ -6,7 +6,7 @@ from pathlib import Path
 
 import pytest
 
-from tests.test_app_pages import page_test
+from tests.helpers import page_test
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "3_Isosurface_3D.py"
 

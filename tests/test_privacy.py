@@ -13,8 +13,10 @@ from pydicom.dataset import Dataset
 from pydicom.sequence import Sequence
 
 from core import load_series, sample_ct
-from core.deid import deidentified_zip, deidentify, series_datasets, summary_json
+from core.deid import deidentified_zip, deidentify
+from core.dicom_writer import series_datasets
 from core.privacy import MASK
+from core.summary import summary_json
 from core.tags import filter_rows, tag_rows
 from tests.factory import ct_series, ramp_volume
 
@@ -98,12 +100,14 @@ class TestProfileActions:
         dss = series_datasets(vol)
         item = Dataset()
         item.ReferencedSOPClassUID = pydicom.uid.CTImageStorage
-        item.ReferencedSOPInstanceUID = str(dss[1].SOPInstanceUID)
+        original = str(dss[1].SOPInstanceUID)
+        item.ReferencedSOPInstanceUID = original
         dss[0].SourceImageSequence = Sequence([item])
         deidentify(dss)
-        if "SourceImageSequence" in dss[0]:
-            ref = dss[0].SourceImageSequence[0].ReferencedSOPInstanceUID
-            assert ref == dss[1].SOPInstanceUID  # still points at the same (renamed) image
+        # Annex E keeps the sequence (action X/Z/U on a sequence of references: U applies).
+        ref = dss[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+        assert ref != original
+        assert ref == dss[1].SOPInstanceUID  # still points at the same (renamed) image
 
     def test_date_shift(self):
         vol = _volume()
@@ -209,10 +213,10 @@ class TestNestedItems:
 
     def test_tag_browser_hides_what_the_export_removes(self):
         rows = tag_rows(_nested_phi_series().header, show_phi=False)
-        shown = " ".join(r["Value"] for r in rows)
+        shown = " ".join(r.value for r in rows)
         for value in NESTED_PHI:
             assert value not in shown
-        assert next(r for r in rows if r["Keyword"] == "CodeMeaning")["Value"] == "Chest"
+        assert next(r for r in rows if r.keyword == "CodeMeaning").value == "Chest"
 
 
 class TestRoundTrip:
@@ -222,6 +226,15 @@ class TestRoundTrip:
         np.testing.assert_array_equal(back.voxels, vol.voxels)
         np.testing.assert_allclose(back.affine, vol.affine, atol=1e-5)
         assert back.spacing == vol.spacing
+
+    def test_float_values_come_back_within_half_a_stored_step(self):
+        vol = load_series(ct_series(ramp_volume((3, 16, 12)), slope=0.5, intercept=-10.25)).volumes[0]
+        assert vol.voxels.dtype.kind == "f"
+        back = load_series([("t.zip", deidentified_zip(vol)[0])]).volumes[0]
+        for k in range(3):
+            step = float(vol.voxels[k].max() - vol.voxels[k].min()) / 65534  # the per-slice rescale's slope
+            np.testing.assert_allclose(back.voxels[k], vol.voxels[k], rtol=0, atol=step / 2 + 1e-4)
+        np.testing.assert_allclose(back.positions, vol.positions)
 
     def test_sample_with_padding_round_trips(self):
         vol = sample_ct()
@@ -274,17 +287,17 @@ class TestTagRows:
     def test_phi_masked_unless_shown(self):
         vol = _volume()
         hidden = tag_rows(vol.header, show_phi=False)
-        by_kw = {r["Keyword"]: r for r in hidden}
-        assert by_kw["PatientName"]["Value"] == MASK and by_kw["SeriesInstanceUID"]["Value"] == MASK
-        assert by_kw["Modality"]["Value"] == "CT" and by_kw["SOPClassUID"]["Value"] == pydicom.uid.CTImageStorage
-        shown = {r["Keyword"]: r for r in tag_rows(vol.header, show_phi=True)}
-        assert shown["PatientName"]["Value"] == "SECRET^PATIENT"
+        by_kw = {r.keyword: r for r in hidden}
+        assert by_kw["PatientName"].value == MASK and by_kw["SeriesInstanceUID"].value == MASK
+        assert by_kw["Modality"].value == "CT" and by_kw["SOPClassUID"].value == pydicom.uid.CTImageStorage
+        shown = {r.keyword: r for r in tag_rows(vol.header, show_phi=True)}
+        assert shown["PatientName"].value == "SECRET^PATIENT"
 
     def test_search_never_finds_a_masked_value(self):
         rows = tag_rows(_volume().header, show_phi=False)
         assert filter_rows(rows, "SECRET") == []
-        assert [r["Keyword"] for r in filter_rows(rows, "0010,0010")] == ["PatientName"]
-        assert [r["Keyword"] for r in filter_rows(rows, "rescale slope")] == ["RescaleSlope"]
+        assert [r.keyword for r in filter_rows(rows, "0010,0010")] == ["PatientName"]
+        assert [r.keyword for r in filter_rows(rows, "rescale slope")] == ["RescaleSlope"]
 
     def test_sequences_private_and_binary(self):
         ds = Dataset()
@@ -295,17 +308,17 @@ class TestTagRows:
         ds.add_new(0x00091001, "OB", b"\x00" * 300)
         ds.ImageComments = "x" * 500
         rows = tag_rows(ds, show_phi=True)
-        seq = next(r for r in rows if r["Keyword"] == "OtherPatientIDsSequence")
-        assert seq["Value"] == "Sequence of 1 item"
-        nested = next(r for r in rows if r["Keyword"] == "CodeValue")
-        assert nested["Name"].startswith("    ") and nested["Path"].startswith("OtherPatientIDsSequence[0] > ")
-        priv = next(r for r in rows if r["Private"])
-        assert priv["Value"] == "<300 bytes of binary data>"
-        long = next(r for r in rows if r["Keyword"] == "ImageComments")
-        assert long["Value"].endswith("(500 characters)")
+        seq = next(r for r in rows if r.keyword == "OtherPatientIDsSequence")
+        assert seq.value == "Sequence of 1 item"
+        nested = next(r for r in rows if r.keyword == "CodeValue")
+        assert nested.depth == 1 and nested.path.startswith("OtherPatientIDsSequence[0] > ")
+        priv = next(r for r in rows if r.private)
+        assert priv.value == "<300 bytes of binary data>"
+        long = next(r for r in rows if r.keyword == "ImageComments")
+        assert long.value.endswith("(500 characters)")
         hidden = tag_rows(ds, show_phi=False)
-        assert all(r["Value"] == MASK for r in hidden if r["Keyword"] in ("PatientName", "CodeValue"))
-        assert not any("NESTED" in r["Value"] for r in hidden)
+        assert all(r.value == MASK for r in hidden if r.keyword in ("PatientName", "CodeValue"))
+        assert not any("NESTED" in r.value for r in hidden)
 
 
 def test_summary_json_has_no_phi():

@@ -32,6 +32,7 @@ from tests.fake_servers import (
     status,
     trickle,
 )
+from tests.helpers import page_test, page_text
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "6_PACS.py"
 SEARCH = "FormSubmitter:pacs_search-Search studies"
@@ -55,8 +56,6 @@ def _dicomweb() -> FakeServer:
 
 
 def _page(*, pacs: dict | None = None, auth: bool = False):
-    from tests.test_app_pages import page_test
-
     at = page_test(PAGE)
     if pacs is not None:
         at.secrets["pacs"] = pacs
@@ -77,12 +76,6 @@ def _search(at, url: str | None = None, auth: str | None = None):
     return at
 
 
-def _text(at) -> str:
-    from tests.test_app_pages import _page_text
-
-    return _page_text(at)
-
-
 def _authorizations(server: FakeServer) -> list[str]:
     return [h.get("Authorization") for _, h in server.requests if h.get("Authorization")]
 
@@ -100,7 +93,7 @@ class TestStoredCredentials:
             assert typed.requests and _authorizations(typed) == []
             assert configured.requests == []
             assert any("1 study found" in m.value for m in at.markdown)
-            assert "s3cret" not in _text(at)
+            assert "s3cret" not in page_text(at)
 
     def test_results_of_the_configured_pacs_are_not_sent_elsewhere(self, monkeypatch):
         monkeypatch.setenv("HOUNSFIELD_PACS_CONFIGURED_ACCESS", "everyone")
@@ -118,7 +111,7 @@ class TestStoredCredentials:
             at = _search(_page(pacs={"url": configured.url + "/dicom-web", **STORED}))
             assert any("1 study found" in m.value for m in at.markdown)
             assert set(_authorizations(configured)) == {"Bearer op-s3cret-token"}
-            assert "s3cret" not in _text(at)
+            assert "s3cret" not in page_text(at)
 
     def test_not_carried_by_a_redirect(self, monkeypatch):
         monkeypatch.setenv("HOUNSFIELD_PACS_CONFIGURED_ACCESS", "everyone")
@@ -132,7 +125,7 @@ class TestStoredCredentials:
         with _dicomweb() as configured:
             at = _page(pacs={"url": configured.url + "/dicom-web", **STORED})
             assert at.text_input(key="pacs_url").value == ""
-            assert configured.url not in _text(at)
+            assert configured.url not in page_text(at)
             at = _search(at, configured.url + "/dicom-web")  # typing it gives nothing: loopback is refused
             assert at.error and "loopback" in at.error[0].value
             assert configured.requests == []
@@ -200,8 +193,6 @@ class TestOperatorSwitches:
 
     def test_settings_from_secrets(self, monkeypatch):
         with _dicomweb() as server:
-            from tests.test_app_pages import page_test
-
             at = page_test(PAGE)
             at.secrets["hounsfield"] = {"allow_private_networks": True}
             at.run()
@@ -209,8 +200,6 @@ class TestOperatorSwitches:
             assert any("1 study found" in m.value for m in at.markdown)
 
     def test_the_environment_wins_over_secrets(self, monkeypatch):
-        from tests.test_app_pages import page_test
-
         monkeypatch.setenv("HOUNSFIELD_PACS_PAGE", "off")
         at = page_test(PAGE)
         at.secrets["hounsfield"] = {"pacs_page": "on"}
@@ -339,7 +328,7 @@ class TestNotDicomwebJson:
         monkeypatch.setenv("HOUNSFIELD_ALLOW_PRIVATE_NETWORKS", "1")
         with FakeServer({"/": json_answer(answer, content_type="application/json")}) as internal:
             at = _search(_page(), internal.url + "/dicom-web")
-            assert at.error and "LEAK" not in _text(at) and not at.dataframe
+            assert at.error and "LEAK" not in page_text(at) and not at.dataframe
 
     def test_refused_in_words_for_the_configured_pacs(self):
         with FakeServer({"/": json_answer({"AccessKeyId": "AKIA-LEAK"})}) as server:
