@@ -11,7 +11,7 @@ import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core import Volume
-from core.export import nifti_bytes
+from core.export import nifti_bytes, on_one_grid
 from core.measure import roi_stats, value_at
 from core.mpr import IN_PLANE, VIEW_AXES, VIEW_NAMES, plane_info, slab, slab_width_slices
 from core.render import COLORMAPS, encode_png, render_view
@@ -334,14 +334,25 @@ def png_download_ui(vol: Volume) -> None:
 
 
 def downloads_ui(vol: Volume) -> None:
-    """The series as NIfTI, built when the button is clicked."""
+    """The series as NIfTI, built when the button is clicked (on its corrected grid when uneven)."""
     idx = state.current_index()
+    name = f"{file_part(vol.modality)}_series{idx + 1}"
+    if on_one_grid(vol):
+        st.download_button(
+            "Download the series as NIfTI (.nii.gz)", data=lambda: nifti_bytes(vol), mime="application/gzip",
+            key="explorer_dl_nifti", on_click="ignore", file_name=f"{name}.nii.gz", icon=":material/download:",
+            help="RAS affine from the DICOM geometry: opens aligned in 3D Slicer and ITK-SNAP.",
+        )
+        return
     st.download_button(
-        "Download the series as NIfTI (.nii.gz)", data=lambda: nifti_bytes(vol), mime="application/gzip",
-        key="explorer_dl_nifti", on_click="ignore", file_name=f"{file_part(vol.modality)}_series{idx + 1}.nii.gz",
+        "Download the series as NIfTI on a regular grid (.nii.gz)", data=lambda: nifti_bytes(vol.corrected()),
+        mime="application/gzip", key="explorer_dl_nifti", on_click="ignore", file_name=f"{name}_regular_grid.nii.gz",
         icon=":material/download:",
-        help="RAS affine from the DICOM geometry: opens aligned in 3D Slicer and ITK-SNAP.",
+        help="A NIfTI file has one affine, so one step between slices; this series has gaps or uneven steps.",
     )
+    st.caption("The slices of this series are not evenly spaced, so no NIfTI affine can place them all: the file "
+               "holds the series resampled onto a regular grid at the slices' true positions (the corrected "
+               "geometry), and its name ends in *_regular_grid*.")
 
 
 @st.fragment
