@@ -23,9 +23,9 @@ from typing import Any
 
 from pydicom.dataset import Dataset
 from pydicom.uid import (
+    JPEG2000,
     ExplicitVRLittleEndian,
     ImplicitVRLittleEndian,
-    JPEG2000,
     JPEG2000Lossless,
     JPEGBaseline8Bit,
     JPEGExtended12Bit,
@@ -79,6 +79,7 @@ STORAGE_CLASSES = (
 TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLosslessSV1, JPEGBaseline8Bit,
                      JPEGExtended12Bit, JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless)
 VERIFICATION = "1.2.840.10008.1.1"
+_FRAMING = 64 * 1024  # room for PDU headers, command sets and pending responses around an image's bytes
 FIND_MODEL = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
 GET_MODEL = "1.2.840.10008.5.1.4.1.2.2.3"   # ... - GET
 MOVE_MODEL = "1.2.840.10008.5.1.4.1.2.2.2"  # ... - MOVE
@@ -133,6 +134,9 @@ class DimsePeer:
     policy: AddressPolicy = field(default_factory=AddressPolicy)
     limits: PacsLimits = field(default_factory=PacsLimits)
     name: str = ""
+
+    def __repr__(self) -> str:  # the calling AE title a configured peer trusts stays out of logs and tracebacks
+        return f"DimsePeer({self.label!r}, name={self.name!r})"
 
     @property
     def label(self) -> str:
@@ -218,7 +222,7 @@ def _connect_message(peer: DimsePeer, error: str, elapsed: float) -> str:
 def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *, service: str,
                  seconds: float, roles: list | None = None, handlers: list | None = None) -> Iterator[Any]:
     """An established association with ``peer`` for ``service``, aborted when ``seconds`` run out."""
-    from pynetdicom import AE
+    from pynetdicom import AE, evt
 
     address = _checked_address(peer)
     ae = AE(ae_title=peer.our_ae_title)
@@ -226,6 +230,8 @@ def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *
     for abstract, syntaxes in contexts:
         ae.add_requested_context(abstract, list(syntaxes))
     catcher = _ConnectErrors()
+    connected = threading.Event()
+    handlers = [*(handlers or []), (evt.EVT_CONN_OPEN, lambda event: connected.set())]
     log = logging.getLogger("pynetdicom")
     log.addHandler(catcher)
     start = time.monotonic()
@@ -234,18 +240,22 @@ def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *
     finally:
         log.removeHandler(catcher)
     if not assoc.is_established:
+        elapsed = time.monotonic() - start
         dul = getattr(assoc, "dul", None)
         error = catcher.errors.get(getattr(dul, "ident", None), "") if dul is not None else ""
         if assoc.is_rejected:
             message = _reject_message(peer, assoc.acceptor.primitive)
-        elif error or not getattr(assoc, "_accepted_cx", None) and assoc.acceptor.primitive is None:
-            message = _connect_message(peer, error, time.monotonic() - start)
+        elif not connected.is_set():
+            message = _connect_message(peer, error, elapsed)
         elif assoc.acceptor.primitive is not None and not assoc.accepted_contexts:
             message = (f"{peer.label} accepted the connection but not {service}: it may not offer it, or may not "
                        f"allow it for our AE title {peer.our_ae_title!r} (ask its administrator).")
+        elif elapsed >= peer.timeout * 0.9:
+            message = (f"{peer.label} did not answer the association request within {peer.timeout:g} s: check that "
+                       f"it is a DICOM peer (the port may belong to another service).")
         else:
-            message = (f"{peer.label} did not complete the association (aborted, or no answer within "
-                       f"{peer.timeout:g} s): check that it is a DICOM peer and its AE title.")
+            message = (f"{peer.label} did not complete the association: it closed the connection (aborted). Check "
+                       f"that the port is the peer's DICOM port and that it accepts our AE title.")
         ae.shutdown()
         raise DimseError(message)
     expired = threading.Event()
@@ -414,10 +424,10 @@ class _Receiver:
         self.received += n
         self.since_store += n
         limits = self.peer.limits
-        if self.since_store > limits.instance_bytes + MB:
+        if self.since_store > limits.instance_bytes + _FRAMING:
             self.stop(f"one image is larger than {limits.instance_bytes / MB:g} MB, the most this app retrieves "
                       f"per image", event.assoc)
-        elif self.received > limits.series_bytes + MB:
+        elif self.received > limits.series_bytes + _FRAMING:
             self.stop(f"the series is larger than {limits.series_bytes / MB:g} MB, the most this app reads for "
                       f"one series", event.assoc)
 
@@ -482,7 +492,8 @@ def _run_retrieve(peer: DimsePeer, responses: Iterator, receiver: _Receiver, ass
     """Follow the pending responses of a C-GET or C-MOVE until the final one; raise in words."""
     final = None
     for status, _ in responses:
-        if not status:
+        if not status:  # the association ended without a final response
+            final = None
             break
         final = status.Status
         done, remaining, failed = _progress_of(status, len(receiver.files))

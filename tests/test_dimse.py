@@ -1,0 +1,392 @@
+"""DIMSE against a real Orthanc on loopback (its DICOM port, the app's AE title in its DicomModalities), no mocks."""
+
+from __future__ import annotations
+
+import socket
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+from pydicom.uid import generate_uid
+
+from core import load_series
+from core.deid import deidentify, series_datasets
+from core.dimse import (
+    DimseError,
+    DimsePeer,
+    _reject_message,
+    echo,
+    find_series,
+    find_studies,
+    get_series,
+    move_series,
+    store_datasets,
+)
+from core.memory import MemoryBudget, server_budget, set_server_budget
+from core.outbound import AddressPolicy
+from core.pacs import PacsLimits
+from dashboard import hosting
+from tests.factory import ct_series, ramp_volume
+from tests.orthanc import AET, OUR_AET, start_orthanc
+
+HU = ramp_volume((6, 32, 24), seed=7)
+STUDY, SERIES = "1.2.826.0.1.7", "1.2.826.0.1.7.1"
+LOCAL = AddressPolicy(allow_private=True)  # Orthanc is on loopback: allowed as a local user would
+MB = 1024**2
+
+
+@pytest.fixture(scope="module")
+def pacs(orthanc):
+    orthanc.clear()
+    orthanc.store(ct_series(HU, series_uid=SERIES, patient_name="PACS^ALICE",
+                            extra={"StudyDate": "20240201", "AccessionNumber": "ACC-1", "StudyInstanceUID": STUDY}))
+    orthanc.store(ct_series(ramp_volume((3, 8, 8), seed=8), series_uid="1.2.826.0.2.7.1", patient_name="OTHER^BOB",
+                            modality="MR", intercept=0.0,
+                            extra={"StudyDate": "20230505", "AccessionNumber": "ACC-2", "StudyInstanceUID": "1.2.826.0.2.7"}))
+    return orthanc
+
+
+def _peer(server, **kw) -> DimsePeer:
+    kw.setdefault("policy", LOCAL)
+    kw.setdefault("timeout", 5.0)
+    return DimsePeer("127.0.0.1", kw.pop("port", server.dicom_port), kw.pop("ae_title", AET),
+                     our_ae_title=kw.pop("our_ae_title", OUR_AET), **kw)
+
+
+def _closed_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+class TestEcho:
+    def test_answers(self, pacs):
+        assert 0 < echo(_peer(pacs)) < 5
+
+    def test_refused(self):
+        port = _closed_port()
+        with pytest.raises(DimseError, match=rf"ORTHANC@127.0.0.1:{port} refused the connection: nothing listens"):
+            echo(DimsePeer("127.0.0.1", port, AET, policy=LOCAL, timeout=5))
+
+    def test_timed_out(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)  # the kernel accepts the connection; nobody ever answers the association request
+        try:
+            with pytest.raises(DimseError, match="did not answer the association request within 1 s"):
+                echo(DimsePeer("127.0.0.1", listener.getsockname()[1], AET, policy=LOCAL, timeout=1))
+        finally:
+            listener.close()
+
+    def test_aborted(self):
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+
+        def hang_up():
+            conn, _ = listener.accept()
+            conn.recv(1024)
+            conn.close()  # reads the association request, then hangs up
+
+        thread = threading.Thread(target=hang_up, daemon=True)
+        thread.start()
+        try:
+            with pytest.raises(DimseError, match="did not complete the association"):
+                echo(DimsePeer("127.0.0.1", listener.getsockname()[1], AET, policy=LOCAL, timeout=5))
+        finally:
+            thread.join(10)
+            listener.close()
+
+    def test_called_ae_title_not_recognised(self, pacs):
+        with pytest.raises(DimseError, match="rejected the association permanently: called AE title not recognised"):
+            echo(_peer(pacs, ae_title="NOT-ORTHANC"))
+
+    def test_calling_ae_title_not_recognised(self, pacs):
+        with pytest.raises(DimseError, match="rejected the association permanently: calling AE title not "
+                                             "recognised; the peer does not know our AE title"):
+            echo(_peer(pacs, our_ae_title="STRANGER"))
+
+    def test_no_reason_given(self):
+        from pynetdicom.pdu_primitives import A_ASSOCIATE
+
+        rj = A_ASSOCIATE()
+        rj.result, rj.result_source, rj.diagnostic = 0x02, 0x01, 0x01
+        assert _reject_message(DimsePeer("h", 104, "X"), rj) == (
+            "X@h:104 rejected the association for now: no reason given; try again later, or ask the peer's "
+            "administrator.")
+
+    @pytest.mark.parametrize("host,category", [("127.0.0.1", "loopback"), ("localhost", "loopback"),
+                                               ("10.1.2.3", "private"), ("169.254.169.254", "cloud metadata")])
+    def test_refused_addresses_before_any_connection(self, host, category):
+        with pytest.raises(DimseError, match=f"is a {category} address"):
+            echo(DimsePeer(host, 104, AET, timeout=2))  # the shared host's policy: public addresses only
+
+    def test_metadata_stays_refused_on_a_local_install(self):
+        with pytest.raises(DimseError, match="cloud metadata"):
+            echo(DimsePeer("169.254.169.254", 104, AET, policy=LOCAL, timeout=2))
+
+    @pytest.mark.parametrize("kw,match", [
+        (dict(host="pacs.example.org/x"), "is not a host name"),
+        (dict(host="user@pacs"), "is not a host name"),
+        (dict(port=70000), "is not a TCP port"),
+        (dict(ae_title="A" * 17), "peer's AE title"),
+        (dict(ae_title="BACK\\SLASH"), "peer's AE title"),
+        (dict(our_ae_title="   "), "our AE title"),
+    ])
+    def test_invalid_fields(self, kw, match):
+        fields = dict(host="127.0.0.1", port=104, ae_title=AET, policy=LOCAL) | kw
+        with pytest.raises(DimseError, match=match):
+            echo(DimsePeer(**fields))
+
+    def test_the_calling_ae_title_is_not_in_the_repr(self):
+        assert "SECRET-AET" not in repr(DimsePeer("h", 104, "X", our_ae_title="SECRET-AET"))
+
+
+class TestFind:
+    def test_by_name_prefix(self, pacs):
+        rows = find_studies(_peer(pacs), patient_name="PACS")
+        assert [r["PatientName"] for r in rows] == ["PACS^ALICE"] and not rows.more
+        assert rows[0]["NumberOfStudyRelatedInstances"] == 6 and rows[0]["StudyDate"] == "20240201"
+        assert rows[0]["StudyInstanceUID"] == STUDY
+
+    @pytest.mark.parametrize("kw,expected", [
+        (dict(patient_name="*BOB"), {"OTHER^BOB"}),
+        (dict(patient_name="PACS^AL?CE"), {"PACS^ALICE"}),
+        (dict(patient_id="ID-0001"), {"PACS^ALICE", "OTHER^BOB"}),
+        (dict(date_from="20240101", date_to="20241231"), {"PACS^ALICE"}),
+        (dict(date_from="20230505", date_to="20230505"), {"OTHER^BOB"}),
+        (dict(modality="MR"), {"OTHER^BOB"}),
+        (dict(accession="ACC-2"), {"OTHER^BOB"}),
+        (dict(patient_name="NOBODY"), set()),
+    ])
+    def test_filters(self, pacs, kw, expected):
+        assert {r["PatientName"] for r in find_studies(_peer(pacs), **kw)} == expected
+
+    def test_series_of_a_study(self, pacs):
+        series = find_series(_peer(pacs), STUDY)
+        assert [(s["Modality"], s["NumberOfSeriesRelatedInstances"], s["SeriesInstanceUID"]) for s in series] == \
+            [("CT", 6, SERIES)]
+
+    def test_stops_past_the_limit_and_says_so(self, pacs):
+        rows = find_studies(_peer(pacs), limit=1)
+        assert len(rows) == 1 and rows.more and rows.limit == 1
+        assert len(find_studies(_peer(pacs), limit=2)) == 2  # the association after an early stop is clean
+
+    def test_a_uid_that_is_not_one(self, pacs):
+        with pytest.raises(DimseError, match="is not a DICOM UID"):
+            find_series(_peer(pacs), "1.2.3*")
+
+
+class TestGet:
+    def test_voxels_equal_the_stored_ones(self, pacs):
+        calls = []
+        files = get_series(_peer(pacs), STUDY, SERIES, progress=lambda *c: calls.append(c), owner="dimse-get")
+        try:
+            assert len(files) == 6 and calls[-1] == (6, 0, 0)
+            assert server_budget().used("dimse-get") >= sum(len(d) for _, d in files)
+            vol = load_series(files).volumes[0]
+            np.testing.assert_array_equal(vol.voxels, HU)
+            assert vol.series_uid == SERIES
+        finally:
+            files.release()
+        assert server_budget().used("dimse-get") == 0
+
+    def test_over_the_memory_budget_before_the_rest_arrives(self, pacs):
+        before = server_budget()
+        set_server_budget(MemoryBudget(total_bytes=64 * MB, session_bytes=40 * MB))
+        try:
+            # 6 images of 1.5 KB announced as 40 000: refused from the first one's size
+            with pytest.raises(DimseError, match=r"stopped after 0 images: refused: the images of this series as "
+                                                 r"they arrive would need \d+ MB, and this session may hold at most "
+                                                 r"40 MB"):
+                get_series(_peer(pacs), STUDY, SERIES, expected=40_000, owner="visitor")
+            assert server_budget().used() == 0
+        finally:
+            set_server_budget(before)
+
+    def test_more_images_than_announced(self, pacs):
+        with pytest.raises(DimseError, match="stopped after 3 images: the peer sent more than the 3 images it "
+                                             "announced"):
+            get_series(_peer(pacs), STUDY, SERIES, expected=3, owner="visitor")
+        assert server_budget().used("visitor") == 0
+
+    def test_an_image_over_its_cap(self, orthanc_big):
+        server, study, series = orthanc_big  # images of 128 KB
+        peer = _peer(server, limits=PacsLimits(instance_bytes=32 * 1024))
+        with pytest.raises(DimseError, match="stopped after 0 images: one image is larger than 0.03125 MB"):
+            get_series(peer, study, series, owner="visitor")
+        assert server_budget().used("visitor") == 0
+
+    def test_a_series_over_its_cap(self, orthanc_big):
+        server, study, series = orthanc_big
+        peer = _peer(server, limits=PacsLimits(series_bytes=1 * MB))
+        with pytest.raises(DimseError, match="the series is larger than 1 MB, the most this app reads"):
+            get_series(peer, study, series, owner="visitor")
+        assert server_budget().used("visitor") == 0
+
+    def test_the_peer_stopped_mid_transfer(self, orthanc_big):
+        server, study, series = orthanc_big
+
+        def stop_the_peer(done, remaining, failed):
+            if done == 2:
+                server.process.kill()
+
+        with pytest.raises(DimseError, match="aborted the association during C-GET after [2-9] images"):
+            get_series(_peer(server), study, series, progress=stop_the_peer, owner="visitor")
+        assert server_budget().used("visitor") == 0
+
+    def test_over_the_total_time(self, pacs):
+        with pytest.raises(DimseError, match="did not finish C-GET .* within 0.01 s"):
+            get_series(_peer(pacs, limits=PacsLimits(retrieve_seconds=0.01)), STUDY, SERIES, owner="visitor")
+        assert server_budget().used("visitor") == 0
+
+
+@pytest.fixture(scope="module")
+def orthanc_big():
+    """Its own Orthanc (a test stops it) holding 20 images of 256 x 256."""
+    server = start_orthanc()
+    try:
+        study, series = generate_uid(), generate_uid()
+        server.store(ct_series(ramp_volume((20, 256, 256), seed=3), series_uid=series,
+                               extra={"StudyInstanceUID": study}))
+        yield server, study, series
+    finally:
+        server.stop()
+
+
+class TestMove:
+    def test_voxels_equal_the_stored_ones(self, pacs):
+        calls = []
+        files = move_series(_peer(pacs), STUDY, SERIES, port=pacs.move_port, bind="127.0.0.1",
+                            progress=lambda *c: calls.append(c), owner="dimse-move")
+        try:
+            assert len(files) == 6 and calls[-1] == (6, 0, 0)
+            np.testing.assert_array_equal(load_series(files).volumes[0].voxels, HU)
+        finally:
+            files.release()
+        assert server_budget().used("dimse-move") == 0
+
+    def test_the_port_is_busy(self, pacs):
+        with socket.socket() as taken:
+            taken.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # the last test's SCP left TIME_WAIT
+            taken.bind(("127.0.0.1", pacs.move_port))
+            taken.listen(1)
+            with pytest.raises(DimseError, match=f"Port {pacs.move_port} for receiving C-MOVE is busy"):
+                move_series(_peer(pacs), STUDY, SERIES, port=pacs.move_port, bind="127.0.0.1")
+
+    def test_a_destination_the_peer_does_not_know(self, pacs):
+        # Orthanc knows HOUNSFIELD as a caller, and sends C-MOVE to it only: another port gets nothing
+        with pytest.raises(DimseError, match="stopped|aborted|ended C-MOVE|sent no image"):
+            move_series(_peer(pacs, timeout=3), STUDY, SERIES, port=_closed_port(), bind="127.0.0.1",
+                        owner="visitor")
+        assert server_budget().used("visitor") == 0
+
+
+class TestStore:
+    def test_a_deidentified_export_is_found_again(self, pacs):
+        files = get_series(_peer(pacs), STUDY, SERIES, owner="store")
+        vol = load_series(files).volumes[0]
+        files.release()
+        datasets = series_datasets(vol)
+        deidentify(datasets)
+        new_study = str(datasets[0].StudyInstanceUID)
+        assert new_study != STUDY
+        done = []
+        results = store_datasets(_peer(pacs), datasets, progress=lambda d, t: done.append((d, t)))
+        assert [r.words for r in results] == ["stored"] * 6 and all(r.ok for r in results) and done[-1] == (6, 6)
+        series = find_series(_peer(pacs), new_study)
+        assert [s["NumberOfSeriesRelatedInstances"] for s in series] == [6]
+
+
+class TestSettings:
+    def test_defaults_are_the_shared_host_ones(self, monkeypatch):
+        for name in hosting.SETTINGS:
+            monkeypatch.delenv(f"HOUNSFIELD_{name.upper()}", raising=False)
+        assert hosting.dimse_settings() == hosting.DimseSettings(enabled=True, typed_peers=False, move_port=None,
+                                                                 move_bind="0.0.0.0", find_limit=500)
+
+    @pytest.mark.parametrize("value,expected", [("11112", 11112), ("0", None), ("70000", None), ("abc", None)])
+    def test_move_port(self, monkeypatch, value, expected):
+        monkeypatch.setenv("HOUNSFIELD_DIMSE_MOVE_PORT", value)
+        assert hosting.dimse_settings().move_port == expected
+
+
+PAGE = Path(__file__).resolve().parents[1] / "pages" / "6_PACS.py"
+SEARCH = "FormSubmitter:dimse_search-Search studies (C-FIND)"
+
+
+def _page(monkeypatch, *, peers: dict | None = None, **env):
+    from tests.test_app_pages import page_test
+
+    for name in hosting.SETTINGS:
+        monkeypatch.delenv(f"HOUNSFIELD_{name.upper()}", raising=False)
+    for name, value in env.items():
+        monkeypatch.setenv(f"HOUNSFIELD_{name.upper()}", value)
+    at = page_test(PAGE)
+    if peers is not None:
+        at.secrets["dimse"] = peers
+    at.run()
+    at.radio(key="pacs_kind").set_value("DIMSE (DICOM network)").run()
+    assert not at.exception
+    return at
+
+
+class TestPage:
+    def test_typed_peer_search_and_retrieve(self, pacs, monkeypatch):
+        from tests.test_app_pages import _page_text
+
+        at = _page(monkeypatch, dimse_typed_peers="on", allow_private_networks="1")
+        at.text_input(key="dimse_host").set_value("127.0.0.1")
+        at.number_input(key="dimse_port").set_value(pacs.dicom_port)
+        at.text_input(key="dimse_aet").set_value(AET).run()
+        at.button(key="dimse_echo").click().run()
+        assert any("answered C-ECHO" in s.value for s in at.success)
+        at.text_input(key="dimse_name").set_value("PACS")
+        at.button(key=SEARCH).click().run()
+        assert not at.exception
+        assert any("1 study found" in m.value for m in at.markdown)
+        assert "PACS^ALICE" not in _page_text(at)  # PHI hidden by default
+        at.button(key="dimse_retrieve").click().run()
+        assert not at.exception
+        assert any("Retrieved 6 images with C-GET" in s.value for s in at.success)
+        np.testing.assert_array_equal(at.session_state["study"].volumes[0].voxels, HU)
+
+    def test_a_configured_peer_only_by_default(self, pacs, monkeypatch):
+        peers = {"archive": {"host": "127.0.0.1", "port": pacs.dicom_port, "ae_title": AET, "our_ae_title": OUR_AET}}
+        at = _page(monkeypatch, peers=peers, pacs_configured_access="everyone")
+        assert at.selectbox(key="dimse_peer").options == ["archive"]
+        assert not any(t.key == "dimse_host" for t in at.text_input)
+        at.text_input(key="dimse_name").set_value("PACS")
+        at.button(key=SEARCH).click().run()
+        assert any("1 study found" in m.value for m in at.markdown)
+
+    def test_nothing_offered_to_anonymous_visitors_by_default(self, pacs, monkeypatch):
+        peers = {"archive": {"host": "127.0.0.1", "port": pacs.dicom_port, "ae_title": AET}}
+        at = _page(monkeypatch, peers=peers)
+        assert any("does not connect to DIMSE peers" in i.value for i in at.info)
+        assert str(pacs.dicom_port) not in "".join(c.value for c in at.caption)
+
+    def test_a_typed_loopback_peer_is_refused_on_a_shared_host(self, pacs, monkeypatch):
+        at = _page(monkeypatch, dimse_typed_peers="on")
+        at.text_input(key="dimse_host").set_value("127.0.0.1")
+        at.number_input(key="dimse_port").set_value(pacs.dicom_port)
+        at.text_input(key="dimse_aet").set_value(AET).run()
+        at.button(key="dimse_echo").click().run()
+        assert at.error and "loopback" in at.error[0].value
+
+    def test_send_the_current_series(self, pacs, monkeypatch):
+        at = _page(monkeypatch, dimse_typed_peers="on", allow_private_networks="1")
+        at.text_input(key="dimse_host").set_value("127.0.0.1")
+        at.number_input(key="dimse_port").set_value(pacs.dicom_port)
+        at.text_input(key="dimse_aet").set_value(AET).run()
+        at.button(key="dimse_send").click().run()  # the built-in sample
+        assert not at.exception
+        assert at.success and "images stored by ORTHANC@127.0.0.1" in at.success[0].value
+
+    def test_dimse_off(self, monkeypatch):
+        from tests.test_app_pages import page_test
+
+        monkeypatch.setenv("HOUNSFIELD_DIMSE", "off")
+        at = page_test(PAGE).run()
+        assert not at.exception and [r.key for r in at.radio] == ["pacs_auth"]  # DICOMweb alone
