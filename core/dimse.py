@@ -79,7 +79,10 @@ STORAGE_CLASSES = (
 TRANSFER_SYNTAXES = (ExplicitVRLittleEndian, ImplicitVRLittleEndian, JPEGLosslessSV1, JPEGBaseline8Bit,
                      JPEGExtended12Bit, JPEGLSLossless, JPEGLSNearLossless, JPEG2000Lossless, JPEG2000, RLELossless)
 VERIFICATION = "1.2.840.10008.1.1"
-_FRAMING = 64 * 1024  # room for PDU headers, command sets and pending responses around an image's bytes
+# The largest PDU we accept: larger than pynetdicom's 16 KB default, so a peer that allows it sends
+# an image in fewer fragments (fewer Python calls per MB); bounded, as it is buffered whole.
+MAX_PDU = 256 * 1024
+_FRAMING = MAX_PDU + 64 * 1024  # room for PDU headers, command sets and pending responses around an image's bytes
 FIND_MODEL = "1.2.840.10008.5.1.4.1.2.2.1"  # Study Root Query/Retrieve Information Model - FIND
 GET_MODEL = "1.2.840.10008.5.1.4.1.2.2.3"   # ... - GET
 MOVE_MODEL = "1.2.840.10008.5.1.4.1.2.2.2"  # ... - MOVE
@@ -236,7 +239,8 @@ def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *
     log.addHandler(catcher)
     start = time.monotonic()
     try:
-        assoc = ae.associate(address, peer.port, ae_title=peer.ae_title, ext_neg=roles, evt_handlers=handlers)
+        assoc = ae.associate(address, peer.port, ae_title=peer.ae_title, max_pdu=MAX_PDU, ext_neg=roles,
+                             evt_handlers=handlers)
     finally:
         log.removeHandler(catcher)
     if not assoc.is_established:

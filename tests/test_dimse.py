@@ -212,9 +212,9 @@ class TestGet:
         assert server_budget().used("visitor") == 0
 
     def test_an_image_over_its_cap(self, orthanc_big):
-        server, study, series = orthanc_big  # images of 128 KB
-        peer = _peer(server, limits=PacsLimits(instance_bytes=32 * 1024))
-        with pytest.raises(DimseError, match="stopped after 0 images: one image is larger than 0.03125 MB"):
+        server, study, series = orthanc_big
+        peer = _peer(server, limits=PacsLimits(instance_bytes=64 * 1024))
+        with pytest.raises(DimseError, match="stopped after 0 images: one image is larger than 0.0625 MB"):
             get_series(peer, study, series, owner="visitor")
         assert server_budget().used("visitor") == 0
 
@@ -244,11 +244,11 @@ class TestGet:
 
 @pytest.fixture(scope="module")
 def orthanc_big():
-    """Its own Orthanc (a test stops it) holding 20 images of 256 x 256."""
+    """Its own Orthanc (a test stops it) holding 8 images of 512 x 512 (512 KB each)."""
     server = start_orthanc()
     try:
         study, series = generate_uid(), generate_uid()
-        server.store(ct_series(ramp_volume((20, 256, 256), seed=3), series_uid=series,
+        server.store(ct_series(ramp_volume((8, 512, 512), seed=3), series_uid=series,
                                extra={"StudyInstanceUID": study}))
         yield server, study, series
     finally:
