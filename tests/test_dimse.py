@@ -390,3 +390,76 @@ class TestPage:
         monkeypatch.setenv("HOUNSFIELD_DIMSE", "off")
         at = page_test(PAGE).run()
         assert not at.exception and [r.key for r in at.radio] == ["pacs_auth"]  # DICOMweb alone
+
+    def test_retrieve_with_c_move(self, pacs, monkeypatch):
+        at = _page(monkeypatch, dimse_typed_peers="on", allow_private_networks="1",
+                   dimse_move_port=str(pacs.move_port), dimse_move_bind="127.0.0.1")
+        at.text_input(key="dimse_host").set_value("127.0.0.1")
+        at.number_input(key="dimse_port").set_value(pacs.dicom_port)
+        at.text_input(key="dimse_aet").set_value(AET).run()
+        at.text_input(key="dimse_name").set_value("PACS")
+        at.button(key=SEARCH).click().run()
+        at.radio(key="dimse_method").set_value("C-MOVE").run()
+        at.button(key="dimse_retrieve").click().run()
+        assert not at.exception
+        assert any("Retrieved 6 images with C-MOVE" in s.value for s in at.success)
+        np.testing.assert_array_equal(at.session_state["study"].volumes[0].voxels, HU)
+
+    def test_c_move_is_not_offered_without_its_port(self, pacs, monkeypatch):
+        at = _page(monkeypatch, dimse_typed_peers="on", allow_private_networks="1")
+        at.text_input(key="dimse_host").set_value("127.0.0.1")
+        at.number_input(key="dimse_port").set_value(pacs.dicom_port)
+        at.text_input(key="dimse_aet").set_value(AET).run()
+        at.button(key=SEARCH).click().run()
+        assert at.radio(key="dimse_method").options == ["C-GET"]
+
+    def test_results_are_not_sent_to_another_peer(self, pacs, monkeypatch):
+        peers = {"archive": {"host": "127.0.0.1", "port": pacs.dicom_port, "ae_title": AET, "our_ae_title": OUR_AET}}
+        at = _page(monkeypatch, peers=peers, pacs_configured_access="everyone", dimse_typed_peers="on",
+                   allow_private_networks="1")
+        at.button(key=SEARCH).click().run()
+        assert at.selectbox(key="dimse_study_pick")
+        at.selectbox(key="dimse_peer").set_value("Another peer (type it)").run()
+        at.text_input(key="dimse_host").set_value("127.0.0.1")
+        at.number_input(key="dimse_port").set_value(pacs.dicom_port)
+        at.text_input(key="dimse_aet").set_value(AET).run()
+        assert not at.exception and not at.dataframe  # the archive's study UIDs stay with the archive
+
+
+class TestConfiguredAeTitles:
+    """The calling AE title stored for a peer goes to that peer only (a real pynetdicom SCP records callers)."""
+
+    def test_used_with_their_own_peer_only(self, monkeypatch):
+        from pynetdicom import AE, evt
+
+        callers = []
+        scp = AE(ae_title="RECORDER")
+        scp.add_supported_context("1.2.840.10008.1.1")
+        server = scp.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+            (evt.EVT_C_ECHO, lambda event: callers.append(event.assoc.requestor.ae_title) or 0x0000)])
+        try:
+            port = server.server_address[1]
+            peers = {"recorder": {"host": "127.0.0.1", "port": port, "ae_title": "RECORDER",
+                                  "our_ae_title": "OPERATOR-AET"}}
+            at = _page(monkeypatch, peers=peers, pacs_configured_access="everyone", dimse_typed_peers="on",
+                       allow_private_networks="1")
+            at.button(key="dimse_echo").click().run()
+            assert callers == ["OPERATOR-AET"]
+            assert "OPERATOR-AET" not in "".join(str(e.value) for e in at.caption)
+            at.selectbox(key="dimse_peer").set_value("Another peer (type it)").run()
+            assert at.text_input(key="dimse_our_aet").value == "HOUNSFIELD"
+            at.text_input(key="dimse_host").set_value("127.0.0.1")
+            at.number_input(key="dimse_port").set_value(port)
+            at.text_input(key="dimse_aet").set_value("RECORDER").run()
+            at.button(key="dimse_echo").click().run()
+            assert callers == ["OPERATOR-AET", "HOUNSFIELD"]  # the same address typed: not the stored title
+        finally:
+            server.shutdown()
+
+
+def test_the_dimse_settings_are_kept_across_pages():
+    from dashboard import dimse_ui, pacs_ui
+
+    keys = {v for k, v in vars(dimse_ui).items() if k.isupper() and isinstance(v, str) and v.startswith("dimse_")}
+    assert {k for k in keys if k not in (dimse_ui.STUDIES, dimse_ui.SERIES, dimse_ui.FOUND_AT, dimse_ui.SENT)} \
+        <= set(pacs_ui.PERSISTENT)
