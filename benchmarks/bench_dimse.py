@@ -20,14 +20,14 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(ROOT))
 
-from pydicom.uid import generate_uid  # noqa: E402
+from pydicom.uid import generate_uid
 
-from core.dimse import DimsePeer, get_series  # noqa: E402
-from core.memory import MB, MemoryBudget, set_server_budget  # noqa: E402
-from core.outbound import AddressPolicy  # noqa: E402
-from core.pacs import PacsConnection, PacsLimits, retrieve_series  # noqa: E402
-from tests.factory import ct_series, ramp_volume  # noqa: E402
-from tests.orthanc import AET, OUR_AET, PASSWORD, USER, start_orthanc  # noqa: E402
+from core.dimse import DimsePeer, get_series
+from core.memory import MB, MemoryBudget, set_server_budget
+from core.outbound import AddressPolicy
+from core.pacs import PacsConnection, PacsLimits, retrieve_series
+from tests.factory import ct_series, ramp_volume
+from tests.orthanc import AET, OUR_AET, PASSWORD, USER, start_orthanc
 
 
 def main() -> None:
