@@ -352,9 +352,9 @@ def _find(peer: DimsePeer, query: Dataset, fields: tuple[str, ...], limit: int) 
                     assoc.abort()  # stop the peer sending the rest
                     return rows
                 rows.append(_row(identifier, fields))
-        if final is None and not rows.more:
-            raise DimseError(f"{peer.label} ended the search without an answer (the association was aborted or "
-                             f"timed out after {peer.timeout:g} s).")
+        if final is None:  # ended before the final answer: a partial list would look complete
+            raise DimseError(f"{peer.label} ended the search without its final answer after {len(rows)} matches "
+                             f"(the association was aborted, or no answer came within {peer.timeout:g} s).")
         if final not in (0x0000, 0xFF00, 0xFF01):
             raise DimseError(f"{peer.label} refused the search (C-FIND status 0x{final:04X}): it may not support "
                              f"one of the filters.")
@@ -409,6 +409,7 @@ class _Receiver:
         self.kept = 0
         self.received = 0
         self.since_store = 0
+        self.first_size = 0
         self.stopped: str | None = None
         self.lock = threading.Lock()
 
@@ -453,15 +454,21 @@ class _Receiver:
                 self.stop(f"the peer sent more than the {self.expected} images it announced", event.assoc)
                 return 0xA700
             try:
-                if not self.files and self.expected:
-                    self.reserver.ensure(len(data) * self.expected)
                 self.reserver.ensure(self.kept + len(data))
+                if not self.files:
+                    self.first_size = len(data)
+                    self.reserve_for_all()
             except OverBudget as exc:
                 self.stop(str(exc), event.assoc)
                 return 0xA700
             self.kept += len(data)
             self.files.append((f"dimse/{len(self.files) + 1:05d}.dcm", data))
         return 0x0000
+
+    def reserve_for_all(self) -> None:
+        """Reserve for every announced instance at the first one's size, before the rest arrive."""
+        if self.expected and self.first_size:
+            self.reserver.ensure(self.first_size * self.expected)
 
     def result(self) -> RetrievedSeries:
         """The files, holding their reservation until released or collected."""
@@ -505,6 +512,11 @@ def _run_retrieve(peer: DimsePeer, responses: Iterator, receiver: _Receiver, ass
             progress(done, remaining, failed)
         if receiver.expected is None and final == 0xFF00:
             receiver.expected = done + remaining + failed
+            with receiver.lock:
+                try:
+                    receiver.reserve_for_all()
+                except OverBudget as exc:
+                    receiver.stop(str(exc), assoc)
         if receiver.stopped is not None:
             assoc.abort()
             break
@@ -634,9 +646,14 @@ def store_datasets(peer: DimsePeer, datasets: list[Dataset], *,
     with _association(peer, [(uid, tuple(syntaxes)) for uid in classes], service="C-STORE (send)",
                       seconds=peer.limits.retrieve_seconds) as assoc:
         for n, ds in enumerate(datasets):
-            status = assoc.send_c_store(ds) if assoc.is_established else None
-            code = int(status.Status) if status else None
-            results.append(StoreResult(str(ds.SOPInstanceUID), code, _store_words(code)))
+            try:
+                status = assoc.send_c_store(ds) if assoc.is_established else None
+            except ValueError:  # no accepted presentation context for this SOP class or transfer syntax
+                results.append(StoreResult(str(ds.SOPInstanceUID), None, "refused: the peer does not accept this "
+                                           "kind of image in this transfer syntax"))
+            else:
+                code = int(status.Status) if status else None
+                results.append(StoreResult(str(ds.SOPInstanceUID), code, _store_words(code)))
             if progress:
                 progress(n + 1, len(datasets))
     return results

@@ -205,6 +205,19 @@ class TestGet:
         finally:
             set_server_budget(before)
 
+    def test_over_the_budget_from_the_count_the_peer_announces(self, orthanc_big):
+        server, study, series = orthanc_big  # 24 images of 512 KB, announced in the first pending response
+        before = server_budget()
+        set_server_budget(MemoryBudget(total_bytes=64 * MB, session_bytes=10 * MB))
+        try:
+            # the first image fits (one 8 MB step); 24 of its size do not: stopped before the rest arrive
+            with pytest.raises(DimseError, match=r"stopped after 1 images: refused: .* this session may hold at "
+                                                 r"most 10 MB"):
+                get_series(_peer(server), study, series, owner="visitor")  # no count given by the caller
+            assert server_budget().used() == 0
+        finally:
+            set_server_budget(before)
+
     def test_more_images_than_announced(self, pacs):
         with pytest.raises(DimseError, match="stopped after 3 images: the peer sent more than the 3 images it "
                                              "announced"):
@@ -244,11 +257,11 @@ class TestGet:
 
 @pytest.fixture(scope="module")
 def orthanc_big():
-    """Its own Orthanc (a test stops it) holding 8 images of 512 x 512 (512 KB each)."""
+    """Its own Orthanc (a test stops it) holding 24 images of 512 x 512 (512 KB each)."""
     server = start_orthanc()
     try:
         study, series = generate_uid(), generate_uid()
-        server.store(ct_series(ramp_volume((8, 512, 512), seed=3), series_uid=series,
+        server.store(ct_series(ramp_volume((24, 512, 512), seed=3), series_uid=series,
                                extra={"StudyInstanceUID": study}))
         yield server, study, series
     finally:
@@ -297,6 +310,30 @@ class TestStore:
         assert [r.words for r in results] == ["stored"] * 6 and all(r.ok for r in results) and done[-1] == (6, 6)
         series = find_series(_peer(pacs), new_study)
         assert [s["NumberOfSeriesRelatedInstances"] for s in series] == [6]
+
+
+class TestStoreRefusals:
+    def test_one_result_per_instance_when_the_peer_takes_only_some(self):
+        import io
+
+        import pydicom
+        from pynetdicom import AE, evt
+
+        stored = []
+        scp = AE(ae_title="MR-ONLY")
+        scp.add_supported_context("1.2.840.10008.5.1.4.1.1.4")  # MR Image Storage only
+        server = scp.start_server(("127.0.0.1", 0), block=False, evt_handlers=[
+            (evt.EVT_C_STORE, lambda event: stored.append(event.dataset.Modality) or 0x0000)])
+        try:
+            files = ct_series(ramp_volume((1, 8, 8), seed=1)) + ct_series(ramp_volume((1, 8, 8), seed=2),
+                                                                          modality="MR", intercept=0.0)
+            datasets = [pydicom.dcmread(io.BytesIO(data)) for _, data in files]
+            results = store_datasets(DimsePeer("127.0.0.1", server.server_address[1], "MR-ONLY", policy=LOCAL,
+                                               timeout=5), datasets)
+            assert [r.ok for r in results] == [False, True] and stored == ["MR"]
+            assert results[0].words.startswith("refused: the peer does not accept this kind of image")
+        finally:
+            server.shutdown()
 
 
 class TestSettings:
