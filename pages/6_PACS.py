@@ -7,9 +7,8 @@ import streamlit as st
 from dashboard import dimse_ui, pacs_ui, state
 from dashboard.frame import page_frame
 
-DICOMWEB, DIMSE = "DICOMweb", "DIMSE (DICOM network)"
-
 page_frame("PACS")
+DICOMWEB, DIMSE = "DICOMweb", "DIMSE (DICOM network)"
 
 st.title("PACS")
 st.markdown("Search an archive and bring a series here, in memory, without exporting files: over DICOMweb, or over "
