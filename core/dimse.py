@@ -101,6 +101,43 @@ _REJECT_HINTS = {
 }
 
 
+def _bounded_ae(ae_title: str):
+    """A pynetdicom ``AE`` whose associations refuse a PDU longer than :data:`MAX_PDU` before reading it.
+
+    pynetdicom reads a PDU whole, at the length its 6-byte header claims (up to 4 GB), before any
+    handler sees a byte: a hostile peer could fill memory with one PDU. ``AE._create_socket``
+    (private, pynetdicom 2.0 to 3.0.x; requirements pin <4) is overridden to hand out a socket
+    that refuses such a length, which pynetdicom then treats as a closed connection. If a later
+    version drops that method, associations work as before without this bound
+    (``TestBounded.test_a_huge_pdu`` then fails).
+    """
+    from pynetdicom import AE
+    from pynetdicom.transport import AssociationSocket
+
+    class BoundedSocket(AssociationSocket):
+        def recv(self, nr_bytes: int) -> bytearray:
+            if nr_bytes > MAX_PDU + 64 * 1024:  # room for an A-ASSOCIATE-AC, whose size no limit states
+                self._assoc.hounsfield_oversize = nr_bytes  # read by _association for its message
+                return bytearray()
+            return super().recv(nr_bytes)
+
+    class BoundedAE(AE):
+        def _create_socket(self, assoc, address, tls_args):
+            sock = BoundedSocket(assoc, address=address)
+            sock.tls_args = tls_args
+            return sock
+
+    return BoundedAE(ae_title=ae_title)
+
+
+def _oversize_message(peer: DimsePeer, assoc: Any) -> str | None:
+    n = getattr(assoc, "hounsfield_oversize", 0)
+    if not n:
+        return None
+    return (f"{peer.label} sent one message part (PDU) of {n / MB:,.1f} MB, more than the {MAX_PDU // 1024} KB this "
+            f"app accepts: the connection was closed.")
+
+
 class DimseError(PacsError):
     """A DIMSE operation that failed or was stopped; ``str()`` says why in words."""
 
@@ -225,10 +262,10 @@ def _connect_message(peer: DimsePeer, error: str, elapsed: float) -> str:
 def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *, service: str,
                  seconds: float, roles: list | None = None, handlers: list | None = None) -> Iterator[Any]:
     """An established association with ``peer`` for ``service``, aborted when ``seconds`` run out."""
-    from pynetdicom import AE, evt
+    from pynetdicom import evt
 
     address = _checked_address(peer)
-    ae = AE(ae_title=peer.our_ae_title)
+    ae = _bounded_ae(peer.our_ae_title)
     ae.connection_timeout = ae.acse_timeout = ae.dimse_timeout = ae.network_timeout = peer.timeout
     for abstract, syntaxes in contexts:
         ae.add_requested_context(abstract, list(syntaxes))
@@ -247,7 +284,9 @@ def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *
         elapsed = time.monotonic() - start
         dul = getattr(assoc, "dul", None)
         error = catcher.errors.get(getattr(dul, "ident", None), "") if dul is not None else ""
-        if assoc.is_rejected:
+        if oversize := _oversize_message(peer, assoc):
+            message = oversize
+        elif assoc.is_rejected:
             message = _reject_message(peer, assoc.acceptor.primitive)
         elif not connected.is_set():
             message = _connect_message(peer, error, elapsed)
@@ -278,6 +317,8 @@ def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *
         except DimseError:
             if expired.is_set():
                 raise late from None
+            if oversize := _oversize_message(peer, assoc):
+                raise DimseError(oversize) from None
             raise
         if expired.is_set():
             raise late

@@ -312,6 +312,45 @@ class TestStore:
         assert [s["NumberOfSeriesRelatedInstances"] for s in series] == [6]
 
 
+class TestBounded:
+    def test_a_huge_pdu(self):
+        """A peer that answers the association request with a PDU claiming 1 GB, then streams it."""
+        import struct
+        import tracemalloc
+
+        listener = socket.socket()
+        listener.bind(("127.0.0.1", 0))
+        listener.listen(1)
+        sent = [0]
+
+        def flood():
+            conn, _ = listener.accept()
+            try:
+                conn.recv(65536)
+                conn.sendall(struct.pack(">BBL", 0x02, 0, 1024**3))
+                chunk = b"\0" * 65536
+                while sent[0] < 1024**3:
+                    conn.sendall(chunk)
+                    sent[0] += len(chunk)
+            except OSError:
+                pass  # the app closed the connection
+            finally:
+                conn.close()
+
+        thread = threading.Thread(target=flood, daemon=True)
+        thread.start()
+        tracemalloc.start()
+        try:
+            with pytest.raises(DimseError, match=r"sent one message part \(PDU\) of 1,024.0 MB, more than the 256 KB"):
+                echo(DimsePeer("127.0.0.1", listener.getsockname()[1], AET, policy=LOCAL, timeout=5))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+            thread.join(10)
+            listener.close()
+        assert peak < 16 * MB and sent[0] < 64 * MB
+
+
 class TestStoreRefusals:
     def test_one_result_per_instance_when_the_peer_takes_only_some(self):
         import io
