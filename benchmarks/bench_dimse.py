@@ -4,8 +4,9 @@ Run:  python benchmarks/bench_dimse.py [--slices 300] [--size 512] [--rounds 3]
 
 Orthanc (Debian's, with its DICOMweb plugin, as the tests start it) holds one CT series of
 ``slices`` images of ``size`` x ``size`` int16. Each round retrieves it into memory with
-``core.dimse.get_series`` (C-GET, one association) and ``core.pacs.retrieve_series`` (one
-multipart WADO-RS answer), alternating which goes first, and checks both gave every image.
+``core.dimse.get_series`` (C-GET, one association), ``core.dimse.move_series`` (C-MOVE to the
+app's short-lived storage SCP) and ``core.pacs.retrieve_series`` (one multipart WADO-RS answer),
+rotating which goes first, and checks each gave every image.
 Printed: the median seconds and MB/s of the images' bytes, and each round's times.
 """
 
@@ -22,7 +23,7 @@ sys.path.insert(0, str(ROOT))
 
 from pydicom.uid import generate_uid
 
-from core.dimse import DimsePeer, get_series
+from core.dimse import DimsePeer, get_series, move_series
 from core.memory import MB, MemoryBudget, set_server_budget
 from core.outbound import AddressPolicy
 from core.pacs import PacsConnection, PacsLimits, retrieve_series
@@ -53,10 +54,12 @@ def main() -> None:
         conn = PacsConnection(server.dicomweb, username=USER, password=PASSWORD, policy=local, limits=limits,
                               configured=True)
         ways = {"DIMSE C-GET": lambda: get_series(peer, study, series, owner="bench"),
+                "DIMSE C-MOVE": lambda: move_series(peer, study, series, port=server.move_port, bind="127.0.0.1",
+                                                    owner="bench"),
                 "DICOMweb WADO-RS": lambda: retrieve_series(conn, study, series, owner="bench")}
         times: dict[str, list[float]] = {name: [] for name in ways}
         for r in range(args.rounds):
-            order = list(ways) if r % 2 == 0 else list(reversed(ways))
+            order = list(ways)[r % len(ways):] + list(ways)[:r % len(ways)]
             for name in order:
                 start = time.perf_counter()
                 got = ways[name]()

@@ -634,6 +634,7 @@ def move_series(peer: DimsePeer, study_uid: str, series_uid: str, *, port: int, 
     receiver = _Receiver(peer, series_uid, owner=owner, expected=expected, from_address=address)
     scp = AE(ae_title=peer.our_ae_title)
     scp.require_called_aet = True
+    scp.maximum_pdu_size = MAX_PDU
     scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = peer.timeout
     for uid in STORAGE_CLASSES:
         scp.add_supported_context(uid, list(TRANSFER_SYNTAXES))
