@@ -101,6 +101,55 @@ _REJECT_HINTS = {
 }
 
 
+def _bounded_socket_class():
+    """pynetdicom's ``AssociationSocket``, refusing a PDU longer than we accept (see :func:`_bounded_ae`)."""
+    from pynetdicom.transport import AssociationSocket
+
+    class BoundedSocket(AssociationSocket):
+        def recv(self, nr_bytes: int) -> bytearray:
+            if nr_bytes > MAX_PDU + 64 * 1024:  # room for an A-ASSOCIATE-RQ/AC, whose size no limit states
+                self._assoc.hounsfield_oversize = nr_bytes  # read by _association for its message
+                return bytearray()
+            return super().recv(nr_bytes)
+
+    return BoundedSocket
+
+
+def _storage_scp(ae_title: str, bind: str, port: int, *, from_address: str, handlers: list, timeout: float):
+    """A storage SCP on ``(bind, port)`` that answers only ``from_address``, with bounded PDUs, until shut down.
+
+    A connection from any other address is closed before a byte of it is read. The request
+    handler's ``_create_association`` (private, pynetdicom 3.0.x) is extended to bound its
+    socket's PDUs as :func:`_bounded_ae` does; without it only that bound is lost.
+    """
+    from pynetdicom import AE
+    from pynetdicom.transport import RequestHandler, ThreadedAssociationServer
+
+    bounded = _bounded_socket_class()
+
+    class OnlyFromPeer(RequestHandler):
+        def handle(self) -> None:
+            if self.client_address[0] == from_address:
+                super().handle()  # anyone else: the connection is closed unanswered
+
+        def _create_association(self):
+            assoc = super()._create_association()
+            assoc.dul.socket.__class__ = bounded
+            return assoc
+
+    scp = AE(ae_title=ae_title)
+    scp.require_called_aet = True
+    scp.maximum_pdu_size = MAX_PDU
+    scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = timeout
+    for uid in STORAGE_CLASSES:
+        scp.add_supported_context(uid, list(TRANSFER_SYNTAXES))
+    server = scp.make_server((bind, port), evt_handlers=handlers, server_class=ThreadedAssociationServer,
+                             request_handler=OnlyFromPeer)
+    scp._servers.append(server)  # as start_server does: the server's shutdown() removes it from there
+    threading.Thread(target=server.serve_forever, name="hounsfield-move-scp", daemon=True).start()
+    return server
+
+
 def _bounded_ae(ae_title: str):
     """A pynetdicom ``AE`` whose associations refuse a PDU longer than :data:`MAX_PDU` before reading it.
 
@@ -112,18 +161,12 @@ def _bounded_ae(ae_title: str):
     (``TestBounded.test_a_huge_pdu`` then fails).
     """
     from pynetdicom import AE
-    from pynetdicom.transport import AssociationSocket
 
-    class BoundedSocket(AssociationSocket):
-        def recv(self, nr_bytes: int) -> bytearray:
-            if nr_bytes > MAX_PDU + 64 * 1024:  # room for an A-ASSOCIATE-AC, whose size no limit states
-                self._assoc.hounsfield_oversize = nr_bytes  # read by _association for its message
-                return bytearray()
-            return super().recv(nr_bytes)
+    bounded = _bounded_socket_class()
 
     class BoundedAE(AE):
         def _create_socket(self, assoc, address, tls_args):
-            sock = BoundedSocket(assoc, address=address)
+            sock = bounded(assoc, address=address)
             sock.tls_args = tls_args
             return sock
 
@@ -624,24 +667,17 @@ def move_series(peer: DimsePeer, study_uid: str, series_uid: str, *, port: int, 
                 owner: str = "pacs") -> RetrievedSeries:
     """Every instance of a series by C-MOVE to our own short-lived storage SCP on ``port``.
 
-    The SCP listens only while this call runs, answers only associations that call our AE
-    title, and keeps only instances of this series sent from the peer's checked address.
+    The SCP listens only while this call runs, answers only connections from the peer's checked
+    address that call our AE title, and keeps only instances of this series.
     The peer must know our AE title with this server's address and ``port``.
     """
-    from pynetdicom import AE, evt
+    from pynetdicom import evt
 
     address = _checked_address(peer)
     receiver = _Receiver(peer, series_uid, owner=owner, expected=expected, from_address=address)
-    scp = AE(ae_title=peer.our_ae_title)
-    scp.require_called_aet = True
-    scp.maximum_pdu_size = MAX_PDU
-    scp.acse_timeout = scp.dimse_timeout = scp.network_timeout = peer.timeout
-    for uid in STORAGE_CLASSES:
-        scp.add_supported_context(uid, list(TRANSFER_SYNTAXES))
     try:
-        server = scp.start_server((bind, port), block=False,
-                                  evt_handlers=[(evt.EVT_C_STORE, receiver.on_store),
-                                                (evt.EVT_DATA_RECV, receiver.on_data)])
+        server = _storage_scp(peer.our_ae_title, bind, port, from_address=address, timeout=peer.timeout,
+                              handlers=[(evt.EVT_C_STORE, receiver.on_store), (evt.EVT_DATA_RECV, receiver.on_data)])
     except OSError:
         raise DimseError(f"Port {port} for receiving C-MOVE is busy (another retrieval by C-MOVE may be running on "
                          f"this server): try again in a minute, or use C-GET.") from None

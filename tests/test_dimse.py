@@ -288,6 +288,45 @@ class TestMove:
             with pytest.raises(DimseError, match=f"Port {pacs.move_port} for receiving C-MOVE is busy"):
                 move_series(_peer(pacs), STUDY, SERIES, port=pacs.move_port, bind="127.0.0.1")
 
+    def test_the_receiving_scp_answers_the_peer_only(self):
+        from pynetdicom import AE
+
+        from core.dimse import _storage_scp
+
+        server = _storage_scp(OUR_AET, "127.0.0.1", 0, from_address="127.0.0.1", handlers=[], timeout=5)
+        try:
+            port = server.server_address[1]
+            results = {}
+            for source in ("127.0.0.1", "127.0.0.2"):  # the peer, and another address on this machine
+                ae = AE(ae_title="CALLER")
+                ae.acse_timeout = 5
+                ae.add_requested_context("1.2.840.10008.5.1.4.1.1.2")
+                assoc = ae.associate("127.0.0.1", port, ae_title=OUR_AET, bind_address=(source, 0))
+                results[source] = assoc.is_established
+                if assoc.is_established:
+                    assoc.release()
+            assert results == {"127.0.0.1": True, "127.0.0.2": False}
+        finally:
+            server.shutdown()
+
+    def test_the_receiving_scp_refuses_a_huge_pdu(self):
+        import struct
+
+        from core.dimse import _storage_scp
+
+        server = _storage_scp(OUR_AET, "127.0.0.1", 0, from_address="127.0.0.1", handlers=[], timeout=5)
+        sent = 0
+        try:
+            with socket.create_connection(server.server_address[:2], timeout=10) as conn:
+                conn.sendall(struct.pack(">BBL", 0x01, 0, 1024**3))  # an A-ASSOCIATE-RQ claiming 1 GB
+                with pytest.raises(OSError):  # reset or broken pipe: the SCP closed the connection
+                    while sent < 1024**3:
+                        conn.sendall(b"\0" * 65536)
+                        sent += 65536
+        finally:
+            server.shutdown()
+        assert sent < 64 * MB
+
     def test_a_destination_the_peer_does_not_know(self, pacs):
         # Orthanc knows HOUNSFIELD as a caller, and sends C-MOVE to it only: another port gets nothing
         with pytest.raises(DimseError, match="stopped|aborted|ended C-MOVE|sent no image"):
