@@ -301,11 +301,54 @@ def _connect_message(peer: DimsePeer, error: str, elapsed: float) -> str:
     return f"Could not connect to {peer.label}: check the host and the port."
 
 
+def _shut_down(assoc: Any) -> None:
+    """End a blocked read on the association's socket at once (as the outbound guard's watchdog does)."""
+    sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
+    if sock is not None:
+        try:
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+        except OSError:
+            pass
+
+
+class _AnswerMeter:
+    """EVT_DATA_RECV: the bytes a peer sends on an association that only answers (echo, search, send).
+
+    One answer may span many PDUs, which pynetdicom joins in memory: past ``cap`` the socket is
+    shut down and the operation ends with a message.
+    """
+
+    def __init__(self, cap: int) -> None:
+        self.cap = cap
+        self.received = 0
+
+    def __call__(self, event: Any) -> None:
+        self.received += len(event.data)
+        if self.received > self.cap:
+            event.assoc.hounsfield_overflow = self.cap
+            _shut_down(event.assoc)
+
+
+def _oversize_or_overflow(peer: DimsePeer, assoc: Any) -> str | None:
+    cap = getattr(assoc, "hounsfield_overflow", 0)
+    if cap:
+        return (f"{peer.label} answered with more than {cap / MB:g} MB, the most this app reads for one search or "
+                f"answer: the connection was closed. Narrow the search.")
+    return _oversize_message(peer, assoc)
+
+
 @contextmanager
 def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *, service: str,
                  seconds: float, roles: list | None = None, handlers: list | None = None) -> Iterator[Any]:
-    """An established association with ``peer`` for ``service``, aborted when ``seconds`` run out."""
+    """An established association with ``peer`` for ``service``, aborted when ``seconds`` run out.
+
+    Without ``handlers`` of its own (a retrieval meters what it receives itself), what the peer
+    sends is capped at ``peer.limits.answer_bytes``.
+    """
     from pynetdicom import evt
+
+    if handlers is None:
+        handlers = [(evt.EVT_DATA_RECV, _AnswerMeter(peer.limits.answer_bytes))]
 
     address = _checked_address(peer)
     ae = _bounded_ae(peer.our_ae_title)
@@ -327,7 +370,7 @@ def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *
         elapsed = time.monotonic() - start
         dul = getattr(assoc, "dul", None)
         error = catcher.errors.get(getattr(dul, "ident", None), "") if dul is not None else ""
-        if oversize := _oversize_message(peer, assoc):
+        if oversize := _oversize_or_overflow(peer, assoc):
             message = oversize
         elif assoc.is_rejected:
             message = _reject_message(peer, assoc.acceptor.primitive)
@@ -360,7 +403,7 @@ def _association(peer: DimsePeer, contexts: list[tuple[str, tuple[str, ...]]], *
         except DimseError:
             if expired.is_set():
                 raise late from None
-            if oversize := _oversize_message(peer, assoc):
+            if oversize := _oversize_or_overflow(peer, assoc):
                 raise DimseError(oversize) from None
             raise
         if expired.is_set():
@@ -436,7 +479,7 @@ def _find(peer: DimsePeer, query: Dataset, fields: tuple[str, ...], limit: int) 
                     assoc.abort()  # stop the peer sending the rest
                     return rows
                 rows.append(_row(identifier, fields))
-        if final is None:  # ended before the final answer: a partial list would look complete
+        if final in (None, 0xFF00, 0xFF01):  # ended before the final answer: a partial list would look complete
             raise DimseError(f"{peer.label} ended the search without its final answer after {len(rows)} matches "
                              f"(the association was aborted, or no answer came within {peer.timeout:g} s).")
         if final not in (0x0000, 0xFF00, 0xFF01):
@@ -500,12 +543,7 @@ class _Receiver:
     def stop(self, reason: str, assoc: Any = None) -> None:
         if self.stopped is None:
             self.stopped = reason
-        sock = getattr(getattr(getattr(assoc, "dul", None), "socket", None), "socket", None)
-        if sock is not None:
-            try:
-                socket.socket.shutdown(sock, socket.SHUT_RDWR)
-            except OSError:
-                pass
+        _shut_down(assoc)
 
     def on_data(self, event: Any) -> None:
         """EVT_DATA_RECV: count what the peer sends before pynetdicom assembles it in memory."""
@@ -607,7 +645,7 @@ def _run_retrieve(peer: DimsePeer, responses: Iterator, receiver: _Receiver, ass
     if receiver.stopped is not None:
         raise DimseError(f"The retrieval from {peer.label} was stopped after {len(receiver.files)} images: "
                          f"{receiver.stopped}.")
-    if final is None:
+    if final in (None, 0xFF00):  # no final response: the association ended under it
         raise DimseError(f"{peer.label} aborted the association during {service} after {len(receiver.files)} "
                          f"images (the peer stopped, or did not answer within {peer.timeout:g} s).")
     if final not in (0x0000, 0xB000):

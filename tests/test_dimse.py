@@ -390,6 +390,35 @@ class TestBounded:
         assert peak < 16 * MB and sent[0] < 64 * MB
 
 
+    @pytest.mark.filterwarnings("ignore:The value length:UserWarning")  # the peer's values are too long on purpose
+    def test_a_search_answer_over_its_cap(self):
+        """A real pynetdicom C-FIND SCP that answers with 1000 studies of 10 KB each."""
+        from pydicom.dataset import Dataset
+        from pynetdicom import AE, evt
+
+        def matches(event):
+            for n in range(1000):
+                ds = Dataset()
+                ds.QueryRetrieveLevel = "STUDY"
+                ds.StudyInstanceUID = f"1.2.3.{n}"
+                ds.StudyDescription = "x" * 10_000
+                yield 0xFF00, ds
+
+        scp = AE(ae_title="CHATTY")
+        scp.add_supported_context("1.2.840.10008.5.1.4.1.2.2.1")
+        server = scp.start_server(("127.0.0.1", 0), block=False, evt_handlers=[(evt.EVT_C_FIND, matches)])
+        try:
+            peer = DimsePeer("127.0.0.1", server.server_address[1], "CHATTY", policy=LOCAL, timeout=5,
+                             limits=PacsLimits(answer_bytes=1 * MB))
+            with pytest.raises(DimseError, match="answered with more than 1 MB, the most this app reads"):
+                find_studies(peer, limit=5000)
+            rows = find_studies(peer, limit=20)  # within the cap: stopped at the row limit instead
+            assert len(rows) == 20 and rows.more
+            assert all(len(r["StudyDescription"]) == 256 for r in rows)  # long values cut for the table
+        finally:
+            server.shutdown()
+
+
 class TestStoreRefusals:
     def test_one_result_per_instance_when_the_peer_takes_only_some(self):
         import io
