@@ -101,6 +101,15 @@ _REJECT_HINTS = {
 }
 
 
+# --- The fence: pynetdicom's private APIs, used only here ---------------------------------------
+# Why: pynetdicom reads each PDU whole at the length a peer claims, before any handler sees it,
+# and has no public hook to bound that or to refuse a connection by address. Versions: 3.0.x
+# (requirements pin <4): AssociationSocket.recv, AE._create_socket, AE._servers,
+# RequestHandler._create_association. If one changes, what is lost: the PDU bound (the tests
+# TestBounded.test_a_huge_pdu and TestMove.test_the_receiving_scp_refuses_a_huge_pdu fail), or
+# C-MOVE's receiver (its tests fail); nothing else depends on them.
+
+
 def _bounded_socket_class():
     """pynetdicom's ``AssociationSocket``, refusing a PDU longer than we accept (see :func:`_bounded_ae`)."""
     from pynetdicom.transport import AssociationSocket
@@ -179,6 +188,9 @@ def _oversize_message(peer: DimsePeer, assoc: Any) -> str | None:
         return None
     return (f"{peer.label} sent one message part (PDU) of {n / MB:,.1f} MB, more than the {MAX_PDU // 1024} KB this "
             f"app accepts: the connection was closed.")
+
+
+# --- end of the fence ------------------------------------------------------------------------
 
 
 class DimseError(PacsError):
@@ -271,7 +283,10 @@ def _checked_address(peer: DimsePeer) -> str:
 
 
 class _ConnectErrors(logging.Handler):
-    """Catches pynetdicom's log line for a failed TCP connection (it keeps the error nowhere else)."""
+    """Catches pynetdicom's log line for a failed TCP connection (it keeps the error nowhere else).
+
+    Should the wording change, a refused connection reads "Could not connect" (still true).
+    """
 
     def __init__(self) -> None:
         super().__init__(logging.ERROR)
