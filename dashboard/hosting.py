@@ -19,7 +19,8 @@ import streamlit as st
 from core.outbound import AddressPolicy, Network
 from core.pacs import PacsLimits
 
-__all__ = ["ConfiguredPacs", "PacsSettings", "configured_pacs", "pacs_settings", "setting"]
+__all__ = ["ConfiguredPacs", "ConfiguredPeer", "DimseSettings", "PacsSettings", "configured_pacs", "configured_peers",
+           "dimse_settings", "pacs_settings", "setting"]
 
 MB = 1024**2
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -31,9 +32,10 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "pacs_typed_addresses": ("on", ("on | off: visitors may type a DICOMweb address of their own (public "
                                     "addresses only, unless allow_private_networks)")),
     "pacs_configured_access": ("login", ("login | everyone | off: who may use the PACS configured in [pacs] "
-                                         "(login: visitors logged in with st.login, see [auth])")),
-    "pacs_allowed_users": ("", ("comma-separated e-mail addresses allowed to use the configured PACS when "
-                                "access is 'login' (empty: anyone who can log in)")),
+                                         "and the DIMSE peers in [dimse] (login: visitors logged in with "
+                                         "st.login, see [auth])")),
+    "pacs_allowed_users": ("", ("comma-separated e-mail addresses allowed to use the configured PACS and DIMSE "
+                                "peers when access is 'login' (empty: anyone who can log in)")),
     "allow_private_networks": ("0", ("1 on your own computer: loopback and private addresses (127/8, 10/8, "
                                      "172.16/12, 192.168/16, ::1, fc00::/7) may be reached")),
     "allowed_networks": ("", ("comma-separated networks also allowed (e.g. 100.64.0.0/10 for a VPN); "
@@ -43,6 +45,13 @@ SETTINGS: dict[str, tuple[str, str]] = {
     "pacs_answer_mb": ("4", "largest search answer read, in MB"),
     "pacs_instance_mb": ("200", "largest single image retrieved, in MB"),
     "pacs_series_mb": ("1000", "largest series retrieved, in MB (the memory budget may refuse earlier)"),
+    "dimse": ("on", "on | off: DIMSE connections (C-ECHO, C-FIND, C-GET, C-MOVE, C-STORE) on the PACS page"),
+    "dimse_typed_peers": ("off", ("on | off: visitors may type a DIMSE peer's host, port and AE titles (public "
+                                  "addresses only, unless allow_private_networks); off: only the peers in [dimse]")),
+    "dimse_move_port": ("", ("port of the app's short-lived storage SCP that receives C-MOVE (empty: C-MOVE off); "
+                             "each peer must know our AE title with this server's address and this port")),
+    "dimse_move_bind": ("0.0.0.0", "address that storage SCP listens on while a C-MOVE runs"),
+    "dimse_find_limit": ("500", "most studies or series one C-FIND lists; past it the search stops and says so"),
 }
 
 
@@ -166,3 +175,61 @@ def visitor_email() -> str | None:
 def login_configured() -> bool:
     """Whether the operator set up Streamlit's login (an ``[auth]`` table in the secrets)."""
     return bool(_secrets_table("auth"))
+
+
+@dataclass(frozen=True)
+class DimseSettings:
+    """What the operator allows for DIMSE peers (see :data:`SETTINGS`); policies and limits are the PACS ones."""
+
+    enabled: bool
+    typed_peers: bool
+    move_port: int | None
+    move_bind: str
+    find_limit: int
+
+
+def _port(name: str) -> int | None:
+    value = setting(name)
+    return int(value) if value.isdigit() and 0 < int(value) < 65536 else None
+
+
+def dimse_settings() -> DimseSettings:
+    """The DIMSE settings in force for this run."""
+    return DimseSettings(enabled=_flag("dimse"), typed_peers=_flag("dimse_typed_peers"),
+                         move_port=_port("dimse_move_port"), move_bind=setting("dimse_move_bind") or "0.0.0.0",
+                         find_limit=int(_number("dimse_find_limit")))
+
+
+@dataclass(frozen=True)
+class ConfiguredPeer:
+    """One DIMSE peer of ``[dimse.<name>]`` in the secrets: host, port, ae_title, our_ae_title, timeout.
+
+    ``our_ae_title`` is the calling AE title this peer knows the app by: like a credential, it is
+    used with this peer only.
+    """
+
+    name: str
+    host: str
+    port: int
+    ae_title: str
+    our_ae_title: str = "HOUNSFIELD"
+    timeout: float = 30.0
+
+    def __repr__(self) -> str:  # the AE title a peer trusts stays out of logs
+        return f"ConfiguredPeer(name={self.name!r}, host={self.host!r}, port={self.port})"
+
+
+def configured_peers() -> list[ConfiguredPeer]:
+    """The operator's DIMSE peers from ``st.secrets["dimse"]`` (one table per peer); incomplete ones are left out."""
+    peers = []
+    for name, table in _secrets_table("dimse").items():
+        try:
+            table = dict(table)
+            host, port, aet = str(table["host"]).strip(), int(table["port"]), str(table["ae_title"]).strip()
+            timeout = float(table.get("timeout") or 30.0)
+        except (KeyError, TypeError, ValueError):
+            continue  # a peer without host, port and AE title is not offered
+        if host and aet and 0 < port < 65536:
+            peers.append(ConfiguredPeer(str(name), host, port, aet, str(table.get("our_ae_title") or "HOUNSFIELD"),
+                                        timeout if timeout > 0 else 30.0))
+    return peers

@@ -9,16 +9,21 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import load_series
-from core.pacs import PacsConnection, PacsError, retrieve_series, search_series, search_studies
+from core.memory import server_budget
+from core.pacs import PacsConnection, PacsError, RetrievedSeries, retrieve_series, search_series, search_studies
 from core.privacy import MASK
 from dashboard import hosting, state
 
 URL, AUTH, USER, PASSWORD, TOKEN = "pacs_url", "pacs_auth", "pacs_user", "pacs_password", "pacs_token"
-NAME, PID, DATES, MODALITY, ACCESSION = "pacs_name", "pacs_id", "pacs_dates", "pacs_modality", "pacs_accession"
-STUDIES, SERIES, STUDY_PICK, SERIES_PICK = "pacs_studies", "pacs_series", "pacs_study_pick", "pacs_series_pick"
+NAME, MODALITY, ACCESSION = "pacs_name", "pacs_modality", "pacs_accession"
+STUDIES, SERIES = "pacs_studies", "pacs_series"
 FOUND_AT = "pacs_found_at"  # the address the results in STUDIES came from
 LOGIN = "login"  # what _configured_access says when logging in would open the app's own PACS
-PERSISTENT = (URL, AUTH, USER, NAME, PID, MODALITY, ACCESSION)
+KIND = "pacs_kind"  # DICOMweb or DIMSE
+# The DIMSE side's settings (dashboard.dimse_ui) are kept with these across pages.
+DIMSE_PERSISTENT = ("dimse_peer", "dimse_host", "dimse_port", "dimse_aet", "dimse_our_aet", "dimse_timeout",
+                    "dimse_name", "dimse_id", "dimse_modality", "dimse_accession", "dimse_method")
+PERSISTENT = (URL, AUTH, USER, NAME, "pacs_id", MODALITY, ACCESSION, KIND, *DIMSE_PERSISTENT)
 PHI_COLUMNS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "StudyDescription", "AccessionNumber",
                "SeriesDescription")
 
@@ -109,28 +114,35 @@ def _owner() -> str:
     return ctx.session_id if ctx is not None else "pacs"
 
 
-def search_ui(conn: PacsConnection | None) -> None:
-    with st.form("pacs_search"):
+def search_form(prefix: str, *, button: str, disabled: bool, name_label: str = "Patient name (prefix)") -> dict | None:
+    """The study filters (keys ``<prefix>_name``, ...); once submitted, the search's keyword arguments, else None."""
+    with st.form(f"{prefix}_search"):
         c1, c2, c3 = st.columns(3)
-        c1.text_input("Patient name (prefix)", key=NAME)
-        c2.text_input("Patient ID", key=PID)
-        c3.text_input("Accession number", key=ACCESSION)
+        c1.text_input(name_label, key=f"{prefix}_name")
+        c2.text_input("Patient ID", key=f"{prefix}_id")
+        c3.text_input("Accession number", key=f"{prefix}_accession")
         d1, d2 = st.columns(2)
-        dates = d1.date_input("Study date range", value=(), key=DATES, min_value=datetime.date(1900, 1, 1))
-        d2.selectbox("Modality", ["", "CT", "MR", "PT", "CR", "DX", "US", "NM", "XA", "MG"], key=MODALITY)
-        submitted = st.form_submit_button("Search studies", icon=":material/search:", disabled=conn is None)
+        dates = d1.date_input("Study date range", value=(), key=f"{prefix}_dates", min_value=datetime.date(1900, 1, 1))
+        d2.selectbox("Modality", ["", "CT", "MR", "PT", "CR", "DX", "US", "NM", "XA", "MG"], key=f"{prefix}_modality")
+        submitted = st.form_submit_button(button, icon=":material/search:", disabled=disabled)
+    if not submitted or disabled:
+        return None
+    date_from = dates[0].strftime("%Y%m%d") if len(dates) >= 1 else ""
+    date_to = dates[1].strftime("%Y%m%d") if len(dates) == 2 else date_from
+    get = st.session_state.get
+    return {"patient_name": get(f"{prefix}_name", ""), "patient_id": get(f"{prefix}_id", ""), "date_from": date_from,
+            "date_to": date_to, "modality": get(f"{prefix}_modality", ""), "accession": get(f"{prefix}_accession", "")}
+
+
+def search_ui(conn: PacsConnection | None) -> None:
+    filters = search_form("pacs", button="Search studies", disabled=conn is None)
     if conn is None:
         st.info("Enter the server's DICOMweb address to search it.")
         return
-    if submitted:
-        date_from = dates[0].strftime("%Y%m%d") if len(dates) >= 1 else ""
-        date_to = dates[1].strftime("%Y%m%d") if len(dates) == 2 else date_from
+    if filters is not None:
         try:
             with st.spinner("Searching…"):
-                st.session_state[STUDIES] = search_studies(
-                    conn, patient_name=st.session_state[NAME], patient_id=st.session_state[PID], date_from=date_from,
-                    date_to=date_to, modality=st.session_state[MODALITY], accession=st.session_state[ACCESSION],
-                    owner=_owner())
+                st.session_state[STUDIES] = search_studies(conn, **filters, owner=_owner())
             st.session_state[FOUND_AT] = conn.url
             st.session_state[SERIES] = None
         except PacsError as exc:
@@ -155,15 +167,7 @@ def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
     if not studies:
         st.info("No study matches. Widen the search (a shorter name prefix, no dates).")
         return
-    st.markdown(f"**{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found**")
-    st.dataframe(_masked(studies, show_phi), hide_index=True, key="pacs_studies_table")
-
-    def label(i: int) -> str:
-        s = studies[i]
-        who = f"{s['PatientName']}, {s['StudyDate']}, {s['StudyDescription']}" if show_phi else f"Study {i + 1}"
-        return f"{who} ({s['ModalitiesInStudy']}, {s['NumberOfStudyRelatedSeries']} series)"
-
-    i = st.selectbox("Study", range(len(studies)), format_func=label, key=STUDY_PICK)
+    i = pick_study("pacs", studies, show_phi=show_phi)
     study_uid = studies[i]["StudyInstanceUID"]
     if st.session_state.get(SERIES) is None or st.session_state[SERIES][0] != study_uid:
         try:
@@ -172,19 +176,44 @@ def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
             st.error(str(exc))
             return
     series = st.session_state[SERIES][1]
-    st.dataframe(_masked(series, show_phi), hide_index=True, key="pacs_series_table")
-    if not series:
-        st.info("This study has no series on the server.")
+    j = pick_series("pacs", series, show_phi=show_phi, where="server")
+    if j is None:
         return
+    if st.button("Retrieve this series", key="pacs_retrieve", icon=":material/download:"):
+        retrieve_ui(conn, study_uid, series[j]["SeriesInstanceUID"])
+
+
+def pick_study(prefix: str, studies: list[dict], *, show_phi: bool) -> int:
+    """The studies found (PHI masked unless shown) and the one picked (``<prefix>_study_pick``)."""
+    st.markdown(f"**{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found**")
+    if getattr(studies, "more", False):
+        st.warning(f"More than {studies.limit} studies match: the search stopped there. Narrow it (a longer name, "
+                   f"a patient ID, dates) to see the rest.")
+    st.dataframe(_masked(studies, show_phi), hide_index=True, key=f"{prefix}_studies_table")
+
+    def label(i: int) -> str:
+        s = studies[i]
+        who = f"{s['PatientName']}, {s['StudyDate']}, {s['StudyDescription']}" if show_phi else f"Study {i + 1}"
+        return f"{who} ({s['ModalitiesInStudy']}, {s['NumberOfStudyRelatedSeries']} series)"
+
+    return st.selectbox("Study", range(len(studies)), format_func=label, key=f"{prefix}_study_pick")
+
+
+def pick_series(prefix: str, series: list[dict], *, show_phi: bool, where: str) -> int | None:
+    """A study's series (PHI masked unless shown) and the one picked, or None when there is none."""
+    if getattr(series, "more", False):
+        st.warning(f"More than {series.limit} series match: the list stopped there.")
+    st.dataframe(_masked(series, show_phi), hide_index=True, key=f"{prefix}_series_table")
+    if not series:
+        st.info(f"This study has no series on the {where}.")
+        return None
 
     def slabel(j: int) -> str:
         s = series[j]
         desc = s["SeriesDescription"] if show_phi else f"Series {j + 1}"
         return f"{desc} ({s['Modality']}, {s['NumberOfSeriesRelatedInstances']} images)"
 
-    j = st.selectbox("Series", range(len(series)), format_func=slabel, key=SERIES_PICK)
-    if st.button("Retrieve this series", key="pacs_retrieve", icon=":material/download:"):
-        retrieve_ui(conn, study_uid, series[j]["SeriesInstanceUID"])
+    return st.selectbox("Series", range(len(series)), format_func=slabel, key=f"{prefix}_series_pick")
 
 
 def retrieve_ui(conn: PacsConnection, study_uid: str, series_uid: str) -> None:
@@ -199,9 +228,14 @@ def retrieve_ui(conn: PacsConnection, study_uid: str, series_uid: str) -> None:
         bar.empty()
         st.error(str(exc))
         return
+    load_retrieved(files, bar, source=f"PACS ({len(files)} images retrieved)", how="")
+
+
+def load_retrieved(files: RetrievedSeries, bar, *, source: str, how: str) -> None:
+    """Read retrieved images into this session's study (within the server's memory budget), then rerun."""
     bar.progress(1.0, text="Reading the images…")
     try:
-        result = load_series(files)
+        result = load_series(files, memory=server_budget(), owner=_owner())
     finally:
         files.release()
     bar.empty()
@@ -209,10 +243,9 @@ def retrieve_ui(conn: PacsConnection, study_uid: str, series_uid: str) -> None:
         st.error("The retrieved images could not be assembled into a volume; see the reasons below.")
         st.dataframe(pd.DataFrame(result.skipped, columns=["File", "Reason"]), hide_index=True)
         return
-    state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped,
-                                source=f"PACS ({len(files)} images retrieved)"))
+    state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=source))
     # Rerun so that the sidebar shows the new series; the message waits in the session.
-    st.session_state["pacs_done"] = (f"Retrieved {len(files)} images: {len(result.volumes)} series loaded. "
+    st.session_state["pacs_done"] = (f"Retrieved {len(files)} images{how}: {len(result.volumes)} series loaded. "
                                      f"Open the volume explorer to look.")
     st.rerun()
 

@@ -15,6 +15,8 @@ import requests
 
 PLUGIN_DIRS = ("/usr/share/orthanc/plugins", "/usr/lib/orthanc")
 USER, PASSWORD = "hounsfield", "test-password"
+AET = "ORTHANC"  # Orthanc's own AE title
+OUR_AET = "HOUNSFIELD"  # the app's, known to Orthanc (DicomModalities) with the C-MOVE port
 
 
 def _free_port() -> int:
@@ -39,6 +41,8 @@ class OrthancServer:
     root: str
     process: subprocess.Popen
     workdir: tempfile.TemporaryDirectory
+    dicom_port: int = 0
+    move_port: int = 0  # where Orthanc sends C-MOVE's instances for OUR_AET
 
     @property
     def dicomweb(self) -> str:
@@ -68,14 +72,19 @@ def start_orthanc() -> OrthancServer:
         raise RuntimeError("Orthanc and its DICOMweb plugin are not installed: run scripts/test.sh, which installs "
                            "Debian's orthanc and orthanc-dicomweb")
     work = tempfile.TemporaryDirectory(prefix="hounsfield-orthanc-")
-    port, dicom_port = _free_port(), _free_port()
+    port, dicom_port, move_port = _free_port(), _free_port(), _free_port()
     config = {
         "Name": "HounsfieldTest",
         "StorageDirectory": f"{work.name}/storage",
         "IndexDirectory": f"{work.name}/index",
         "HttpPort": port,
         "DicomPort": dicom_port,
-        "DicomServerEnabled": False,
+        "DicomServerEnabled": True,
+        "DicomAet": AET,
+        "DicomCheckCalledAet": True,  # a wrong called AE title is rejected, as by most archives
+        "DicomAlwaysAllowEcho": False,  # only modalities it knows, for echo too
+        "DicomAlwaysAllowStore": False,
+        "DicomModalities": {"hounsfield": [OUR_AET, "127.0.0.1", move_port]},
         "RemoteAccessAllowed": False,
         "AuthenticationEnabled": True,
         "RegisteredUsers": {USER: PASSWORD},
@@ -94,7 +103,7 @@ def start_orthanc() -> OrthancServer:
             raise RuntimeError("Orthanc exited early:\n" + (Path(work.name) / "orthanc.log").read_text(errors="replace")[-3000:])
         try:
             if requests.get(f"{root}/system", auth=(USER, PASSWORD), timeout=2).status_code == 200:
-                return OrthancServer(root, proc, work)
+                return OrthancServer(root, proc, work, dicom_port=dicom_port, move_port=move_port)
         except requests.exceptions.ConnectionError:
             pass
         time.sleep(0.3)
