@@ -311,6 +311,7 @@ def png_download_ui(vol: Volume) -> None:
 
     st.download_button(
         "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png",
+        on_click="ignore",  # a rerun at the click would replace the file the browser is asking for
         file_name=f"{vol.modality}_series{idx + 1}_view.png", icon=":material/image:",
         help="The large view's plane (else the axial one) at the crosshair, windowed and aspect-corrected, "
         "without crosshair or letters.",
@@ -322,6 +323,7 @@ def downloads_ui(vol: Volume) -> None:
     idx = state.current_index()
     st.download_button(
         "Download the series as NIfTI (.nii.gz)", data=lambda: nifti_bytes(vol), mime="application/gzip",
+        on_click="ignore",  # as above
         key="explorer_dl_nifti", file_name=f"{vol.modality}_series{idx + 1}.nii.gz", icon=":material/download:",
         help="RAS affine from the DICOM geometry: opens aligned in 3D Slicer and ITK-SNAP.",
     )
