@@ -33,7 +33,7 @@ import warnings
 import zipfile
 import zlib
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from functools import lru_cache
 
 import numpy as np
@@ -43,6 +43,7 @@ __all__ = [
     "MUTATORS",
     "Case",
     "Finding",
+    "address_space_cap",
     "check_case",
     "exception_names",
     "good_file",
@@ -54,7 +55,7 @@ __all__ = [
 
 GOOD_NAME = "good.dcm"
 SLOW_SECONDS = 10.0
-MAX_PEAK_BYTES = 1024**3
+MAX_PEAK_BYTES = 1_000_000_000
 
 # ---------------------------------------------------------------------------------------
 # Seeds: valid files, built deterministically (fixed UIDs, fixed pixels)
@@ -770,7 +771,12 @@ def mut_pixels(rng: random.Random, p: Parsed, index: int) -> tuple[bytes, str]:
         ed.set_value(px, value)
         return ed.done(), f"native pixel data {how} ({len(value)} bytes of {n})"
     how = rng.choice(["flip codestream", "offset table", "rle header", "drop fragment", "fragment bytes",
-                      "no delimiter"])
+                      "no delimiter", "codestream size"])
+    if how == "codestream size":
+        size = rng.choice([0, 1, 3, 33, 255, 4096])
+        found = _set_codestream_size(ed.buf, frags, size)
+        if found:
+            return ed.done(), f"{found} image size in the codestream set to {size} x {size}"
     if how == "flip codestream":
         f = rng.choice(frags[1:] or frags)
         flips = sorted({rng.randrange(f.value_at, max(f.end, f.value_at + 1)) for _ in range(rng.choice([1, 4, 32]))})
@@ -803,6 +809,26 @@ def mut_pixels(rng: random.Random, p: Parsed, index: int) -> tuple[bytes, str]:
     value = rng.choice([b"", b"\xff\xd8", b"\x00" * 3, p.plain[f.value_at:f.value_at + 10]])
     ed.set_value(f, value)
     return ed.done(), f"fragment at {f.offset} replaced by {len(value)} bytes"
+
+
+def _set_codestream_size(buf: bytearray, frags: list[Element], size: int) -> str | None:
+    """Rewrite the width and height a JPEG 2000 (SIZ), JPEG-LS (SOF55) or JPEG (SOF0-3) codestream
+    declares in the first frame's fragment. Returns the codestream's kind, None if none was found."""
+    if len(frags) < 2:
+        return None
+    f = frags[1]
+    head = bytes(buf[f.value_at:min(f.end, f.value_at + 4096)])
+    at = head.find(b"\xff\x51")
+    if at >= 0 and head.startswith(b"\xff\x4f"):
+        struct.pack_into(">II", buf, f.value_at + at + 6, size, size)  # Xsiz, Ysiz
+        return "JPEG 2000"
+    for marker, kind in ((b"\xff\xf7", "JPEG-LS"), (b"\xff\xc0", "JPEG"), (b"\xff\xc1", "JPEG"),
+                         (b"\xff\xc3", "JPEG")):
+        at = head.find(marker)
+        if at >= 0:
+            struct.pack_into(">HH", buf, f.value_at + at + 5, min(size, 0xFFFF), min(size, 0xFFFF))  # Y, X
+            return kind
+    return None
 
 
 def mut_frames(rng: random.Random, p: Parsed, index: int) -> tuple[bytes, str]:
@@ -900,8 +926,8 @@ class Case:
     mutator: str
     description: str
     name: str
-    data: bytes
-    expected: tuple[str, ...]
+    data: bytes = field(repr=False)
+    expected: tuple[str, ...] = ()
     """Names that must each appear in a volume's source_names or in skipped (as themselves,
     "name [frame k]", or "name/..." for what a zip held)."""
 
@@ -915,8 +941,53 @@ def _rng(seed: int, index: int) -> random.Random:
     return random.Random(int.from_bytes(digest, "little"))
 
 
+BOMB_EVERY, BOMB_AT = 1000, 500  # one case in a thousand is a small file that asks for a lot of memory
+BOMB_MB = 400
+
+
+@lru_cache(maxsize=2)
+def _zeros_deflated(mb: int) -> bytes:
+    """``mb`` MiB of zeros as raw deflate blocks ending in a full flush (so that a fresh stream can
+    follow), made in a moment: after its first MiB, every MiB of zeros compresses to the same bytes."""
+    z = zlib.compressobj(9, zlib.DEFLATED, -15)
+    chunk = b"\x00" * 2**20
+    first, second = (z.compress(chunk) + z.flush(zlib.Z_SYNC_FLUSH) for _ in range(2))
+    return first + second * (mb - 1) + z.flush(zlib.Z_FULL_FLUSH)
+
+
+def _deflate_bomb(p: Parsed, mb: int) -> bytes:
+    """A deflated file with a private OB element of ``mb`` MiB of zeros before its pixel data."""
+    px = next(e for e in p.elements if e.tag == 0x7FE00010 and e.depth == 0)
+    elems = (struct.pack("<HH", 0x0009, 0x0010) + b"LO" + struct.pack("<H", 4) + b"FUZZ"
+             + struct.pack("<HH", 0x0009, 0x1010) + b"OB\x00\x00" + struct.pack("<I", mb * 2**20))
+    head = zlib.compressobj(6, zlib.DEFLATED, -15)
+    tail = zlib.compressobj(6, zlib.DEFLATED, -15)
+    return (p.plain[:p.body_at] + head.compress(p.plain[p.body_at:px.offset] + elems) + head.flush(zlib.Z_FULL_FLUSH)
+            + _zeros_deflated(mb) + tail.compress(p.plain[px.offset:]) + tail.flush())
+
+
+def _bomb_case(seed: int, index: int) -> Case:
+    all_seeds = seeds()
+    kind = (index // BOMB_EVERY) % 3
+    if kind == 1:
+        p = parse_elements(all_seeds["ct_j2k"].data)
+        buf = bytearray(p.plain)
+        _set_codestream_size(buf, [e for e in p.elements if e.kind == "fragment"], 8100)  # 64,009 tiles of 32 x 32
+        return Case(seed, index, "ct_j2k", "bomb", "JPEG 2000 image size in the codestream set to 8100 x 8100 "
+                    "(the header says 32 x 32)", "case.dcm", bytes(buf), ("case.dcm",))
+    data = _deflate_bomb(parse_elements(all_seeds["ct_deflated"].data), BOMB_MB)
+    what = f"a private OB element of {BOMB_MB} MiB of zeros in the deflated body ({len(data) // 1024} KiB file)"
+    if kind == 0:
+        return Case(seed, index, "ct_deflated", "bomb", what, "case.dcm", data, ("case.dcm",))
+    return Case(seed, index, "zip_stored", "bomb", f"member y/dfl.dcm: {what}", "case.zip",
+                _zip([("x/ct.dcm", all_seeds["ct_explicit_le"].data), ("y/dfl.dcm", data)]),
+                ("case.zip/x/ct.dcm", "case.zip/y/dfl.dcm"))
+
+
 def make_case(seed: int, index: int) -> Case:
     """Case ``index`` of the run seeded ``seed``: a pure function of both."""
+    if index % BOMB_EVERY == BOMB_AT:
+        return _bomb_case(seed, index)
     all_seeds = seeds()
     labels = list(all_seeds)
     rng = _rng(seed, index)
@@ -1096,6 +1167,27 @@ class _PeakRSS:
 _PEAK = _PeakRSS()
 
 
+@contextlib.contextmanager
+def address_space_cap(extra: int = 4 * 1024**3):
+    """Cap this process's address space at its current size plus ``extra`` (Linux), so that a
+    case asking for tens of GB fails with MemoryError instead of taking a shared host's memory.
+    Failed allocations leave no trace in the peak: a case is reported when it stays under the cap."""
+    try:
+        import resource
+
+        with open("/proc/self/status") as fh:
+            size = next(int(line.split()[1]) * 1024 for line in fh if line.startswith("VmSize:"))
+        old = resource.getrlimit(resource.RLIMIT_AS)
+        resource.setrlimit(resource.RLIMIT_AS, (size + extra, old[1]))
+    except (ImportError, OSError, ValueError, StopIteration):
+        yield
+        return
+    try:
+        yield
+    finally:
+        resource.setrlimit(resource.RLIMIT_AS, old)
+
+
 def check_case(case: Case, *, slow_seconds: float = SLOW_SECONDS, max_peak: int = MAX_PEAK_BYTES) -> list[Finding]:
     """Run ``load_series`` on the case beside the good file; every problem as a Finding."""
     from core import load_series
@@ -1120,7 +1212,7 @@ def check_case(case: Case, *, slow_seconds: float = SLOW_SECONDS, max_peak: int 
     if elapsed > slow_seconds:
         findings.append(Finding(f"slow: over {slow_seconds:g} s", case, f"{elapsed:.1f} s"))
     if peak is not None and peak > max_peak:
-        findings.append(Finding(f"memory: peak over {max_peak / 1e9:.1f} GB", case, f"{peak / 1e9:.2f} GB"))
+        findings.append(Finding(f"memory: peak over {max_peak / 1e9:g} GB", case, f"{peak / 1e9:.2f} GB"))
     names = {n for _, n in ((0, n) for v in result.volumes for n in v.source_names)} | {n for n, _ in result.skipped}
     for expected in case.expected:
         if not _accounted(expected, names):
