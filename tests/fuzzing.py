@@ -876,7 +876,11 @@ MUTATORS: list[tuple[str, Mutator]] = [
 
 def _zip_raw(rng: random.Random, seed: Seed, index: int) -> tuple[bytes, str]:
     data = bytearray(seed.data)
-    how = rng.choice(["flip", "truncate", "crc", "size", "method", "count", "name"])
+    how = rng.choice(["flip", "truncate", "crc", "size", "method", "count", "name", "empty"])
+    if how == "empty":
+        members = rng.choice([[], [("__MACOSX/._ct.dcm", b"\x00\x05\x16\x07"), ("a/.DS_Store", b"x")],
+                              [("a/", b""), ("a/b/", b"")]])
+        return _zip(members, seed.compression), f"a zip holding no file to read ({[m for m, _ in members]})"
     local = [m.start() for m in re.finditer(b"PK\x03\x04", data)]
     central = [m.start() for m in re.finditer(b"PK\x01\x02", data)]
     if how == "flip":
