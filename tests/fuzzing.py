@@ -416,12 +416,14 @@ class Parsed:
     little: bool
     deflated: bool
 
-    def finish(self, plain: bytes | bytearray) -> bytes:
-        """The file from a (mutated) plain form: a deflated body is deflated again."""
+    def finish(self, plain: bytes | bytearray, *, body_at: int | None = None) -> bytes:
+        """The file from a (mutated) plain form: a deflated body is deflated again (``body_at``:
+        where the body starts when the file meta group has changed size)."""
         if not self.deflated:
             return bytes(plain)
+        at = self.body_at if body_at is None else body_at
         packer = zlib.compressobj(6, zlib.DEFLATED, -15)
-        return bytes(plain[:self.body_at]) + packer.compress(bytes(plain[self.body_at:])) + packer.flush()
+        return bytes(plain[:at]) + packer.compress(bytes(plain[at:])) + packer.flush()
 
 
 _TS = {
@@ -464,6 +466,8 @@ class _Edit:
         self.p = parsed
         self.buf = bytearray(parsed.plain)
         self.meta_len = next((e for e in parsed.elements if e.tag == 0x00020000), None)
+        self.grown: dict[int, int] = {}  # by how much each enclosing element has grown so far
+        self.meta_grown = 0
 
     def put_length(self, e: Element, value: int) -> None:
         fmt = ("<" if e.little else ">") + ("I" if e.length_size == 4 else "H")
@@ -476,8 +480,11 @@ class _Edit:
         self.buf[start:stop] = new
         for i in parents:
             e = self.p.elements[i]
+            self.grown[i] = self.grown.get(i, 0) + delta
             if e.length != UNDEFINED:
-                self.put_length(e, e.length + delta)
+                self.put_length(e, e.length + self.grown[i])
+        if meta:
+            self.meta_grown += delta
         if meta and self.meta_len is not None and delta:
             at = self.meta_len.value_at
             old = struct.unpack_from("<I", self.buf, at)[0]
@@ -494,7 +501,7 @@ class _Edit:
         self.put_length(e, len(value))
 
     def done(self) -> bytes:
-        return self.p.finish(self.buf)
+        return self.p.finish(self.buf, body_at=self.p.body_at + self.meta_grown)
 
 
 IMPORTANT = {
@@ -686,7 +693,7 @@ def mut_vr(rng: random.Random, p: Parsed, index: int) -> tuple[bytes, str]:
         return ed.done(), f"VR of {e.name} at {e.offset} overwritten {e.vr!r} -> {new!r} (header not re-encoded)"
     length = e.length if e.length != UNDEFINED else UNDEFINED
     tag = p.plain[e.offset:e.offset + 4]
-    if new in _LONG_VRS or new in _INVALID_VRS and rng.random() < 0.5:
+    if new in _LONG_VRS or (new in _INVALID_VRS and rng.random() < 0.5):
         header = tag + new + b"\x00\x00" + struct.pack(bo + "I", length)
     else:
         header = tag + new + struct.pack(bo + "H", min(length, 0xFFFF))
