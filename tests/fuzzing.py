@@ -1114,7 +1114,8 @@ def template(reason: str) -> str:
     """The start of a reason with numbers, quoted values and parenthesised details blanked: one
     template per message (``pixel data could not be decoded (…)``, ``(N,N) Pixel Spacing is not a
     list of numbers (…)``)."""
-    t = re.sub(r"\d+(\.\d+)?", "N", _QUOTED.sub("'…'", reason)).replace("(N,N)", "\x00")
+    t = _QUOTED.sub("'…'", re.sub(r"\bb('[^']*'|\"[^\"]*\")", "b'…'", reason))
+    t = re.sub(r"\d+(\.\d+)?", "N", t).replace("(N,N)", "\x00")
     while (blanked := re.sub(r"\([^()]*\)", "\x01", t)) != t:  # innermost parentheses first
         t = blanked
     t = t.replace("\x01", "(…)").replace("\x00", "(N,N)")
