@@ -109,6 +109,7 @@ class TestTheFuzzerItself:
         ("unexpected VR b'\\x00\\x02' for (7FE0,0010)", ["bytes repr in reason"]),
         ("a colour image (\x1b[31m)", ["non-printable character in reason"]),
         ("unknown UID '" + "1." * 40 + "'", ["quoted value longer than 64 characters"]),
+        ("unknown UID '" + "1." * 32 + "…'", []),
         ("the patient's and the series' description", []),
         ("", ["reason is empty"]),
     ])
