@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import warnings
 from collections import defaultdict
+from pathlib import Path
 
 import pytest
 
@@ -84,6 +85,19 @@ class TestTheFuzzerItself:
             a, b = make_case(SEED, i), make_case(SEED, i)
             assert a.data == b.data and a.description == b.description
         assert make_case(SEED, 3).data != make_case(SEED + 1, 3).data
+
+    def test_seeds_are_the_same_bytes_in_every_process(self):
+        """Else a case's index would not reproduce it elsewhere (pydicom's compress makes new UIDs)."""
+        import hashlib
+        import subprocess
+        import sys
+
+        code = ("import hashlib; from tests.fuzzing import seeds; "
+                "print(hashlib.sha256(b''.join(s.data for s in seeds().values())).hexdigest())")
+        root = str(Path(__file__).resolve().parents[1])
+        other = subprocess.run([sys.executable, "-W", "ignore", "-c", code], cwd=root, capture_output=True, text=True,
+                               check=True).stdout.strip()
+        assert other == hashlib.sha256(b"".join(s.data for s in seeds().values())).hexdigest()
 
     def test_the_sample_mutates_every_seed_with_every_family(self):
         pairs = {(make_case(SEED, i).seed_label, make_case(SEED, i).mutator) for i in range(CASES)}
