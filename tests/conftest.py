@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import re
 import shutil
 import socket
 import subprocess
@@ -15,7 +16,6 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
-SCREENSHOTS = Path(os.environ.get("HOUNSFIELD_SCREENSHOTS", Path(tempfile.gettempdir()) / "hounsfield-screenshots"))
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -100,8 +100,36 @@ def pytest_runtest_makereport(item, call):
     setattr(item, f"rep_{rep.when}", rep)
 
 
+@pytest.fixture(scope="session")
+def screenshots():
+    """This run's folder for screenshots of failed browser tests, made on first use: a new folder
+    in $HOUNSFIELD_SCREENSHOTS (else the system's temporary folder) for every run, never one that
+    runs share. Not under pytest's own temporary folder: on a machine where several people run the
+    tests, pytest deletes all but the last three runs' folders, screenshots and all."""
+    made: list[Path] = []
+
+    def folder() -> Path:
+        if not made:
+            parent = os.environ.get("HOUNSFIELD_SCREENSHOTS") or tempfile.gettempdir()
+            Path(parent).mkdir(parents=True, exist_ok=True)
+            made.append(Path(tempfile.mkdtemp(prefix="hounsfield-screenshots-", dir=parent)))
+        return made[0]
+
+    return folder
+
+
+_SHOTS: list[Path] = []  # screenshots taken in this run, listed at its end
+
+
+def pytest_terminal_summary(terminalreporter):
+    if _SHOTS:
+        terminalreporter.write_sep("-", f"screenshots of failed browser tests in {_SHOTS[0].parent}")
+        for path in _SHOTS:
+            terminalreporter.write_line(str(path))
+
+
 @pytest.fixture
-def page(browser, request):
+def page(browser, request, screenshots):
     """A fresh browser context (a new Streamlit session); a screenshot is kept on failure."""
     context = browser.new_context(viewport={"width": 1400, "height": 1000})
     pg = context.new_page()
@@ -109,10 +137,10 @@ def page(browser, request):
     yield pg
     rep = getattr(request.node, "rep_call", None)
     if rep is not None and rep.failed:
-        SCREENSHOTS.mkdir(parents=True, exist_ok=True)
-        path = SCREENSHOTS / f"{request.node.name}.png"
+        path = screenshots() / (re.sub(r"[^\w.-]+", "_", request.node.name) + ".png")
         try:
             pg.screenshot(path=str(path), full_page=True)
+            _SHOTS.append(path)
             print(f"screenshot: {path}")
         except Exception as exc:  # noqa: BLE001 - a failed screenshot must not hide the test failure
             print(f"screenshot failed: {exc}")

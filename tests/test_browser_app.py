@@ -28,6 +28,15 @@ def _is_not_blank(png: bytes) -> bool:
     return img is not None and float(img.std()) > 10.0
 
 
+def _eventually(condition, message: str, timeout: float = 30.0) -> None:
+    """Wait until ``condition()`` is true (checked again as soon as it returns), or fail."""
+    import time
+
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, message
+
+
 def test_opens_on_the_sample_with_an_image(page, app_url):
     page.goto(app_url)
     page.get_by_role("heading", name="Hounsfield").first.wait_for()
@@ -83,8 +92,8 @@ def test_every_page_renders(page, app_url):
     _wait_idle(page)
     for _, label, _ in existing_pages():
         page.locator('[data-testid="stSidebar"]').get_by_role("link", name=label).click()
-        _wait_idle(page)
-        page.wait_for_timeout(300)
+        # The page's own run has started (it sets the tab's title), then it has finished.
+        page.wait_for_function("title => document.title === title", arg=f"{label} · Hounsfield")
         _wait_idle(page)
         _no_exception(page)
 
@@ -198,7 +207,7 @@ def test_explorer_scroll_window_and_click(page, app_url):
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] * 0.5 + 40, box["y"] + box["height"] * 0.5 - 20, steps=5)
     page.mouse.up()
-    page.wait_for_function("() => true")
+    expect(_canvas(page, 0)).not_to_have_attribute("data-window", "-600/1500")
     shown_window = _canvas(page, 0).get_attribute("data-window")
     assert shown_window != "-600/1500"
     c, w = map(float, shown_window.split("/"))
@@ -286,11 +295,11 @@ def test_isosurface_renders(page, app_url):
     page.get_by_text("Show the 3D surface").click()
     page.locator(".js-plotly-plot .gl-container canvas").first.wait_for(timeout=60_000)
     _wait_idle(page)
-    page.wait_for_timeout(1500)
     _no_exception(page)
     assert page.get_by_text("Triangles").is_visible()
-    shot = page.locator(".js-plotly-plot").first.screenshot()
-    assert _is_not_blank(shot)
+    # WebGL paints the surface in a later frame: wait until the plot shows something.
+    plot = page.locator(".js-plotly-plot").first
+    _eventually(lambda: _is_not_blank(plot.screenshot()), "the 3D plot stayed blank")
 
 
 def test_details_page_hides_the_patient_name(page, app_url, tmp_path):
