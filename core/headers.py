@@ -73,7 +73,7 @@ class Budget:
     max_file_bytes: int = 1024**3
     max_sequence_depth: int = 8
     max_study_bytes: int = 1536 * 1024**2  # the voxels of one upload; fits a 2.7 GB host with room to work
-    max_inflated_bytes: int = 512 * 1024**2  # a deflated file, once inflated
+    max_inflated_bytes: int = 256 * 1024**2  # a deflated file, once inflated (inflating holds twice this)
 
 
 @dataclass

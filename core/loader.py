@@ -5,6 +5,7 @@ from __future__ import annotations
 import contextlib
 import logging
 import lzma
+import struct
 import traceback
 import zipfile
 from collections import defaultdict
@@ -533,7 +534,7 @@ class _Load:
 
     def inflate_limit(self) -> int:
         limit = self.budget.max_inflated_bytes
-        return limit if self.memory is None else min(limit, self.memory.available(self.owner))
+        return limit if self.memory is None else min(limit, self.memory.available(self.owner) // 2)
 
     # -- step 1: headers -----------------------------------------------------------------
 
@@ -565,7 +566,7 @@ class _Load:
                 _reraise_interrupts(exc)
                 pass
         limit = self.inflate_limit()
-        with self.transient(limit if _maybe_deflated(entry) else 0, "inflating this deflated file"):
+        with self.transient(2 * limit if _maybe_deflated(entry) else 0, "inflating this deflated file"):
             return read_header(entry.read(), entry=i, name=entry.name, budget=self.budget, inflate_limit=limit)
 
     # -- step 2: memory for the voxels ---------------------------------------------------------
@@ -639,7 +640,7 @@ class _Load:
         frame_bytes = header.frames[0].rows * header.frames[0].cols * max(header.bits_allocated, 8) // 8
         if header.deflated:
             limit = self.inflate_limit()
-            with self.transient(limit, "inflating this deflated file"):
+            with self.transient(2 * limit, "inflating this deflated file"):  # the pieces, then the file
                 data = inflate_deflated(entry.read(), max_bytes=limit)
                 return _decoded_frames(data, header, wanted)
         if header.native and entry.read_range is not None and header.bits_allocated >= 8:
@@ -647,8 +648,11 @@ class _Load:
                 data = entry.read_range(header.pixel_offset, frame_bytes * header.n_frames)
                 return _decoded_frames(data, header, wanted, base=0)
         decoded = 0 if header.native else frame_bytes * header.samples * 4 * len(wanted)
+        data = entry.read()
+        if not header.native:
+            _check_codestream_size(data, header)
         with self.transient(decoded, "decoding this file's pixels"):
-            return _decoded_frames(entry.read(), header, wanted)
+            return _decoded_frames(data, header, wanted)
 
     # -- step 4: volumes -------------------------------------------------------------------
 
@@ -683,6 +687,47 @@ class _Load:
             for res in canvas.reservations:
                 self.memory.hold(volume, res)
         return volume
+
+
+_J2K = {"1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.91", "1.2.840.10008.1.2.4.201", "1.2.840.10008.1.2.4.202",
+        "1.2.840.10008.1.2.4.203"}
+_JPEG = {"1.2.840.10008.1.2.4.50", "1.2.840.10008.1.2.4.51", "1.2.840.10008.1.2.4.57", "1.2.840.10008.1.2.4.70",
+         "1.2.840.10008.1.2.4.80", "1.2.840.10008.1.2.4.81"}
+_SOF = {0xC0, 0xC1, 0xC2, 0xC3, 0xC5, 0xC6, 0xC7, 0xC9, 0xCA, 0xCB, 0xCD, 0xCE, 0xCF, 0xF7}
+
+
+def _codestream_size(data: bytes, syntax: str) -> tuple[int, int] | None:
+    """(rows, columns) that the first compressed frame declares, or None if not found.
+
+    Decoders allocate what the codestream declares: a 1 KB JPEG 2000 frame can ask for 8100 x 8100
+    pixels under a 32 x 32 header. Reading the size first lets the loader refuse it unallocated.
+    """
+    if syntax in _J2K:
+        at = data.find(b"\xff\x4f\xff\x51")  # SOC then SIZ (ISO 15444-1 A.5.1)
+        if at < 0 or at + 22 > len(data):
+            return None
+        xsiz, ysiz, xo, yo = struct.unpack_from(">IIII", data, at + 8)
+        return ysiz - yo, xsiz - xo
+    if syntax in _JPEG:
+        i = data.find(b"\xff\xd8\xff")  # SOI, then marker segments up to the frame header
+        if i < 0:
+            return None
+        i += 2
+        while i + 9 <= len(data) and data[i] == 0xFF:
+            marker = data[i + 1]
+            if marker in _SOF:
+                height, width = struct.unpack_from(">HH", data, i + 5)
+                return height, width
+            i += 2 + struct.unpack_from(">H", data, i + 2)[0]
+    return None
+
+
+def _check_codestream_size(data: bytes, header: FileHeader) -> None:
+    size = _codestream_size(data, str(header.transfer_syntax))
+    rows, cols = header.frames[0].rows, header.frames[0].cols
+    if size is not None and size != (rows, cols) and size[0] * size[1] > rows * cols:
+        raise SkipFile(f"damaged: the compressed image declares {size[1]} x {size[0]} pixels, the header "
+                       f"{cols} x {rows}")
 
 
 def _maybe_deflated(entry: Any) -> bool:

@@ -408,3 +408,27 @@ class TestFuzzFindings:
         res = _load(("inf.dcm", d))
         vol = next(v for v in res.volumes if v.series_uid == "5.4")
         assert vol.spacing[0] == 1.0 and res.skipped == []
+
+    @pytest.mark.parametrize("syntax", ["1.2.840.10008.1.2.4.90", "1.2.840.10008.1.2.4.80"])
+    def test_codestream_declaring_a_huge_image_is_refused_unallocated(self, syntax):
+        ds = pydicom.dcmread(io.BytesIO(ct_slice(np.arange(1024, dtype=np.int16).reshape(32, 32), position=(0, 0, 0),
+                                                 series_uid="5.5")))
+        ds.compress(syntax)
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        data = bytearray(buf.getvalue())
+        if syntax.endswith(".90"):
+            at = data.find(b"\xff\x4f\xff\x51")
+            struct.pack_into(">II", data, at + 8, 8100, 8100)
+        else:
+            at = data.find(b"\xff\xf7")
+            struct.pack_into(">HH", data, at + 5, 8100, 8100)
+        tracemalloc.start()
+        try:
+            res = _load(("huge.dcm", bytes(data)))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert res.skipped == [("huge.dcm", "damaged: the compressed image declares 8100 x 8100 pixels, the header "
+                                            "32 x 32")]
+        assert _good_loaded(res) and peak < 20 * MB
