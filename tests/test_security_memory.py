@@ -17,7 +17,7 @@ import zlib
 
 import pytest
 
-from core.memory import MB, MemoryBudget
+from core.memory import MB, MemoryBudget, budget_from_env
 from core.sources import ZipLimits, ZipMemberError, expand_sources
 
 
@@ -191,3 +191,22 @@ def test_lying_sizes_helper_rewrites_both_headers():
     with zipfile.ZipFile(io.BytesIO(data)) as zf:
         assert zf.getinfo("a.dcm").file_size == 7
     assert zlib.crc32(b"x" * 100) == zipfile.ZipFile(io.BytesIO(data)).getinfo("a.dcm").CRC
+
+
+class TestBudgetFromEnv:
+    def test_defaults_fit_a_community_cloud_host(self):
+        b = budget_from_env({})
+        assert (b.total_bytes, b.session_bytes) == (1700 * MB, 700 * MB)
+
+    def test_total_and_session_from_the_environment(self):
+        b = budget_from_env({"HOUNSFIELD_MEMORY_MB": "6000"})
+        assert (b.total_bytes, b.session_bytes) == (6000 * MB, 2400 * MB)  # 40% of a bigger host
+        b = budget_from_env({"HOUNSFIELD_MEMORY_MB": "500"})
+        assert (b.total_bytes, b.session_bytes) == (500 * MB, 500 * MB)
+        b = budget_from_env({"HOUNSFIELD_MEMORY_MB": "1000", "HOUNSFIELD_SESSION_MEMORY_MB": "250"})
+        assert (b.total_bytes, b.session_bytes) == (1000 * MB, 250 * MB)
+
+    @pytest.mark.parametrize("value", ["lots", "1.5", "-3", "0"])
+    def test_bad_values_named(self, value):
+        with pytest.raises(ValueError, match="HOUNSFIELD_MEMORY_MB must be"):
+            budget_from_env({"HOUNSFIELD_MEMORY_MB": value})
