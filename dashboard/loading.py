@@ -8,7 +8,8 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import LoadResult, Volume, load_series
+from core import LoadResult, Volume, ZipLimits, load_series
+from core.memory import server_budget
 from core.privacy import display_description
 from dashboard import state
 from dashboard.text import md_escape
@@ -123,6 +124,34 @@ def forget_stale_uploads() -> int:
 TRIM_EVERY = 24  # uploaded files released between two malloc_trim calls (about 12 MB of CT)
 
 
+def make_room(files: list[Any]) -> bool:
+    """Close the open study when this session's memory share could not hold the new one beside it.
+
+    Uploads are counted against the session's share as they arrive (see
+    ``dashboard.frame.meter_uploads``), and the loader reserves the new volumes before decoding
+    them; with a large study open, a study of the same size would be refused. The uploads'
+    size stands for the new voxels (they are close for uncompressed CT). Returns True when the
+    study was closed.
+    """
+    current = state.study()
+    if current is None or current.is_sample:
+        return False
+    need = sum(int(getattr(f, "size", 0) or 0) for f in files)
+    if server_budget().available(state.owner()) >= need:
+        return False
+    state.clear_study()
+    return True
+
+
+def refused_upload_ui() -> None:
+    """Say why an upload of this session was refused by the memory budget (once)."""
+    from dashboard.frame import REAPER
+
+    reason = REAPER.refused.pop(state.owner(), None)
+    if reason:
+        st.error(f"An uploaded file was refused: {reason}.", icon=":material/memory:")
+
+
 def signature(files: list[Any]) -> tuple:
     return tuple((getattr(f, "file_id", None), f.name, getattr(f, "size", None)) for f in files)
 
@@ -149,7 +178,9 @@ def load_with_progress(files: list[Any]) -> LoadResult:
         if released[0] % TRIM_EVERY == 0:  # give the freed uploads back as the volume grows
             state.trim_memory()
 
-    result = load_series(files, progress=progress, release_source=release)
+    memory = server_budget()
+    result = load_series(files, progress=progress, release_source=release, memory=memory, owner=state.owner(),
+                         zip_limits=ZipLimits(max_total_bytes=memory.session_bytes))
     release_uploads(files, others=others)  # inputs that yielded no file at all
     bar.empty()
     return result

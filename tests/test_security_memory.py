@@ -8,12 +8,23 @@ the server's resident memory (VmRSS, VmHWM) from /proc while each bomb is sent.
 from __future__ import annotations
 
 import bz2
+import concurrent.futures
 import gc
 import io
+import os
 import random
 import struct
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
 import zipfile
 import zlib
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -210,3 +221,180 @@ class TestBudgetFromEnv:
     def test_bad_values_named(self, value):
         with pytest.raises(ValueError, match="HOUNSFIELD_MEMORY_MB must be"):
             budget_from_env({"HOUNSFIELD_MEMORY_MB": value})
+
+
+# -- A real server under attack ----------------------------------------------------------------
+
+ROOT = Path(__file__).resolve().parents[1]
+BUDGET_MB, SESSION_MB = 400, 200  # the server's budget in these tests (HOUNSFIELD_MEMORY_MB)
+MARGIN_MB = 150  # what the budget does not count: Streamlit's buffers, a copy in flight, allocator slack
+
+
+def proc_mb(pid: int, field: str) -> float:
+    """A figure of /proc/<pid>/status in MB (VmRSS: resident now; VmHWM: the highest since the last reset)."""
+    with open(f"/proc/{pid}/status") as fh:
+        for line in fh:
+            if line.startswith(field + ":"):
+                return int(line.split()[1]) / 1024
+    raise KeyError(field)
+
+
+def reset_peak(pid: int) -> None:
+    """Start VmHWM again from the current resident memory (Linux clear_refs 5)."""
+    with open(f"/proc/{pid}/clear_refs", "w") as fh:
+        fh.write("5")
+
+
+def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"not within {timeout:.0f} s: {what}")
+        time.sleep(interval)
+
+
+@dataclass
+class Server:
+    url: str
+    pid: int
+    log: Any
+
+    def rss(self) -> float:
+        return proc_mb(self.pid, "VmRSS")
+
+    def peak(self) -> float:
+        return proc_mb(self.pid, "VmHWM")
+
+
+@pytest.fixture(scope="module")
+def server():
+    """`streamlit run` with a 400 MB budget (200 MB per session), as an operator would set it."""
+    from tests.conftest import _free_port
+
+    if not Path("/proc/self/status").exists():
+        pytest.skip("reads the server's memory from /proc")
+    port = _free_port()
+    log = tempfile.TemporaryFile()
+    env = dict(os.environ, HOUNSFIELD_MEMORY_MB=str(BUDGET_MB), HOUNSFIELD_SESSION_MEMORY_MB=str(SESSION_MB))
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env,
+    )
+    url = f"http://127.0.0.1:{port}"
+
+    def healthy() -> bool:
+        if proc.poll() is not None:
+            log.seek(0)
+            pytest.fail(f"streamlit exited early:\n{log.read().decode(errors='replace')}")
+        try:
+            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                return r.status == 200
+        except OSError:
+            return False
+
+    wait_for(healthy, 60, "streamlit answers its health check")
+    yield Server(url, proc.pid, log)
+    proc.terminate()
+    try:
+        proc.wait(timeout=10)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+    assert "Traceback" not in output, output[-4000:]
+
+
+class Visitor:
+    """A Streamlit session without a browser: its websocket (one run of the page) and its XSRF cookie.
+
+    What an attacker needs to send files straight to the upload endpoint.
+    """
+
+    def __init__(self, url: str) -> None:
+        import requests
+        from websockets.sync.client import connect
+
+        self.url, self.http = url, requests.Session()
+        self.http.get(url + "/_stcore/health", timeout=30).raise_for_status()  # sets the XSRF cookie
+        self.xsrf = self.http.cookies.get("_streamlit_xsrf")
+        cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
+        self.ws = connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit", self.xsrf],
+                          additional_headers={"Cookie": cookie, "Origin": url}, max_size=None, open_timeout=30,
+                          legacy=True)
+        self.session_id = self._run_page()
+
+    def _run_page(self) -> str:
+        from streamlit.proto.BackMsg_pb2 import BackMsg
+        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
+
+        back = BackMsg()
+        back.rerun_script.query_string = ""
+        self.ws.send(back.SerializeToString())
+        session_id = None
+        while True:
+            msg = ForwardMsg()
+            msg.ParseFromString(self.ws.recv(timeout=120))
+            kind = msg.WhichOneof("type")
+            if kind == "new_session":
+                session_id = msg.new_session.initialize.session_id
+            if kind == "script_finished" and session_id:
+                return session_id
+
+    def put(self, file_id: str, data: bytes, name: str = "x.dcm") -> int:
+        """PUT one file to the upload endpoint as the page would; returns the HTTP status."""
+        r = self.http.put(f"{self.url}/_stcore/upload_file/{self.session_id}/{file_id}",
+                          files={"file": (name, data, "application/octet-stream")},
+                          headers={"X-Xsrftoken": self.xsrf}, timeout=300)
+        return r.status_code
+
+    def close(self) -> None:
+        self.ws.close()
+
+
+def settled_rss(server: Server, seconds: float = 2.0) -> float:
+    """The server's resident memory once it has stopped moving (lowest of a short window)."""
+    samples = []
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        samples.append(server.rss())
+        time.sleep(0.1)
+    return min(samples)
+
+
+class TestUploadEndpoint:
+    def test_uploads_sent_straight_are_refused_past_the_session_share(self, server):
+        first = Visitor(server.url)  # the page has run once in this process
+        base = settled_rss(server)
+        reset_peak(server.pid)
+        attacker = Visitor(server.url)
+        blob = _noise(60 * MB)
+        statuses = [attacker.put(f"f{i}", blob) for i in range(6)]  # 360 MB against a 200 MB share
+        # Each file is held twice while it arrives: a third needs 120 MB beside the 120 MB kept.
+        assert statuses == [204, 204, 413, 413, 413, 413], statuses
+        print(f"6 x 60 MB sent straight: peak {server.peak() - base:.0f} MB above {base:.0f} MB")
+        assert server.peak() - base < SESSION_MB + MARGIN_MB
+        held = server.rss()
+        assert held - base > 100  # the two accepted files are in memory
+        attacker.close()
+        first.close()
+        # The sessions end (Streamlit keeps them 30 s for a reconnect): their uploads go too.
+        t = time.monotonic()
+        wait_for(lambda: server.rss() - base < 40, 60, f"memory back near {base:.0f} MB (was {held:.0f} MB)", 1.0)
+        print(f"sessions closed with {held - base:.0f} MB of uploads: back to {server.rss():.0f} MB "
+              f"in {time.monotonic() - t:.0f} s")
+
+    def test_concurrent_uploads_refused_before_they_are_read(self, server):
+        attackers = [Visitor(server.url) for _ in range(6)]  # each has run the page
+        base = settled_rss(server)
+        reset_peak(server.pid)
+        blob = _noise(80 * MB)  # 160 MB each while arriving: at most two at once in a 400 MB budget
+        with concurrent.futures.ThreadPoolExecutor(len(attackers)) as pool:
+            statuses = list(pool.map(lambda v: v.put("big", blob), attackers))
+        assert 413 in statuses and 204 in statuses, statuses
+        print(f"6 x 80 MB at once: {statuses}, peak {server.peak() - base:.0f} MB above {base:.0f} MB")
+        assert server.peak() - base < BUDGET_MB + MARGIN_MB
+        for v in attackers:
+            v.close()
+        wait_for(lambda: server.rss() - base < 40, 60, f"memory back near {base:.0f} MB", 1.0)
