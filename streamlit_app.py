@@ -44,7 +44,9 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
 
 report = st.session_state[state.LOAD_REPORT]
 if report is not None:
+    refusals = loading.memory_refusals(report)
     st.error(
+        f"The upload could not be loaded: {refusals[0]}. The reasons are listed below." if refusals else
         "No image series could be assembled from the upload: none of the files is a DICOM image this app can "
         "read. The reasons are listed below; the previously loaded study is still open."
     )
@@ -62,4 +64,5 @@ loading.show_series_table(study, show_phi=state.show_phi())
 index = loading.pick_series_ui(study, show_phi=state.show_phi())
 loading.preview_ui(study.volumes[index])
 loading.geometry_ui(study, index)
+loading.memory_notice_ui(study.skipped)
 loading.skipped_ui(study.skipped)

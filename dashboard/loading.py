@@ -143,6 +143,23 @@ def make_room(files: list[Any]) -> bool:
     return True
 
 
+# Words of core.memory's refusals (a session's share, or the server's total).
+MEMORY_REFUSALS = ("the server is busy", "this session may hold at most")
+
+
+def memory_refusals(skipped: list[tuple[str, str]]) -> list[str]:
+    """The reasons in ``skipped`` that are the memory budget's, not the files' fault."""
+    return [reason for _, reason in skipped if any(words in reason for words in MEMORY_REFUSALS)]
+
+
+def memory_notice_ui(skipped: list[tuple[str, str]]) -> None:
+    """Say in the page, not only in the skipped list, when the memory budget refused part of an upload."""
+    reasons = memory_refusals(skipped)
+    if reasons:
+        more = f" ({len(reasons)} files or series in all, listed below)" if len(reasons) > 1 else ""
+        st.warning(f"Not everything could be loaded: {reasons[0]}{more}.", icon=":material/memory:")
+
+
 def refused_upload_ui() -> None:
     """Say why an upload of this session was refused by the memory budget (once)."""
     from dashboard.frame import REAPER

@@ -30,6 +30,7 @@ import pytest
 
 from core.memory import MB, MemoryBudget, budget_from_env
 from core.sources import ZipLimits, ZipMemberError, expand_sources
+from tests.bombs import Visitor, deflate_bomb, nested_zip_bomb, proc_mb, reset_peak, rle_bomb
 
 
 def _zip(members: list[tuple[str, bytes]], *, method: int = zipfile.ZIP_DEFLATED) -> bytes:
@@ -230,21 +231,6 @@ BUDGET_MB, SESSION_MB = 400, 200  # the server's budget in these tests (HOUNSFIE
 MARGIN_MB = 150  # what the budget does not count: Streamlit's buffers, a copy in flight, allocator slack
 
 
-def proc_mb(pid: int, field: str) -> float:
-    """A figure of /proc/<pid>/status in MB (VmRSS: resident now; VmHWM: the highest since the last reset)."""
-    with open(f"/proc/{pid}/status") as fh:
-        for line in fh:
-            if line.startswith(field + ":"):
-                return int(line.split()[1]) / 1024
-    raise KeyError(field)
-
-
-def reset_peak(pid: int) -> None:
-    """Start VmHWM again from the current resident memory (Linux clear_refs 5)."""
-    with open(f"/proc/{pid}/clear_refs", "w") as fh:
-        fh.write("5")
-
-
 def wait_for(condition: Callable[[], bool], timeout: float, what: str, interval: float = 0.25) -> None:
     deadline = time.monotonic() + timeout
     while not condition():
@@ -306,53 +292,6 @@ def server():
     assert "Traceback" not in output, output[-4000:]
 
 
-class Visitor:
-    """A Streamlit session without a browser: its websocket (one run of the page) and its XSRF cookie.
-
-    What an attacker needs to send files straight to the upload endpoint.
-    """
-
-    def __init__(self, url: str) -> None:
-        import requests
-        from websockets.sync.client import connect
-
-        self.url, self.http = url, requests.Session()
-        self.http.get(url + "/_stcore/health", timeout=30).raise_for_status()  # sets the XSRF cookie
-        self.xsrf = self.http.cookies.get("_streamlit_xsrf")
-        cookie = "; ".join(f"{k}={v}" for k, v in self.http.cookies.items())
-        self.ws = connect(url.replace("http", "ws", 1) + "/_stcore/stream", subprotocols=["streamlit", self.xsrf],
-                          additional_headers={"Cookie": cookie, "Origin": url}, max_size=None, open_timeout=30,
-                          legacy=True)
-        self.session_id = self._run_page()
-
-    def _run_page(self) -> str:
-        from streamlit.proto.BackMsg_pb2 import BackMsg
-        from streamlit.proto.ForwardMsg_pb2 import ForwardMsg
-
-        back = BackMsg()
-        back.rerun_script.query_string = ""
-        self.ws.send(back.SerializeToString())
-        session_id = None
-        while True:
-            msg = ForwardMsg()
-            msg.ParseFromString(self.ws.recv(timeout=120))
-            kind = msg.WhichOneof("type")
-            if kind == "new_session":
-                session_id = msg.new_session.initialize.session_id
-            if kind == "script_finished" and session_id:
-                return session_id
-
-    def put(self, file_id: str, data: bytes, name: str = "x.dcm") -> int:
-        """PUT one file to the upload endpoint as the page would; returns the HTTP status."""
-        r = self.http.put(f"{self.url}/_stcore/upload_file/{self.session_id}/{file_id}",
-                          files={"file": (name, data, "application/octet-stream")},
-                          headers={"X-Xsrftoken": self.xsrf}, timeout=300)
-        return r.status_code
-
-    def close(self) -> None:
-        self.ws.close()
-
-
 def settled_rss(server: Server, seconds: float = 2.0) -> float:
     """The server's resident memory once it has stopped moving (lowest of a short window)."""
     samples = []
@@ -398,3 +337,77 @@ class TestUploadEndpoint:
         for v in attackers:
             v.close()
         wait_for(lambda: server.rss() - base < 40, 60, f"memory back near {base:.0f} MB", 1.0)
+
+
+# -- Bombs uploaded through the page (a browser) ------------------------------------------------
+
+IDLE = '[data-testid="stApp"][data-test-script-state="notRunning"]'
+
+
+def upload_through_the_page(browser, url: str, paths: list[Path]):
+    """Open the app in a new session, upload ``paths`` in the first uploader; the page once the load is over."""
+    ctx = browser.new_context(viewport={"width": 1400, "height": 1000})
+    page = ctx.new_page()
+    page.set_default_timeout(180_000)
+    page.goto(url)
+    page.wait_for_selector(IDLE)
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files([str(p) for p in paths])
+    page.locator('[data-testid="stAlert"], [data-testid="stCaptionContainer"]:has-text("uploaded file")').first.wait_for()
+    page.wait_for_selector(IDLE)
+    return ctx, page
+
+
+@pytest.mark.browser
+class TestBombsThroughThePage:
+    """Each bomb in its own session; the server's peak (VmHWM, reset before each) stays in budget."""
+
+    def _peak_during(self, server, browser, paths, what: str) -> tuple[float, str]:
+        """Upload ``paths`` in a new session: the server's peak above its settled memory, and the page's text."""
+        Visitor(server.url).close()  # the page has run once in this process
+        base = settled_rss(server)
+        reset_peak(server.pid)
+        ctx, page = upload_through_the_page(browser, server.url, paths)
+        text = page.locator('[data-testid="stMain"]').inner_text()
+        peak = server.peak() - base
+        ctx.close()
+        with urllib.request.urlopen(f"{server.url}/_stcore/health", timeout=10) as r:
+            assert r.status == 200  # still serving
+        print(f"{what} ({sum(p.stat().st_size for p in paths) / MB:.1f} MB): peak {peak:.0f} MB above {base:.0f} MB")
+        return peak, text
+
+    def test_nested_zip_bomb(self, server, browser, tmp_path):
+        bomb = nested_zip_bomb(tmp_path / "bomb.zip", inner_mb=300)
+        peak, text = self._peak_during(server, browser, [bomb], "nested zip bomb holding a 300 MB zip")
+        assert bomb.stat().st_size < 5 * MB
+        assert "No image series could be assembled" in text
+        assert peak < 50  # refused from the declared sizes: nothing is inflated
+
+    def test_deflate_bomb(self, server, browser, tmp_path):
+        # Passes once core/headers.py inflates deflated files by streaming with a cap (the lead's change).
+        bomb = deflate_bomb(tmp_path / "deflate.dcm", inflated_mb=600)
+        peak, text = self._peak_during(server, browser, [bomb], "deflate bomb inflating to 600 MB")
+        assert "could not be loaded" in text or "No image series could be assembled" in text
+        assert peak < SESSION_MB + MARGIN_MB
+
+    def test_huge_rle_frames(self, server, browser, tmp_path):
+        paths = rle_bomb(tmp_path / "rle", slices=10)  # 320 MB of voxels against a 200 MB share
+        peak, text = self._peak_during(server, browser, paths, "10 RLE frames of 4096 x 4096, 320 MB of voxels")
+        assert "this session may hold at most" in text or "the server is busy" in text
+        assert peak < SESSION_MB + MARGIN_MB
+
+    def test_memory_returns_within_a_minute_of_studies_closing(self, server, browser, tmp_path):
+        from tests.factory import write_ct_folder
+
+        paths = write_ct_folder(tmp_path / "ct", slices=80)  # 40 MB of voxels per session
+        Visitor(server.url).close()
+        base = settled_rss(server)
+        sessions = [upload_through_the_page(browser, server.url, paths) for _ in range(3)]
+        for _, page in sessions:
+            assert "1 series found" in page.locator('[data-testid="stMain"]').inner_text()
+        held = server.rss()
+        for ctx, _ in sessions:
+            ctx.close()
+        t = time.monotonic()
+        wait_for(lambda: server.rss() - base < 40, 60, f"memory back near {base:.0f} MB (was {held:.0f} MB)", 1.0)
+        print(f"3 sessions closed holding {held - base:.0f} MB: back to {server.rss():.0f} MB "
+              f"in {time.monotonic() - t:.0f} s")
