@@ -5,9 +5,10 @@ Never imports streamlit (a test enforces it).
 
 from __future__ import annotations
 
-from core.geometry import GeometryError, analyse_stack, resample_regular, slice_normal
+from core.geometry import GeometryError, analyse_stack, orientation_name, slice_normal
 from core.headers import Budget
-from core.loader import LoadResult, load_series, orientation_name
+from core.loader import LoadResult, load_series
+from core.resample import resample_regular
 from core.sample import LABELS, TISSUE_HU, sample_ct, sample_ct_files, sample_labels
 from core.sources import ZipLimits
 from core.volume import Volume

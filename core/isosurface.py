@@ -185,11 +185,30 @@ def extract_isosurface(
         decimated = True
         if len(faces) > max_triangles:
             raise RuntimeError(f"decimation left {len(faces)} triangles, over the budget of {max_triangles}")
-    # (k, j, i) indices to patient LPS through the volume's affine (shear included).
-    ijk1 = np.column_stack([verts[:, 2], verts[:, 1], verts[:, 0], np.ones(len(verts))])
-    lps = (ijk1 @ volume.affine.T)[:, :3]
+    lps = patient_positions(volume, verts)
     return Mesh(vertices=lps.astype(np.float32), faces=faces, step=tuple(int(s) for s in step), decimated=decimated,
                 enclosed_ml=enclosed)
+
+
+def patient_positions(volume, kji: np.ndarray) -> np.ndarray:
+    """Patient LPS mm of fractional voxel indices ``(k, j, i)``: (N, 3) float64.
+
+    Each slice sits at its own ImagePositionPatient (between two slices, on the line joining
+    them), so sheared, gapped and unevenly spaced stacks stay true; one slice past either
+    end continues the end step (a closed surface reaches there).
+    """
+    kji = np.asarray(kji, dtype=np.float64)
+    positions = np.asarray(volume.positions, dtype=np.float64)
+    dz, dy, dx = volume.spacing
+    if len(positions) < 2:
+        base = positions[0] + kji[:, :1] * dz * volume.normal
+    else:
+        ext = np.vstack([2 * positions[0] - positions[1], positions, 2 * positions[-1] - positions[-2]])
+        k = np.clip(kji[:, 0] + 1.0, 0.0, len(ext) - 1.0)
+        lo = np.minimum(np.floor(k).astype(np.int64), len(ext) - 2)
+        t = (k - lo)[:, None]
+        base = ext[lo] * (1.0 - t) + ext[lo + 1] * t
+    return base + kji[:, 1:2] * dy * volume.col_direction + kji[:, 2:3] * dx * volume.row_direction
 
 
 def mesh_bytes(mesh: Mesh, file_type: str) -> bytes:

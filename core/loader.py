@@ -2,23 +2,33 @@
 
 from __future__ import annotations
 
+import contextlib
+import logging
+import lzma
+import traceback
+import zipfile
 from collections import defaultdict
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
+from pathlib import Path
 from typing import Any
 
 import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut, pixel_array
 
-from core.geometry import GeometryError, analyse_stack, slice_normal
-from core.headers import READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, read_header
+from core.geometry import GeometryError, analyse_stack, orientation_name, slice_normal
+from core.headers import (READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, inflate_deflated, lenient,
+                          read_header)
+from core.memory import MemoryBudget, OverBudget, Reservation
 from core.sources import ZipLimits, expand_sources
 from core.volume import Volume
 
-__all__ = ["LoadResult", "load_series", "orientation_name"]
+__all__ = ["LoadResult", "load_series"]
 
 ProgressCallback = Callable[[int, int], Any]
+
+log = logging.getLogger(__name__)
 
 CT_AIR = -1024
 _HEADER_PREFIX = 64 * 1024
@@ -52,22 +62,50 @@ class LoadResult:
     skipped: list[tuple[str, str]] = field(default_factory=list)
 
 
-def _ctx_error(exc: BaseException) -> str:
-    """A message for an unexpected parse error that carries no file content (no PHI)."""
-    kind = type(exc).__name__
+def unusable_reason(exc: BaseException, *, stage: str = "read") -> str:
+    """The "skipped" reason for any exception raised while reading or decoding one file.
+
+    Reasons never name an exception or quote the file. An exception that no known kind of
+    damage explains is logged for developers by type and code location only (file names
+    and values can be PHI).
+    """
+    if isinstance(exc, SkipFile):
+        return exc.reason
+    if isinstance(exc, OverBudget):
+        return str(exc)
     if isinstance(exc, MemoryError):
         return "refused: reading it would need more memory than is available"
     if isinstance(exc, RecursionError):
         return "refused: the file's structure is nested too deeply to read safely"
-    return f"could not be read as DICOM ({kind}); the file may be damaged or not DICOM"
+    if isinstance(exc, (zipfile.BadZipFile, lzma.LZMAError)):
+        return "could not be taken out of its zip archive: the archive is damaged at this file"
+    if not isinstance(exc, READ_ERRORS):
+        frame = traceback.extract_tb(exc.__traceback__)[-1] if exc.__traceback__ else None
+        where = f"{Path(frame.filename).name}:{frame.lineno}" if frame else "?"
+        log.warning("unexpected %s while a file was being %s, at %s", type(exc).__name__,
+                    "decoded" if stage == "decode" else "read", where)
+        if stage == "decode":
+            return "pixel data could not be decoded: an unexpected problem in this file's image data"
+        return "could not be read: an unexpected problem in this file's structure"
+    if stage == "decode":
+        return "pixel data could not be decoded: the image data is damaged or not what the header describes"
+    return "could not be read as DICOM: the file is damaged, or not a DICOM file"
 
 
-def orientation_name(normal: np.ndarray) -> str:
-    """``"axial"``, ``"coronal"``, ``"sagittal"`` or ``"oblique"`` from a slice normal."""
-    a = np.abs(np.asarray(normal, dtype=float))
-    if a.max() < 0.95:
-        return "oblique"
-    return ("sagittal", "coronal", "axial")[int(a.argmax())]
+def _reraise_interrupts(exc: BaseException) -> None:
+    """Let a stop (Ctrl+C, exit) through the per-file boundaries, which catch BaseException:
+    decoders written in Rust raise PanicException, a BaseException, on damaged data."""
+    if isinstance(exc, (KeyboardInterrupt, SystemExit, GeneratorExit)):
+        raise exc
+
+
+def _positive_float(value: Any) -> float | None:
+    """A finite number above zero from a DS value (``"abcd"``, NaN, 0 and lists give None)."""
+    try:
+        f = float(value[0] if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else value)
+    except (TypeError, ValueError, IndexError):
+        return None
+    return f if np.isfinite(f) and f > 0 else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -163,58 +201,70 @@ def _plan_volumes(frames: list[FrameInfo], headers: dict[int, FileHeader]) -> tu
     by_series: dict[str, list[FrameInfo]] = defaultdict(list)
     for fr in frames:
         by_series[fr.series_uid].append(fr)
-
     for series_frames in by_series.values():
-        stacks = _cluster_orientation(series_frames)
-        stacks.sort(key=len, reverse=True)
-        for stack_no, stack in enumerate(stacks):
-            first = stack[0]
-            ds = headers[first.entry].dataset
-            dy, dx = first.pixel_spacing or (1.0, 1.0)
-            base_warnings: list[str] = []
-            if first.pixel_spacing is None:
-                base_warnings.append("No (0028,0030) Pixel Spacing: 1 mm pixels assumed, so distances are not in true mm.")
-            image_type = [str(v).upper() for v in (ds.get("ImageType") or [])]
-            label = "localizer" if "LOCALIZER" in image_type else ""
-            if len(stacks) > 1:
-                base_warnings.append(
-                    f"This series holds {len(stacks)} stacks of different orientation or size; "
-                    f"this is stack {stack_no + 1} ({len(stack)} slices), kept apart from the others."
-                )
-
-            if first.position is None or first.orientation is None:
-                stack.sort(key=lambda fr: (fr.instance_number is None, fr.instance_number or 0, fr.frame or 0, fr.name))
-                nominal = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
-                dz = float(nominal) if nominal not in (None, "") and float(nominal) > 0 else 1.0
-                warnings = base_warnings + [
-                    "No (0020,0032) Image Position / (0020,0037) Image Orientation: slices are ordered by "
-                    f"InstanceNumber and frame, {dz:g} mm apart as declared, and the patient orientation is unknown."
-                ]
-                if len(stack) == 1:
-                    warnings.append("Single slice: a 2D image, so the coronal, sagittal and 3D views have nothing to show.")
-                plans.append(_Plan(stack, (dz, dy, dx), warnings, np.array([1.0, 0, 0, 0, 1.0, 0]), label))
-                continue
-
-            try:
-                normal = slice_normal(first.orientation)
-            except GeometryError as exc:
-                skipped.extend((fr.name, str(exc)) for fr in stack)
-                continue
-            parts, notes, dup_skipped = _split_repeats(stack, normal)
-            skipped.extend(dup_skipped)
-            for part in parts:
-                positions = np.array([fr.position for fr in part])
-                nominal = ds.get("SpacingBetweenSlices") or ds.get("SliceThickness")
-                try:
-                    nominal_f = float(nominal) if nominal not in (None, "") else None
-                except (TypeError, ValueError):
-                    nominal_f = None
-                geo = analyse_stack(positions, normal, nominal_spacing=nominal_f)
-                ordered = [part[i] for i in geo.order]
-                plans.append(
-                    _Plan(ordered, (geo.spacing, dy, dx), base_warnings + notes + geo.warnings, first.orientation, label)
-                )
+        series_plans: list[_Plan] = []
+        series_skipped: list[tuple[str, str]] = []
+        try:
+            _plan_series(series_frames, headers, series_plans, series_skipped)
+        except BaseException as exc:  # noqa: BLE001 - one series' odd geometry must not end the load
+            _reraise_interrupts(exc)
+            reason = unusable_reason(exc).replace("could not be read", "could not be placed in its series", 1)
+            series_plans, series_skipped = [], [(fr.name, reason) for fr in series_frames]
+        plans.extend(series_plans)
+        skipped.extend(series_skipped)
     return plans, skipped
+
+
+def _plan_series(series_frames: list[FrameInfo], headers: dict[int, FileHeader], plans: list[_Plan],
+                 skipped: list[tuple[str, str]]) -> None:
+    """Plans for one series: its stacks, sorted along their normal, with geometry warnings."""
+    stacks = _cluster_orientation(series_frames)
+    stacks.sort(key=len, reverse=True)
+    for stack_no, stack in enumerate(stacks):
+        first = stack[0]
+        ds = headers[first.entry].dataset
+        dy, dx = first.pixel_spacing or (1.0, 1.0)
+        base_warnings: list[str] = []
+        if first.spacing_note:
+            base_warnings.append(first.spacing_note)
+        elif first.pixel_spacing is None:
+            base_warnings.append("No (0028,0030) Pixel Spacing: 1 mm pixels assumed, so distances and areas are "
+                                 "in pixels, not mm.")
+        image_type = [str(v).upper() for v in (lenient(ds, "ImageType") or [])]
+        label = "localizer" if "LOCALIZER" in image_type else ""
+        if len(stacks) > 1:
+            base_warnings.append(
+                f"This series holds {len(stacks)} stacks of different orientation or size; "
+                f"this is stack {stack_no + 1} ({len(stack)} slices), kept apart from the others."
+            )
+
+        if first.position is None or first.orientation is None:
+            stack.sort(key=lambda fr: (fr.instance_number is None, fr.instance_number or 0, fr.frame or 0, fr.name))
+            dz = _positive_float(lenient(ds, "SpacingBetweenSlices")) or _positive_float(lenient(ds, "SliceThickness")) or 1.0
+            warnings = base_warnings + [
+                "No (0020,0032) Image Position / (0020,0037) Image Orientation: slices are ordered by "
+                f"InstanceNumber and frame, {dz:g} mm apart as declared, and the patient orientation is unknown."
+            ]
+            if len(stack) == 1:
+                warnings.append("Single slice: a 2D image, so the coronal, sagittal and 3D views have nothing to show.")
+            plans.append(_Plan(stack, (dz, dy, dx), warnings, np.array([1.0, 0, 0, 0, 1.0, 0]), label))
+            continue
+
+        try:
+            normal = slice_normal(first.orientation)
+        except GeometryError as exc:
+            skipped.extend((fr.name, str(exc)) for fr in stack)
+            continue
+        parts, notes, dup_skipped = _split_repeats(stack, normal)
+        skipped.extend(dup_skipped)
+        for part in parts:
+            positions = np.array([fr.position for fr in part])
+            nominal_f = _positive_float(lenient(ds, "SpacingBetweenSlices")) or _positive_float(lenient(ds, "SliceThickness"))
+            geo = analyse_stack(positions, normal, nominal_spacing=nominal_f)
+            ordered = [part[i] for i in geo.order]
+            plans.append(
+                _Plan(ordered, (geo.spacing, dy, dx), base_warnings + notes + geo.warnings, first.orientation, label)
+            )
 
 
 # ---------------------------------------------------------------------------------------
@@ -268,20 +318,39 @@ def _padding_of(raw: np.ndarray, header: FileHeader) -> np.ndarray | None:
 
 
 class _Canvas:
-    """One volume's voxel array, filled slice by slice, widened to float32 only if needed."""
+    """One volume's voxel array, filled slice by slice, widened to float32 only if needed.
 
-    def __init__(self, plan: _Plan, modality: str) -> None:
+    With a memory budget, the array's bytes are reserved before it is allocated (and the
+    extra bytes before a widening); the reservation then belongs to the volume.
+    """
+
+    def __init__(self, plan: _Plan, modality: str, memory: MemoryBudget | None = None, owner: str = "local") -> None:
         shape = (len(plan.frames), plan.frames[0].rows, plan.frames[0].cols)
         integral = all(float(fr.slope).is_integer() and float(fr.intercept).is_integer() for fr in plan.frames)
-        self.voxels = np.empty(shape, dtype=np.int16 if integral else np.float32)
+        dtype = np.dtype(np.int16 if integral else np.float32)
+        self.memory, self.owner = memory, owner
+        self.reservations: list[Reservation] = []
+        self._reserve(int(np.prod(shape)) * dtype.itemsize, shape)
+        self.voxels = np.empty(shape, dtype=dtype)
         self.padding: np.ndarray | None = None
         self.done = np.zeros(shape[0], dtype=bool)
         self.modality = modality
+
+    def _reserve(self, nbytes: int, shape: tuple[int, ...]) -> None:
+        if self.memory is not None:
+            what = f"this series ({shape[0]} slices of {shape[1]} x {shape[2]})"
+            self.reservations.append(self.memory.reserve(nbytes, owner=self.owner, what=what))
+
+    def release(self) -> None:
+        for res in self.reservations:
+            res.release()
+        self.reservations = []
 
     def put(self, k: int, values: np.ndarray, pad: np.ndarray | None) -> None:
         if self.voxels.dtype == np.int16:
             lo, hi = (values.min(), values.max()) if values.size else (0, 0)
             if lo < -32768 or hi > 32767 or not np.issubdtype(values.dtype, np.integer):
+                self._reserve(self.voxels.size * 2, self.voxels.shape)  # float32 needs 2 bytes more per voxel
                 self.voxels = self.voxels.astype(np.float32)
         if pad is not None and pad.any():
             if self.padding is None:
@@ -298,12 +367,12 @@ def _modality_values(raw: np.ndarray, fr: FrameInfo, header: FileHeader) -> np.n
     """Stored values to modality units (HU for CT) with this frame's own rescale."""
     if header.modality_lut:
         return np.asarray(apply_modality_lut(raw, header.dataset))
-    if fr.slope == 1.0 and float(fr.intercept).is_integer():
+    if fr.slope == 1.0 and float(fr.intercept).is_integer() and abs(fr.intercept) < 2**30:
         out = raw.astype(np.int32)
         if fr.intercept:
             out += int(fr.intercept)
         return out
-    if float(fr.slope).is_integer() and float(fr.intercept).is_integer():
+    if float(fr.slope).is_integer() and float(fr.intercept).is_integer() and max(abs(fr.slope), abs(fr.intercept)) < 2**40:
         return raw.astype(np.int64) * int(fr.slope) + int(fr.intercept)
     return raw.astype(np.float32) * np.float32(fr.slope) + np.float32(fr.intercept)
 
@@ -312,7 +381,7 @@ def _safe_summary(plan: _Plan, header: FileHeader, shape: tuple[int, int, int]) 
     ds = header.dataset
     out: dict[str, Any] = {"Modality": header.modality}
     for kw in _SUMMARY_KEYWORDS:
-        v = ds.get(kw)
+        v = lenient(ds, kw)
         if v not in (None, ""):
             out[kw] = str(v) if not isinstance(v, pydicom.multival.MultiValue) else "\\".join(str(x) for x in v)
     out["Slices"], out["Rows"], out["Columns"] = shape
@@ -335,11 +404,11 @@ def _volume_from(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -
     else:
         n = np.cross(row_dir, col_dir)
         positions = np.arange(len(plan.frames))[:, None] * plan.spacing[0] * n[None, :]
-    description = str(ds.get("SeriesDescription", "") or "").strip()
+    description = str(lenient(ds, "SeriesDescription", "") or "").strip()
     if plan.label:
         description = f"{description} ({plan.label})" if description else plan.label
     modality = header.modality
-    units = "HU" if modality == "CT" else str(ds.get("RescaleType", "") or "").strip()
+    units = "HU" if modality == "CT" else str(lenient(ds, "RescaleType", "") or "").strip()
     if units.upper() == "HU":
         units = "HU"
     return Volume(
@@ -370,13 +439,18 @@ def load_series(
     budget: Budget | None = None,
     zip_limits: ZipLimits | None = None,
     release_source: Callable[[int], Any] | None = None,
+    memory: MemoryBudget | None = None,
+    owner: str = "local",
 ) -> LoadResult:
     """Read DICOM files and assemble one volume per series (and per stack within it).
 
     Headers are read first (no pixels), files are grouped by SeriesInstanceUID and
     split by orientation, matrix and pixel spacing, sorted along the slice normal, and
     only then are pixels decoded, straight into one array per volume with each slice's
-    own Rescale Slope/Intercept.
+    own Rescale Slope/Intercept (or Modality LUT).
+
+    No file can end the load: whatever one file raises, while it is read or decoded,
+    becomes one ``skipped`` line for it in words.
 
     Parameters
     ----------
@@ -394,132 +468,238 @@ def load_series(
         Called with an input's position in ``sources`` as soon as every file it held has
         been decoded or refused, so that the caller can free it (an upload, say) before the
         rest of the study is read: memory then holds one copy of the data, not two.
+    memory : MemoryBudget, optional
+        The server's budget (:func:`core.memory.server_budget`): each volume's voxels are
+        reserved before they are allocated, and held until the Volume is collected;
+        inflating and decoding reserve their buffers while they run. A refusal costs the
+        series (or the file) a ``skipped`` line with the budget's message.
+    owner : str
+        Whose share of ``memory`` this load uses (a browser session's id).
 
     Returns
     -------
     LoadResult
         ``volumes`` largest first, ``skipped`` as ``(name, reason)`` pairs.
     """
-    entries, skipped = expand_sources(sources, limits=zip_limits)
-    total = len(entries)
-    done = 0
-    remaining: dict[int, int] = defaultdict(int)
-    for e in entries:
-        remaining[e.source] += 1
+    load = _Load(sources, progress, budget=budget or Budget(), zip_limits=zip_limits,
+                 release_source=release_source, memory=memory, owner=owner)
+    headers, frames = load.read_headers()
+    plans, plan_skipped = _plan_volumes(frames, headers)
+    load.skipped.extend(plan_skipped)
+    plans = _within_memory_budget(plans, headers, load.budget, load.skipped)
+    canvases = load.allocate(plans, headers)
+    load.drop_unused(frames, plans)
+    load.decode(plans, canvases, headers)
+    volumes = load.assemble(plans, canvases, headers)
+    return LoadResult(volumes=volumes, skipped=load.skipped)
 
-    def finished(i: int) -> None:
+
+class _Load:
+    """The state of one `load_series` call: its inputs, progress, releases and memory."""
+
+    def __init__(self, sources: Any, progress: ProgressCallback | None, *, budget: Budget,
+                 zip_limits: ZipLimits | None, release_source: Callable[[int], Any] | None,
+                 memory: MemoryBudget | None, owner: str) -> None:
+        self.entries: list[Any]
+        self.entries, self.skipped = expand_sources(sources, limits=zip_limits)
+        self.total, self.done = len(self.entries), 0
+        self.progress, self.release_source = progress, release_source
+        self.budget, self.memory, self.owner = budget, memory, owner
+        self.remaining: dict[int, int] = defaultdict(int)
+        for e in self.entries:
+            self.remaining[e.source] += 1
+        if progress is not None:
+            progress(0, self.total)
+
+    def finished(self, i: int) -> None:
         """Entry i is no longer needed: drop our reference to its bytes, release its input if done."""
-        entry = entries[i]
+        entry = self.entries[i]
         if entry is None:
             return
-        entries[i] = None  # type: ignore[call-overload]
-        remaining[entry.source] -= 1
-        if remaining[entry.source] == 0 and release_source is not None and entry.source >= 0:
-            release_source(entry.source)
+        self.entries[i] = None
+        self.remaining[entry.source] -= 1
+        if self.remaining[entry.source] == 0 and self.release_source is not None and entry.source >= 0:
+            self.release_source(entry.source)
 
-    def tick(n: int = 1) -> None:
-        nonlocal done
-        done += n
-        if progress is not None:
-            progress(done, total)
+    def tick(self, n: int = 1) -> None:
+        self.done += n
+        if self.progress is not None:
+            self.progress(self.done, self.total)
 
-    if progress is not None:
-        progress(0, total)
+    def transient(self, nbytes: int, what: str) -> Any:
+        """A reservation for the duration of a ``with`` block (nothing without a budget)."""
+        if self.memory is None:
+            return contextlib.nullcontext()
+        return self.memory.reserved(nbytes, owner=self.owner, what=what)
 
-    headers: dict[int, FileHeader] = {}
-    frames: list[FrameInfo] = []
-    for i, entry in enumerate(entries):
+    def inflate_limit(self) -> int:
+        limit = self.budget.max_inflated_bytes
+        return limit if self.memory is None else min(limit, self.memory.available(self.owner))
+
+    # -- step 1: headers -----------------------------------------------------------------
+
+    def read_headers(self) -> tuple[dict[int, FileHeader], list[FrameInfo]]:
+        headers: dict[int, FileHeader] = {}
+        frames: list[FrameInfo] = []
+        for i, entry in enumerate(self.entries):
+            try:
+                header = self._header_of(i, entry)
+            except BaseException as exc:  # noqa: BLE001 - the per-file boundary: any failure is this file's
+                _reraise_interrupts(exc)
+                self.skipped.append((entry.name, unusable_reason(exc)))
+                self.tick()
+                self.finished(i)
+                continue
+            headers[i] = header
+            frames.extend(header.frames)
+        return headers, frames
+
+    def _header_of(self, i: int, entry: Any) -> FileHeader:
+        if entry.read_range is not None and entry.size > _HEADER_PREFIX:
+            # Headers are small: try the file's beginning before reading all of it.
+            try:
+                header = read_header(entry.read_range(0, _HEADER_PREFIX), entry=i, name=entry.name,
+                                     budget=self.budget, file_size=entry.size, inflate_limit=0)
+                if not header.deflated:
+                    return header
+            except BaseException as exc:  # noqa: BLE001 - the whole file decides below
+                _reraise_interrupts(exc)
+                pass
+        limit = self.inflate_limit()
+        with self.transient(limit if _maybe_deflated(entry) else 0, "inflating this deflated file"):
+            return read_header(entry.read(), entry=i, name=entry.name, budget=self.budget, inflate_limit=limit)
+
+    # -- step 2: memory for the voxels ---------------------------------------------------------
+
+    def allocate(self, plans: list[_Plan], headers: dict[int, FileHeader]) -> list[_Canvas | None]:
+        canvases: list[_Canvas | None] = []
+        for plan in plans:
+            try:
+                canvases.append(_Canvas(plan, headers[plan.frames[0].entry].modality, self.memory, self.owner))
+            except MemoryError as exc:
+                self.skipped.extend((fr.name, unusable_reason(exc)) for fr in plan.frames)
+                canvases.append(None)
+        return canvases
+
+    def drop_unused(self, frames: list[FrameInfo], plans: list[_Plan]) -> None:
+        used = {fr.entry for plan in plans for fr in plan.frames}
+        dropped = {fr.entry for fr in frames} - used
+        if dropped:
+            self.tick(len(dropped))
+        for i in dropped:
+            self.finished(i)
+
+    # -- step 3: pixels ------------------------------------------------------------------
+
+    def decode(self, plans: list[_Plan], canvases: list[_Canvas | None], headers: dict[int, FileHeader]) -> None:
+        slots: dict[int, list[tuple[FrameInfo, int, int]]] = defaultdict(list)
+        for v, plan in enumerate(plans):
+            for k, fr in enumerate(plan.frames):
+                slots[fr.entry].append((fr, v, k))
+        for i in sorted(slots):
+            header = headers[i]
+            live = [(fr, v, k) for fr, v, k in slots[i] if canvases[v] is not None]
+            if live:
+                self._decode_file(i, header, live, canvases)
+            self.tick()
+            self.finished(i)
+
+    def _decode_file(self, i: int, header: FileHeader, slots: list[tuple[FrameInfo, int, int]],
+                     canvases: list[_Canvas | None]) -> None:
+        wanted = sorted({fr.frame or 0 for fr, _, _ in slots})
         try:
-            header = None
-            if entry.read_range is not None and entry.size > _HEADER_PREFIX:
-                # Headers are small: try the file's beginning before reading all of it.
-                try:
-                    header = read_header(entry.read_range(0, _HEADER_PREFIX), entry=i, name=entry.name,
-                                         budget=budget, file_size=entry.size)
-                except (SkipFile, *READ_ERRORS):
-                    header = None
-            if header is None:
-                data = entry.read()
-                header = read_header(data, entry=i, name=entry.name, budget=budget)
-        except SkipFile as exc:
-            skipped.append((entry.name, exc.reason))
-            tick()
-            finished(i)
-            continue
-        except READ_ERRORS as exc:
-            skipped.append((entry.name, _ctx_error(exc)))
-            tick()
-            finished(i)
-            continue
-        finally:
-            data = None  # noqa: F841  (drop the file's bytes before reading the next)
-        headers[i] = header
-        frames.extend(header.frames)
-
-    plans, plan_skipped = _plan_volumes(frames, headers)
-    skipped.extend(plan_skipped)
-    plans = _within_memory_budget(plans, headers, budget or Budget(), skipped)
-    used = {(fr.entry, fr.frame) for plan in plans for fr in plan.frames}
-    dropped_entries = {fr.entry for fr in frames} - {e for e, _ in used}
-    if dropped_entries:
-        tick(len(dropped_entries))
-    for i in dropped_entries:
-        finished(i)
-
-    canvases = [_Canvas(plan, headers[plan.frames[0].entry].modality) for plan in plans]
-    slots: dict[int, list[tuple[FrameInfo, int, int]]] = defaultdict(list)
-    for v, plan in enumerate(plans):
-        for k, fr in enumerate(plan.frames):
-            slots[fr.entry].append((fr, v, k))
-
-    for i in sorted(slots):
-        header = headers[i]
-        wanted = sorted({fr.frame or 0 for fr, _, _ in slots[i]})
-        try:
-            entry = entries[i]
-            if header.native and entry.read_range is not None and header.bits_allocated >= 8:
-                frame_bytes = header.frames[0].rows * header.frames[0].cols * header.bits_allocated // 8
-                data = entry.read_range(header.pixel_offset, frame_bytes * header.n_frames)
-                raw_frames = _decoded_frames(data, header, wanted, base=0)
-            else:
-                data = entry.read()
-                raw_frames = _decoded_frames(data, header, wanted)
-        except READ_ERRORS as exc:
-            reason = f"pixel data could not be decoded ({header.transfer_syntax.name}): {_decode_hint(exc, header)}"
-            for fr, _, _ in slots[i]:
-                skipped.append((fr.name, reason))
-            tick()
-            finished(i)
-            continue
-        for fr, v, k in slots[i]:
+            raw_frames = self._raw_frames(i, header, wanted)
+        except BaseException as exc:  # noqa: BLE001 - the per-file boundary
+            _reraise_interrupts(exc)
+            reason = _decode_reason(exc, header)
+            self.skipped.extend((fr.name, reason) for fr, _, _ in slots)
+            return
+        for fr, v, k in slots:
+            canvas = canvases[v]
             try:
                 raw = raw_frames[fr.frame or 0]
                 if raw.shape != (fr.rows, fr.cols):
-                    raise SkipFile(f"decoded frame is {raw.shape}, the header says {fr.rows} x {fr.cols}")
+                    raise SkipFile(f"damaged: the decoded image is {' x '.join(map(str, raw.shape))} pixels, "
+                                   f"the header says {fr.rows} x {fr.cols}")
                 values = _modality_values(raw, fr, header)
                 pad = _padding_of(raw, header)
-                if canvases[v].modality == "CT":
+                if canvas.modality == "CT":
                     low = values <= CT_PADDING_BELOW
                     if low.any():
                         pad = low if pad is None else (pad | low)
-                canvases[v].put(k, values, pad)
-            except SkipFile as exc:
-                skipped.append((fr.name, exc.reason))
-            except READ_ERRORS as exc:
-                skipped.append((fr.name, f"pixel values could not be converted ({type(exc).__name__})"))
-        data = raw_frames = None
-        tick()
-        finished(i)
+                canvas.put(k, values, pad)
+            except BaseException as exc:  # noqa: BLE001 - one frame's values must not end the load
+                _reraise_interrupts(exc)
+                reason = exc.reason if isinstance(exc, SkipFile) else (
+                    str(exc) if isinstance(exc, OverBudget) else
+                    "pixel values could not be converted to modality units (the rescale or LUT does not fit them)")
+                self.skipped.append((fr.name, reason))
 
-    volumes: list[Volume] = []
-    for plan, canvas in zip(plans, canvases):
-        if not canvas.done.all():
-            plan, canvas = _without_missing(plan, canvas, headers)
-            if plan is None:
+    def _raw_frames(self, i: int, header: FileHeader, wanted: list[int]) -> dict[int, np.ndarray]:
+        entry = self.entries[i]
+        frame_bytes = header.frames[0].rows * header.frames[0].cols * max(header.bits_allocated, 8) // 8
+        if header.deflated:
+            limit = self.inflate_limit()
+            with self.transient(limit, "inflating this deflated file"):
+                data = inflate_deflated(entry.read(), max_bytes=limit)
+                return _decoded_frames(data, header, wanted)
+        if header.native and entry.read_range is not None and header.bits_allocated >= 8:
+            with self.transient(frame_bytes * header.n_frames, "reading this file's pixels"):
+                data = entry.read_range(header.pixel_offset, frame_bytes * header.n_frames)
+                return _decoded_frames(data, header, wanted, base=0)
+        decoded = 0 if header.native else frame_bytes * header.samples * 4 * len(wanted)
+        with self.transient(decoded, "decoding this file's pixels"):
+            return _decoded_frames(entry.read(), header, wanted)
+
+    # -- step 4: volumes -------------------------------------------------------------------
+
+    def assemble(self, plans: list[_Plan], canvases: list[_Canvas | None],
+                 headers: dict[int, FileHeader]) -> list[Volume]:
+        volumes: list[Volume] = []
+        for plan, canvas in zip(plans, canvases):
+            if canvas is None:
                 continue
-        volumes.append(_volume_from(plan, canvas, headers))
-    volumes.sort(key=lambda vol: vol.voxels.size, reverse=True)
-    return LoadResult(volumes=volumes, skipped=skipped)
+            try:
+                volume = self._volume(plan, canvas, headers)
+            except BaseException as exc:  # noqa: BLE001 - one series must not end the load
+                _reraise_interrupts(exc)
+                canvas.release()
+                reason = unusable_reason(exc).replace("could not be read", "could not be assembled", 1)
+                self.skipped.extend((fr.name, reason) for fr in plan.frames if canvas is not None)
+                continue
+            if volume is not None:
+                volumes.append(volume)
+        volumes.sort(key=lambda vol: vol.voxels.size, reverse=True)
+        return volumes
+
+    def _volume(self, plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -> Volume | None:
+        if not canvas.done.all():
+            kept = _without_missing(plan, canvas, headers)
+            if kept[0] is None or kept[1] is None:
+                canvas.release()
+                return None
+            plan, canvas = kept
+        volume = _volume_from(plan, canvas, headers)
+        if self.memory is not None:
+            for res in canvas.reservations:
+                self.memory.hold(volume, res)
+        return volume
+
+
+def _maybe_deflated(entry: Any) -> bool:
+    """Whether an entry may be a deflated file (worth reserving for its inflation)."""
+    try:
+        head = entry.read_range(0, 4096) if entry.read_range is not None else entry.read()[:4096]
+    except BaseException as exc:  # noqa: BLE001 - the read below reports it
+        _reraise_interrupts(exc)
+        return False
+    return b"1.2.840.10008.1.2.1.99" in head
+
+
+def _decode_reason(exc: BaseException, header: FileHeader) -> str:
+    if isinstance(exc, (SkipFile, MemoryError)) or not isinstance(exc, READ_ERRORS):
+        return unusable_reason(exc, stage="decode")
+    return f"pixel data could not be decoded ({header.transfer_syntax.name}): {_decode_hint(exc, header)}"
 
 
 def _within_memory_budget(plans: list[_Plan], headers: dict[int, FileHeader], budget: Budget,
@@ -540,12 +720,13 @@ def _within_memory_budget(plans: list[_Plan], headers: dict[int, FileHeader], bu
 
 
 def _decode_hint(exc: BaseException, header: FileHeader) -> str:
-    if isinstance(exc, MemoryError):
-        return "not enough memory to decode it"
     msg = str(exc).lower()
-    if "missing required dependencies" in msg or "no pixel data decoders" in msg or "no decoders" in msg:
-        return "no decoder for this compression is installed"
-    return f"the compressed data looks damaged or uses an unsupported variant ({type(exc).__name__})"
+    if "missing required dependencies" in msg or "no pixel data decoders" in msg or "no decoders" in msg \
+            or "not supported" in msg or "unsupported" in msg:
+        return "no decoder for this compression is installed, or it uses a variant none of them supports"
+    if header.native:
+        return "the pixel values are damaged or do not match what the header describes"
+    return "the compressed data looks damaged or uses a variant the decoders do not support"
 
 
 def _without_missing(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -> tuple[_Plan | None, _Canvas | None]:
@@ -568,5 +749,6 @@ def _without_missing(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader
     new_canvas.padding = None if canvas.padding is None else canvas.padding[keep]
     new_canvas.done = np.ones(len(keep), dtype=bool)
     new_canvas.modality = canvas.modality
+    new_canvas.memory, new_canvas.owner, new_canvas.reservations = canvas.memory, canvas.owner, canvas.reservations
     return new_plan, new_canvas
 

@@ -7,6 +7,8 @@ from typing import Literal
 
 import numpy as np
 
+from core.geometry import orientation_name
+
 __all__ = [
     "AXES",
     "PlaneInfo",
@@ -75,8 +77,6 @@ class PlaneInfo:
 
 def plane_info(volume, axis: int) -> PlaneInfo:
     """Layout of the view that holds ``axis`` fixed, for a :class:`~core.volume.Volume`."""
-    from core.loader import orientation_name
-
     if axis not in AXES:
         raise ValueError(f"axis must be 0, 1 or 2, got {axis!r}")
     dz, dy, dx = volume.spacing

@@ -8,6 +8,8 @@ from typing import Any
 
 import numpy as np
 
+from core.resample import resample_regular
+
 __all__ = ["Volume"]
 
 
@@ -186,10 +188,8 @@ class Volume:
     def corrected(self, *, spacing: float | None = None) -> Volume:
         """This volume resampled onto a regular grid at true patient positions.
 
-        See :func:`core.geometry.resample_regular`.
+        See :func:`core.resample.resample_regular`.
         """
-        from core.geometry import resample_regular
-
         return resample_regular(self, slice_spacing=spacing)
 
     def with_changes(self, **changes: Any) -> Volume:

@@ -160,8 +160,9 @@ def corpus() -> list[tuple[str, bytes, str | None]]:
                                    series_uid="1.2.3.66"), "rescale slope"),
         ("zero_slope.dcm", ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 5), slope=0.0,
                                     series_uid="1.2.3.66"), "rescale slope"),
+        # Loads, with distances in pixels (see test_loader's TestUnusableSpacing).
         ("zero_spacing.dcm", ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 5), pixel_spacing=(0, 0.5),
-                                      series_uid="1.2.3.66"), "pixel spacing"),
+                                      series_uid="1.2.3.67"), None),
         ("duplicate.dcm", one, "duplicate of"),
         ("markup.dcm", ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="1.2.3.88",
                                 extra={"SeriesDescription": "<script>alert(1)</script>[x](javascript:alert(1))"}),

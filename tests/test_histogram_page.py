@@ -68,13 +68,15 @@ def test_roi_scope_uses_the_explorer_box(at):
 
 
 def test_bins_range_and_classic(at):
-    at.number_input(key="histogram_bin_width").set_value(25.0).run()
+    at.number_input(key="histogram_bin_width").set_value(10.0).run()
     at.slider(key="histogram_range").set_value((-1000.0, 1000.0)).run()
     at.toggle(key="histogram_log").set_value(True).run()
     at.toggle(key="histogram_cumulative").set_value(True).run()
     assert not at.exception
+    assert at.session_state["histogram_bin_width"] == 10.0
     at.button(key="histogram_classic").click().run()
-    assert at.session_state["histogram_bin_width"] == 25.0
+    assert not at.exception
+    assert at.session_state["histogram_bin_width"] == 25.0  # (1000 - -1000) / 80
 
 
 def test_band_sets_the_explorer_window(at):

@@ -384,7 +384,11 @@ class TestEncodings:
     def test_ct2_series_of_four_files(self):
         res = load_series([TEST_FILES / "dicomdirtests" / "77654033" / "CT2"])
         vol = res.volumes[0]
-        assert vol.shape == (4, 16, 16) or vol.shape[0] == 4
+        assert vol.shape == (4, 16, 16) and res.skipped == []
+        files = sorted((pydicom.dcmread(f) for f in (TEST_FILES / "dicomdirtests" / "77654033" / "CT2").iterdir()),
+                       key=lambda ds: float(ds.ImagePositionPatient[2]))
+        expected = np.stack([ds.pixel_array * float(ds.RescaleSlope) + float(ds.RescaleIntercept) for ds in files])
+        np.testing.assert_array_equal(vol.voxels, expected)
         z = vol.positions[:, 2]
         assert list(np.round(z, 2)) == [-99.48, 103.02, 104.27, 105.52]
         assert any(w.startswith("Missing slices") for w in vol.warnings)
@@ -495,4 +499,15 @@ def test_headers_do_not_keep_the_file_bytes():
 def test_image_cut_short_in_its_header_says_truncated():
     files = ct_series(_hu(1))
     res = load_series([("cut.dcm", files[0][1][:400])])
-    assert res.skipped == [("cut.dcm", "truncated: this CT Image Storage file ends before its (7FE0,0010) Pixel Data")]
+    assert res.skipped == [("cut.dcm", "truncated: the file ends in the middle of its header")]
+
+
+def test_complete_header_without_pixels_is_no_image_not_truncated():
+    files = ct_series(_hu(1))
+    ds = pydicom.dcmread(io.BytesIO(files[0][1]))
+    del ds.PixelData
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    res = load_series([("header.dcm", buf.getvalue())])
+    assert res.skipped == [("header.dcm", "no image: this CT Image Storage file holds no (7FE0,0010) Pixel Data "
+                                          "(only the header; if it should hold an image, it was cut short before its pixels)")]

@@ -13,7 +13,8 @@ from pydicom.dataset import Dataset
 from pydicom.pixels import apply_windowing
 
 from core import Volume, load_series
-from core.export import nifti_affine, nifti_bytes
+from core import GeometryError
+from core.export import nifti_affine, nifti_bytes, on_one_grid
 from core.measure import roi_stats, value_at
 from core.mpr import orientation_letter, plane_info, slab, slab_width_slices
 from core.render import CROSSHAIR, ViewTransform, encode_png, render_view
@@ -176,6 +177,31 @@ class TestNifti:
         np.testing.assert_allclose(ras[:3], [-lps[0], -lps[1], lps[2]], atol=1e-4)
         np.testing.assert_allclose(img.affine, nifti_affine(vol))
         assert img.header.get_xyzt_units()[0] == "mm"
+
+    def test_uneven_stack_is_refused_and_its_corrected_grid_is_exact(self):
+        # Slices at z = 0, 2, 4, 10, 12: the mean step (3 mm) would put the last slice at 12 mm
+        # but the fourth at 9 mm instead of 10. No affine fits: refuse, and export the corrected grid.
+        z = [0.0, 2.0, 4.0, 10.0, 12.0]
+        positions = np.array([[0.0, 0.0, zz] for zz in z])
+        hu = np.stack([np.full((4, 4), 100 * k, np.int16) for k in range(5)])
+        vol = load_series(ct_series(hu, positions=positions, spacing=(2, 1, 1))).volumes[0]
+        assert not on_one_grid(vol)
+        with pytest.raises(GeometryError, match="not evenly spaced"):
+            nifti_bytes(vol)
+        reg = vol.corrected()
+        assert on_one_grid(reg)
+        img = nib.Nifti1Image.from_bytes(gzip.decompress(nifti_bytes(reg)))
+        data = np.asarray(img.dataobj)
+        # The voxel of the grid at z = 10 mm holds slice 3 (300 HU), wherever the grid puts it.
+        k = int(np.argmin(np.abs((img.affine @ np.array([[0, 0, kk, 1] for kk in range(data.shape[2])]).T)[2] - 10)))
+        assert (img.affine @ [0, 0, k, 1])[2] == pytest.approx(10.0, abs=1e-4)
+        assert data[0, 0, k] == 300
+
+    def test_tilted_even_stack_is_on_one_grid(self):
+        tilt = np.tan(np.radians(20))
+        positions = np.array([[0.0, k * 2 * tilt, 2.0 * k] for k in range(5)])
+        vol = load_series(ct_series(np.zeros((5, 4, 4), np.int16), positions=positions)).volumes[0]
+        assert on_one_grid(vol) and not vol.is_regular
 
 
 class TestRender:

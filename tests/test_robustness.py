@@ -1,0 +1,410 @@
+"""No file can end a load, every reason reads well, and every readable image loads (issue 14)."""
+
+from __future__ import annotations
+
+import gc
+import io
+import logging
+import struct
+import tracemalloc
+import zlib
+
+import numpy as np
+import pydicom
+import pytest
+from pydicom.dataset import Dataset
+from pydicom.pixels import apply_modality_lut
+from pydicom.sequence import Sequence
+from pydicom.uid import DeflatedExplicitVRLittleEndian, ImplicitVRLittleEndian
+
+from core import Budget, load_series
+from core.headers import MAX_KEPT_ELEMENT, inflate_deflated, quoted
+from core.memory import MB, MemoryBudget
+from tests.factory import ct_series, ct_slice
+
+GOOD = ct_series(np.arange(2 * 8 * 8, dtype=np.int16).reshape(2, 8, 8) - 64, series_uid="9.9.9", names=lambda k: f"g{k}")
+
+
+def _load(*items, **kw):
+    return load_series([*items, *GOOD], **kw)
+
+
+def _good_loaded(result) -> bool:
+    return any(v.series_uid == "9.9.9" and v.voxels.shape == (2, 8, 8) for v in result.volumes)
+
+
+def _with_syntax(data: bytes, uid: bytes) -> bytes:
+    """The file with its (0002,0010) value replaced by ``uid`` (no validation, as a damaged file)."""
+    from core.headers import _file_meta
+
+    start, _, at, _ = _file_meta(data)
+    old = struct.unpack_from("<H", data, at + 6)[0]
+    out = bytearray(data[:at + 6] + struct.pack("<H", len(uid)) + uid + data[at + 8 + old:])
+    struct.pack_into("<I", out, start + 8, struct.unpack_from("<I", out, start + 8)[0] + len(uid) - old)
+    return bytes(out)
+
+
+def _rewrite(data: bytes, **changes) -> bytes:
+    ds = pydicom.dcmread(io.BytesIO(data))
+    for key, value in changes.items():
+        if value is None:
+            delattr(ds, key)
+        else:
+            setattr(ds, key, value)
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+class TestPerFileBoundary:
+    def test_inconsistent_meta_element_length(self):
+        # (0002,0000) UL with a 2-byte value: pydicom raises BytesLengthException, outside the usual families.
+        (_, d), = ct_series(np.zeros((1, 4, 4), np.int16), series_uid="1.1")
+        i = d.index(b"\x02\x00\x00\x00UL")
+        bad = d[:i + 6] + struct.pack("<H", 2) + d[i + 8:i + 10] + d[i + 12:]
+        res = _load(("meta.dcm", bad))
+        assert res.skipped == [("meta.dcm", "could not be read as DICOM: the file is damaged, or not a DICOM file")]
+        assert _good_loaded(res)
+
+    def test_unexpected_exception_becomes_words_and_a_log_line_without_the_name(self, monkeypatch, caplog):
+        import core.loader
+
+        class Surprise(Exception):
+            pass
+
+        real = core.loader.read_header
+
+        def read_header(data, *, name, **kw):
+            if name == "odd.dcm":
+                raise Surprise("PATIENT^NAME in a value")
+            return real(data, name=name, **kw)
+
+        monkeypatch.setattr(core.loader, "read_header", read_header)
+        (_, d), = ct_series(np.zeros((1, 4, 4), np.int16), series_uid="1.2")
+        with caplog.at_level(logging.WARNING, logger="core.loader"):
+            res = _load(("odd.dcm", d))
+        assert res.skipped == [("odd.dcm", "could not be read: an unexpected problem in this file's structure")]
+        assert _good_loaded(res)
+        logged = " ".join(r.getMessage() for r in caplog.records)
+        assert "Surprise" in logged and "test_robustness.py:" in logged
+        assert "odd.dcm" not in logged and "PATIENT" not in logged
+
+    def test_unexpected_exception_while_decoding(self, monkeypatch):
+        import core.loader
+
+        def boom(*args, **kwargs):
+            raise LookupError("x")
+
+        (_, d), = ct_series(np.zeros((1, 4, 4), np.int16), series_uid="1.3")
+        real = core.loader._decoded_frames
+        monkeypatch.setattr(core.loader, "_decoded_frames",
+                            lambda data, header, wanted, base=None: boom() if header.name == "odd.dcm"
+                            else real(data, header, wanted, base))
+        res = _load(("odd.dcm", d))
+        assert res.skipped == [("odd.dcm", "pixel data could not be decoded: an unexpected problem in this file's image data")]
+        assert _good_loaded(res)
+
+    def test_no_position_and_non_numeric_slice_thickness(self):
+        files = [ct_slice(np.full((4, 4), k, np.int16), position=(0, 0, 0), series_uid="1.4", instance=k + 1,
+                          slice_thickness=9.99) for k in range(3)]
+        files = [_rewrite(f, ImagePositionPatient=None, ImageOrientationPatient=None) for f in files]
+        files = [f.replace(b"9.99", b"abcd") for f in files]
+        res = _load(*[(f"s{k}", f) for k, f in enumerate(files)])
+        vol = next(v for v in res.volumes if v.series_uid == "1.4")
+        assert vol.spacing[0] == 1.0
+        assert vol.voxels[:, 0, 0].tolist() == [-1024, -1023, -1022]
+        assert _good_loaded(res) and res.skipped == []
+
+
+class TestReasonsInWords:
+    def test_quoted_cuts_and_hides_bytes(self):
+        assert quoted("1.2.840.10008.1.2.1\x00\x02\x00") == "'1.2.840.10008.1.2.1???'"
+        assert quoted("x" * 256) == "'" + "x" * 64 + "…'"
+        assert quoted(b"\xff\x00ab") == "'ÿ?ab'"
+
+    def test_unknown_transfer_syntax_with_raw_bytes(self):
+        (_, d), = ct_series(np.zeros((1, 4, 4), np.int16), series_uid="1.5")
+        ds = pydicom.dcmread(io.BytesIO(d))
+        ds.file_meta.TransferSyntaxUID = "1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.25.26.27.28.29"
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        (_, reason), = load_series([("ts.dcm", buf.getvalue())]).skipped
+        assert reason == ("unknown (0002,0010) Transfer Syntax UID "
+                          "'1.2.3.4.5.6.7.8.9.10.11.12.13.14.15.16.17.18.19.20.21.22.23.24.2…': "
+                          "not a DICOM transfer syntax")
+
+    def test_transfer_syntax_with_control_bytes(self):
+        (_, d), = ct_series(np.zeros((1, 4, 4), np.int16), series_uid="1.5")
+        bad = _with_syntax(d, b"1.2.840.10008.1.2.1\x00\x02\x00\x01")
+        (_, reason), = load_series([("ts.dcm", bad)]).skipped
+        assert reason == "unknown (0002,0010) Transfer Syntax UID '1.2.840.10008.1.2.1????': not a DICOM transfer syntax"
+        assert reason.isprintable()
+
+    def test_deflated_image_frame_compression_is_unsupported_not_unknown(self):
+        (_, d), = ct_series(np.zeros((1, 4, 4), np.int16), series_uid="1.6")
+        res = load_series([("dif.dcm", _with_syntax(d, b"1.2.840.10008.1.2.8.1\x00"))])
+        assert res.skipped == [("dif.dcm", "unsupported transfer syntax: Deflated Image Frame Compression "
+                                           "(1.2.840.10008.1.2.8.1), a DICOM encoding this viewer cannot decode")]
+
+    def test_bad_vr_value_is_named_not_its_exception(self):
+        from pydicom.data import get_testdata_file
+
+        res = load_series([get_testdata_file("badVR.dcm")])
+        (_, reason), = res.skipped
+        assert reason == "invalid (0028,0008) Number of Frames '1A': not a whole number"
+
+    def test_long_values_are_cut(self):
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="1.7", pixel_spacing=(1.5, 1.5))
+        old = b"\x28\x00\x30\x00DS\x08\x001.5\\1.5 "
+        assert old in d
+        d = d.replace(old, b"\x28\x00\x30\x00DS" + struct.pack("<H", 400) + b"1" * 200 + b"\\" + b"x" * 199)
+        (_, reason), = load_series([("long.dcm", d)]).skipped
+        assert reason == "invalid (0028,0030) Pixel Spacing '" + "1" * 64 + "…': not a list of numbers"
+
+    def test_float_pixel_data_is_unsupported(self):
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="1.8")
+        ds = pydicom.dcmread(io.BytesIO(d))
+        del ds.PixelData
+        ds.FloatPixelData = np.zeros(16, np.float32).tobytes()
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        res = load_series([("float.dcm", buf.getvalue())])
+        assert res.skipped == [("float.dcm", "unsupported: float pixel data ((7FE0,0008) or (7FE0,0009)) cannot be shown")]
+
+
+class TestReadableImagesLoad:
+    def test_item_tag_where_an_element_belongs(self):
+        # Implicit VR: an item of a sequence holds an element tagged (FFFE,E000), whose dictionary VR
+        # is "NONE"; pydicom reads the file (and decodes its pixels) and so must we.
+        d = ct_slice(np.arange(16, dtype=np.int16).reshape(4, 4), position=(0, 0, 0), series_uid="2.1",
+                     transfer_syntax=ImplicitVRLittleEndian)
+        ds = pydicom.dcmread(io.BytesIO(d))
+        item = Dataset()
+        item.CodeValue = "ABCD"
+        ds.ReferencedImageSequence = Sequence([item])
+        buf = io.BytesIO()
+        ds.save_as(buf, implicit_vr=True, little_endian=True, enforce_file_format=True)
+        data = buf.getvalue()
+        at = data.index(b"\x08\x00\x00\x01\x04\x00\x00\x00ABCD")
+        data = data[:at] + b"\xfe\xff\x00\xe0" + data[at + 4:]
+        res = load_series([("none.dcm", data)])
+        assert res.skipped == []
+        np.testing.assert_array_equal(res.volumes[0].voxels[0], np.arange(16).reshape(4, 4) - 1024)
+
+    def test_zero_pixel_spacing_loads_in_pixels(self):
+        d = ct_slice(np.arange(16, dtype=np.int16).reshape(4, 4), position=(0, 0, 0), series_uid="2.2",
+                     pixel_spacing=(0, 0), modality="MR", intercept=0.0)
+        res = load_series([("cr.dcm", d)])
+        assert res.skipped == []
+        vol = res.volumes[0]
+        assert vol.spacing[1:] == (1.0, 1.0)
+        assert ("(0028,0030) Pixel Spacing is 0.0\\0.0, which is no size: 1 mm pixels assumed, so distances "
+                "and areas are in pixels, not mm.") in vol.warnings
+
+    def test_modality_lut_sequence_wins_over_rescale(self):
+        stored = (np.arange(64, dtype=np.uint16) * 50).reshape(8, 8)
+        d = ct_slice(stored, position=(0, 0, 0), series_uid="2.3", slope=2.0, intercept=-1000.0, bits_stored=12)
+        ds = pydicom.dcmread(io.BytesIO(d))
+        lut = Dataset()
+        lut.LUTDescriptor = [4096, 0, 16]
+        lut.ModalityLUTType = "HU"
+        lut.LUTData = (np.arange(4096, dtype=np.uint16) * 7 % 3000).astype("<u2").tobytes()
+        ds.ModalityLUTSequence = Sequence([lut])
+        buf = io.BytesIO()
+        ds.save_as(buf, enforce_file_format=True)
+        res = load_series([("lut.dcm", buf.getvalue())])
+        ref = pydicom.dcmread(io.BytesIO(buf.getvalue()))
+        expected = apply_modality_lut(ref.pixel_array, ref)
+        np.testing.assert_array_equal(res.volumes[0].voxels[0], expected)
+        assert not np.array_equal(expected, stored * 2.0 - 1000)
+
+
+def _deflated(ds: Dataset) -> bytes:
+    ds.file_meta.TransferSyntaxUID = DeflatedExplicitVRLittleEndian
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+class TestDeflate:
+    def test_deflated_file_loads_exactly(self):
+        stored = np.arange(64, dtype=np.int16).reshape(8, 8)
+        d = ct_slice(stored, position=(0, 0, 0), series_uid="3.1")
+        data = _deflated(pydicom.dcmread(io.BytesIO(d)))
+        res = load_series([("def.dcm", data)])
+        assert res.skipped == []
+        np.testing.assert_array_equal(res.volumes[0].voxels[0], stored - 1024)
+        assert res.volumes[0].header.PatientName == "DOE^JANE"
+
+    def test_inflate_rewrites_the_transfer_syntax(self):
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="3.2")
+        data = inflate_deflated(_deflated(pydicom.dcmread(io.BytesIO(d))), max_bytes=10 * MB)
+        ds = pydicom.dcmread(io.BytesIO(data))
+        assert ds.file_meta.TransferSyntaxUID == "1.2.840.10008.1.2.1"
+        assert ds.SeriesInstanceUID == "3.2" and ds.pixel_array.shape == (4, 4)
+
+    def test_bomb_is_refused_before_it_inflates(self):
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="3.3")
+        ds = pydicom.dcmread(io.BytesIO(d))
+        block = ds.private_block(0x0011, "BOMB", create=True)
+        block.add_new(0x01, "OB", bytes(64 * MB))
+        bomb = _deflated(ds)
+        assert len(bomb) < MB
+        tracemalloc.start()
+        try:
+            res = _load(("bomb.dcm", bomb), budget=Budget(max_inflated_bytes=8 * MB))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert res.skipped == [("bomb.dcm", "refused: this deflated file inflates to more than 8 MB")]
+        assert _good_loaded(res)
+        assert peak < 24 * MB, peak
+
+    def test_damaged_deflate_stream(self):
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="3.4")
+        data = _deflated(pydicom.dcmread(io.BytesIO(d)))
+        _, end, _, _ = __import__("core.headers", fromlist=["_file_meta"])._file_meta(data)
+        broken = data[:end] + b"\xff" * 40
+        (_, reason), = load_series([("broken.dcm", broken)]).skipped
+        assert reason == "damaged: the deflated (compressed) content of this file cannot be inflated"
+
+    def test_large_elements_leave_the_kept_header(self):
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="3.5")
+        ds = pydicom.dcmread(io.BytesIO(d))
+        block = ds.private_block(0x0011, "BIG", create=True)
+        block.add_new(0x01, "OB", bytes(MAX_KEPT_ELEMENT + 2))
+        block.add_new(0x02, "LO", "kept")
+        for data in (_rewrite(ds_bytes(ds)), _deflated(ds)):
+            res = load_series([("big.dcm", data)])
+            header = res.volumes[0].header
+            assert 0x00111001 not in header and header[0x00111002].value == "kept"
+
+
+def ds_bytes(ds: Dataset) -> bytes:
+    buf = io.BytesIO()
+    ds.save_as(buf, enforce_file_format=True)
+    return buf.getvalue()
+
+
+class TestServerMemory:
+    def test_volume_holds_its_reservation_until_collected(self):
+        budget = MemoryBudget(total_bytes=10 * MB, session_bytes=10 * MB)
+        res = load_series(GOOD, memory=budget, owner="s1")
+        assert budget.used("s1") == 2 * 8 * 8 * 2
+        del res
+        gc.collect()
+        assert budget.used() == 0
+
+    def test_series_over_the_session_share_is_refused_in_words(self):
+        budget = MemoryBudget(total_bytes=10 * MB, session_bytes=1000)
+        big = ct_series(np.zeros((4, 16, 16), np.int16), series_uid="4.1", names=lambda k: f"b{k}")
+        res = load_series(big + GOOD, memory=budget, owner="s2")
+        assert [v.series_uid for v in res.volumes] == ["9.9.9"]
+        reasons = {r for _, r in res.skipped}
+        assert reasons == {"refused: this series (4 slices of 16 x 16) would need 0 MB, and this session may hold "
+                           "at most 0 MB (0 MB in use); close the study or load less at once"}
+        assert len(res.skipped) == 4
+
+    def test_busy_server(self):
+        budget = MemoryBudget(total_bytes=1000, session_bytes=1000)
+        held = budget.reserve(900, owner="other", what="x")
+        res = load_series(GOOD, memory=budget, owner="s3")
+        assert res.volumes == [] and all(r.startswith("the server is busy") for _, r in res.skipped)
+        held.release()
+
+
+def test_zlib_bomb_helper_is_really_small():
+    assert len(zlib.compress(bytes(64 * MB), 9)) < MB
+
+
+class TestExportsKeepGeometry:
+    def _uneven(self):
+        z = [0.0, 2.0, 4.0, 10.0, 12.0]
+        hu = np.full((5, 12, 12), -1000, np.int16)
+        hu[:, 3:9, 3:9] = 500
+        return load_series(ct_series(hu, positions=np.array([[0.0, 0.0, zz] for zz in z]), spacing=(2, 1, 1))).volumes[0]
+
+    def test_mesh_vertices_sit_at_each_slice_position(self):
+        from core.isosurface import extract_isosurface, patient_positions
+
+        vol = self._uneven()
+        kji = np.array([[3.0, 0, 0], [3.5, 2, 1], [-0.5, 0, 0], [4.5, 0, 0]])
+        np.testing.assert_allclose(patient_positions(vol, kji)[:, 2], [10.0, 11.0, -1.0, 13.0])
+        np.testing.assert_allclose(patient_positions(vol, kji)[1, :2], [1.0, 2.0])
+        mesh = extract_isosurface(vol, 0.0)
+        # The box spans every slice; its caps close a third of the end step (2 mm) outside the first and
+        # last slices (level 0 between -1000 outside and 500 inside).
+        assert mesh.vertices[:, 2].min() == pytest.approx(-2 / 3, abs=1e-3)
+        assert mesh.vertices[:, 2].max() == pytest.approx(12 + 2 / 3, abs=1e-3)
+        assert set(np.round(mesh.vertices[:, 2], 3)) >= {0.0, 2.0, 4.0, 10.0, 12.0}
+
+    def test_even_stack_matches_the_affine(self):
+        from core.isosurface import patient_positions
+
+        tilt = np.tan(np.radians(15))
+        vol = load_series(ct_series(np.zeros((4, 6, 6), np.int16),
+                                    positions=np.array([[1.0, 2.0 + 3 * k * tilt, 3.0 * k] for k in range(4)]),
+                                    spacing=(3, 0.5, 0.7))).volumes[0]
+        kji = np.array([[1.5, 2.0, 3.0], [0.0, 5.0, 0.0], [3.0, 0.0, 5.0]])
+        ijk1 = np.column_stack([kji[:, 2], kji[:, 1], kji[:, 0], np.ones(3)])
+        np.testing.assert_allclose(patient_positions(vol, kji), (ijk1 @ vol.affine.T)[:, :3], atol=1e-9)
+
+
+class TestFuzzFindings:
+    """Reproducers of what the fuzzer (benchmarks/fuzz_loader.py) found, one per kind."""
+
+    def test_rust_decoder_panic_is_one_skipped_line(self):
+        # pylibjpeg-rle panics (PanicException, a BaseException) when the segments hold more rows
+        # than the header says.
+        from pydicom.uid import RLELossless
+
+        ds = pydicom.dcmread(io.BytesIO(ct_slice(np.arange(64, dtype=np.int16).reshape(8, 8), position=(0, 0, 0),
+                                                 series_uid="5.1")))
+        ds.compress(RLELossless)
+        ds.Rows = 7
+        buf = io.BytesIO()
+        ds.save_as(buf)
+        res = _load(("rle.dcm", buf.getvalue()))
+        assert res.skipped == [("rle.dcm", "pixel data could not be decoded: an unexpected problem in this file's "
+                                           "image data")]
+        assert _good_loaded(res)
+
+    @pytest.mark.parametrize("damage", ["crc", "lzma"])
+    def test_damaged_zip_member(self, damage):
+        import zipfile
+
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_STORED) as zf:
+            zf.writestr("a.dcm", GOOD[0][1])
+        data = bytearray(buf.getvalue())
+        c = data.find(b"PK\x01\x02")
+        if damage == "crc":
+            data[14] ^= 1
+            data[c + 16] ^= 1
+        else:
+            data[8:10] = data[c + 10:c + 12] = (14).to_bytes(2, "little")
+        res = load_series([("study.zip", bytes(data)), GOOD[1]])
+        assert res.skipped == [("study.zip/a.dcm", "could not be taken out of its zip archive: the archive is damaged "
+                                                   "at this file")]
+
+    def test_huge_intercept_loads_as_float(self):
+        d = ct_slice(np.arange(4, dtype=np.int16).reshape(2, 2), position=(0, 0, 0), series_uid="5.2", intercept=1e16)
+        res = load_series([("big.dcm", d)])
+        assert res.skipped == []
+        assert res.volumes[0].voxels.dtype == np.float32
+        np.testing.assert_array_equal(res.volumes[0].voxels[0], (np.arange(4).reshape(2, 2) + 10**16).astype(np.float32))
+
+    def test_vr_damaged_after_the_header_was_read(self):
+        # Manufacturer's VR flipped to "LK": converted only when the summary reads it, after decoding.
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="5.3",
+                     extra={"Manufacturer": "ACME"}, slice_thickness=1.5)
+        d = d.replace(b"\x08\x00\x70\x00LO", b"\x08\x00\x70\x00LK").replace(b"\x18\x00\x50\x00DS", b"\x18\x00\x50\x00DC")
+        res = _load(("vr.dcm", d))
+        assert res.skipped == [] and len(res.volumes) == 2
+
+    def test_infinite_slice_thickness(self):
+        d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 5), series_uid="5.4", slice_thickness=1.5)
+        d = d.replace(b"DS\x04\x001.5 ", b"DS\x08\x00Infinity")
+        res = _load(("inf.dcm", d))
+        vol = next(v for v in res.volumes if v.series_uid == "5.4")
+        assert vol.spacing[0] == 1.0 and res.skipped == []
