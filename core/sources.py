@@ -41,16 +41,23 @@ class ZipLimits:
         Declared inflated size over compressed size, per member.
     max_depth : int
         Archives counted from the outer one: 2 accepts a zip inside a zip, no deeper.
+    memory : MemoryBudget, optional
+        The budget inflating is reserved against (see :func:`expand_sources`); it travels
+        with the limits so that ``load_series(..., zip_limits=...)`` reaches it.
+    owner : str
+        Whose share those reservations count against (a session id).
     """
 
     max_entries: int = 20_000
     max_total_bytes: int = 1024**3
     max_ratio: float = 250.0
     max_depth: int = 2
+    memory: MemoryBudget | None = None
+    owner: str = "local"
 
 
-class ZipMemberError(ValueError):
-    """A zip member whose bytes do not match what the archive declares (size or CRC)."""
+class ZipMemberError(zipfile.BadZipFile, ValueError):
+    """A zip member that cannot be taken out: damaged, or not matching what the archive declares."""
 
 
 @dataclass(frozen=True)
@@ -183,7 +190,10 @@ def _inflate(raw: Callable[[int, int], bytes], info: zipfile.ZipInfo) -> bytes:
             pos, left = pos + len(chunk), left - len(chunk)
         else:
             chunk = b""
-        data = d.decompress(chunk, want - out.tell())
+        try:
+            data = d.decompress(chunk, want - out.tell())
+        except (zlib.error, lzma.LZMAError, OSError, EOFError, ValueError) as exc:  # bz2 raises OSError
+            raise ZipMemberError("the zip entry's compressed data is damaged") from exc
         crc = zlib.crc32(data, crc)
         out.write(data)
     n = out.tell()
@@ -395,11 +405,12 @@ def expand_sources(
     limits : ZipLimits, optional
         Bounds for zip archives. ``max_total_bytes`` counts every zip member of this call.
     memory : MemoryBudget, optional
-        When given, the declared inflated total is also bounded by one session's share, and
-        inflating is reserved against it: a nested zip for as long as its members may be read
-        (until its entries are collected), each member while it is inflated.
+        When given (here or in ``limits``), the declared inflated total is also bounded by one
+        session's share, and inflating is reserved against it: a nested zip for as long as its
+        members may be read (until its entries are collected), each member while it is inflated.
     owner : str
-        Whose share the reservations count against (a session id).
+        Whose share the reservations count against (a session id); ``limits.owner`` when
+        ``memory`` comes from the limits.
 
     Returns
     -------
@@ -411,6 +422,8 @@ def expand_sources(
         Inputs refused before reading (unsafe zip members, limits, the budget, missing paths).
     """
     limits = limits or ZipLimits()
+    if memory is None:
+        memory, owner = limits.memory, limits.owner
     cap = limits.max_total_bytes if memory is None else min(limits.max_total_bytes, memory.session_bytes)
     ex = _Expansion(limits=limits, left=cap, memory=memory, owner=owner)
     if isinstance(sources, (str, os.PathLike)) or hasattr(sources, "read"):

@@ -195,9 +195,11 @@ def load_with_progress(files: list[Any]) -> LoadResult:
         if released[0] % TRIM_EVERY == 0:  # give the freed uploads back as the volume grows
             state.trim_memory()
 
-    memory = server_budget()
-    result = load_series(files, progress=progress, release_source=release, memory=memory, owner=state.owner(),
-                         zip_limits=ZipLimits(max_total_bytes=memory.session_bytes))
+    memory, owner = server_budget(), state.owner()
+    # Zips may unpack at most one session's share, reserved against the budget as they inflate.
+    limits = ZipLimits(max_total_bytes=memory.session_bytes, memory=memory, owner=owner)
+    result = load_series(files, progress=progress, release_source=release, memory=memory, owner=owner,
+                         zip_limits=limits)
     release_uploads(files, others=others)  # inputs that yielded no file at all
     bar.empty()
     return result

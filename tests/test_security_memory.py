@@ -187,6 +187,17 @@ class TestZipReservations:
         assert skipped[0][0] == "o.zip/inner.zip" and skipped[0][1].startswith("the server is busy")
         assert memory.used("s1") == 0
 
+    def test_budget_reaches_zips_through_load_series(self):
+        from core import load_series
+
+        memory = MemoryBudget(total_bytes=3 * MB, session_bytes=3 * MB)
+        memory.reserve(2 * MB + MB // 2, owner="someone else", what="their study")
+        inner = _zip([("a.dcm", _noise(1 * MB))], method=zipfile.ZIP_STORED)
+        res = load_series([("o.zip", _zip([("inner.zip", inner)]))], memory=memory, owner="s1",
+                          zip_limits=ZipLimits(memory=memory, owner="s1"))
+        assert res.volumes == []
+        assert res.skipped[0][0] == "o.zip/inner.zip" and res.skipped[0][1].startswith("the server is busy")
+
     def test_member_read_refused_in_words_when_over_budget(self):
         from core.memory import OverBudget
 
