@@ -124,9 +124,9 @@ def _refusal(exc: Exception) -> Exception:
 def _meter_store(mgr) -> None:
     import threading
 
-    from core.memory import OverBudget, server_budget
+    from core.memory import OverBudget, Reservation, server_budget
 
-    held: dict[tuple[str, str], object] = {}
+    held: dict[tuple[str, str], Reservation] = {}
     lock = threading.Lock()
     add_file, remove_file, remove_session_files = mgr.add_file, mgr.remove_file, mgr.remove_session_files
 
@@ -231,6 +231,7 @@ async def _metered_body(stream, declared: int, session_id: str, held: list):
             held.append(server_budget().reserve(nbytes, owner=session_id, what="an upload arriving"))
         except OverBudget as exc:
             REAPER.note_freed()
+            REAPER.refused[session_id] = str(exc)
             raise _refusal(exc) from None
 
     received = reserved = 0
@@ -272,8 +273,10 @@ class _Reaper:
         self.passes = self.collections = 0
 
     def note_freed(self) -> None:
+        """Something large was just dropped (a refused upload): collect on the next pass, now."""
         with self._lock:
             self._freed += 1
+        self._wake.set()
 
     def start(self) -> None:
         import threading

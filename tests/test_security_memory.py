@@ -324,9 +324,8 @@ class TestUploadEndpoint:
         # Each file is held twice while it arrives: a third needs 120 MB beside the 120 MB kept.
         assert statuses == [204, 204, 413, 413, 413, 413], statuses
         print(f"6 x 60 MB sent straight: peak {server.peak() - base:.0f} MB above {base:.0f} MB")
-        assert server.peak() - base < SESSION_MB + MARGIN_MB
+        assert 100 < server.peak() - base < SESSION_MB + MARGIN_MB  # the two accepted files, no more
         held = server.rss()
-        assert held - base > 100  # the two accepted files are in memory
         attacker.close()
         first.close()
         # The sessions end (Streamlit keeps them 30 s for a reconnect): their uploads go too.
