@@ -25,7 +25,8 @@ def main() -> None:
     import skimage.data
 
     from core import Volume
-    from core.faces import detect_faces, render_skin
+    from core.faces import detect_faces
+    from core.skin import render_skin
     from tests.factory import sample_at_full_size
 
     photo = cv2.resize(skimage.data.astronaut(), (1000, 1000), interpolation=cv2.INTER_CUBIC)

@@ -10,35 +10,23 @@ exports of different users), and dates may be shifted by a whole number of days
 
 from __future__ import annotations
 
-import copy
 import datetime
 import io
-import json
 import threading
 import zipfile
 from dataclasses import dataclass, field
 
-import numpy as np
 import pydicom
-from pydicom.dataset import Dataset, FileMetaDataset
-from pydicom.uid import (
-    CTImageStorage,
-    ExplicitVRLittleEndian,
-    MRImageStorage,
-    SecondaryCaptureImageStorage,
-    generate_uid,
-)
+from pydicom.dataset import Dataset
+from pydicom.uid import generate_uid
 
-__all__ = ["DeidReport", "deidentified_zip", "deidentify", "series_datasets", "summary_json"]
+from core.dicom_writer import dicom_bytes, is_resampled, series_datasets
+from core.privacy import nested_may_be_phi
+
+__all__ = ["DeidReport", "deidentified_zip", "deidentify"]
 
 # The library's UID map is a module global: exports take turns and it is emptied after each.
 _LIBRARY_LOCK = threading.Lock()
-
-_PIXEL_KEYWORDS = (
-    "PixelData", "FloatPixelData", "DoubleFloatPixelData", "NumberOfFrames", "PerFrameFunctionalGroupsSequence",
-    "SharedFunctionalGroupsSequence", "ModalityLUTSequence", "PixelPaddingRangeLimit", "LargestImagePixelValue",
-    "SmallestImagePixelValue", "DimensionIndexSequence", "DimensionOrganizationSequence",
-)
 
 
 @dataclass
@@ -50,88 +38,12 @@ class DeidReport:
     date_shift_days: int | None
     warnings: list[str] = field(default_factory=list)
     method: str = ""
+    resampled: bool = False
 
-
-def _sop_class_for(modality: str, template: Dataset | None) -> str:
-    sop = str(template.get("SOPClassUID", "")) if template is not None else ""
-    multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
-    if sop and not multiframe and "Enhanced" not in pydicom.uid.UID(sop).name:
-        return sop
-    return {"CT": CTImageStorage, "MR": MRImageStorage}.get(modality, SecondaryCaptureImageStorage)
-
-
-def series_datasets(volume) -> list[Dataset]:
-    """The volume as classic single-frame DICOM datasets, one per slice, pixels from the voxels.
-
-    Each slice keeps its own header (so the result still holds PHI until de-identified);
-    geometry is written from the volume (ImagePositionPatient per slice), pixels as int16
-    with Rescale Slope 1 and Intercept 0 when the voxels are int16, so that loading the
-    files again gives identical voxels. Padding is written as -2000 with Pixel Padding
-    Value, so it is recognised again. Float volumes get a per-slice linear rescale.
-    """
-    n = volume.shape[0]
-    headers = volume.slice_headers if len(volume.slice_headers) == n else (volume.header,) * n
-    pad = volume.padding_mask() if volume.padding is not None else None
-    series_uid = volume.series_uid
-    out = []
-    for k in range(n):
-        template = headers[k]
-        ds = copy.deepcopy(template) if template is not None else Dataset()
-        for kw in _PIXEL_KEYWORDS:
-            if kw in ds:
-                del ds[kw]
-        sop_class = _sop_class_for(volume.modality, template)
-        multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
-        if template is None or multiframe or "SOPInstanceUID" not in ds:
-            ds.SOPInstanceUID = generate_uid()
-        ds.SOPClassUID = sop_class
-        ds.Modality = volume.modality
-        ds.SeriesInstanceUID = series_uid
-        if "StudyInstanceUID" not in ds:
-            ds.StudyInstanceUID = generate_uid(entropy_srcs=[series_uid, "study"])
-        if "PatientName" not in ds:
-            ds.PatientName = ""
-            ds.PatientID = ""
-        ds.InstanceNumber = k + 1
-        ds.ImagePositionPatient = [f"{x:.6g}" for x in volume.positions[k]]
-        ds.ImageOrientationPatient = [f"{x:.8g}" for x in (*volume.row_direction, *volume.col_direction)]
-        dz, dy, dx = volume.spacing
-        ds.PixelSpacing = [f"{dy:.8g}", f"{dx:.8g}"]
-        if "SliceThickness" not in ds:
-            ds.SliceThickness = f"{dz:.6g}"
-        ds.SamplesPerPixel = 1
-        ds.PhotometricInterpretation = "MONOCHROME1" if volume.invert else "MONOCHROME2"
-        ds.Rows, ds.Columns = volume.shape[1], volume.shape[2]
-        ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
-        values = volume.voxels[k]
-        if values.dtype == np.int16:
-            stored = values.copy()
-            slope, intercept = 1.0, 0.0
-        else:
-            lo, hi = float(values.min()), float(values.max())
-            slope = (hi - lo) / 65534.0 if hi > lo else 1.0
-            intercept = lo + 32767.0 * slope
-            stored = np.rint((values.astype(np.float64) - intercept) / slope).astype(np.int16)
-        if pad is not None and pad[k].any():
-            stored[pad[k]] = -2000
-            ds.PixelPaddingValue = -2000
-            ds["PixelPaddingValue"].VR = "SS"  # signed pixels: resolve the 'US or SS' ambiguity
-        elif "PixelPaddingValue" in ds:
-            del ds.PixelPaddingValue
-        ds.RescaleSlope = f"{slope:.10g}"
-        ds.RescaleIntercept = f"{intercept:.10g}"
-        if volume.units == "HU":
-            ds.RescaleType = "HU"
-        if volume.window is not None and "WindowCenter" not in ds:
-            ds.WindowCenter, ds.WindowWidth = f"{volume.window[0]:g}", f"{volume.window[1]:g}"
-        ds.PixelData = stored.astype("<i2").tobytes()
-        ds["PixelData"].VR = "OW"
-        ds.file_meta = FileMetaDataset()
-        ds.file_meta.MediaStorageSOPClassUID = sop_class
-        ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
-        ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
-        out.append(ds)
-    return out
+    @property
+    def content(self) -> str:
+        """What the files hold, in words: the original slices or the resampled ones."""
+        return "resampled slices (corrected geometry)" if self.resampled else "original slices"
 
 
 def _shift_date(value: str, days: int) -> str:
@@ -151,10 +63,78 @@ def _remap_uids(item: Dataset, uid_map: dict[str, str]) -> None:
         if elem.VR == "SQ":
             for sub in elem.value:
                 _remap_uids(sub, uid_map)
-        elif elem.VR == "UI" and elem.value and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID":
+        elif elem.value and _is_instance_uid(elem):
             values = elem.value if isinstance(elem.value, pydicom.multival.MultiValue) else [elem.value]
             new = [uid_map.setdefault(str(v), str(generate_uid())) for v in values]
             elem.value = new if len(new) > 1 else new[0]
+
+
+def _rule_for(rules: dict, tag) -> object | None:
+    """The Annex E action for ``tag``: an exact entry, else a repeating-group (mask) entry."""
+    key = (tag.group, tag.element)
+    if key in rules:
+        return rules[key]
+    for t, action in rules.items():
+        if len(t) == 4 and tag.group & t[2] == t[0] & t[2] and tag.element & t[3] == t[1] & t[3]:
+            return action
+    return None
+
+
+def _is_instance_uid(elem) -> bool:
+    return elem.VR == "UI" and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID"
+
+
+def _clean_item(item: Dataset, rules: dict, date_shift_days: int | None) -> None:
+    """Apply the profile to one sequence item and everything nested in it, in place.
+
+    Annex E attributes get their action (the library's own functions, which work on any
+    dataset); dates are shifted instead when asked. What Annex E does not list is kept only
+    when it cannot carry PHI: private and binary elements (which may hold anything) are
+    removed, and so are text attributes (names, identifiers, dates, free text) other than the
+    parts of coded entries. Instance UIDs stay, for the consistent remapping that follows.
+    """
+    from dicomanonymizer import simpledicomanonymizer as sda
+
+    for elem in list(item):
+        tag = elem.tag
+        if tag not in item:  # removed along with an earlier element
+            continue
+        if tag.is_private or elem.VR in ("OB", "OW", "OF", "OD", "OL", "OV", "UN"):
+            del item[tag]
+            continue
+        action = _rule_for(rules, tag)
+        if elem.VR == "SQ":
+            if action is sda.delete:
+                del item[tag]
+            else:
+                for sub in elem.value or ():
+                    _clean_item(sub, rules, date_shift_days)
+            continue
+        if elem.VR in ("DA", "DT") and date_shift_days is not None:
+            if elem.value:
+                elem.value = _shift_date(elem.value, date_shift_days)  # type: ignore[arg-type]
+            continue
+        if action is not None:
+            if _is_instance_uid(elem) and action in (sda.replace_UID, sda.delete_or_empty_or_replace_UID):
+                continue
+            action(item, (tag.group, tag.element))
+            if elem.VR == "DA" and tag in item and str(item[tag].value or "") == "00010101":
+                del item[tag]  # the library's X on a date writes a dummy date: remove it instead
+        elif nested_may_be_phi(elem.keyword, elem.VR):
+            del item[tag]
+
+
+def _clean_sequences(ds: Dataset, rules: dict, date_shift_days: int | None) -> None:
+    """Apply the profile inside every sequence left at the top level of ``ds``, and drop
+    top-level elements of unknown content (UN), which may hold anything."""
+    for elem in list(ds):
+        if elem.tag not in ds:
+            continue
+        if elem.VR == "UN":
+            del ds[elem.tag]
+        elif elem.VR == "SQ":
+            for sub in elem.value or ():
+                _clean_item(sub, rules, date_shift_days)
 
 
 def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -> DeidReport:
@@ -206,6 +186,8 @@ def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -
                             rules[tag] = shift
                 sda.anonymize_dataset(ds, extra_anonymization_rules=rules, delete_private_tags=True,
                                       base_rules_gen=sda.initialize_actions_2024b)
+                # The library applies the table to the top level only: PS3.15 applies it to items too.
+                _clean_sequences(ds, base, date_shift_days)
                 # Every UID still present (sequences included) gets this export's consistent new one.
                 _remap_uids(ds, uid_map)
                 ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID
@@ -226,36 +208,17 @@ def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -
 
 
 def deidentified_zip(volume, *, date_shift_days: int | None = None) -> tuple[bytes, DeidReport]:
-    """The volume as a zip of de-identified DICOM files (``series/IM00001.dcm``, ...), in memory."""
+    """The volume as a zip of de-identified DICOM files, in memory.
+
+    The folder in the zip says what the files hold: ``original_slices/IM00001.dcm``, ... or,
+    for a corrected volume, ``resampled_slices/IM00001.dcm``, ... (see :attr:`DeidReport.content`).
+    """
     datasets = series_datasets(volume)
     report = deidentify(datasets, date_shift_days=date_shift_days)
+    report.resampled = is_resampled(volume)
+    folder = "resampled_slices" if report.resampled else "original_slices"
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=zipfile.ZIP_DEFLATED, compresslevel=1) as zf:
         for k, ds in enumerate(datasets):
-            out = io.BytesIO()
-            pydicom.dcmwrite(out, ds, enforce_file_format=True)
-            zf.writestr(f"series/IM{k + 1:05d}.dcm", out.getvalue())
+            zf.writestr(f"{folder}/IM{k + 1:05d}.dcm", dicom_bytes(ds))
     return buf.getvalue(), report
-
-
-def summary_json(volume) -> str:
-    """Geometry and acquisition facts of a series, without PHI, as JSON."""
-    dz, dy, dx = volume.spacing
-    doc = {
-        "modality": volume.modality,
-        "shape": {"slices": volume.shape[0], "rows": volume.shape[1], "columns": volume.shape[2]},
-        "spacing_mm": {"between_slices": dz, "rows": dy, "columns": dx},
-        "orientation": {
-            "row_direction": [round(float(x), 6) for x in volume.row_direction],
-            "column_direction": [round(float(x), 6) for x in volume.col_direction],
-        },
-        "affine_lps": np.round(volume.affine, 6).tolist(),
-        "regular_grid": bool(volume.is_regular),
-        "gantry_tilt_degrees": round(volume.tilt_degrees, 3),
-        "values": {"dtype": str(volume.voxels.dtype), "units": volume.units,
-                   "min": volume.value_range[0], "max": volume.value_range[1]},
-        "window": None if volume.window is None else {"center": volume.window[0], "width": volume.window[1]},
-        "acquisition": {k: v for k, v in volume.summary.items() if k not in ("Slices", "Rows", "Columns")},
-        "geometry_warnings": list(volume.warnings),
-    }
-    return json.dumps(doc, indent=2, default=str)

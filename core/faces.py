@@ -1,23 +1,18 @@
-"""Face detection with OpenCV's Haar cascades, anonymisation, and skin renderings of head CT."""
+"""Face detection in photographs with OpenCV's Haar cascades, and blurring what it finds."""
 
 from __future__ import annotations
 
 import threading
-from dataclasses import dataclass
 
 import cv2
 import numpy as np
 
 __all__ = [
     "CASCADES",
-    "PrivacyEvidence",
     "blur_regions",
     "detect_eyes",
     "detect_faces",
     "detect_faces_scored",
-    "has_head",
-    "privacy_check",
-    "render_skin",
     "to_gray",
 ]
 
@@ -201,157 +196,3 @@ def blur_regions(image: np.ndarray, boxes: np.ndarray, *, method: str = "blur", 
             region = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
         out[y0:y1, x0:x1] = region
     return out
-
-
-def render_skin(
-    volume,
-    *,
-    level: float = -300.0,
-    azimuth: float = 0.0,
-    light: tuple[float, float, float] = (0.0, 0.0, 1.0),
-    pixel_mm: float = 1.0,
-) -> np.ndarray:
-    """A depth-shaded picture of the skin surface seen from the front (no GPU).
-
-    The volume is first placed on a regular grid at its true patient positions (gantry
-    tilt removed), turned by ``azimuth`` degrees about the patient's vertical axis, and
-    each ray from the front stops at the first voxel at or above ``level``; the depth
-    map is then lit with a Lambert model.
-
-    Parameters
-    ----------
-    volume : Volume
-        An axial CT (slices along the patient's head-feet axis).
-    level : float
-        Skin threshold in HU.
-    azimuth : float
-        Degrees; positive turns the patient's left side towards the viewer.
-    light : (3,) float
-        Direction towards the light in view coordinates (x right, y up, z towards the viewer).
-    pixel_mm : float
-        Size of one output pixel.
-
-    Returns
-    -------
-    (H, W) uint8 ndarray
-        Head at the top, the patient's right on the viewer's left; background 0.
-    """
-    vol = volume if volume.is_regular else volume.corrected()
-    dz, dy, dx = vol.spacing
-    # Work near pixel_mm: stride the in-plane axes, keep slices (usually the coarsest).
-    sy, sx = max(1, int(round(pixel_mm / dy))), max(1, int(round(pixel_mm / dx)))
-    mask = (vol.voxels[:, ::sy, ::sx] >= level).view(np.uint8)
-    pad = vol.padding
-    if pad is not None:
-        pm = np.unpackbits(pad, axis=-1, count=vol.shape[2]).astype(bool)[:, ::sy, ::sx]
-        mask = mask & ~pm
-    mask = np.ascontiguousarray(mask, dtype=np.uint8)
-    ry, rx = dy * sy, dx * sx
-    nz, ny, nx = mask.shape
-    if azimuth:
-        # Rotate every axial plane about its centre, in millimetres (anisotropic pixels).
-        c, s = np.cos(np.radians(azimuth)), np.sin(np.radians(azimuth))
-        size = int(np.ceil(np.hypot(ny * ry, nx * rx) / pixel_mm))
-        m = np.array([[c * rx / pixel_mm, -s * ry / pixel_mm, 0.0], [s * rx / pixel_mm, c * ry / pixel_mm, 0.0]])
-        centre_in = np.array([(nx - 1) / 2, (ny - 1) / 2])
-        m[:, 2] = (size - 1) / 2 - m[:, :2] @ centre_in
-        planes = np.empty((nz, size, size), np.uint8)
-        for k in range(nz):
-            planes[k] = cv2.warpAffine(mask[k], m, (size, size), flags=cv2.INTER_NEAREST, borderValue=0)
-        mask, ry, rx = planes, pixel_mm, pixel_mm
-        ny = nx = size
-    hit = mask.any(axis=1)  # (slices, cols): rays (along rows, anterior first) that meet skin
-    first = mask.argmax(axis=1).astype(np.float32) * ry  # depth in mm from the front
-    depth = np.where(hit, first, np.nan)
-    # Normals from the depth gradient (x across, y up the patient, z towards the viewer).
-    superior_last = float(np.dot(vol.slice_step, [0, 0, 1])) > 0
-    filled = np.nan_to_num(depth, nan=float(np.nanmax(depth)) if hit.any() else 0.0).astype(np.float32)
-    # Depth comes in whole voxels: smooth it so the shading shows the surface, not its steps.
-    filled = cv2.GaussianBlur(filled, (0, 0), sigmaX=max(1.0, 1.5 / rx * pixel_mm), sigmaY=max(1.0, 1.5 * pixel_mm / dz))
-    gz, gx = np.gradient(filled, dz, rx)
-    g_up = gz if superior_last else -gz
-    # The surface faces the viewer at z = -depth: its normal is (d depth/dx, d depth/d up, 1).
-    normal = np.stack([gx, g_up, np.ones_like(gx)], axis=-1)
-    normal /= np.linalg.norm(normal, axis=-1, keepdims=True)
-    lvec = np.asarray(light, dtype=np.float64)
-    lvec = lvec / np.linalg.norm(lvec)
-    shade = 0.15 + 0.85 * np.clip(normal @ lvec, 0, 1)
-    img = np.where(hit, shade * 255.0, 0.0)
-    if superior_last:
-        img = img[::-1]
-    out_h = max(1, int(round(nz * dz / pixel_mm)))
-    out = cv2.resize(img.astype(np.float32), (nx if azimuth else int(round(nx * rx / pixel_mm)), out_h),
-                     interpolation=cv2.INTER_LINEAR)
-    return np.clip(np.rint(out), 0, 255).astype(np.uint8)
-
-
-def has_head(volume, *, level: float = -300.0) -> tuple[bool, str]:
-    """Whether the volume seems to hold a head, from the width of the body slice by slice."""
-    if volume.units != "HU":
-        return False, "the face check needs a CT volume in HU"
-    if volume.shape[0] < 10:
-        return False, "too few slices to render a face"
-    dz, dy, dx = volume.spacing
-    body = volume.voxels[:, ::2, ::2] >= level
-    widths = body.any(axis=1).sum(axis=1) * dx * 2  # left-right extent per slice, mm
-    depths = body.any(axis=2).sum(axis=1) * dy * 2
-    head_like = (widths > 100) & (widths < 220) & (depths > 120) & (depths < 260)
-    run = int(head_like.sum() * dz)
-    if run >= 60:
-        return True, f"head-sized cross-sections over {run} mm"
-    widest = float(widths.max()) if widths.size else 0.0
-    return False, (f"no head in this volume: the body is {widest:.0f} mm wide and no run of head-sized "
-                   f"cross-sections (100-220 mm wide) is at least 60 mm long")
-
-
-@dataclass(frozen=True)
-class PrivacyEvidence:
-    """Which renderings and detector settings found what."""
-
-    rows: list[dict]
-    renders: dict[str, np.ndarray]
-    verdict: str
-    level: str  # "likely", "possible" or "not found"
-
-
-def privacy_check(volume, *, level: float = -300.0, azimuths: tuple[float, ...] = (-25.0, 0.0, 25.0)) -> PrivacyEvidence:
-    """Render the skin from a few angles and lightings and look for faces and eyes.
-
-    Cascades trained on photographs are weak on renderings, so detection uses looser,
-    render-tuned settings (equalised histogram, finer scale steps, fewer neighbours)
-    as well as the defaults, and every combination is reported.
-    """
-    lights = {"front light": (0.0, 0.0, 1.0), "light from above-left": (-0.5, 0.5, 0.7)}
-    settings = {"default (1.1, 5)": dict(scale_factor=1.1, min_neighbors=5, equalize=False),
-                "tuned for renders (1.05, 3, equalised)": dict(scale_factor=1.05, min_neighbors=3, equalize=True)}
-    rows, renders = [], {}
-    for az in azimuths:
-        for lname, lvec in lights.items():
-            img = render_skin(volume, level=level, azimuth=az, light=lvec)
-            key = f"{az:+.0f}°, {lname}"
-            renders[key] = img
-            side = max(24, min(img.shape) // 8)
-            for sname, kw in settings.items():
-                faces = detect_faces(img, min_size=(side, side), max_side=None, **kw)
-                eyes = sum(len(detect_eyes(img, f, min_neighbors=3)) for f in faces[:1])
-                profile = detect_faces(img, cascade="profileface", min_size=(side, side), max_side=None, **kw)
-                rows.append({"View": f"{az:+.0f}°", "Lighting": lname, "Detector settings": sname,
-                             "Frontal faces": int(len(faces)), "Eyes in the best face": int(eyes),
-                             "Profile faces": int(len(profile))})
-    with_face = [r for r in rows if r["Frontal faces"] or r["Profile faces"]]
-    strong = [r for r in with_face if r["Eyes in the best face"] > 0]
-    views = {r["View"] for r in with_face}
-    if strong and len(views) >= 2:
-        lvl = "likely"
-        verdict = (f"A face was found in {len(with_face)} of {len(rows)} renderings ({len(views)} view angles"
-                   f"{', with eyes' if strong else ''}): people can be recognised from renderings like these. "
-                   f"Treat this series as identifiable; deface it before sharing.")
-    elif with_face:
-        lvl = "possible"
-        verdict = (f"A face was found in {len(with_face)} of {len(rows)} renderings, from one angle only: "
-                   f"recognition is possible. Treat the series as potentially identifiable.")
-    else:
-        lvl = "not found"
-        verdict = (f"No face found in {len(rows)} renderings. This is not proof of anonymity: the detectors "
-                   f"were trained on photographs and miss many renderings.")
-    return PrivacyEvidence(rows, renders, verdict, lvl)

@@ -7,17 +7,23 @@ from dataclasses import dataclass
 import cv2
 import numpy as np
 
+from core import hu
+
 __all__ = [
+    "DEFAULT_HU_RANGE",
     "TISSUE_BANDS",
     "Band",
+    "BandCount",
     "ValueCounts",
     "array_statistics",
-    "band_table",
+    "band_counts",
     "bin_edges",
     "hu_histogram",
     "value_counts",
     "value_statistics",
 ]
+
+DEFAULT_HU_RANGE = (-1100, 2000)  # air to dense bone: what a CT histogram opens on
 
 
 @dataclass(frozen=True)
@@ -34,14 +40,14 @@ class Band:
 # and muscle follow the body-composition convention (-190..-30, -29..150 is common; here
 # muscle/soft tissue stops at 80 so that blood with contrast gets its own band).
 TISSUE_BANDS: tuple[Band, ...] = (
-    Band("Air", -1100, -950, "#5c6bc0"),
-    Band("Lung", -950, -500, "#29b6f6"),
+    Band("Air", -1100, hu.LOW_ATTENUATION, "#5c6bc0"),
+    Band("Lung", hu.LOW_ATTENUATION, -500, "#29b6f6"),
     Band("Fat", -190, -30, "#ffca28"),
     Band("Water and fluid", -30, 20, "#26c6da"),
     Band("Soft tissue", 20, 80, "#ef5350"),
     Band("Blood and contrast", 80, 300, "#ec407a"),
     Band("Cancellous bone", 300, 700, "#bdbdbd"),
-    Band("Cortical bone", 700, 3072, "#fafafa"),
+    Band("Cortical bone", 700, hu.TOP + 1, "#fafafa"),
 )
 
 
@@ -157,7 +163,7 @@ def hu_histogram(
     voxels: np.ndarray | ValueCounts,
     *,
     bin_width: float = 10,
-    hu_range: tuple[float, float] = (-1100, 2000),
+    hu_range: tuple[float, float] = DEFAULT_HU_RANGE,
     mask: np.ndarray | None = None,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Histogram of HU values, identical to ``numpy.histogram(voxels[mask], edges)``.
@@ -245,19 +251,23 @@ def array_statistics(values: np.ndarray, *, percentiles: tuple[float, ...] = (1,
     return out
 
 
-def band_table(vc: ValueCounts, voxel_volume_mm3: float, *, bands: tuple[Band, ...] = TISSUE_BANDS) -> list[dict]:
-    """Per tissue band: voxel count, fraction of the counted voxels, and volume in mL."""
+@dataclass(frozen=True)
+class BandCount:
+    """How many of the counted voxels fall in one tissue band."""
+
+    band: Band
+    voxels: int
+    fraction: float  # of the counted voxels, 0..1 (0 when none were counted)
+    volume_ml: float
+
+
+def band_counts(vc: ValueCounts, voxel_volume_mm3: float, *, bands: tuple[Band, ...] = TISSUE_BANDS) -> list[BandCount]:
+    """Per tissue band, in the order of ``bands``: voxel count, fraction of the counted voxels, volume in mL."""
     n = vc.total
     values = vc.values
-    rows = []
+    out = []
     for b in bands:
         sel = (values >= b.low) & (values < b.high)
         count = int(vc.counts[sel].sum())
-        rows.append({
-            "Band": b.name,
-            "HU range": f"{b.low:g} to {b.high:g}",
-            "Voxels": count,
-            "Fraction (%)": 100.0 * count / n if n else 0.0,
-            "Volume (mL)": count * voxel_volume_mm3 / 1000.0,
-        })
-    return rows
+        out.append(BandCount(b, count, count / n if n else 0.0, count * voxel_volume_mm3 / 1000.0))
+    return out

@@ -6,7 +6,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-__all__ = ["Mesh", "extract_isosurface", "mesh_bytes", "keep_largest_parts"]
+__all__ = ["IsoPlan", "Mesh", "extract_isosurface", "keep_largest_parts", "mesh_bytes", "plan_isosurface"]
 
 
 @dataclass(frozen=True, eq=False)
@@ -105,6 +105,64 @@ def keep_largest_parts(vertices: np.ndarray, faces: np.ndarray, n: int) -> tuple
     return vertices[used], remap[kept_faces].astype(np.int32)
 
 
+@dataclass(frozen=True)
+class IsoPlan:
+    """How :func:`extract_isosurface` will sample a volume, and the memory it will need.
+
+    Attributes
+    ----------
+    step : tuple of int
+        Sampling step along (slices, rows, cols).
+    estimate : float
+        Triangles expected at full resolution.
+    nbytes : int
+        Peak bytes the extraction allocates, an upper bound (float32 copies of the sampled
+        voxels, marching cubes' output and the decimation).
+    """
+
+    step: tuple[int, int, int]
+    estimate: float
+    nbytes: int
+
+
+# Measured on a 300 x 512 x 512 CT at 0.3 to 2 million triangles (tracemalloc): the peak is
+# the padded float32 copy of the sampled voxels plus 190 to 245 bytes per triangle marching
+# cubes makes (vertices, normals and values as float64, faces, their copies, the decimation),
+# or two float32 copies of the voxels (the cast, then its pad) when there are few triangles.
+# A surface's triangles scale with the area of a sampled voxel's face: the full-resolution
+# estimate over step ** (2/3) fell short of marching cubes' count by up to 1.4 times.
+_BYTES_PER_RAW_TRIANGLE = 250
+_RAW_OVER_ESTIMATE = 1.5
+
+
+def _sampling(v: np.ndarray, spacing, level: float, max_triangles: int) -> tuple[tuple[int, int, int], float]:
+    """The sampling step that brings ``v``'s surface near ``max_triangles``, and the full-resolution estimate."""
+    estimate = _estimate_triangles(v, level) if v.size else 0.0
+    factor = max(1.0, float(np.sqrt(estimate / max_triangles))) if estimate > max_triangles else 1.0
+    step = _steps_for(tuple(float(s) for s in spacing), factor) if factor > 1 else (1, 1, 1)
+    return step, estimate
+
+
+def plan_isosurface(volume, level: float, *, max_triangles: int = 300_000,
+                    crop: tuple[slice, slice, slice] | None = None, mask: np.ndarray | None = None) -> IsoPlan:
+    """The sampling step and the memory :func:`extract_isosurface` will use, before it runs.
+
+    Costs one stride-2 pass over the volume; pass the plan to :func:`extract_isosurface`.
+    With a ``mask`` the step is estimated on the unmasked voxels (more surface, so a coarser
+    or equal step and an upper bound on memory).
+    """
+    if max_triangles <= 0:
+        raise ValueError(f"max_triangles must be positive, got {max_triangles!r}")
+    v = volume.voxels[crop or (slice(None), slice(None), slice(None))]
+    step, estimate = _sampling(v, volume.spacing, level, max_triangles)
+    sampled = int(np.prod([-(-n // k) for n, k in zip(v.shape, step)]))
+    raw = _RAW_OVER_ESTIMATE * estimate / float(np.prod(step)) ** (2 / 3)
+    nbytes = max(8 * sampled, 4 * sampled + int(_BYTES_PER_RAW_TRIANGLE * raw))
+    if mask is not None:
+        nbytes += 4 * v.size  # the masked float copy of the cropped volume
+    return IsoPlan(step=step, estimate=estimate, nbytes=nbytes)
+
+
 def extract_isosurface(
     volume,
     level: float,
@@ -113,6 +171,7 @@ def extract_isosurface(
     mask: np.ndarray | None = None,
     crop: tuple[slice, slice, slice] | None = None,
     keep_largest: int = 0,
+    plan: IsoPlan | None = None,
 ) -> Mesh:
     """The surface where the volume crosses ``level``, within a triangle budget.
 
@@ -135,6 +194,8 @@ def extract_isosurface(
         Part of the volume to use (slices, rows, cols).
     keep_largest : int
         Keep only this many largest connected parts (0 keeps all).
+    plan : IsoPlan, optional
+        From :func:`plan_isosurface` with the same arguments (made here when not given).
 
     Returns
     -------
@@ -160,9 +221,7 @@ def extract_isosurface(
     if v.size == 0 or v.max() <= level or v.min() > level:
         raise ValueError(f"the level {level:g} is not crossed inside the volume (values {v.min():g} to {v.max():g})")
     spacing = tuple(float(s) for s in volume.spacing)
-    estimate = _estimate_triangles(v, level)
-    factor = max(1.0, float(np.sqrt(estimate / max_triangles))) if estimate > max_triangles else 1.0
-    step = _steps_for(spacing, factor) if factor > 1 else (1, 1, 1)
+    step = plan.step if plan is not None else _sampling(v, spacing, level, max_triangles)[0]
     sub = v[::step[0], ::step[1], ::step[2]]
     low = np.array(min(float(level) - 1.0, float(sub.min())), dtype=np.float32)
     padded = np.pad(sub.astype(np.float32, copy=False), 1, mode="constant", constant_values=low)

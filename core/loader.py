@@ -17,6 +17,7 @@ import numpy as np
 import pydicom
 from pydicom.pixels import apply_modality_lut, pixel_array
 
+from core import hu
 from core.geometry import GeometryError, analyse_stack, orientation_name, slice_normal
 from core.headers import (READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, inflate_deflated, lenient,
                           read_header)
@@ -30,9 +31,7 @@ ProgressCallback = Callable[[int, int], Any]
 
 log = logging.getLogger(__name__)
 
-CT_AIR = -1024
 _HEADER_PREFIX = 64 * 1024
-CT_PADDING_BELOW = -1500  # no tissue or air reads below this; -2000/-3024 mark outside the scan circle
 
 _SUMMARY_KEYWORDS = (
     "Manufacturer",
@@ -358,7 +357,7 @@ class _Canvas:
                 self.padding = np.zeros((s, r, (c + 7) // 8), dtype=np.uint8)
             self.padding[k] = np.packbits(pad, axis=-1)
             values = values.copy() if not values.flags.writeable else values
-            values[pad] = CT_AIR if self.modality == "CT" else 0
+            values[pad] = hu.AIR if self.modality == "CT" else 0
         self.voxels[k] = values
         self.done[k] = True
 
@@ -624,7 +623,7 @@ class _Load:
                 values = _modality_values(raw, fr, header)
                 pad = _padding_of(raw, header)
                 if canvas.modality == "CT":
-                    low = values <= CT_PADDING_BELOW
+                    low = values <= hu.PADDING_BELOW
                     if low.any():
                         pad = low if pad is None else (pad | low)
                 canvas.put(k, values, pad)

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core import hu
+
 __all__ = ["LungStats", "lung_statistics", "segment_lungs"]
 
 
@@ -77,7 +79,7 @@ class LungStats:
     mean_hu: float
 
 
-def lung_statistics(volume, lungs: np.ndarray, *, emphysema_hu: float = -950.0) -> LungStats:
+def lung_statistics(volume, lungs: np.ndarray, *, emphysema_hu: float = hu.LOW_ATTENUATION) -> LungStats:
     """Lung volume in mL, emphysema index (% of lung voxels below ``emphysema_hu``), mean HU."""
     n = int(lungs.sum())
     if n == 0:

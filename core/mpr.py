@@ -11,6 +11,9 @@ from core.geometry import orientation_name
 
 __all__ = [
     "AXES",
+    "IN_PLANE",
+    "VIEW_AXES",
+    "VIEW_NAMES",
     "PlaneInfo",
     "SlabMode",
     "orientation_letter",
@@ -24,6 +27,11 @@ SlabMode = Literal["mip", "minip", "mean"]
 # Axis of the (slices, rows, cols) array that a view holds fixed: 0 is the acquired plane
 # (axial for an axial CT), 1 fixes a row (coronal for axial CT), 2 fixes a column (sagittal).
 AXES = (0, 1, 2)
+# The view that holds each axis fixed, named as for an axial acquisition, and back.
+VIEW_NAMES = {0: "Axial", 1: "Coronal", 2: "Sagittal"}
+VIEW_AXES = {name: axis for axis, name in VIEW_NAMES.items()}
+# The array axes that run down and across the view of each axis.
+IN_PLANE = {0: (1, 2), 1: (0, 2), 2: (0, 1)}
 
 
 def orientation_letter(direction: np.ndarray, *, threshold: float = 0.25) -> str:

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["MASK", "PHI_KEYWORDS", "display_description", "is_phi", "masked"]
+__all__ = ["MASK", "PHI_KEYWORDS", "SAFE_NESTED_TEXT", "TEXT_VRS", "display_description", "is_phi", "masked",
+           "nested_may_be_phi"]
 
 MASK = "•••• (hidden)"
 
@@ -28,6 +29,24 @@ PHI_KEYWORDS: frozenset[str] = frozenset(
         "ResponsibleOrganization", "ReasonForStudy", "RequestedProcedureDescription", "ScheduledProcedureStepDescription",
     }
 )
+
+
+# Value representations that can carry a name, an identifier, a date or free text.
+TEXT_VRS: frozenset[str] = frozenset({"PN", "LO", "SH", "LT", "ST", "UT", "UC", "UR", "DA", "DT", "TM", "AS"})
+# Text attributes that are safe inside sequence items: the parts of a coded entry (the code
+# and its meaning come from a coding scheme, not from the patient) and technical strings.
+SAFE_NESTED_TEXT: frozenset[str] = frozenset({
+    "CodeValue", "CodingSchemeDesignator", "CodingSchemeVersion", "CodeMeaning", "LongCodeValue", "URNCodeValue",
+    "ContextIdentifier", "MappingResource", "MappingResourceName", "ContextGroupVersion",
+    "ContextGroupLocalVersion", "RescaleType", "LUTExplanation", "WindowCenterWidthExplanation",
+})
+_BINARY_VRS = frozenset({"OB", "OW", "OF", "OD", "OL", "OV", "UN"})
+
+
+def nested_may_be_phi(keyword: str, vr: str) -> bool:
+    """True for an element inside a sequence item that may carry PHI although Annex E does not
+    list it: free text, names, identifiers and dates other than coded entries, and binary values."""
+    return vr in _BINARY_VRS or (vr in TEXT_VRS and keyword not in SAFE_NESTED_TEXT)
 
 
 def is_phi(keyword: str) -> bool:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
+from core import hu
 from core.geometry import _fmt
 
 __all__ = ["resample_regular"]
@@ -11,7 +12,7 @@ __all__ = ["resample_regular"]
 
 def _fill_value(volume) -> float:
     if volume.modality == "CT":
-        return -1024.0
+        return float(hu.AIR)
     return volume.value_range[0]
 
 

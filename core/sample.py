@@ -3,20 +3,19 @@
 from __future__ import annotations
 
 import functools
-import io
 
 import numpy as np
-import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import CTImageStorage, ExplicitVRLittleEndian, generate_uid
 
+from core import hu
+from core.dicom_writer import dicom_bytes, set_int16_pixels, set_padding_value
 from core.volume import Volume
 
 __all__ = ["LABELS", "TISSUE_HU", "sample_ct", "sample_ct_files", "sample_labels"]
 
 SHAPE = (120, 256, 256)
 SPACING = (2.5, 1.4, 1.4)  # dz, dy, dx in mm: a 358 mm field of view, 300 mm long
-PADDING_HU = -2000  # what scanners store outside the reconstruction circle
 
 LABELS: dict[str, int] = {
     "outside scan circle": 0,
@@ -37,7 +36,7 @@ LABELS: dict[str, int] = {
 
 # Mean HU of each label; Gaussian noise of NOISE_SD is added inside the scan circle.
 TISSUE_HU: dict[str, int] = {
-    "outside scan circle": PADDING_HU,
+    "outside scan circle": hu.PADDING_STORED,
     "air": -1000,
     "skin": 40,
     "fat": -100,
@@ -179,7 +178,7 @@ def _build() -> tuple[np.ndarray, np.ndarray]:
     noise //= 10
     noise[outside] = 0
     raw += noise
-    np.clip(raw, -1024, 3071, out=raw, where=~outside)
+    np.clip(raw, hu.AIR, hu.TOP, out=raw, where=~outside)
     raw.flags.writeable = False
     lab.flags.writeable = False
     return raw, lab
@@ -208,7 +207,7 @@ def sample_ct() -> Volume:
     headers = tuple(_sample_header(k) for k in range(SHAPE[0]))  # a fictitious patient, as a scanner writes
     outside = lab == LABELS["outside scan circle"]
     voxels = raw.copy()
-    voxels[outside] = -1024
+    voxels[outside] = hu.AIR
     nz, ny, nx = SHAPE
     dz, dy, dx = SPACING
     x0, y0 = -(nx - 1) / 2 * dx, -(ny - 1) / 2 * dy
@@ -273,13 +272,9 @@ def _sample_header(k: int) -> Dataset:
     ds.SamplesPerPixel = 1
     ds.PhotometricInterpretation = "MONOCHROME2"
     ds.Rows, ds.Columns = ny, nx
-    ds.BitsAllocated = 16
-    ds.BitsStored = 16
-    ds.HighBit = 15
-    ds.PixelRepresentation = 1
-    ds.PixelPaddingValue = PADDING_HU
-    ds["PixelPaddingValue"].VR = "SS"
-    ds.RescaleIntercept = -1024
+    ds.BitsAllocated, ds.BitsStored, ds.HighBit, ds.PixelRepresentation = 16, 16, 15, 1
+    set_padding_value(ds, hu.PADDING_STORED)
+    ds.RescaleIntercept = hu.AIR  # stored 0 is air
     ds.RescaleSlope = 1
     ds.RescaleType = "HU"
     ds.WindowCenter = 40
@@ -302,12 +297,9 @@ def sample_ct_files(*, slices: slice | None = None) -> list[tuple[str, bytes]]:
     raw, _ = _build()
     out = []
     for k in range(SHAPE[0])[slices or slice(None)]:
-        stored = raw[k].astype(np.int32) + 1024
-        stored[raw[k] == PADDING_HU] = PADDING_HU
+        stored = raw[k].astype(np.int32) - hu.AIR
+        stored[raw[k] == hu.PADDING_STORED] = hu.PADDING_STORED
         ds = _sample_header(k)
-        ds.PixelData = stored.astype("<i2").tobytes()
-        ds["PixelData"].VR = "OW"
-        buf = io.BytesIO()
-        pydicom.dcmwrite(buf, ds, enforce_file_format=True)
-        out.append((f"sample/slice{k + 1:03d}.dcm", buf.getvalue()))
+        set_int16_pixels(ds, stored)
+        out.append((f"sample/slice{k + 1:03d}.dcm", dicom_bytes(ds)))
     return out

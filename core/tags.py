@@ -2,14 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from dataclasses import dataclass
 
 import pydicom
 from pydicom.dataset import Dataset
 
-from core.privacy import MASK, is_phi
+from core.privacy import MASK, is_phi, nested_may_be_phi
 
-__all__ = ["filter_rows", "tag_rows"]
+__all__ = ["TagRow", "filter_rows", "tag_rows"]
 
 _BINARY_VRS = {"OB", "OW", "OD", "OF", "OL", "OV", "UN"}
 
@@ -28,13 +28,27 @@ def _value_text(elem: pydicom.DataElement, max_len: int) -> str:
     return text if len(text) <= max_len else f"{text[:max_len]}… ({len(text)} characters)"
 
 
-def tag_rows(ds: Dataset, *, show_phi: bool, nested: bool = True, max_value_len: int = 120) -> list[dict[str, Any]]:
+@dataclass(frozen=True)
+class TagRow:
+    """One element of a header as the tag browser shows it (``value`` already masked or summarised)."""
+
+    tag: str  # "(GGGG,EEEE)"
+    name: str  # the dictionary name, or the private creator's name
+    keyword: str
+    vr: str
+    value: str
+    private: bool
+    path: str  # keywords from the top level, items numbered: "Seq[0] > CodeValue"
+    depth: int  # 0 at the top level, 1 inside a sequence item, ...
+
+
+def tag_rows(ds: Dataset, *, show_phi: bool, nested: bool = True, max_value_len: int = 120) -> list[TagRow]:
     """One row per element, in file order; sequence items follow their sequence, indented.
 
     Values of PS3.15 Annex E attributes, and of private tags (which may hold anything),
     are replaced by the mask unless ``show_phi``; so is everything nested inside them.
     """
-    rows: list[dict[str, Any]] = []
+    rows: list[TagRow] = []
 
     def walk(item: Dataset, depth: int, path: str, masked: bool) -> None:
         for elem in item:
@@ -42,16 +56,19 @@ def tag_rows(ds: Dataset, *, show_phi: bool, nested: bool = True, max_value_len:
             private = elem.tag.is_private
             # Instance UIDs are in Annex E too (action U): they link files back to the source.
             uid = elem.VR == "UI" and "ClassUID" not in elem.keyword and elem.keyword != "TransferSyntaxUID"
-            hide = masked or (not show_phi and (is_phi(elem.keyword) or private or uid))
-            rows.append({
-                "Tag": f"({elem.tag.group:04X},{elem.tag.element:04X})",
-                "Name": ("    " * depth) + (elem.name if elem.name else keyword),
-                "Keyword": keyword,
-                "VR": elem.VR,
-                "Value": MASK if hide and elem.VR != "SQ" else _value_text(elem, max_value_len),
-                "Private": private,
-                "Path": f"{path}{keyword or elem.tag}",
-            })
+            # Inside items, free text and binary values are hidden too: the export removes them.
+            nested_phi = depth > 0 and nested_may_be_phi(elem.keyword, elem.VR)
+            hide = masked or (not show_phi and (is_phi(elem.keyword) or private or uid or nested_phi))
+            rows.append(TagRow(
+                tag=f"({elem.tag.group:04X},{elem.tag.element:04X})",
+                name=elem.name if elem.name else keyword,
+                keyword=keyword,
+                vr=elem.VR,
+                value=MASK if hide and elem.VR != "SQ" else _value_text(elem, max_value_len),
+                private=private,
+                path=f"{path}{keyword or elem.tag}",
+                depth=depth,
+            ))
             if nested and elem.VR == "SQ":
                 for n, sub in enumerate(elem.value):
                     walk(sub, depth + 1, f"{path}{keyword}[{n}] > ", hide)
@@ -60,7 +77,7 @@ def tag_rows(ds: Dataset, *, show_phi: bool, nested: bool = True, max_value_len:
     return rows
 
 
-def filter_rows(rows: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
+def filter_rows(rows: list[TagRow], query: str) -> list[TagRow]:
     """Rows whose tag, name, keyword or shown value contains ``query`` (case-insensitive).
 
     Only the value as shown is searched, so a masked value cannot be found by searching.
@@ -70,7 +87,7 @@ def filter_rows(rows: list[dict[str, Any]], query: str) -> list[dict[str, Any]]:
         return rows
     out = []
     for r in rows:
-        hay = f"{r['Tag']}{r['Tag'].replace('(', '').replace(')', '').replace(',', '')}{r['Name']}{r['Keyword']}{r['Value']}"
+        hay = f"{r.tag}{r.tag.replace('(', '').replace(')', '').replace(',', '')}{r.name}{r.keyword}{r.value}"
         if q in hay.lower().replace(" ", ""):
             out.append(r)
     return out

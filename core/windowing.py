@@ -107,5 +107,5 @@ def default_window(volume) -> tuple[float, float]:
     if volume.window is not None:
         return volume.window
     if volume.modality == "CT":
-        return 40.0, 400.0
+        return CT_PRESETS["Soft tissue"]
     return auto_window(volume.voxels, mask=volume.padding_mask())

@@ -2,21 +2,22 @@
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from collections import OrderedDict
-from dataclasses import dataclass
 
 import numpy as np
 import streamlit as st
 from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core import Volume
-from core.export import nifti_bytes
+from core.export import nifti_bytes, on_one_grid
 from core.measure import roi_stats, value_at
-from core.mpr import plane_info, slab, slab_width_slices
+from core.mpr import IN_PLANE, VIEW_AXES, VIEW_NAMES, plane_info, slab, slab_width_slices
 from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
 from dashboard import mpr_view, state
+from dashboard.text import file_part, md_escape, unit_label
 
 # Session-state keys of this page.
 SERIES_KEY = "explorer_series"
@@ -33,10 +34,9 @@ PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE, 
 
 CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percentile)"
 SLAB_MODES = {"mip": "MIP (maximum)", "minip": "MinIP (minimum)", "mean": "Mean"}
-VIEW_NAMES = mpr_view.NAMES
 
 
-@dataclass(frozen=True)
+@dataclasses.dataclass(frozen=True)
 class Display:
     """The display settings every view shares, as plain values."""
 
@@ -45,6 +45,25 @@ class Display:
     colormap: str
     slab_mm: float
     slab_mode: str
+
+
+@dataclasses.dataclass(frozen=True)
+class RoiBox:
+    """A box on a plane, in array rows and columns, half-open: ``[row_start, row_stop)``."""
+
+    row_start: int
+    row_stop: int
+    col_start: int
+    col_stop: int
+
+
+@dataclasses.dataclass(frozen=True)
+class Roi:
+    """The explorer's ROI: a box on the plane ``index`` of the view that holds ``axis`` fixed."""
+
+    axis: int
+    index: int
+    box: RoiBox
 
 
 def _series_key(vol: Volume) -> tuple:
@@ -119,10 +138,6 @@ def window_ui(vol: Volume) -> Display:
     return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, slab_mm, mode)
 
 
-def _unit(vol: Volume) -> str:
-    return "HU" if vol.units == "HU" else (vol.units or "stored units")
-
-
 def _crosshair() -> dict[int, int]:
     return {axis: int(st.session_state[k]) for axis, k in SLICE.items()}
 
@@ -135,7 +150,7 @@ def view_png(vol: Volume, axis: int, display: Display, point: dict[int, int], *,
     index = point[axis]
     width = slab_width_slices(vol, axis, display.slab_mm)
     others = {a: p for a, p in point.items() if a != axis} if overlays else None
-    down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+    down, across = IN_PLANE[axis]
     center = (point[down], point[across]) if zoom > 1 else None  # the zoom follows the crosshair
     key = (id(vol.voxels), axis, index, width, display.slab_mode, display.center, display.width,
            display.colormap, max_size, zoom, tuple(sorted(others.items())) if others else None, box, overlays, center)
@@ -159,7 +174,7 @@ def three_views_ui(vol: Volume, display: Display) -> None:
     """Axial, coronal and sagittal side by side, windowed in the browser (see dashboard.mpr_view)."""
     mpr_view.views_ui(vol, point=_crosshair(), center=display.center, width=display.width,
                       colormap=display.colormap, slab_mm=display.slab_mm, slab_mode=display.slab_mode,
-                      window_range=_window_range(vol), unit=_unit(vol))
+                      window_range=_window_range(vol), unit=unit_label(vol.units))
     st.caption("Scroll with the sliders or the mouse wheel over a view; click a view to move the crosshair; "
                "drag on a view to set the window (across: width, up and down: center).")
 
@@ -168,7 +183,7 @@ def point_ui(vol: Volume) -> None:
     """The value under the crosshair, with its voxel index and patient position."""
     p = _crosshair()
     pv = value_at(vol, p[0], p[1], p[2])
-    unit = vol.units or "(stored units)"
+    unit = md_escape(unit_label(vol.units))
     x, y, z = pv.patient_mm
     value = "padding (outside the scan)" if pv.padding else f"{pv.value:g} {unit}"
     st.markdown(
@@ -188,7 +203,7 @@ def _on_large_click(vol: Volume, axis: int) -> None:
     x2, y2 = ev.get("x2", x1), ev.get("y2", y1)
     r1, c1 = tf.to_array(x1 * sx, y1 * sy)
     r2, c2 = tf.to_array(x2 * sx, y2 * sy)
-    down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+    down, across = IN_PLANE[axis]
     if abs(x2 - x1) < 3 and abs(y2 - y1) < 3:
         st.session_state[SLICE[down]] = r1
         st.session_state[SLICE[across]] = c1
@@ -203,16 +218,16 @@ def large_view_ui(vol: Volume, display: Display) -> int:
 
     Returns the axis of the plane that ROI statistics refer to.
     """
-    options = ["Off"] + [VIEW_NAMES[a] for a in (0, 1, 2)]
+    options = ["Off", *VIEW_AXES]
     c1, c2 = st.columns([1, 2])
     choice = c1.selectbox("Large view", options, key=LARGE,
                           help="Click the large view to move the crosshair there; drag to draw an ROI box.")
     zoom = c2.slider("Zoom (around the crosshair)", 1.0, 8.0, step=0.5, key=ZOOM)
-    axis = 0 if choice == "Off" else options.index(choice) - 1
+    axis = VIEW_AXES.get(choice, 0)
     if choice == "Off":
         return axis
     point = _crosshair()
-    box = _roi_box() if st.session_state.get(ROI_ON) else None
+    box = dataclasses.astuple(_roi_box()) if st.session_state.get(ROI_ON) else None
     png, tf = view_png(vol, axis, display, point, max_size=800, zoom=zoom, box=box)
     st.session_state[LARGE_TF] = tf
     streamlit_image_coordinates(_EncodedPNG(png), key=LARGE_CLICK, click_and_drag=True, on_click=lambda: _on_large_click(vol, axis),
@@ -237,24 +252,24 @@ def current_window() -> tuple[float, float] | None:
     return float(st.session_state[CENTER]), float(st.session_state[WIDTH])
 
 
-def current_roi(vol: Volume) -> tuple[int, int, tuple[int, int, int, int]] | None:
-    """The explorer's ROI box as (axis, plane index, (r0, r1, c0, c1)), or None when it is off."""
+def current_roi(vol: Volume) -> Roi | None:
+    """The explorer's ROI box and the plane it is on, or None when it is off."""
     if not st.session_state.get(ROI_ON) or ROI_ROWS not in st.session_state:
         return None
     large = st.session_state.get(LARGE, "Off")
-    axis = 0 if large == "Off" else [VIEW_NAMES[a] for a in (0, 1, 2)].index(large)
-    return axis, int(st.session_state.get(SLICE[axis], vol.shape[axis] // 2)), _roi_box()
+    axis = VIEW_AXES.get(large, 0)
+    return Roi(axis, int(st.session_state.get(SLICE[axis], vol.shape[axis] // 2)), _roi_box())
 
 
-def _roi_box() -> tuple[int, int, int, int]:
+def _roi_box() -> RoiBox:
     r0, r1 = st.session_state[ROI_ROWS]
     c0, c1 = st.session_state[ROI_COLS]
-    return int(r0), int(r1), int(c0), int(c1)
+    return RoiBox(int(r0), int(r1), int(c0), int(c1))
 
 
 def roi_ui(vol: Volume, axis: int) -> None:
     """A box typed as row/column ranges (or drawn on the large view) and its statistics."""
-    down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+    down, across = IN_PLANE[axis]
     nr, nc = vol.shape[down], vol.shape[across]
     for key, n in ((ROI_ROWS, nr), (ROI_COLS, nc)):
         lo, hi = st.session_state[key]
@@ -266,14 +281,15 @@ def roi_ui(vol: Volume, axis: int) -> None:
     c1, c2 = st.columns(2)
     c1.slider("ROI rows (start, stop)", 0, nr, key=ROI_ROWS)
     c2.slider("ROI columns (start, stop)", 0, nc, key=ROI_COLS)
-    r0, r1, k0, k1 = _roi_box()
+    box = _roi_box()
     index = int(st.session_state[SLICE[axis]])
     try:
-        stats = roi_stats(vol, axis=axis, index=index, rows=(r0, r1), cols=(k0, k1))
+        stats = roi_stats(vol, axis=axis, index=index, rows=(box.row_start, box.row_stop),
+                          cols=(box.col_start, box.col_stop))
     except ValueError as exc:
-        st.warning(f"The ROI box is empty: {exc}. Drag the sliders apart.")
+        st.warning(f"The ROI box is empty: {md_escape(exc)}. Drag the sliders apart.")
         return
-    unit = vol.units or ""
+    unit = md_escape(unit_label(vol.units))  # metric values render Markdown too
     if stats.n == 0:
         st.info("Every voxel in this box is padding (outside the scan); move the box onto the image.")
         return
@@ -289,7 +305,7 @@ def roi_ui(vol: Volume, axis: int) -> None:
 
 def warnings_ui(vol: Volume) -> None:
     for w in vol.warnings:
-        st.warning(w, icon=":material/warning:")
+        st.warning(md_escape(w, max_len=None), icon=":material/warning:")
     if not vol.is_regular:
         st.caption("Turn on **Use corrected geometry** on *Load a study* to view this series on a regular grid.")
 
@@ -310,21 +326,33 @@ def png_download_ui(vol: Volume) -> None:
         return view_png(vol, axis, display, point, max_size=1024, overlays=False, cache=False)[0]
 
     st.download_button(
-        "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png",
-        file_name=f"{vol.modality}_series{idx + 1}_view.png", icon=":material/image:",
+        "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png", on_click="ignore",
+        file_name=f"{file_part(vol.modality)}_series{idx + 1}_view.png", icon=":material/image:",
         help="The large view's plane (else the axial one) at the crosshair, windowed and aspect-corrected, "
         "without crosshair or letters.",
     )
 
 
 def downloads_ui(vol: Volume) -> None:
-    """The series as NIfTI, built when the button is clicked."""
+    """The series as NIfTI, built when the button is clicked (on its corrected grid when uneven)."""
     idx = state.current_index()
+    name = f"{file_part(vol.modality)}_series{idx + 1}"
+    if on_one_grid(vol):
+        st.download_button(
+            "Download the series as NIfTI (.nii.gz)", data=lambda: nifti_bytes(vol), mime="application/gzip",
+            key="explorer_dl_nifti", on_click="ignore", file_name=f"{name}.nii.gz", icon=":material/download:",
+            help="RAS affine from the DICOM geometry: opens aligned in 3D Slicer and ITK-SNAP.",
+        )
+        return
     st.download_button(
-        "Download the series as NIfTI (.nii.gz)", data=lambda: nifti_bytes(vol), mime="application/gzip",
-        key="explorer_dl_nifti", file_name=f"{vol.modality}_series{idx + 1}.nii.gz", icon=":material/download:",
-        help="RAS affine from the DICOM geometry: opens aligned in 3D Slicer and ITK-SNAP.",
+        "Download the series as NIfTI on a regular grid (.nii.gz)", data=lambda: nifti_bytes(vol.corrected()),
+        mime="application/gzip", key="explorer_dl_nifti", on_click="ignore", file_name=f"{name}_regular_grid.nii.gz",
+        icon=":material/download:",
+        help="A NIfTI file has one affine, so one step between slices; this series has gaps or uneven steps.",
     )
+    st.caption("The slices of this series are not evenly spaced, so no NIfTI affine can place them all: the file "
+               "holds the series resampled onto a regular grid at the slices' true positions (the corrected "
+               "geometry), and its name ends in *_regular_grid*.")
 
 
 @st.fragment

@@ -4,16 +4,21 @@ from __future__ import annotations
 
 import io
 import time
+from dataclasses import dataclass
 
 import cv2
 import numpy as np
 import pandas as pd
 import streamlit as st
 
-from core import Volume
-from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored, has_head, privacy_check
+from core import Volume, hu
+from core.face_check import PrivacyEvidence, has_head, privacy_check
+from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored
+from core.memory import OverBudget, server_budget
+from core.png import png_bytes
 from dashboard import state
-from dashboard.images import png_bytes
+from dashboard.owner import session_owner
+from dashboard.text import md_escape
 
 SOURCE, SAMPLE, UPLOAD = "faces_source", "faces_sample", "faces_upload"
 CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES = (
@@ -43,42 +48,103 @@ def sample_image(name: str) -> np.ndarray:
     return img
 
 
-def read_image(name: str, data: bytes) -> np.ndarray:
+def to_uint8(arr: np.ndarray) -> np.ndarray:
+    """Any decoded image (integer of any width, float, grey or colour) stretched to uint8.
+
+    OpenCV's normalize refuses 32-bit unsigned and 64-bit integers, so this is plain NumPy.
+    """
+    if arr.dtype == np.uint8:
+        return arr
+    values = arr.astype(np.float32)
+    finite = np.isfinite(values)
+    lo, hi = (float(values[finite].min()), float(values[finite].max())) if finite.any() else (0.0, 0.0)
+    out = np.zeros(values.shape, dtype=np.uint8)
+    if hi > lo:
+        values -= lo  # in place: one float copy at most
+        values *= 255.0 / (hi - lo)
+        np.clip(values, 0, 255, out=values)
+        np.rint(values, out=values)
+        out[finite] = values[finite]
+    return out
+
+
+class ImageError(ValueError):
+    """An upload that is not a usable image; ``str()`` says why in words."""
+
+
+def _decoded_nbytes(pixels: int, samples: int, itemsize: int) -> int:
+    # The decoded array, a float32 copy to stretch it, and the uint8 result.
+    return pixels * samples * (itemsize + 4 + 1)
+
+
+def _read_dicom_image(data: bytes, owner: str) -> np.ndarray:
+    import pydicom
+    from pydicom.pixels import pixel_array
+
+    try:
+        ds = pydicom.dcmread(io.BytesIO(data))
+        rows, cols = int(ds.Rows), int(ds.Columns)
+        samples, bits = int(ds.get("SamplesPerPixel") or 1), int(ds.get("BitsAllocated") or 8)
+    except Exception:  # noqa: BLE001 - a hostile file can make pydicom raise anything; the reason is in words
+        raise ImageError("the DICOM file is cut short or damaged, or it holds no image") from None
+    if rows * cols > MAX_PIXELS:
+        raise ImageError(f"its {cols} x {rows} pixels are above this page's limit of {MAX_PIXELS:,}")
+    if "PixelData" not in ds:
+        raise ImageError("the DICOM file holds no image (no pixel data)")
+    need = _decoded_nbytes(rows * cols, samples, max(1, bits // 8))
+    with server_budget().reserved(need, owner=owner, what="decoding this image"):
+        try:
+            arr = pixel_array(ds, index=0 if int(ds.get("NumberOfFrames") or 1) > 1 else None)
+        except Exception:  # noqa: BLE001 - as above: pydicom's own text would show bytes and internals
+            got, expected = len(ds.PixelData or b""), rows * cols * samples * max(1, bits // 8)
+            uncompressed = ds.file_meta.get("TransferSyntaxUID", "") in ("1.2.840.10008.1.2", "1.2.840.10008.1.2.1")
+            if uncompressed and got < expected:
+                raise ImageError(f"the file is cut short: it holds {got:,} bytes of pixels where its header "
+                                 f"describes {expected:,}") from None
+            raise ImageError("the image in this DICOM file cannot be decoded (an unsupported compression, "
+                             "or damaged pixel data)") from None
+        return to_uint8(arr)
+
+
+def read_image(data: bytes, *, owner: str = "no-session") -> np.ndarray:
     """A photo (PNG/JPEG) or a DICOM image (secondary capture, photo) as RGB or grey uint8, in memory.
+
+    The memory it needs is reserved against the server's budget (for ``owner``) first.
 
     Raises
     ------
-    ValueError
-        With a message for the user when the file is not a readable image or is too large.
+    ImageError
+        With the reason in words when the file is not a readable image or is too large.
+    OverBudget
+        When the server's memory budget cannot hold the decoded image now.
     """
     if len(data) >= 132 and data[128:132] == b"DICM":
-        import pydicom
-        from pydicom.pixels import pixel_array
-
-        try:
-            ds = pydicom.dcmread(io.BytesIO(data))
-            rows, cols = int(ds.Rows), int(ds.Columns)
-            if rows * cols > MAX_PIXELS:
-                raise ValueError(f"{name}: {cols} x {rows} pixels is above the limit of {MAX_PIXELS:,}")
-            arr = pixel_array(ds, index=0 if int(ds.get("NumberOfFrames") or 1) > 1 else None)
-        except (AttributeError, KeyError, TypeError, NotImplementedError, RuntimeError, OSError) as exc:
-            raise ValueError(f"{name}: the DICOM file has no image that can be decoded ({type(exc).__name__})") from None
-        return arr if arr.dtype == np.uint8 else cv2.normalize(arr, None, 0, 255, cv2.NORM_MINMAX).astype(np.uint8)
+        return _read_dicom_image(data, owner)
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(data)) as im:
             if im.width * im.height > MAX_PIXELS:
-                raise ValueError(f"{name}: {im.width} x {im.height} pixels is above the limit of {MAX_PIXELS:,}")
-            return np.asarray(im.convert("RGB"))
-    except (OSError, Image.DecompressionBombError, SyntaxError) as exc:
-        raise ValueError(f"{name}: not a PNG, JPEG or DICOM image ({type(exc).__name__})") from None
+                raise ImageError(f"its {im.width} x {im.height} pixels are above this page's limit of {MAX_PIXELS:,}")
+            with server_budget().reserved(_decoded_nbytes(im.width * im.height, 4, 1), owner=owner,
+                                          what="decoding this photo"):
+                return np.asarray(im.convert("RGB"))
+    except (OSError, Image.DecompressionBombError, SyntaxError, ValueError) as exc:
+        if isinstance(exc, ImageError):
+            raise
+        raise ImageError("not a PNG, JPEG or DICOM image, or the file is cut short") from None
 
 
 @st.cache_resource(scope="session", max_entries=2, show_spinner=False)
 def uploaded_image(_data: bytes, key: tuple) -> np.ndarray:
-    """The decoded upload, once per file (``key`` names it): not again on every rerun."""
-    img = read_image(key[1], _data)
+    """The decoded upload, once per file (``key`` names it): not again on every rerun.
+
+    Its bytes stay reserved against the server's budget for as long as the cache holds it.
+    """
+    owner = session_owner()
+    img = read_image(_data, owner=owner)
+    budget = server_budget()
+    budget.hold(img, budget.reserve(img.nbytes, owner=owner, what="this photo"))
     img.flags.writeable = False
     return img
 
@@ -93,12 +159,16 @@ def source_ui() -> tuple[np.ndarray | None, tuple]:
     if up is None:
         st.info("Upload a photo, or use a sample photo.")
         return None, ("upload",)
-    key = ("upload", up.name, up.file_id)
+    key = ("upload", up.file_id)
+    # File names are PHI too: named only when the visitor has revealed PHI.
+    label = f"**{md_escape(up.name)}**" if state.show_phi() else "The uploaded file"
     try:
         return uploaded_image(up.getvalue(), key), key
-    except ValueError as exc:
-        st.error(f"{exc}. Upload a PNG, JPEG or DICOM image.")
-        return None, key
+    except ImageError as exc:
+        st.error(f"{label} cannot be used: {md_escape(exc, max_len=None)}. Upload a PNG, JPEG or DICOM image.")
+    except OverBudget as exc:
+        st.error(f"{label} is not decoded now: {md_escape(exc, max_len=None)}.")
+    return None, key
 
 
 def settings_ui() -> dict:
@@ -130,19 +200,40 @@ def draw_boxes(image: np.ndarray, boxes: np.ndarray, eyes: list[np.ndarray]) -> 
     return out
 
 
+@dataclass(frozen=True)
+class Detections:
+    """The faces found in one image with one group of settings."""
+
+    boxes: np.ndarray  # (N, 4) int: x, y, w, h, most confident first
+    scores: np.ndarray  # (N,) float
+    eyes: list[np.ndarray]  # per face, (M, 4) int; empty when eyes were not asked for
+    ms: float  # time taken
+
+
+@dataclass(frozen=True)
+class CtCheck:
+    """The last CT face check of this session, and which volume it was for."""
+
+    volume_key: tuple
+    head: bool
+    reason: str
+    evidence: PrivacyEvidence | None  # None when no head was found
+
+
 @st.cache_resource(scope="session", max_entries=8, show_spinner=False)
-def detections(_image: np.ndarray, key: tuple, settings: tuple) -> tuple[np.ndarray, np.ndarray, list, float]:
+def detections(_image: np.ndarray, key: tuple, settings: tuple) -> Detections:
     """Boxes, confidences, eyes and the time taken, once per image and settings."""
     kw = dict(settings)
     find_eyes = kw.pop("eyes")
     start = time.perf_counter()
     boxes, scores = detect_faces_scored(_image, **kw)
     eyes = [detect_eyes(_image, b) for b in boxes] if find_eyes else []
-    return boxes, scores, eyes, (time.perf_counter() - start) * 1000
+    return Detections(boxes, scores, eyes, (time.perf_counter() - start) * 1000)
 
 
 def detect_ui(image: np.ndarray, key: tuple, settings: dict) -> np.ndarray:
-    boxes, scores, eyes, ms = detections(image, key, tuple(sorted(settings.items())))
+    found = detections(image, key, tuple(sorted(settings.items())))
+    boxes, scores, eyes, ms = found.boxes, found.scores, found.eyes, found.ms
     h, w = image.shape[:2]
     st.markdown(f"**{len(boxes)} face{'s' if len(boxes) != 1 else ''} found** in {ms:.0f} ms "
                 f"({w} x {h} pixels){', numbered from the most confident' if len(boxes) > 1 else ''}.")
@@ -182,7 +273,7 @@ def anonymise_ui(image: np.ndarray, boxes: np.ndarray, key: tuple) -> None:
                               help="Faces the detector missed, name tags, anything else identifying.")
     extra, bad = parse_boxes(extra_text)
     if bad:
-        st.warning(f"Not understood, so not applied: {', '.join(repr(b) for b in bad)}. Write x, y, w, h.")
+        st.warning(f"Not understood, so not applied: {md_escape(', '.join(repr(b) for b in bad))}. Write x, y, w, h.")
     all_boxes = np.concatenate([boxes.reshape(-1, 4), extra]) if len(extra) else boxes.reshape(-1, 4)
     if len(all_boxes) == 0:
         st.caption("No face found and no box typed: nothing to hide.")
@@ -191,7 +282,7 @@ def anonymise_ui(image: np.ndarray, boxes: np.ndarray, key: tuple) -> None:
     st.image(out, caption=f"{len(all_boxes)} region(s) {'blurred' if method == 'blur' else 'pixelated'}",
              width=min(out.shape[1], 760))
     st.download_button("Download the anonymised image (PNG)", png_bytes(out), f"{base}_anonymised.png", "image/png",
-                       key="faces_dl", icon=":material/download:")
+                       key="faces_dl", on_click="ignore", icon=":material/download:")
 
 
 def ct_check_ui(vol: Volume | None) -> None:
@@ -201,22 +292,29 @@ def ct_check_ui(vol: Volume | None) -> None:
     if st.button("Check the current CT for a recognisable face", key="faces_check_button", icon=":material/face:"):
         with st.spinner("Rendering the skin and searching it…"):
             head, reason = has_head(vol)
-            st.session_state[CHECK] = (state.volume_key(vol), head, reason, privacy_check(vol) if head else None)
+            st.session_state[CHECK] = CtCheck(state.volume_key(vol), head, reason, privacy_check(vol) if head else None)
     done = st.session_state.get(CHECK)
-    if done is None or done[0] != state.volume_key(vol):
-        st.caption("Renders the skin surface (-300 HU) from three angles and two lightings, then runs the detectors "
+    if done is None or done.volume_key != state.volume_key(vol):
+        st.caption(f"Renders the skin surface ({hu.SKIN:g} HU) from three angles and two lightings, then runs the detectors "
                    "with their defaults and with settings tuned for renderings.")
         return
-    _, head, reason, evidence = done
+    head, reason, evidence = done.head, done.reason, done.evidence
     if not head:
-        st.info(f"Not checked: {reason}.")
+        st.info(f"Not checked: {md_escape(reason, max_len=None)}.")
         return
     {"likely": st.error, "possible": st.warning, "not found": st.info}[evidence.level](evidence.verdict)
-    st.dataframe(pd.DataFrame(evidence.rows), hide_index=True, key="faces_evidence")
+    st.dataframe(evidence_table(evidence), hide_index=True, key="faces_evidence")
     cols = st.columns(3)
-    for n, (name, img) in enumerate(evidence.renders.items()):
-        cols[n % 3].image(img, caption=name, width="stretch")
-    front = evidence.renders.get("+0°, front light")
+    for n, ((azimuth, lighting), img) in enumerate(evidence.renders.items()):
+        cols[n % 3].image(img, caption=f"{azimuth:+.0f}°, {lighting}", width="stretch")
+    front = evidence.renders.get((0.0, "front light"))
     if front is not None:
         st.download_button("Download the front rendering (PNG)", png_bytes(front), "skin_render_front.png", "image/png",
-                           key="faces_dl_render", icon=":material/download:")
+                           key="faces_dl_render", on_click="ignore", icon=":material/download:")
+
+
+def evidence_table(evidence: PrivacyEvidence) -> pd.DataFrame:
+    """One row per rendering and detector settings: what was found."""
+    return pd.DataFrame([{"View": f"{d.azimuth:+.0f}°", "Lighting": d.lighting, "Detector settings": d.settings,
+                          "Frontal faces": d.frontal_faces, "Eyes in the best face": d.eyes,
+                          "Profile faces": d.profile_faces} for d in evidence.detections])

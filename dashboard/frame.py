@@ -476,6 +476,6 @@ def _sidebar(volume: Volume | None) -> None:
         "Show patient information (PHI)",
         key=state.SHOW_PHI_WIDGET,
         on_change=_sync_phi,
-        help="Names, IDs, dates and descriptions (DICOM PS3.15 Annex E) stay hidden unless you reveal them, "
-        "for this browser session only.",
+        help="Names, IDs, dates and descriptions (DICOM PS3.15 Annex E), and the names of uploaded files, stay "
+        "hidden unless you reveal them, for this browser session only.",
     )

@@ -10,25 +10,26 @@ import pandas as pd
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import Volume
+from core import Volume, hu
 from core.histogram import (
+    DEFAULT_HU_RANGE,
     TISSUE_BANDS,
     ValueCounts,
     array_statistics,
-    band_table,
+    band_counts,
     hu_histogram,
     value_counts,
     value_statistics,
 )
 from core.mpr import slab
 from dashboard import explorer, state
+from dashboard.text import md_escape, plotly_escape, unit_label
 
 SCOPE, BIN_WIDTH, RANGE = "histogram_scope", "histogram_bin_width", "histogram_range"
 LOG, CUMULATIVE, BANDS, OVERLAY, CHART = "histogram_log", "histogram_cumulative", "histogram_bands", "histogram_overlay", "histogram_chart"
 SLAB_SLICES = "histogram_slab_slices"
 PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES)
 SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box", "Segmented lungs")
-DEFAULT_RANGE = (-1100, 2000)
 
 
 @dataclass(frozen=True)
@@ -39,14 +40,37 @@ class Scope:
     index: int = 0
     half: int = 0
     axis: int = 0
-    box: tuple[int, int, int, int] | None = None
+    box: explorer.RoiBox | None = None
+
+
+@dataclass(frozen=True)
+class Controls:
+    """What the histogram's widgets ask for, as plain values."""
+
+    scope: Scope
+    bin_width: float
+    value_range: tuple[float, float]
+    log: bool
+    cumulative: bool
+    bands: bool
+
+
+@dataclass(frozen=True)
+class Histogram:
+    """A scope's histogram and what goes with it."""
+
+    counts: np.ndarray  # (bins,) int64
+    edges: np.ndarray  # (bins + 1,) float
+    stats: dict  # see core.histogram.value_statistics
+    value_counts: ValueCounts | None  # None for float volumes
+    padding_left_out: int
 
 
 def init(vol: Volume) -> None:
     st.session_state.setdefault(SCOPE, SCOPES[0])
     st.session_state.setdefault(BIN_WIDTH, 10.0)
     lo, hi = _range_limits(vol)
-    st.session_state.setdefault(RANGE, (max(DEFAULT_RANGE[0], lo), min(DEFAULT_RANGE[1], hi)) if vol.units == "HU" else (lo, hi))
+    st.session_state.setdefault(RANGE, (max(DEFAULT_HU_RANGE[0], lo), min(DEFAULT_HU_RANGE[1], hi)) if vol.units == "HU" else (lo, hi))
     st.session_state.setdefault(LOG, False)
     st.session_state.setdefault(CUMULATIVE, False)
     st.session_state.setdefault(BANDS, vol.units == "HU")
@@ -66,8 +90,8 @@ def _classic_bins(vol: Volume) -> None:
     st.session_state[BIN_WIDTH] = float(max(1.0, round((hi - lo) / 80, 1)))
 
 
-def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, bool, bool]:
-    """Scope, bins, range and display options. Returns plain values."""
+def controls_ui(vol: Volume) -> Controls:
+    """Scope, bins, range and display options."""
     k = int(st.session_state.get(explorer.SLICE[0], vol.shape[0] // 2))
     roi = explorer.current_roi(vol)
     c1, c2 = st.columns([2, 1])
@@ -85,7 +109,7 @@ def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, b
             st.info("No ROI box yet: draw or type one on the **Volume explorer** (Show ROI statistics). "
                     "Showing the whole volume meanwhile.")
         else:
-            scope = Scope("roi", index=roi[1], axis=roi[0], box=roi[2])
+            scope = Scope("roi", index=roi.index, axis=roi.axis, box=roi.box)
     elif kind == "Segmented lungs":
         if vol.units != "HU" or vol.shape[0] < 2:
             st.info("Lung segmentation needs a CT volume in HU. Showing the whole volume meanwhile.")
@@ -101,11 +125,11 @@ def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, b
                 except ValueError as exc:  # remembered: the segmentation is not retried on every rerun
                     failed[key] = str(exc)
             if key in failed:
-                st.info(f"No lungs to count: {failed[key]}. Showing the whole volume meanwhile.")
+                st.info(f"No lungs to count: {md_escape(failed[key])}. Showing the whole volume meanwhile.")
             else:
                 scope = Scope("lungs")
     lo, hi = _range_limits(vol)
-    unit = "HU" if vol.units == "HU" else (vol.units or "value")
+    unit = md_escape(unit_label(vol.units))  # labels render Markdown
     d1, d2, d3 = st.columns([1, 1, 2])
     bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH)
     d2.button("Classic 80 bins", key="histogram_classic", on_click=_classic_bins, args=(vol,))
@@ -114,7 +138,7 @@ def controls_ui(vol: Volume) -> tuple[Scope, float, tuple[float, float], bool, b
     log = e1.toggle("Log counts", key=LOG)
     cum = e2.toggle("Cumulative", key=CUMULATIVE)
     bands = e3.toggle("Tissue bands", key=BANDS, disabled=vol.units != "HU")
-    return scope, float(bw), (float(rng[0]), float(rng[1])), log, cum, bands and vol.units == "HU"
+    return Controls(scope, float(bw), (float(rng[0]), float(rng[1])), log, cum, bands and vol.units == "HU")
 
 
 def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | None]:
@@ -127,7 +151,7 @@ def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | N
     if scope.kind == "lungs":
         return vol.voxels, None
     if scope.kind == "roi":
-        r0, r1, c0, c1 = scope.box
+        r0, r1, c0, c1 = scope.box.row_start, scope.box.row_stop, scope.box.col_start, scope.box.col_stop
         plane = slab(vol.voxels, scope.axis, scope.index)[r0:r1, c0:c1]
         mask = vol.padding_plane(scope.axis, scope.index)
         pad = None if mask is None else np.packbits(mask[r0:r1, c0:c1], axis=-1)
@@ -154,17 +178,22 @@ def counts_for(_vol: Volume, key: tuple, scope: Scope) -> tuple[ValueCounts | No
     return None, np.asarray(values, dtype=np.float32).ravel(), n_pad
 
 
-def histogram_of(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]):
+def histogram_of(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -> Histogram:
+    """The histogram of a scope, with its statistics (from cached value counts)."""
     vc, values, n_pad = counts_for(vol, state.volume_key(vol), scope)
     counts, edges = hu_histogram(vc if vc is not None else values, bin_width=bw, hu_range=rng)
     stats = value_statistics(vc) if vc is not None else array_statistics(values)
-    return counts, edges, stats, vc, n_pad
+    return Histogram(counts, edges, stats, vc, n_pad)
 
 
 def figure(counts: np.ndarray, edges: np.ndarray, *, log: bool, cumulative: bool, bands: bool,
            window: tuple[float, float] | None, unit: str, overlay: tuple[str, np.ndarray] | None = None,
            name: str = "This series") -> go.Figure:
-    """A pre-binned bar chart: its size depends on the number of bins, never on the volume."""
+    """A pre-binned bar chart: its size depends on the number of bins, never on the volume.
+
+    ``unit`` and ``name`` may come from a file: they are escaped for Plotly here.
+    """
+    unit, name = plotly_escape(unit), plotly_escape(name)
     bw = float(edges[1] - edges[0]) if len(edges) > 1 else 1.0
     x0 = float(edges[0]) + bw / 2  # bars at x0 + i * dx: no x array in the payload
     as_percent = overlay is not None
@@ -185,7 +214,8 @@ def figure(counts: np.ndarray, edges: np.ndarray, *, log: bool, cumulative: bool
         oy = 100 * ocounts / max(ocounts.sum(), 1)
         if cumulative:
             oy = np.cumsum(oy)
-        fig.add_scatter(x0=x0, dx=bw, y=oy.astype(np.float32), mode="lines", line_shape="hvh", name=oname,
+        fig.add_scatter(x0=x0, dx=bw, y=oy.astype(np.float32), mode="lines", line_shape="hvh",
+                        name=plotly_escape(oname),
                         line=dict(color="#ffb74d", width=1.5))
     lo, hi = float(edges[0]), float(edges[-1])
     if bands:
@@ -231,7 +261,7 @@ def chart_ui(fig: go.Figure) -> None:
 
 def set_window_to_band(name: str) -> None:
     band = next(b for b in TISSUE_BANDS if b.name == name)
-    lo, hi = max(band.low, -1024), min(band.high, 3071)
+    lo, hi = max(band.low, hu.AIR), min(band.high, hu.TOP)
     st.session_state[explorer.CENTER] = float(round((lo + hi) / 2))
     st.session_state[explorer.WIDTH] = float(max(1, round(hi - lo)))
     st.session_state[explorer.PRESET] = explorer.CUSTOM
@@ -261,11 +291,22 @@ def stats_tables(stats: dict, vc: ValueCounts | None, vol: Volume, n_pad: int, u
     c1.dataframe(pd.DataFrame(rows, columns=["Statistic", "Value"]), hide_index=True, key="histogram_stats_table")
     table = None
     if vc is not None and vol.units == "HU":
-        table = pd.DataFrame(band_table(vc, float(np.prod(vol.spacing))))
+        table = band_table(vc, vol)
         c2.dataframe(table, hide_index=True, key="histogram_band_table",
                      column_config={"Fraction (%)": st.column_config.NumberColumn(format="%.2f"),
                                     "Volume (mL)": st.column_config.NumberColumn(format="%.1f")})
     return table
+
+
+def band_table(vc: ValueCounts, vol: Volume) -> pd.DataFrame:
+    """The tissue bands as a table: name, HU range, voxels, fraction (%) and volume (mL)."""
+    return pd.DataFrame([{
+        "Band": b.band.name,
+        "HU range": f"{b.band.low:g} to {b.band.high:g}",
+        "Voxels": b.voxels,
+        "Fraction (%)": 100.0 * b.fraction,
+        "Volume (mL)": b.volume_ml,
+    } for b in band_counts(vc, float(np.prod(vol.spacing)))])
 
 
 def csv_downloads(counts: np.ndarray, edges: np.ndarray, stats: dict, bands: pd.DataFrame | None, scope_name: str) -> None:
@@ -279,9 +320,9 @@ def csv_downloads(counts: np.ndarray, edges: np.ndarray, stats: dict, bands: pd.
     safe = scope_name.lower().replace(" ", "_")
     c1, c2 = st.columns(2)
     c1.download_button("Download the bins (CSV)", bins.to_csv(index=False), f"histogram_series{idx + 1}_{safe}.csv",
-                       "text/csv", key="histogram_dl_bins", icon=":material/download:")
+                       "text/csv", key="histogram_dl_bins", on_click="ignore", icon=":material/download:")
     c2.download_button("Download the statistics (CSV)", buf.getvalue(), f"statistics_series{idx + 1}_{safe}.csv",
-                       "text/csv", key="histogram_dl_stats", icon=":material/download:")
+                       "text/csv", key="histogram_dl_stats", on_click="ignore", icon=":material/download:")
 
 
 def overlay_ui(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -> tuple[str, np.ndarray] | None:
@@ -302,5 +343,4 @@ def overlay_ui(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -
     if choice is None:
         return None
     other = study.volumes[choice]
-    ocounts, _, _, _, _ = histogram_of(other, Scope("volume"), bw, rng)
-    return f"Series {choice + 1}", ocounts
+    return f"Series {choice + 1}", histogram_of(other, Scope("volume"), bw, rng).counts

@@ -9,17 +9,8 @@ import numpy as np
 import streamlit as st
 
 from core import Volume
+from core.png import png_bytes
 from core.windowing import default_window, window
-
-
-def png_bytes(image: np.ndarray) -> bytes:
-    """Encode a uint8 greyscale (H, W) or RGB (H, W, 3) image as PNG."""
-    if image.ndim == 3:
-        image = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
-    ok, buf = cv2.imencode(".png", image)
-    if not ok:
-        raise ValueError("PNG encoding failed")
-    return buf.tobytes()
 
 
 def middle_slice_preview(volume: Volume, *, size: int = 96) -> np.ndarray:

@@ -2,30 +2,58 @@
 
 from __future__ import annotations
 
+import os
 from dataclasses import dataclass
 
 import numpy as np
 import plotly.graph_objects as go
 import streamlit as st
 
-from core import Volume
-from core.isosurface import Mesh, extract_isosurface, mesh_bytes
+from core import Volume, hu
+from core.isosurface import Mesh, extract_isosurface, mesh_bytes, plan_isosurface
 from core.lungs import LungStats, lung_statistics, segment_lungs
+from core.memory import OverBudget, server_budget
 from dashboard import state
+from dashboard.owner import session_owner
+from dashboard.text import md_escape, unit_label
 
 PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW = "iso_preset", "iso_level", "iso_budget", "iso_keep", "iso_crop", "iso_show"
 PERSISTENT = (PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW)
 LUNGS = "Lungs (segmented)"
+BONE = "Bone (400 HU)"
+SKIN = f"Skin ({hu.SKIN:g} HU)"
 PRESETS: dict[str, float | None] = {
-    "Bone (400 HU)": 400.0,
-    "Skin (-300 HU)": -300.0,
+    BONE: 400.0,
+    SKIN: hu.SKIN,
     "Soft tissue (40 HU)": 40.0,
     "Contrast-filled vessels (200 HU)": 200.0,
     LUNGS: None,
     "Custom": None,
 }
-COLORS = {"Bone (400 HU)": "#f2efe4", "Skin (-300 HU)": "#e0ac8c", "Soft tissue (40 HU)": "#d46a6a",
+COLORS = {BONE: "#f2efe4", SKIN: "#e0ac8c", "Soft tissue (40 HU)": "#d46a6a",
           "Contrast-filled vessels (200 HU)": "#e04848", LUNGS: "#7fb8e6", "Custom": "#c8c8c8"}
+
+
+DEFAULT_MAX_TRIANGLES = 500_000
+MIN_TRIANGLES = 10_000
+
+
+def max_triangles_allowed() -> int:
+    """The largest triangle budget a visitor may ask for: ``HOUNSFIELD_MAX_TRIANGLES``, else 500,000.
+
+    The default fits a 2.7 GB, 2-core host: on a 300 x 512 x 512 CT, 500,000 triangles take
+    1 to 3 s and at most about 320 MB to build, and 12 MB to send; 2 million took 4 to 26 s,
+    up to 1 GB and 46 MB. An operator with a larger host raises it (a value that is not a whole
+    number of at least 10,000 is ignored).
+    """
+    text = os.environ.get("HOUNSFIELD_MAX_TRIANGLES", "").strip().replace("_", "")
+    return int(text) if text.isdigit() and int(text) >= MIN_TRIANGLES else DEFAULT_MAX_TRIANGLES
+
+
+# Bytes a mesh holds per triangle once built (float32 vertices, int32 faces), and what Plotly's
+# JSON of it takes at its peak while the chart is sent (measured: 160 bytes per triangle).
+MESH_BYTES_PER_TRIANGLE = 24
+FIGURE_BYTES_PER_TRIANGLE = 170
 
 
 @dataclass(frozen=True)
@@ -39,10 +67,11 @@ class Settings:
 
 def init(vol: Volume) -> None:
     ct = vol.units == "HU"
-    st.session_state.setdefault(PRESET, "Bone (400 HU)" if ct else "Custom")
+    st.session_state.setdefault(PRESET, BONE if ct else "Custom")
     if LEVEL not in st.session_state:
-        st.session_state[LEVEL] = 400.0 if ct else float(np.percentile(vol.voxels[::4, ::4, ::4], 75))
-    st.session_state.setdefault(BUDGET, 300_000)
+        st.session_state[LEVEL] = PRESETS[BONE] if ct else float(np.percentile(vol.voxels[::4, ::4, ::4], 75))
+    st.session_state.setdefault(BUDGET, min(300_000, max_triangles_allowed()))
+    st.session_state[BUDGET] = min(int(st.session_state[BUDGET]), max_triangles_allowed())
     st.session_state.setdefault(KEEP, 0)
     st.session_state.setdefault(SHOW, False)
     if CROP not in st.session_state or st.session_state[CROP][1] > vol.shape[0]:
@@ -60,15 +89,17 @@ def _apply_preset() -> None:
 def settings_ui(vol: Volume) -> Settings:
     ct = vol.units == "HU"
     names = list(PRESETS) if ct else ["Custom"]
-    unit = "HU" if ct else (vol.units or "value")
+    unit = md_escape(unit_label(vol.units))  # labels render Markdown
     c1, c2 = st.columns([1, 2])
     preset = c1.selectbox("Surface", names, key=PRESET, on_change=_apply_preset)
     lo, hi = (-1000.0, 3000.0) if ct else vol.value_range
     level = c2.slider(f"Threshold ({unit})", lo, hi, step=10.0 if ct else max((hi - lo) / 400, 1e-3), key=LEVEL,
                       disabled=preset == LUNGS, help="Marching cubes finds where the volume crosses this value.")
     d1, d2, d3 = st.columns(3)
-    budget = d1.number_input("Triangle budget", 10_000, 2_000_000, step=50_000, key=BUDGET,
-                             help="The sampling step is chosen to meet it; past that the mesh is decimated.")
+    cap = max_triangles_allowed()
+    budget = d1.number_input("Triangle budget", MIN_TRIANGLES, cap, step=50_000, key=BUDGET,
+                             help=f"The sampling step is chosen to meet it; past that the mesh is decimated. "
+                             f"This server allows up to {cap:,} triangles.")
     keep = d2.number_input("Keep the largest parts (0 = all)", 0, 50, key=KEEP,
                            help="1 or 2 drops the table, loose specks and noise.")
     n = vol.shape[0]
@@ -84,15 +115,50 @@ def lungs_for(_vol: Volume, key: tuple) -> tuple[np.ndarray, LungStats]:
 
 @st.cache_resource(scope="session", max_entries=4, show_spinner=False)
 def mesh_for(_vol: Volume, key: tuple, settings: Settings) -> Mesh:
+    """The surface, built once per settings; its memory is reserved against the server's budget
+    before meshing (raises :class:`core.memory.OverBudget`) and held as long as it is cached."""
     crop = (slice(settings.crop[0], settings.crop[1]), slice(None), slice(None))
+    budget, owner = server_budget(), session_owner()
     if settings.preset == LUNGS:
         mask, _ = lungs_for(_vol, key)
         # A uint8 view of the mask (no copy of the volume): the surface is its 0.5 level.
-        lung_vol = _vol.with_changes(voxels=mask.view(np.uint8), warnings=[], padding=None)
-        return extract_isosurface(lung_vol, 0.5, max_triangles=settings.budget, crop=crop,
-                                  keep_largest=settings.keep)
-    return extract_isosurface(_vol, settings.level, max_triangles=settings.budget, crop=crop,
-                              keep_largest=settings.keep)
+        source, level = _vol.with_changes(voxels=mask.view(np.uint8), warnings=[], padding=None), 0.5
+    else:
+        source, level = _vol, settings.level
+    plan = plan_isosurface(source, level, max_triangles=settings.budget, crop=crop)
+    with budget.reserved(plan.nbytes, owner=owner, what="building this surface"):
+        mesh = extract_isosurface(source, level, max_triangles=settings.budget, crop=crop,
+                                  keep_largest=settings.keep, plan=plan)
+    budget.hold(mesh, budget.reserve(MESH_BYTES_PER_TRIANGLE * mesh.n_triangles, owner=owner, what="this surface"))
+    return mesh
+
+
+def surface_ui(vol: Volume, settings: Settings) -> tuple[Mesh, LungStats | None] | None:
+    """Build (or fetch) the surface behind a spinner; a failure or a refusal becomes a message."""
+    lungs = None
+    try:
+        with st.spinner("Building the surface…"):
+            if settings.preset == LUNGS:
+                _, lungs = lungs_for(vol, state.volume_key(vol))
+            mesh = mesh_for(vol, state.volume_key(vol), settings)
+    except ValueError as exc:
+        st.error(f"No surface: {md_escape(exc, max_len=None)}. Choose another threshold or surface.")
+        return None
+    except OverBudget as exc:
+        st.error(f"No surface now: {md_escape(exc, max_len=None)}. A smaller triangle budget or fewer slices "
+                 "need less.")
+        return None
+    return mesh, lungs
+
+
+def chart_ui(mesh: Mesh, preset: str) -> None:
+    """The Plotly mesh; the memory its JSON takes while it is sent is reserved first."""
+    try:
+        with server_budget().reserved(FIGURE_BYTES_PER_TRIANGLE * mesh.n_triangles, owner=session_owner(),
+                                      what="sending this surface to the browser"):
+            st.plotly_chart(figure(mesh, COLORS.get(preset, "#c8c8c8")), key="iso_chart", width="stretch")
+    except OverBudget as exc:
+        st.error(f"The surface is built but not drawn now: {md_escape(exc, max_len=None)}.")
 
 
 def figure(mesh: Mesh, color: str) -> go.Figure:
@@ -127,13 +193,19 @@ def facts_ui(mesh: Mesh, lungs: LungStats | None) -> None:
 
 
 def downloads_ui(mesh: Mesh, settings: Settings) -> None:
+    """STL, PLY and OBJ, written when clicked.
+
+    A click does not rerun the page (``on_click="ignore"``): a rerun redraws the buttons and
+    drops the file each one promised, so a second download started while the first one's
+    rerun ran never arrived ("Deferred file not found" in the log, the button spinning).
+    """
     idx = state.current_index()
     name = settings.preset.split(" (")[0].lower().replace(" ", "_")
     base = f"series{idx + 1}_{name}"
     c1, c2, c3 = st.columns(3)
     c1.download_button("STL (binary)", lambda: mesh_bytes(mesh, "stl"), f"{base}.stl", "model/stl",
-                       key="iso_dl_stl", icon=":material/download:", help="For 3D printing.")
+                       key="iso_dl_stl", on_click="ignore", icon=":material/download:", help="For 3D printing.")
     c2.download_button("PLY", lambda: mesh_bytes(mesh, "ply"), f"{base}.ply", "application/octet-stream",
-                       key="iso_dl_ply", icon=":material/download:", help="For 3D Slicer, MeshLab.")
+                       key="iso_dl_ply", on_click="ignore", icon=":material/download:", help="For 3D Slicer, MeshLab.")
     c3.download_button("OBJ", lambda: mesh_bytes(mesh, "obj"), f"{base}.obj", "model/obj",
-                       key="iso_dl_obj", icon=":material/download:")
+                       key="iso_dl_obj", on_click="ignore", icon=":material/download:")

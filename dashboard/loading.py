@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections import defaultdict
 from typing import Any
 
@@ -259,7 +260,7 @@ def geometry_ui(study: state.Study, index: int) -> None:
     """The current series' warnings, and the corrected-geometry choice where it applies."""
     vol = study.volumes[index]
     for w in vol.warnings:
-        st.warning(w, icon=":material/warning:")
+        st.warning(md_escape(w, max_len=None), icon=":material/warning:")
     if vol.shape[0] > 1 and not vol.is_regular:
         key = f"load_corrected_{index}"
 
@@ -280,15 +281,41 @@ def geometry_ui(study: state.Study, index: int) -> None:
             if index not in study.corrected:
                 with st.spinner("Resampling onto a regular grid…"):
                     study.corrected[index] = vol.corrected()
-            st.caption(study.corrected[index].warnings[0])
+            st.caption(md_escape(study.corrected[index].warnings[0], max_len=None))
+
+
+def masked_skipped(skipped: list[tuple[str, str]], *, show_phi: bool,
+                   other_names: tuple[str, ...] = ()) -> list[tuple[str, str]]:
+    """The skipped list as shown: file names (PHI too) replaced by "file N of the upload"
+    unless PHI is revealed, in the File column and wherever a reason names a file.
+
+    ``other_names`` are files that were used (a reason may name one, "duplicate of ...").
+    """
+    if show_phi:
+        return list(skipped)
+    labels: dict[str, str] = {}
+    for name in [name for name, _ in skipped] + list(other_names):
+        labels.setdefault(name, f"file {len(labels) + 1} of the upload")
+    by_length = sorted((n for n in labels if n), key=len, reverse=True)
+    pattern = re.compile("|".join(re.escape(n) for n in by_length)) if by_length else None
+
+    def mask(text: str) -> str:
+        return pattern.sub(lambda m: labels[m.group(0)], text) if pattern else text
+
+    return [(labels.get(name) or mask(name), mask(reason)) for name, reason in skipped]
 
 
 def skipped_ui(skipped: list[tuple[str, str]], *, expanded: bool = False) -> None:
     if not skipped:
         return
     n = len(skipped)
+    study = state.study()
+    used = tuple(name for vol in (study.volumes if study else ()) for name in vol.source_names)
+    shown = masked_skipped(skipped, show_phi=state.show_phi(), other_names=used)
     with st.expander(f"{n} file{'s' if n != 1 else ''} not used, and why", expanded=expanded):
-        st.dataframe(pd.DataFrame(skipped, columns=["File", "Reason"]), hide_index=True, key="load_skipped_table")
+        if not state.show_phi():
+            st.caption("File names are hidden with the rest of the patient information (see the sidebar).")
+        st.dataframe(pd.DataFrame(shown, columns=["File", "Reason"]), hide_index=True, key="load_skipped_table")
 
 
 def describe_volume(vol: Volume) -> str:
@@ -302,6 +329,6 @@ def preview_ui(vol: Volume) -> None:
     with left:
         st.image(middle_slice_preview(vol, size=320), caption="Middle slice, default window", width=320)
     with right:
-        st.markdown(f"**{describe_volume(vol)}**")
+        st.markdown(f"**{md_escape(describe_volume(vol))}**")
         st.markdown("\n".join(f"- {k}: {md_escape(v)}" for k, v in vol.summary.items()
                                if k not in ("Slices", "Rows", "Columns")))

@@ -25,7 +25,7 @@ import numpy as np
 import streamlit as st
 
 from core import Volume
-from core.mpr import plane_info, slab, slab_width_slices
+from core.mpr import IN_PLANE, VIEW_NAMES, plane_info, slab, slab_width_slices
 from core.render import colormap_table
 
 __all__ = ["MAX_PLANES", "encode_plane", "pack", "read_view", "view_layouts", "views_ui"]
@@ -34,7 +34,6 @@ KEY = "explorer_mpr"  # the component's key (its state holds the browser's ``vie
 SYNC = "explorer_mpr_sync"  # what this session has agreed with and sent to the browser
 TOKENS = "explorer_mpr_tokens"  # id(voxels) -> (weak reference to them, random token)
 MAX_PLANES = 6  # planes sent per rerun at most: the crosshair's first; the browser asks again for the rest
-NAMES = {0: "Axial", 1: "Coronal", 2: "Sagittal"}
 SLAB_LABELS = {"mip": "MIP", "minip": "MinIP", "mean": "mean"}
 
 _HERE = Path(__file__).parent
@@ -89,9 +88,9 @@ def view_layouts(vol: Volume) -> list[dict]:
     out = []
     for axis in (0, 1, 2):
         info = plane_info(vol, axis)
-        down, across = {0: (1, 2), 1: (0, 2), 2: (0, 1)}[axis]
+        down, across = IN_PLANE[axis]
         out.append({
-            "axis": axis, "name": info.name.capitalize() if info.name != "oblique" else f"{NAMES[axis]} (oblique)",
+            "axis": axis, "name": info.name.capitalize() if info.name != "oblique" else f"{VIEW_NAMES[axis]} (oblique)",
             "n": int(vol.shape[axis]), "rows": int(vol.shape[down]), "cols": int(vol.shape[across]),
             "down": down, "across": across, "flip": bool(info.flip_rows),
             "row_mm": float(info.row_mm), "col_mm": float(info.col_mm), "letters": dict(info.letters),

@@ -6,58 +6,107 @@ import datetime
 
 import pandas as pd
 import streamlit as st
+from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import load_series
 from core.pacs import PacsConnection, PacsError, retrieve_series, search_series, search_studies
 from core.privacy import MASK
-from dashboard import state
+from dashboard import hosting, state
 
 URL, AUTH, USER, PASSWORD, TOKEN = "pacs_url", "pacs_auth", "pacs_user", "pacs_password", "pacs_token"
 NAME, PID, DATES, MODALITY, ACCESSION = "pacs_name", "pacs_id", "pacs_dates", "pacs_modality", "pacs_accession"
 STUDIES, SERIES, STUDY_PICK, SERIES_PICK = "pacs_studies", "pacs_series", "pacs_study_pick", "pacs_series_pick"
+FOUND_AT = "pacs_found_at"  # the address the results in STUDIES came from
+LOGIN = "login"  # what _configured_access says when logging in would open the app's own PACS
 PERSISTENT = (URL, AUTH, USER, NAME, PID, MODALITY, ACCESSION)
 PHI_COLUMNS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "StudyDescription", "AccessionNumber",
                "SeriesDescription")
 
 
-def _secret_defaults() -> dict:
-    """A server configured in st.secrets (``[pacs] url, username, password, token``), if any."""
-    try:
-        return dict(st.secrets.get("pacs", {}))
-    except (FileNotFoundError, KeyError, AttributeError):
-        return {}
-    except Exception:  # noqa: BLE001 - a malformed secrets file must not break the page
-        return {}
+def settings_or_stop() -> hosting.PacsSettings:
+    """The operator's PACS settings; the page stops here with a message when they turned it off."""
+    settings = hosting.pacs_settings()
+    if not settings.page:
+        st.info("The operator of this app has turned the PACS page off.")
+        st.stop()
+    return settings
 
 
-def init() -> None:
-    secrets = _secret_defaults()
-    st.session_state.setdefault(URL, secrets.get("url", ""))
-    st.session_state.setdefault(AUTH, "Token" if secrets.get("token") else "User and password" if secrets.get("username") else "None")
-    st.session_state.setdefault(USER, secrets.get("username", ""))
+def _configured_access(settings: hosting.PacsSettings, pacs: hosting.ConfiguredPacs | None) -> tuple[bool, str]:
+    """Whether this visitor may use the operator's PACS, and if not, what to tell them ("" for nothing)."""
+    if pacs is None or settings.configured_access == "off":
+        return False, ""  # a PACS visitors may not use is not mentioned
+    if settings.configured_access == "everyone":
+        return True, ""
+    if not hosting.login_configured():
+        return False, ("This app's own PACS is for logged-in users, and login is not set up on this server "
+                       "(see \"Hosting safely\" in the README).")
+    email = hosting.visitor_email()
+    if email is None:
+        return False, LOGIN
+    if settings.allowed_users and email.lower() not in settings.allowed_users:
+        return False, f"The account {email} may not use this app's own PACS: ask the app's operator."
+    return True, ""
+
+
+def init(settings: hosting.PacsSettings) -> None:
+    pacs = hosting.configured_pacs()
+    granted, _ = _configured_access(settings, pacs)
+    st.session_state.setdefault(URL, pacs.url if granted and pacs else "")
+    st.session_state.setdefault(AUTH, "None")
+    st.session_state.setdefault(USER, "")
     st.session_state.setdefault(STUDIES, None)
     st.session_state.setdefault(SERIES, None)
 
 
-def connection_ui() -> PacsConnection | None:
-    secrets = _secret_defaults()
-    url = st.text_input("DICOMweb address", key=URL, placeholder="https://pacs.example.org/dicom-web")
+def connection_ui(settings: hosting.PacsSettings) -> PacsConnection | None:
+    """The address and credentials; the operator's stored credentials only ever go to the operator's address."""
+    pacs = hosting.configured_pacs()
+    granted, note = _configured_access(settings, pacs)
+    if note == LOGIN:
+        st.info("This app has its own PACS for logged-in users.")
+        if st.button("Log in", key="pacs_login", icon=":material/login:"):
+            st.login()
+    elif note:
+        st.caption(note)
+    if not granted and not settings.typed_addresses:
+        st.info("This app does not connect to other PACS servers for visitors.")
+        st.stop()
+    reach = ("" if settings.typed_policy.allow_private else
+             " This server connects to public addresses only, not to localhost or private networks.")
+    url = st.text_input("DICOMweb address", key=URL, placeholder="https://pacs.example.org/dicom-web",
+                        help=f"The DICOMweb root, often ending in /dicom-web.{reach}")
+    url = url.strip().rstrip("/")
+    if granted and pacs is not None and url == pacs.url:
+        st.caption("This app's own PACS, with the credentials its operator stored.")
+        return PacsConnection(pacs.url, username=pacs.username, password=pacs.password, token=pacs.token,
+                              policy=settings.configured_policy, limits=settings.limits,
+                              verify=pacs.ca_bundle or True, configured=True)
+    if not settings.typed_addresses:
+        st.warning(f"This app connects only to its own PACS, at {pacs.url if pacs else 'its configured address'}.")
+        return None
+    if granted and url:
+        st.caption("This is not the address of this app's own PACS, so its stored credentials are not sent: "
+                   "enter this server's own credentials if it needs them.")
     auth = st.radio("Authentication", ["None", "User and password", "Token"], key=AUTH, horizontal=True)
     user = password = token = None
     if auth == "User and password":
         c1, c2 = st.columns(2)
         user = c1.text_input("User", key=USER)
-        password = c2.text_input("Password", type="password", key=PASSWORD,
-                                 placeholder="from the app's secrets" if secrets.get("password") else "")
-        password = password or secrets.get("password")
+        password = c2.text_input("Password", type="password", key=PASSWORD)
     elif auth == "Token":
-        token = st.text_input("Bearer token", type="password", key=TOKEN,
-                              placeholder="from the app's secrets" if secrets.get("token") else "")
-        token = token or secrets.get("token")
+        token = st.text_input("Bearer token", type="password", key=TOKEN)
     st.caption("Credentials stay in this browser session's memory and are never stored.")
-    if not url.strip():
+    if not url:
         return None
-    return PacsConnection(url.strip(), username=user or None, password=password, token=token or None)
+    return PacsConnection(url, username=user or None, password=password or None, token=token or None,
+                          policy=settings.typed_policy, limits=settings.limits)
+
+
+def _owner() -> str:
+    """Whose share of the server's memory budget a retrieval counts against: this browser session's."""
+    ctx = get_script_run_ctx()
+    return ctx.session_id if ctx is not None else "pacs"
 
 
 def search_ui(conn: PacsConnection | None) -> None:
@@ -80,7 +129,9 @@ def search_ui(conn: PacsConnection | None) -> None:
             with st.spinner("Searching…"):
                 st.session_state[STUDIES] = search_studies(
                     conn, patient_name=st.session_state[NAME], patient_id=st.session_state[PID], date_from=date_from,
-                    date_to=date_to, modality=st.session_state[MODALITY], accession=st.session_state[ACCESSION])
+                    date_to=date_to, modality=st.session_state[MODALITY], accession=st.session_state[ACCESSION],
+                    owner=_owner())
+            st.session_state[FOUND_AT] = conn.url
             st.session_state[SERIES] = None
         except PacsError as exc:
             st.session_state[STUDIES] = None
@@ -98,7 +149,8 @@ def _masked(rows: list[dict], show_phi: bool) -> pd.DataFrame:
 
 def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
     studies = st.session_state.get(STUDIES)
-    if studies is None or conn is None:
+    # Results belong to the server they came from: their UIDs are never sent to another address.
+    if studies is None or conn is None or st.session_state.get(FOUND_AT) != conn.url:
         return
     if not studies:
         st.info("No study matches. Widen the search (a shorter name prefix, no dates).")
@@ -115,7 +167,7 @@ def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
     study_uid = studies[i]["StudyInstanceUID"]
     if st.session_state.get(SERIES) is None or st.session_state[SERIES][0] != study_uid:
         try:
-            st.session_state[SERIES] = (study_uid, search_series(conn, study_uid))
+            st.session_state[SERIES] = (study_uid, search_series(conn, study_uid, owner=_owner()))
         except PacsError as exc:
             st.error(str(exc))
             return
@@ -142,13 +194,16 @@ def retrieve_ui(conn: PacsConnection, study_uid: str, series_uid: str) -> None:
         bar.progress(done / total if total else 1.0, text=f"Retrieving… {done} of {total} images")
 
     try:
-        files = retrieve_series(conn, study_uid, series_uid, progress=progress)
+        files = retrieve_series(conn, study_uid, series_uid, progress=progress, owner=_owner())
     except PacsError as exc:
         bar.empty()
         st.error(str(exc))
         return
     bar.progress(1.0, text="Reading the images…")
-    result = load_series(files)
+    try:
+        result = load_series(files)
+    finally:
+        files.release()
     bar.empty()
     if not result.volumes:
         st.error("The retrieved images could not be assembled into a volume; see the reasons below.")

@@ -6,6 +6,7 @@ import streamlit as st
 
 from dashboard import explorer, histogram_ui
 from dashboard.frame import page_frame
+from dashboard.text import unit_label
 
 vol = page_frame("HU histogram", needs_volume=True)
 
@@ -16,15 +17,15 @@ st.caption(
     "300, cancellous bone 300 to 700, cortical bone above 700 HU); scanners and kernels shift them by tens of HU."
 )
 histogram_ui.init(vol)
-scope, bin_width, hu_range, log, cumulative, bands = histogram_ui.controls_ui(vol)
-counts, edges, stats, vc, n_pad = histogram_ui.histogram_of(vol, scope, bin_width, hu_range)
-overlay = histogram_ui.overlay_ui(vol, scope, bin_width, hu_range)
-unit = vol.units or "value"
+ask = histogram_ui.controls_ui(vol)
+hist = histogram_ui.histogram_of(vol, ask.scope, ask.bin_width, ask.value_range)
+overlay = histogram_ui.overlay_ui(vol, ask.scope, ask.bin_width, ask.value_range)
+unit = unit_label(vol.units)
 window = explorer.current_window()
-fig = histogram_ui.figure(counts, edges, log=log, cumulative=cumulative, bands=bands, window=window, unit=unit,
-                          overlay=overlay)
+fig = histogram_ui.figure(hist.counts, hist.edges, log=ask.log, cumulative=ask.cumulative, bands=ask.bands,
+                          window=window, unit=unit, overlay=overlay)
 histogram_ui.chart_ui(fig)
 if vol.units == "HU":
     histogram_ui.band_window_ui()
-table = histogram_ui.stats_tables(stats, vc, vol, n_pad, unit)
-histogram_ui.csv_downloads(counts, edges, stats, table, st.session_state[histogram_ui.SCOPE])
+table = histogram_ui.stats_tables(hist.stats, hist.value_counts, vol, hist.padding_left_out, unit)
+histogram_ui.csv_downloads(hist.counts, hist.edges, hist.stats, table, st.session_state[histogram_ui.SCOPE])

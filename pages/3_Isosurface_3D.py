@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import iso_ui, state
+from dashboard import iso_ui
 from dashboard.frame import page_frame
 
 vol = page_frame("3D isosurface", needs_volume=True)
@@ -22,16 +22,10 @@ if not vol.is_regular:
 if not st.toggle("Show the 3D surface", key=iso_ui.SHOW):
     st.stop()
 
-lungs = None
-try:
-    with st.spinner("Building the surface…"):
-        if settings.preset == iso_ui.LUNGS:
-            _, lungs = iso_ui.lungs_for(vol, state.volume_key(vol))
-        mesh = iso_ui.mesh_for(vol, state.volume_key(vol), settings)
-except ValueError as exc:
-    st.error(f"No surface: {exc}. Choose another threshold or surface.")
+built = iso_ui.surface_ui(vol, settings)
+if built is None:
     st.stop()
+mesh, lungs = built
 iso_ui.facts_ui(mesh, lungs)
-st.plotly_chart(iso_ui.figure(mesh, iso_ui.COLORS.get(settings.preset, "#c8c8c8")), key="iso_chart",
-                width="stretch")
+iso_ui.chart_ui(mesh, settings.preset)
 iso_ui.downloads_ui(mesh, settings)

@@ -53,6 +53,8 @@ def app_url():
          "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
          "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
         cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
+        # As on a laptop: the PACS test's Orthanc listens on loopback, which a shared host refuses.
+        env={**os.environ, "HOUNSFIELD_ALLOW_PRIVATE_NETWORKS": "1"},
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60

@@ -10,7 +10,7 @@ import numpy as np
 
 from core import load_series
 from tests.factory import ramp_volume
-from tests.test_app_pages import _files, _page_text, page_test
+from tests.helpers import page_test, page_text, upload_files
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "5_Study_details.py"
 
@@ -18,7 +18,7 @@ PAGE = Path(__file__).resolve().parents[1] / "pages" / "5_Study_details.py"
 def _loaded():
     at = page_test(PAGE)
     at.switch_page("streamlit_app.py").run()
-    at.file_uploader(key="load_files_0").set_value(_files(3, patient="SECRET^PATIENTNAME")).run()
+    at.file_uploader(key="load_files_0").set_value(upload_files(3, patient="SECRET^PATIENTNAME")).run()
     at.switch_page("pages/5_Study_details.py").run()
     assert not at.exception
     return at
@@ -35,11 +35,11 @@ def test_sample_tags_with_its_fictitious_patient_masked():
 
 def test_patient_name_appears_nowhere_until_revealed():
     at = _loaded()
-    assert "SECRET" not in _page_text(at)
+    assert "SECRET" not in page_text(at)
     at.text_input(key="details_search").set_value("SECRET").run()
     assert len(at.dataframe[0].value) == 0  # masked values cannot be found by searching
     at.toggle(key="sidebar_show_phi").set_value(True).run()
-    assert "SECRET^PATIENTNAME" in _page_text(at)
+    assert "SECRET^PATIENTNAME" in page_text(at)
 
 
 def test_search_and_instances():
@@ -59,7 +59,28 @@ def test_export_loads_back_identical():
     assert any("3 files de-identified" in s.value and "shifted by -100 days" in s.value for s in at.success)
     _, data, _ = at.session_state["details_export"]
     names = zipfile.ZipFile(io.BytesIO(data)).namelist()
-    assert names == ["series/IM00001.dcm", "series/IM00002.dcm", "series/IM00003.dcm"]
+    assert names == ["original_slices/IM00001.dcm", "original_slices/IM00002.dcm", "original_slices/IM00003.dcm"]
+    assert any("original slices" in s.value for s in at.success)
     assert b"SECRET" not in b"".join(zipfile.ZipFile(io.BytesIO(data)).read(n) for n in names)
     back = load_series([("x.zip", data)]).volumes[0]
     np.testing.assert_array_equal(back.voxels, ramp_volume((3, 16, 12), seed=0))
+
+
+def test_export_of_a_corrected_series_says_it_holds_resampled_slices():
+    from tests.factory import ct_series
+
+    tilt = np.tan(np.radians(12))
+    positions = np.array([[0, k * 2 * tilt, 2.0 * k] for k in range(4)])
+    files = [(n, d, "application/dicom") for n, d in ct_series(ramp_volume((4, 16, 12)), positions=positions)]
+    at = page_test(PAGE)
+    at.switch_page("streamlit_app.py").run()
+    at.file_uploader(key="load_files_0").set_value(files).run()
+    at.toggle(key="load_corrected_0").set_value(True).run()
+    at.switch_page("pages/5_Study_details.py").run()
+    assert not at.exception
+    assert any("resampled" in i.value for i in at.info)
+    at.button(key="details_prepare").click().run()
+    assert any("resampled slices" in s.value for s in at.success)
+    _, data, report = at.session_state["details_export"]
+    assert report.resampled
+    assert all(n.startswith("resampled_slices/") for n in zipfile.ZipFile(io.BytesIO(data)).namelist())

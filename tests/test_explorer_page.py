@@ -16,7 +16,7 @@ import pydicom
 import pytest
 
 from core import LABELS, TISSUE_HU, load_series, sample_labels
-from tests.test_app_pages import page_test
+from tests.helpers import page_test
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "1_Volume_explorer.py"
@@ -222,3 +222,34 @@ def test_each_volume_goes_to_the_browser_under_its_own_random_name(at):
     second = _payload(at)[0]["vol"]
     assert second != first
     assert _payload(at)[0]["point"] == [0, 64, 64]  # the new series opens at its own middle
+
+
+def test_nifti_of_an_uneven_stack_is_offered_on_its_regular_grid():
+    import gzip
+
+    import nibabel as nib
+
+    from core.export import nifti_bytes
+    from dashboard.state import Study
+    from tests.factory import ct_series
+
+    z = [0.0, 2.0, 4.0, 10.0, 12.0]
+    hu = np.stack([np.full((6, 6), 100 * k, np.int16) for k in range(5)])
+    vol = load_series(ct_series(hu, positions=np.array([[0.0, 0.0, zz] for zz in z]), spacing=(2, 1, 1))).volumes[0]
+    at = page_test(PAGE)
+    at.session_state["study"] = Study(volumes=[vol], skipped=[], source="test")
+    at.run()
+    assert not at.exception
+    (button,) = [b for b in at.get("download_button") if b.proto.id.endswith("explorer_dl_nifti")]
+    assert button.proto.label == "Download the series as NIfTI on a regular grid (.nii.gz)"
+    assert any("not evenly spaced" in c.value and "_regular_grid" in c.value for c in at.caption)
+    # What the button sends: the corrected grid, whose affine places the 300 HU slice at z = 10 mm.
+    img = nib.Nifti1Image.from_bytes(gzip.decompress(nifti_bytes(vol.corrected())))
+    data = np.asarray(img.dataobj)
+    k = int(round(np.linalg.solve(img.affine, [0, 0, 10, 1])[2]))
+    assert data[0, 0, k] == 300
+
+
+def test_nifti_of_an_even_stack_is_the_plain_download(at):
+    labels = [b.proto.label for b in at.get("download_button")]
+    assert "Download the series as NIfTI (.nii.gz)" in labels

@@ -9,19 +9,18 @@ import numpy as np
 import pytest
 import skimage.data
 
-from core import Volume, sample_ct
+from core import Volume, face_check, sample_ct
+from core.face_check import LIGHTS, SETTINGS, Detection, face_verdict, has_head, privacy_check
 from core.faces import (
     CASCADES,
     _classifier,
     blur_regions,
     detect_eyes,
     detect_faces,
-    has_head,
-    privacy_check,
-    render_skin,
     to_gray,
 )
-from tests.test_app_pages import page_test
+from core.skin import render_skin
+from tests.helpers import page_test
 
 TRUE_FACE = (172, 60, 110, 110)  # the astronaut's face, x y w h (by eye, generous)
 
@@ -134,10 +133,53 @@ class TestRenderSkin:
         ok, reason = has_head(sample_ct())
         assert not ok and reason.startswith("no head in this volume")
 
-    def test_privacy_check_reports_every_combination(self):
+
+
+class TestPrivacyCheck:
+    def test_reports_every_combination(self):
         ev = privacy_check(_head())
-        assert len(ev.rows) == 12 and len(ev.renders) == 6
-        assert ev.level in ("likely", "possible", "not found") and ev.verdict
+        assert [(d.azimuth, d.lighting, d.settings) for d in ev.detections] == [
+            (az, light, settings) for az in (-25.0, 0.0, 25.0) for light in LIGHTS for settings in SETTINGS]
+        assert list(ev.renders) == [(az, light) for az in (-25.0, 0.0, 25.0) for light in LIGHTS]
+        assert all(img.dtype == np.uint8 and img.ndim == 2 and img.any() for img in ev.renders.values())
+        assert (ev.level, ev.verdict) == face_verdict(ev.detections)
+
+    def test_a_face_in_every_rendering_is_likely(self, monkeypatch):
+        # The renderer replaced by a photo: the detectors, their wiring and the verdict are what is tested.
+        photo = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY)
+        monkeypatch.setattr(face_check, "render_skin", lambda *a, **k: photo)
+        ev = privacy_check(_head())
+        assert all(d.frontal_faces >= 1 for d in ev.detections)
+        assert any(d.eyes >= 1 for d in ev.detections)
+        assert ev.level == "likely" and ev.verdict.startswith("A face was found in 12 of 12 renderings (3 view angles")
+
+    def test_a_blank_rendering_finds_nothing(self, monkeypatch):
+        monkeypatch.setattr(face_check, "render_skin", lambda *a, **k: np.zeros((240, 200), np.uint8))
+        ev = privacy_check(_head())
+        assert not any(d.found_face for d in ev.detections)
+        assert ev.level == "not found" and ev.verdict.startswith("No face found in 12 renderings.")
+
+
+def _detection(azimuth, *, frontal=0, eyes=0, profile=0):
+    return Detection(azimuth, "front light", "default (1.1, 5)", frontal, eyes, profile)
+
+
+class TestFaceVerdict:
+    def test_nothing_found(self):
+        assert face_verdict([_detection(0.0), _detection(25.0)])[0] == "not found"
+
+    def test_two_angles_with_eyes_is_likely(self):
+        level, words = face_verdict([_detection(-25.0, frontal=1, eyes=2), _detection(25.0, profile=1), _detection(0.0)])
+        assert level == "likely"
+        assert words.startswith("A face was found in 2 of 3 renderings (2 view angles, with eyes)")
+
+    def test_one_angle_with_eyes_is_possible(self):
+        level, words = face_verdict([_detection(0.0, frontal=1, eyes=2), _detection(0.0, frontal=1), _detection(25.0)])
+        assert level == "possible" and "2 of 3 renderings, from one angle only" in words
+
+    def test_two_angles_without_eyes_is_possible(self):
+        level, words = face_verdict([_detection(-25.0, frontal=1), _detection(25.0, profile=2)])
+        assert level == "possible" and "from 2 angles, without eyes" in words
 
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "4_Face_detection.py"
@@ -166,6 +208,46 @@ class TestPage:
         at.file_uploader(key="faces_upload").set_value(("me.png", b"not an image", "image/png")).run()
         assert not at.exception and at.error and "not a PNG, JPEG or DICOM image" in at.error[0].value
 
+    def _upload(self, name, data, *, show_phi=False):
+        at = page_test(PAGE).run()
+        if show_phi:
+            at.toggle(key="sidebar_show_phi").set_value(True).run()
+        at.radio(key="faces_source").set_value("Upload").run()
+        at.file_uploader(key="faces_upload").set_value((name, data, "application/dicom")).run()
+        assert not at.exception
+        return at
+
+    def test_32_bit_unsigned_dicom_is_shown(self):
+        from tests.factory import ct_slice
+
+        arr = np.arange(64 * 64, dtype=np.uint32).reshape(64, 64) * 100_000
+        at = self._upload("x.dcm", ct_slice(arr, position=(0, 0, 0), signed=False, intercept=0.0, modality="OT"))
+        assert not at.error and any(m.value.startswith("**0 faces found**") for m in at.markdown)
+
+    def test_truncated_dicom_is_explained_in_words_and_its_name_hidden(self):
+        from tests.factory import ct_slice
+
+        data = ct_slice(np.zeros((64, 64), np.int16), position=(0, 0, 0))
+        at = self._upload("SMITH^JOHN_head.dcm", data[: len(data) // 2])
+        message = at.error[0].value
+        assert "cut short" in message and "The uploaded file" in message
+        for leaked in ("SMITH", "Error", "bytes of pixel data is less", "\\x", "b'"):
+            assert leaked not in message
+        at.toggle(key="sidebar_show_phi").set_value(True).run()
+        assert "SMITH" in at.error[0].value  # named once the visitor reveals PHI
+
+    def test_a_photo_over_the_memory_budget_is_refused_in_words(self):
+        from core.memory import MemoryBudget, server_budget, set_server_budget
+
+        ok, png = cv2.imencode(".png", cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2BGR))
+        saved = server_budget()
+        set_server_budget(MemoryBudget(total_bytes=1_000_000, session_bytes=1_000_000))
+        try:
+            at = self._upload("me.png", png.tobytes())
+        finally:
+            set_server_budget(saved)
+        assert at.error and "this session may hold at most" in at.error[0].value
+
     def test_ct_check_on_a_head(self):
         from dashboard.state import Study
 
@@ -174,5 +256,10 @@ class TestPage:
         at.run()
         at.button(key="faces_check_button").click().run()
         assert not at.exception
+        evidence = next(df.value for df in at.dataframe if "Detector settings" in df.value.columns)
+        assert len(evidence) == 12 and list(evidence.columns) == [
+            "View", "Lighting", "Detector settings", "Frontal faces", "Eyes in the best face", "Profile faces"]
+        assert sorted(set(evidence["View"])) == ["+0°", "+25°", "-25°"]
+        ev = at.session_state["faces_ct_check"].evidence
+        assert list(evidence["Frontal faces"]) == [d.frontal_faces for d in ev.detections]
         assert len(at.get("image")) >= 1 + 6
-        assert len(at.dataframe) >= 2  # the detections and the evidence table

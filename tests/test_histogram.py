@@ -9,7 +9,7 @@ from core import LABELS, TISSUE_HU, sample_ct, sample_labels
 from core.histogram import (
     TISSUE_BANDS,
     array_statistics,
-    band_table,
+    band_counts,
     bin_edges,
     hu_histogram,
     value_counts,
@@ -96,16 +96,17 @@ class TestStatistics:
         vol, lab = sample_ct(), sample_labels()
         vc = value_counts(vol.voxels, padding=vol.padding)
         voxel_ml = np.prod(vol.spacing) / 1000
-        rows = {r["Band"]: r for r in band_table(vc, float(np.prod(vol.spacing)))}
+        rows = {r.band.name: r for r in band_counts(vc, float(np.prod(vol.spacing)))}
         # Lung voxels sit at -850 +- ~10: the lung band holds exactly them, nothing else does.
         n_lung = int((lab == LABELS["lung"]).sum())
-        assert rows["Lung"]["Voxels"] == n_lung
-        assert rows["Lung"]["Volume (mL)"] == pytest.approx(n_lung * voxel_ml)
+        assert rows["Lung"].voxels == n_lung
+        assert rows["Lung"].volume_ml == pytest.approx(n_lung * voxel_ml)
+        assert rows["Lung"].fraction == pytest.approx(n_lung / vc.total)
         # Cortical bone (1200 HU) is the only tissue above 700.
-        assert rows["Cortical bone"]["Voxels"] == int((lab == LABELS["cortical bone"]).sum())
+        assert rows["Cortical bone"].voxels == int((lab == LABELS["cortical bone"]).sum())
         # Padding is excluded: every counted voxel is inside the scan circle.
         assert vc.total == int((lab != LABELS["outside scan circle"]).sum())
-        assert sum(r["Fraction (%)"] for r in rows.values()) <= 100.0 + 1e-9
+        assert sum(r.fraction for r in rows.values()) <= 1.0 + 1e-9
         assert TISSUE_HU["lung"] in range(-950, -500)
 
     def test_bands_do_not_overlap(self):

@@ -11,7 +11,7 @@ import pytest
 from core import LABELS, sample_ct, sample_labels
 from core.histogram import hu_histogram, value_counts
 from dashboard.histogram_ui import figure
-from tests.test_app_pages import page_test
+from tests.helpers import page_test, table_with
 
 ROOT = Path(__file__).resolve().parents[1]
 PAGE = ROOT / "pages" / "2_HU_histogram.py"
@@ -24,13 +24,6 @@ def at():
     return at
 
 
-def _table(at, column):
-    for df in at.dataframe:
-        if column in df.value.columns:
-            return df.value
-    raise AssertionError(column)
-
-
 def _caption(at):
     return next(c.value for c in at.caption if "voxels counted" in c.value)
 
@@ -39,7 +32,7 @@ def test_whole_volume_counts_and_padding(at):
     lab = sample_labels()
     n_pad = int((lab == LABELS["outside scan circle"]).sum())
     assert _caption(at) == f"{lab.size - n_pad:,} voxels counted; {n_pad:,} padding voxels (outside the scan circle) left out."
-    bands = _table(at, "Band").set_index("Band")
+    bands = table_with(at, "Band").set_index("Band")
     assert bands.loc["Lung", "Voxels"] == int((lab == LABELS["lung"]).sum())
 
 
@@ -114,7 +107,7 @@ def test_lungs_scope_counts_the_segmented_lungs(at):
     truth = int(((lab == LABELS["lung"]) | (lab == LABELS["vessel"])).sum())
     n = int(_caption(at).split()[0].replace(",", ""))
     assert abs(n - truth) / truth < 0.01
-    bands = _table(at, "Band").set_index("Band")
+    bands = table_with(at, "Band").set_index("Band")
     assert bands.loc["Lung", "Fraction (%)"] > 95
 
 

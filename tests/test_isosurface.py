@@ -112,3 +112,24 @@ class TestLungs:
         vol = Volume(voxels=np.zeros((2, 4, 4), np.int16), spacing=(1, 1, 1), series_uid="1", modality="MR")
         with pytest.raises(ValueError, match="CT in HU"):
             segment_lungs(vol)
+
+
+class TestPlanIsosurface:
+    @pytest.mark.parametrize("level, budget", [(400.0, 300_000), (-300.0, 50_000), (400.0, 10**7)])
+    def test_memory_bound_holds_and_step_is_the_one_used(self, level, budget):
+        import tracemalloc
+
+        from core import sample_ct
+        from core.isosurface import plan_isosurface
+
+        vol = sample_ct()
+        plan = plan_isosurface(vol, level, max_triangles=budget)
+        tracemalloc.start()
+        try:
+            mesh = extract_isosurface(vol, level, max_triangles=budget, plan=plan)
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert mesh.step == plan.step
+        assert peak <= plan.nbytes, (peak, plan.nbytes)
+        assert plan.nbytes < 4 * peak  # an upper bound, not a refusal of everything

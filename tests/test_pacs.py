@@ -11,11 +11,14 @@ import numpy as np
 import pytest
 
 from core import load_series
-from core.pacs import PacsConnection, PacsError, retrieve_series, search_series, search_studies
+from core.outbound import AddressPolicy
+from core.pacs import PacsConnection, PacsError, PacsLimits, retrieve_series, search_series, search_studies
 from tests.factory import ct_series, ramp_volume
 from tests.orthanc import PASSWORD, USER
 
 HU = ramp_volume((6, 32, 24), seed=7)
+# Orthanc listens on loopback: these tests allow it explicitly, as a local user would.
+LOCAL = AddressPolicy(allow_private=True)
 
 
 @pytest.fixture(scope="module")
@@ -30,7 +33,12 @@ def pacs(orthanc):
 
 
 def _conn(server, **kw):
-    return PacsConnection(server.dicomweb, username=USER, password=PASSWORD, **kw)
+    return PacsConnection(server.dicomweb, username=USER, password=PASSWORD, policy=LOCAL, configured=True, **kw)
+
+
+def _configured(url, **kw):
+    """The operator's own PACS: messages say exactly what went wrong."""
+    return PacsConnection(url, policy=LOCAL, configured=True, **kw)
 
 
 class TestSearch:
@@ -68,18 +76,18 @@ class TestRetrieve:
 class TestErrors:
     def test_wrong_credentials(self, pacs):
         with pytest.raises(PacsError, match=r"refused the credentials \(HTTP 401\)"):
-            search_studies(PacsConnection(pacs.dicomweb, username=USER, password="wrong"))
+            search_studies(_configured(pacs.dicomweb, username=USER, password="wrong"))
 
     def test_wrong_path(self, pacs):
         with pytest.raises(PacsError, match=r"No DICOMweb service at .*/nope \(HTTP 404\)"):
-            search_studies(_conn(pacs).__class__(pacs.root + "/nope", username=USER, password=PASSWORD))
+            search_studies(_configured(pacs.root + "/nope", username=USER, password=PASSWORD))
 
     def test_server_down(self):
         with socket.socket() as s:
             s.bind(("127.0.0.1", 0))
             port = s.getsockname()[1]  # closed again: nothing listens there
         with pytest.raises(PacsError, match="Could not connect to .*: check that the server is running"):
-            search_studies(PacsConnection(f"http://127.0.0.1:{port}/dicom-web"))
+            search_studies(_configured(f"http://127.0.0.1:{port}/dicom-web"))
 
     def test_timeout(self):
         listener = socket.socket()
@@ -88,13 +96,13 @@ class TestErrors:
         try:
             port = listener.getsockname()[1]
             with pytest.raises(PacsError, match="did not answer within 1 s"):
-                search_studies(PacsConnection(f"http://127.0.0.1:{port}/dicom-web", timeout=1.0))
+                search_studies(_configured(f"http://127.0.0.1:{port}/dicom-web", limits=PacsLimits(search_seconds=1.0)))
         finally:
             listener.close()
 
     def test_not_dicomweb(self):
         class Html(BaseHTTPRequestHandler):
-            def do_GET(self):  # noqa: N802 - http.server's name
+            def do_GET(self):
                 body = b"<html><body>hello</body></html>"
                 self.send_response(200)
                 self.send_header("Content-Type", "application/json")
@@ -110,7 +118,7 @@ class TestErrors:
         thread.start()
         try:
             with pytest.raises(PacsError, match="not DICOMweb"):
-                search_studies(PacsConnection(f"http://127.0.0.1:{server.server_port}/dicom-web"))
+                search_studies(_configured(f"http://127.0.0.1:{server.server_port}/dicom-web"))
         finally:
             server.shutdown()
 
@@ -125,16 +133,17 @@ class TestErrors:
 class TestPage:
     PAGE = Path(__file__).resolve().parents[1] / "pages" / "6_PACS.py"
 
-    def test_search_and_retrieve_through_the_page(self, pacs):
+    def test_search_and_retrieve_through_the_page(self, pacs, monkeypatch):
         from tests.test_app_pages import _page_text, page_test
 
+        monkeypatch.setenv("HOUNSFIELD_ALLOW_PRIVATE_NETWORKS", "1")  # Orthanc is on loopback
         at = page_test(self.PAGE).run()
         at.text_input(key="pacs_url").set_value(pacs.dicomweb).run()
         at.radio(key="pacs_auth").set_value("User and password").run()
         at.text_input(key="pacs_user").set_value(USER).run()
         at.text_input(key="pacs_password").set_value(PASSWORD).run()
         at.text_input(key="pacs_name").set_value("PACS")
-        at.button[0].click().run()
+        at.button(key="FormSubmitter:pacs_search-Search studies").click().run()
         assert not at.exception
         assert any("1 study found" in m.value for m in at.markdown)
         assert "PACS^ALICE" not in _page_text(at)  # PHI hidden in the results by default
@@ -143,11 +152,37 @@ class TestPage:
         assert any("Retrieved 6 images" in s.value for s in at.success)
         np.testing.assert_array_equal(at.session_state["study"].volumes[0].voxels, HU)
 
-    def test_errors_are_shown(self, pacs):
+    def test_the_configured_pacs_with_its_stored_credentials(self, pacs, monkeypatch):
         from tests.test_app_pages import page_test
 
-        at = page_test(self.PAGE).run()
-        at.text_input(key="pacs_url").set_value(pacs.dicomweb).run()
-        at.button[0].click().run()
+        monkeypatch.setenv("HOUNSFIELD_PACS_CONFIGURED_ACCESS", "everyone")
+        at = page_test(self.PAGE)
+        at.secrets["pacs"] = {"url": pacs.dicomweb, "username": USER, "password": PASSWORD}
+        at.run()
+        assert at.text_input(key="pacs_url").value == pacs.dicomweb
+        at.text_input(key="pacs_name").set_value("PACS")
+        at.button(key="FormSubmitter:pacs_search-Search studies").click().run()
+        assert not at.exception and not at.error
+        assert any("1 study found" in m.value for m in at.markdown)
+
+    def test_errors_of_the_configured_pacs_say_what_to_check(self, pacs, monkeypatch):
+        from tests.test_app_pages import page_test
+
+        monkeypatch.setenv("HOUNSFIELD_PACS_CONFIGURED_ACCESS", "everyone")
+        at = page_test(self.PAGE)
+        at.secrets["pacs"] = {"url": pacs.dicomweb, "username": USER, "password": "wrong"}
+        at.run()
+        at.button(key="FormSubmitter:pacs_search-Search studies").click().run()
         assert not at.exception
         assert at.error and "HTTP 401" in at.error[0].value
+
+    def test_errors_of_a_typed_address_do_not_tell_why(self, pacs, monkeypatch):
+        from tests.test_app_pages import page_test
+
+        monkeypatch.setenv("HOUNSFIELD_ALLOW_PRIVATE_NETWORKS", "1")
+        at = page_test(self.PAGE).run()
+        at.text_input(key="pacs_url").set_value(pacs.dicomweb).run()
+        at.button(key="FormSubmitter:pacs_search-Search studies").click().run()
+        assert not at.exception
+        assert at.error and at.error[0].value.startswith("Could not reach or use a DICOMweb service at")
+        assert "401" not in at.error[0].value

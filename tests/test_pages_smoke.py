@@ -11,7 +11,7 @@ import pytest
 from core import load_series
 from dashboard.state import Study
 from tests.factory import ct_series, ramp_volume
-from tests.test_app_pages import PAGE_FILES, page_test
+from tests.helpers import PAGE_FILES, page_test
 
 
 def _volumes():
@@ -23,26 +23,42 @@ def _volumes():
     return {"mr_small": mr_small, "mr": mr, "float": flt, "tilt": tilt, "tilt_corrected": tilt.corrected()}
 
 
-VOLUMES = _volumes()
+NAMES = ("float", "mr", "mr_small", "tilt", "tilt_corrected")
+
+
+@pytest.fixture(scope="module")
+def volumes():
+    """Built once for this module, when its first test runs (not at import, not at collection)."""
+    return _volumes()
+
+
+def test_every_series_is_built(volumes):
+    assert sorted(volumes) == sorted(NAMES)
 
 
 @pytest.mark.parametrize("page", PAGE_FILES, ids=lambda p: p.name)
-@pytest.mark.parametrize("name", sorted(VOLUMES))
-def test_page_with_series(page, name):
-    vol = VOLUMES[name]
+@pytest.mark.parametrize("name", NAMES)
+def test_page_with_series(page, name, volumes):
+    vol = volumes[name]
     at = page_test(page)
     at.session_state["study"] = Study(volumes=[vol], skipped=[], source="test")
     at.run()
     assert not at.exception
     if "Isosurface" in page.name and vol.shape[0] > 1:
+        lo, hi = vol.value_range
+        at.slider(key="iso_level").set_value(float(round((lo + hi) / 20) * 10)).run()  # a level the values cross
         at.toggle(key="iso_show").set_value(True).run()
+        assert len(at.get("plotly_chart")) == 1 and int(at.metric[0].value.replace(",", "")) > 0
     elif "HU_histogram" in page.name:
         for scope in ("Current slice", "Slab of slices", "Segmented lungs"):
             at.radio(key="histogram_scope").set_value(scope).run()
             assert not at.exception, scope
+            assert any(c.value.endswith("padding voxels (outside the scan circle) left out.") for c in at.caption), scope
     elif "Study_details" in page.name:
         at.button(key="details_prepare").click().run()
         assert any("files de-identified" in s.value for s in at.success)
     elif "Volume_explorer" in page.name:
         at.toggle(key="explorer_roi_on").set_value(True).run()
+        metrics = {m.label: m.value for m in at.metric}
+        assert int(metrics["Voxels"]) > 0 and metrics["Mean"].endswith(vol.units or "stored units")
     assert not at.exception
