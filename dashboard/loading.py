@@ -13,6 +13,7 @@ from core import LoadResult, Volume, ZipLimits, load_series
 from core.memory import server_budget
 from core.privacy import display_description
 from dashboard import state
+from dashboard.owner import session_owner
 from dashboard.text import md_escape
 from dashboard.images import middle_slice_preview, thumbnail_data_url
 
@@ -138,7 +139,7 @@ def make_room(files: list[Any]) -> bool:
     if current is None or current.is_sample:
         return False
     need = sum(int(getattr(f, "size", 0) or 0) for f in files)
-    if server_budget().available(state.owner()) >= need:
+    if server_budget().available(session_owner()) >= need:
         return False
     state.clear_study()
     return True
@@ -165,7 +166,7 @@ def refused_upload_ui() -> None:
     """Say why an upload of this session was refused by the memory budget (once)."""
     from dashboard.frame import REAPER
 
-    reason = REAPER.refused.pop(state.owner(), None)
+    reason = REAPER.refused.pop(session_owner(), None)
     if reason:
         st.error(f"An uploaded file was refused: {reason}.", icon=":material/memory:")
 
@@ -196,7 +197,7 @@ def load_with_progress(files: list[Any]) -> LoadResult:
         if released[0] % TRIM_EVERY == 0:  # give the freed uploads back as the volume grows
             state.trim_memory()
 
-    memory, owner = server_budget(), state.owner()
+    memory, owner = server_budget(), session_owner()
     # Zips may unpack at most one session's share, reserved against the budget as they inflate.
     limits = ZipLimits(max_total_bytes=memory.session_bytes, memory=memory, owner=owner)
     result = load_series(files, progress=progress, release_source=release, memory=memory, owner=owner,

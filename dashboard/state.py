@@ -96,14 +96,6 @@ def trim_memory() -> None:
         pass
 
 
-def owner() -> str:
-    """Whose share of the server's memory budget this session's work counts against: its id."""
-    from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-    ctx = get_script_run_ctx()
-    return ctx.session_id if ctx is not None else "local"
-
-
 def current_index() -> int:
     s = study()
     if s is None or not s.volumes:
