@@ -145,8 +145,9 @@ def make_room(files: list[Any]) -> bool:
     return True
 
 
-# Words of core.memory's refusals (a session's share, or the server's total).
-MEMORY_REFUSALS = ("the server is busy", "this session may hold at most")
+# Words of the memory refusals: core.memory's (a session's share, the server's total) and
+# core.sources' zip total, which is fitted to a session's share.
+MEMORY_REFUSALS = ("the server is busy", "this session may hold at most", "this upload may still unpack")
 
 
 def memory_refusals(skipped: list[tuple[str, str]]) -> list[str]:
