@@ -164,6 +164,18 @@ def _meter_store(mgr) -> None:
     mgr.add_file, mgr.remove_file = metered_add_file, metered_remove_file
     mgr.remove_session_files = metered_remove_session_files
     mgr._hounsfield_metered = True
+    # Files stored before the first page run of this process (the patch installs then): counted
+    # now, and dropped when the budget cannot hold them.
+    for session_id, files in list(getattr(mgr, "file_storage", {}).items()):
+        for file_id, rec in list(files.items()):
+            try:
+                res = server_budget().reserve(len(rec.data), owner=session_id, what=f"the upload {rec.name!r}")
+            except OverBudget:
+                remove_file(session_id, file_id)
+                REAPER.note_freed()
+                continue
+            with lock:
+                held[(session_id, file_id)] = res
 
 
 # The upload whose body the current request is reading: (session id, its reservations). A

@@ -421,3 +421,39 @@ class TestBombsThroughThePage:
         wait_for(lambda: server.rss() - base < 40, 60, f"memory back near {base:.0f} MB (was {held:.0f} MB)", 1.0)
         print(f"3 sessions closed holding {held - base:.0f} MB: back to {server.rss():.0f} MB "
               f"in {time.monotonic() - t:.0f} s")
+
+
+class TestUploadStoreMetering:
+    """The upload store's patch, on a bare MemoryUploadedFileManager (no server)."""
+
+    def _store(self, monkeypatch, budget: MemoryBudget):
+        from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+        from streamlit.runtime.uploaded_file_manager import UploadedFileRec
+
+        import core.memory
+        from dashboard import frame
+
+        monkeypatch.setattr(core.memory, "_SERVER", budget)
+        mgr = MemoryUploadedFileManager("/_stcore/upload_file")
+        mgr.add_file("early", UploadedFileRec("e1", "early.dcm", "application/dicom", bytes(5 * MB)))
+        mgr.add_file("early", UploadedFileRec("e2", "late.dcm", "application/dicom", bytes(5 * MB)))
+        frame._meter_store(mgr)
+        return mgr, UploadedFileRec
+
+    def test_files_reserved_released_and_refused(self, monkeypatch):
+        from starlette.exceptions import HTTPException
+
+        budget = MemoryBudget(total_bytes=20 * MB, session_bytes=8 * MB)
+        mgr, Rec = self._store(monkeypatch, budget)
+        # Stored before the patch: the first fits the session's share, the second is dropped.
+        assert budget.used("early") == 5 * MB
+        assert list(mgr.file_storage["early"]) == ["e1"]
+        mgr.add_file("s1", Rec("a", "a.dcm", "application/dicom", bytes(5 * MB)))
+        with pytest.raises(HTTPException) as refused:
+            mgr.add_file("s1", Rec("b", "b.dcm", "application/dicom", bytes(5 * MB)))
+        assert refused.value.status_code == 413 and "this session may hold at most 8 MB" in refused.value.detail
+        assert list(mgr.file_storage["s1"]) == ["a"] and budget.used("s1") == 5 * MB
+        mgr.remove_file("s1", "a")
+        assert budget.used("s1") == 0
+        mgr.remove_session_files("early")
+        assert budget.used() == 0
