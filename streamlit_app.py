@@ -17,6 +17,7 @@ st.markdown(
 )
 
 files, what = loading.upload_ui()
+loading.refused_upload_ui()
 sample_col, close_col, _ = st.columns([1, 1, 3])
 if sample_col.button("Load the built-in sample", key="load_sample", icon=":material/science:"):
     state.set_study(state.sample_study())
@@ -26,6 +27,8 @@ if close_col.button("Close the study", key="load_close", icon=":material/close:"
     st.session_state[state.LOAD_REPORT] = None
 
 if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE]:
+    if loading.make_room(files):
+        st.info("The open study was closed to make room in memory for the new upload.")
     result = loading.load_with_progress(files)
     st.session_state[state.LOADED_SIGNATURE] = loading.signature(files)
     if result.volumes:
@@ -41,7 +44,9 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
 
 report = st.session_state[state.LOAD_REPORT]
 if report is not None:
+    refusals = loading.memory_refusals(report)
     st.error(
+        f"The upload could not be loaded: {refusals[0]}. The reasons are listed below." if refusals else
         "No image series could be assembled from the upload: none of the files is a DICOM image this app can "
         "read. The reasons are listed below; the previously loaded study is still open."
     )
@@ -59,4 +64,5 @@ loading.show_series_table(study, show_phi=state.show_phi())
 index = loading.pick_series_ui(study, show_phi=state.show_phi())
 loading.preview_ui(study.volumes[index])
 loading.geometry_ui(study, index)
+loading.memory_notice_ui(study.skipped)
 loading.skipped_ui(study.skipped)

@@ -4,13 +4,17 @@ Run:  python benchmarks/bench_sessions.py [--sessions 5] [--slices 300] [--cycle
 
 Part 1, on the fresh server: one session uploads and replaces a 512x512x120 series --cycles
 times; the server's resident memory is printed before, after the first cycle and after the
-last (it should come back near where it was, not grow per cycle).
+last (it should come back near where it was, not grow per cycle), then after the session closed.
 
 Part 2: --sessions headless Chromium sessions (Playwright, async) open the app at once (the
 sample: time to first image), upload a 512x512x<slices> CT series, open the explorer and
-scroll 10 slices; one more session uploads the hostile corpus alongside. Reports failed
-sessions, p95 time to first image, and the server's peak resident memory (VmHWM: the run's
-highest, part 1 included) with a 50 ms timeline of its resident memory.
+scroll 10 slices; one attacker alongside uploads the hostile corpus with the bombs of issue 15
+through the page (a 4.8 MB zip holding a 1 GB zip, a deflated file inflating to 1.5 GB,
+4096x4096 RLE slices making 1 GB of voxels) and sends 3 files of 290 MB straight to Streamlit's
+upload endpoint. Reports failed sessions, p95 time to first image, the server's peak resident
+memory during part 2 (VmHWM, reset when part 2 starts) with a 50 ms timeline of its resident
+memory, and then, with every session closed, how long the server takes to come back within
+150 MB of where it was with one session open on the sample.
 """
 
 from __future__ import annotations
@@ -93,6 +97,47 @@ async def hostile_session(browser, url: str, paths: list[str], results: list[dic
     results.append(rec)
 
 
+def straight_uploads(url: str, n: int, mb: int) -> list[int]:
+    """A session that never touches the page's widgets PUTs ``n`` files straight to the upload endpoint."""
+    from tests.bombs import Visitor
+
+    visitor = Visitor(url)
+    blob = bytes(mb * 1024**2)
+    try:
+        return [visitor.put(f"straight-{i}", blob) for i in range(n)]
+    finally:
+        visitor.close()
+
+
+def write_bombs(folder: Path) -> list[str]:
+    """The bombs of issue 15 at full size, written as streams."""
+    from tests.bombs import deflate_bomb, nested_zip_bomb, rle_bomb
+
+    folder.mkdir(parents=True, exist_ok=True)
+    paths = [nested_zip_bomb(folder / "nested.zip", inner_mb=1000), deflate_bomb(folder / "deflate.dcm", inflated_mb=1500)]
+    return [str(p) for p in [*paths, *rle_bomb(folder / "rle", slices=30)]]
+
+
+async def after_sessions_end(pid: int, reference: float, *, limit_s: float = 90.0) -> str:
+    """Poll the server's memory once a second after every session has closed."""
+    t0 = time.perf_counter()
+    start = mem_mb(pid)
+    back, at_60 = None, None
+    while time.perf_counter() - t0 < limit_s:
+        now = mem_mb(pid)
+        if back is None and now <= reference + 150:
+            back = time.perf_counter() - t0
+        if at_60 is None and time.perf_counter() - t0 >= 60:
+            at_60 = now
+        if back is not None and at_60 is not None:
+            break
+        await asyncio.sleep(1.0)
+    return (f"{start:.0f} MB when the last session closed; "
+            + (f"within 150 MB of {reference:.0f} MB after {back:.0f} s" if back is not None
+               else f"not within 150 MB of {reference:.0f} MB in {limit_s:.0f} s")
+            + (f"; {at_60:.0f} MB at 60 s" if at_60 is not None else ""))
+
+
 async def cycles(browser, url: str, folders: list[list[str]], n: int, pid: int) -> list[float]:
     ctx = await browser.new_context()
     page = await ctx.new_page()
@@ -158,6 +203,7 @@ async def run(args) -> None:
             p.parent.mkdir(exist_ok=True)
             p.write_bytes(data)
             hostile.append(str(p))
+        hostile += write_bombs(Path(tmp) / "bombs")
         proc, url = start(ROOT / "streamlit_app.py", [], dict(os.environ))
         try:
             base = mem_mb(proc.pid)
@@ -168,11 +214,16 @@ async def run(args) -> None:
                 rss = await cycles(browser, url, small, args.cycles, proc.pid)
                 print(f"  RSS before {rss[0]:.0f} MB, after the first cycle {rss[1]:.0f} MB, after the last "
                       f"{rss[-1]:.0f} MB, highest {max(rss):.0f} MB", flush=True)
+                print(f"  {await after_sessions_end(proc.pid, rss[0])}", flush=True)
                 results: list[dict] = []
+                with open(f"/proc/{proc.pid}/clear_refs", "w") as fh:
+                    fh.write("5")  # VmHWM from here: part 2's peak
                 t = time.perf_counter()
                 sampler = Sampler(proc.pid)
-                await asyncio.gather(*[user_session(browser, url, big, results) for _ in range(args.sessions)],
-                                     hostile_session(browser, url, hostile, results))
+                _, _, straight = await asyncio.gather(
+                    asyncio.gather(*[user_session(browser, url, big, results) for _ in range(args.sessions)]),
+                    hostile_session(browser, url, hostile, results),
+                    asyncio.to_thread(straight_uploads, url, 3, 290))
                 wall = time.perf_counter() - t
                 peak = mem_mb(proc.pid, "VmHWM")
                 users = [r for r in results if not r.get("hostile")]
@@ -187,7 +238,9 @@ async def run(args) -> None:
                 print(f"  time to first image: median {statistics.median(firsts):.1f} s, p95 {p95:.1f} s")
                 if uploads:
                     print(f"  upload to series found: median {statistics.median(uploads):.1f} s, max {uploads[-1]:.1f} s")
+                print(f"  attacker's 3 x 290 MB sent straight to the upload endpoint: HTTP {straight}")
                 print(f"  server memory: peak {peak:.0f} MB (VmHWM); {sampler.summary()}")
+                print(f"  every session closed: {await after_sessions_end(proc.pid, rss[0])}", flush=True)
                 await browser.close()
         finally:
             proc.terminate()

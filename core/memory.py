@@ -10,14 +10,15 @@ collected (:meth:`MemoryBudget.hold`), so a session that ends gives its share ba
 
 from __future__ import annotations
 
+import os
 import threading
 import weakref
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["MemoryBudget", "OverBudget", "Reservation", "server_budget", "set_server_budget"]
+__all__ = ["MemoryBudget", "OverBudget", "Reservation", "budget_from_env", "server_budget", "set_server_budget"]
 
 MB = 1024**2
 
@@ -135,10 +136,54 @@ def _mb(n: int) -> str:
     return f"{n / MB:,.0f} MB"
 
 
-# The server's one budget. Sized for Streamlit Community Cloud (2.7 GB, of which about 0.35 GB
-# go to Python, the libraries and the sample); an operator changes it with set_server_budget
-# (the app reads HOUNSFIELD_MEMORY_MB, see the README's "Hosting safely").
-_SERVER = MemoryBudget(total_bytes=1700 * MB, session_bytes=700 * MB)
+# What an operator may set (megabytes), read once when the process starts.
+ENV_TOTAL = "HOUNSFIELD_MEMORY_MB"
+ENV_SESSION = "HOUNSFIELD_SESSION_MEMORY_MB"
+# Fitted to Streamlit Community Cloud (2.7 GB for the whole process): about 0.35 GB go to
+# Python, the libraries and the sample, and 0.5-0.6 GB to what the budget does not count
+# (Streamlit's own buffers, pages' figures, allocator slack, a visitor's transient copies).
+DEFAULT_TOTAL_MB = 1700
+DEFAULT_SESSION_MB = 700
+
+
+def budget_from_env(environ: Mapping[str, str] | None = None) -> MemoryBudget:
+    """The budget an operator chose with ``HOUNSFIELD_MEMORY_MB`` (and ``HOUNSFIELD_SESSION_MEMORY_MB``).
+
+    Parameters
+    ----------
+    environ : mapping, optional
+        The environment to read (``os.environ`` by default).
+
+    Returns
+    -------
+    MemoryBudget
+        ``HOUNSFIELD_MEMORY_MB`` (default 1700) for all sessions together; each session may hold
+        ``HOUNSFIELD_SESSION_MEMORY_MB``, by default 40% of the total but at least 700 MB
+        (or the total, when that is smaller).
+    """
+    env = os.environ if environ is None else environ
+    total = _megabytes(env, ENV_TOTAL, DEFAULT_TOTAL_MB)
+    default_session = max(min(total, DEFAULT_SESSION_MB), round(0.4 * total))
+    session = _megabytes(env, ENV_SESSION, default_session)
+    return MemoryBudget(total_bytes=total * MB, session_bytes=session * MB)
+
+
+def _megabytes(env: Mapping[str, str], name: str, default: int) -> int:
+    raw = env.get(name, "").strip()
+    if not raw:
+        return default
+    try:
+        value = int(raw)
+    except ValueError:
+        raise ValueError(f"{name} must be a whole number of megabytes, got {raw!r}") from None
+    if value <= 0:
+        raise ValueError(f"{name} must be positive, got {value}")
+    return value
+
+
+# The server's one budget: every session of the process reserves from it (see the README's
+# "Hosting safely"); tests replace it with set_server_budget.
+_SERVER = budget_from_env()
 
 
 def server_budget() -> MemoryBudget:

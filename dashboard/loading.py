@@ -9,9 +9,11 @@ from typing import Any
 import pandas as pd
 import streamlit as st
 
-from core import LoadResult, Volume, load_series
+from core import LoadResult, Volume, ZipLimits, load_series
+from core.memory import server_budget
 from core.privacy import display_description
 from dashboard import state
+from dashboard.owner import session_owner
 from dashboard.text import md_escape
 from dashboard.images import middle_slice_preview, thumbnail_data_url
 
@@ -124,6 +126,52 @@ def forget_stale_uploads() -> int:
 TRIM_EVERY = 24  # uploaded files released between two malloc_trim calls (about 12 MB of CT)
 
 
+def make_room(files: list[Any]) -> bool:
+    """Close the open study when this session's memory share could not hold the new one beside it.
+
+    Uploads are counted against the session's share as they arrive (see
+    ``dashboard.frame.meter_uploads``), and the loader reserves the new volumes before decoding
+    them; with a large study open, a study of the same size would be refused. The uploads'
+    size stands for the new voxels (they are close for uncompressed CT). Returns True when the
+    study was closed.
+    """
+    current = state.study()
+    if current is None or current.is_sample:
+        return False
+    need = sum(int(getattr(f, "size", 0) or 0) for f in files)
+    if server_budget().available(session_owner()) >= need:
+        return False
+    state.clear_study()
+    return True
+
+
+# Words of the memory refusals: core.memory's (a session's share, the server's total) and
+# core.sources' zip total, which is fitted to a session's share.
+MEMORY_REFUSALS = ("the server is busy", "this session may hold at most", "this upload may still unpack")
+
+
+def memory_refusals(skipped: list[tuple[str, str]]) -> list[str]:
+    """The reasons in ``skipped`` that are the memory budget's, not the files' fault."""
+    return [reason for _, reason in skipped if any(words in reason for words in MEMORY_REFUSALS)]
+
+
+def memory_notice_ui(skipped: list[tuple[str, str]]) -> None:
+    """Say in the page, not only in the skipped list, when the memory budget refused part of an upload."""
+    reasons = memory_refusals(skipped)
+    if reasons:
+        more = f" ({len(reasons)} files or series in all, listed below)" if len(reasons) > 1 else ""
+        st.warning(f"Not everything could be loaded: {reasons[0]}{more}.", icon=":material/memory:")
+
+
+def refused_upload_ui() -> None:
+    """Say why an upload of this session was refused by the memory budget (once)."""
+    from dashboard.frame import REAPER
+
+    reason = REAPER.refused.pop(session_owner(), None)
+    if reason:
+        st.error(f"An uploaded file was refused: {reason}.", icon=":material/memory:")
+
+
 def signature(files: list[Any]) -> tuple:
     return tuple((getattr(f, "file_id", None), f.name, getattr(f, "size", None)) for f in files)
 
@@ -150,7 +198,11 @@ def load_with_progress(files: list[Any]) -> LoadResult:
         if released[0] % TRIM_EVERY == 0:  # give the freed uploads back as the volume grows
             state.trim_memory()
 
-    result = load_series(files, progress=progress, release_source=release)
+    memory, owner = server_budget(), session_owner()
+    # Zips may unpack at most one session's share, reserved against the budget as they inflate.
+    limits = ZipLimits(max_total_bytes=memory.session_bytes, memory=memory, owner=owner)
+    result = load_series(files, progress=progress, release_source=release, memory=memory, owner=owner,
+                         zip_limits=limits)
     release_uploads(files, others=others)  # inputs that yielded no file at all
     bar.empty()
     return result

@@ -158,7 +158,8 @@ def test_config_hides_tracebacks_and_raises_the_upload_limit():
 
     cfg = tomllib.loads((ROOT / ".streamlit" / "config.toml").read_text())
     assert cfg["client"]["showErrorDetails"] == "none"
-    assert cfg["server"]["maxUploadSize"] >= 1024
+    # Above Streamlit's 200 MB (a zipped thin-slice study), within one session's memory share (issue 15).
+    assert 200 < cfg["server"]["maxUploadSize"] <= 350
     assert cfg["server"]["enableXsrfProtection"] is True
     assert cfg["browser"]["gatherUsageStats"] is False
     assert cfg["theme"]["base"] == "dark"
