@@ -178,7 +178,7 @@ def _explain(exc: BaseException, conn: PacsConnection) -> PacsError:
     if isinstance(exc, (ValueError, json.JSONDecodeError, KeyError, TypeError)):
         return PacsError(f"{url} answered with something that is not DICOMweb (it could not be read as DICOM JSON "
                          f"or multipart DICOM): check that the address is the DICOMweb root.")
-    return PacsError(f"Talking to {url} failed ({type(exc).__name__}): check the address and try again.")
+    return PacsError(f"Talking to {url} failed: check the address and try again.")
 
 
 def _http_message(url: str, code: int) -> str:

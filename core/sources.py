@@ -277,9 +277,13 @@ def _expand_zip(name: str, archive: _Archive, ex: _Expansion, *, depth: int) -> 
     try:
         infos = archive.infolist()
     except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
-        ex.skipped.append((name, f"not a readable zip archive ({type(exc).__name__}); re-create the zip and upload it again"))
+        ex.skipped.append((name, "not a readable zip archive: it is damaged or cut short; re-create the zip and "
+                                 "upload it again"))
         return
     members = [i for i in infos if not i.is_dir() and not _ignored_member(i.filename)]
+    if not members:
+        ex.skipped.append((name, "an empty zip archive: it holds no files (only folders or system files, or nothing)"))
+        return
     if len(members) > limits.max_entries:
         ex.skipped.append((name, f"refused: the zip holds {len(members)} files, more than the limit of {limits.max_entries}"))
         return
@@ -330,7 +334,7 @@ def _expand_nested(name: str, outer: _Archive, info: zipfile.ZipInfo, ex: _Expan
         if res is not None:
             res.release()
         ex.skipped.append((name, f"could not be read from the zip: {exc}" if isinstance(exc, ZipMemberError)
-                           else f"could not be read from the zip ({type(exc).__name__})"))
+                           else "could not be read from the zip: the archive is damaged at this file"))
         return
     if res is not None and ex.memory is not None:
         ex.memory.hold(inner, res)  # released when the last entry reading from it is gone
@@ -379,7 +383,7 @@ def _expand_file(path: Path, name: str, ex: _Expansion) -> None:
             head = fh.read(4)
         archive = _Archive(path=path) if _is_zip(head) else None
     except OSError as exc:
-        ex.skipped.append((name, f"could not be opened ({exc.strerror or type(exc).__name__})"))
+        ex.skipped.append((name, f"could not be opened ({(exc.strerror or 'the system refused').lower()})"))
         return
     if archive is not None:  # read where it lies, member by member: never whole into memory
         _expand_zip(name, archive, ex, depth=1)
