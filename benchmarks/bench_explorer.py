@@ -269,7 +269,8 @@ def main() -> None:
                         r = results[name]
                         if "explorer" not in name:
                             for kind, label in (("slice", "Axial slice"), ("window", "Window center")):
-                                r[kind] += [ms for ms in (step(page, label, "ArrowRight") for _ in range(args.steps)) if ms > 0]
+                                times = (step(page, label, "ArrowRight") for _ in range(args.steps))
+                                r[kind] += [ms for ms in times if ms > 0]
                             continue
                         for _ in range(args.steps):
                             r["slice"].append(canvas_step(page, "Axial slice", "ArrowRight"))

@@ -33,7 +33,8 @@ def main() -> None:
     gray = cv2.cvtColor(photo, cv2.COLOR_RGB2GRAY)
     plain = cv2.CascadeClassifier(cv2.data.haarcascades + "haarcascade_frontalface_default.xml")
     methods = {
-        "OpenCV detectMultiScale (1.1, 5, 30x30), full res": lambda: plain.detectMultiScale(gray, 1.1, 5, minSize=(30, 30)),
+        "OpenCV detectMultiScale (1.1, 5, 30x30), full res":
+            lambda: plain.detectMultiScale(gray, 1.1, 5, minSize=(30, 30)),
         "detect_faces (same settings, 400 px working copy)": lambda: detect_faces(photo),
     }
     times: dict[str, list[float]] = {m: [] for m in methods}
@@ -54,7 +55,8 @@ def main() -> None:
         t = time.perf_counter()
         img = render_skin(vol)
         rt.append(time.perf_counter() - t)
-    print(f"  render_skin, 512x512x300 CT, front view: {statistics.median(rt) * 1000:.0f} ms ({img.shape[1]} x {img.shape[0]} px)")
+    print(f"  render_skin, 512x512x300 CT, front view: {statistics.median(rt) * 1000:.0f} ms "
+          f"({img.shape[1]} x {img.shape[0]} px)")
 
 
 if __name__ == "__main__":

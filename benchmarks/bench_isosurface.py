@@ -83,7 +83,8 @@ def main() -> None:
         for m in methods:
             out = last[m]
             verts, faces = (out.vertices, out.faces) if hasattr(out, "faces") else out
-            print(f"{name:<14}{m:<40}{statistics.median(times[m]):>8.2f}{len(faces):>12,}{payload_mb(verts, faces):>12.1f}")
+            print(f"{name:<14}{m:<40}{statistics.median(times[m]):>8.2f}{len(faces):>12,}"
+                  f"{payload_mb(verts, faces):>12.1f}")
 
 
 if __name__ == "__main__":

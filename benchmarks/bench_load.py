@@ -91,7 +91,8 @@ def main() -> None:
         results: dict[str, list[dict]] = {m: [] for m in modes}
         for _ in range(args.runs):
             for m in modes:
-                out = subprocess.run([sys.executable, str(child), m, str(folder)], capture_output=True, text=True, check=True)
+                out = subprocess.run([sys.executable, str(child), m, str(folder)],
+                                     capture_output=True, text=True, check=True)
                 results[m].append(json.loads(out.stdout.strip().splitlines()[-1]))
     med = {m: statistics.median(r["time"] for r in results[m]) for m in modes}
     mem = {m: statistics.median(r["peak_above_base_kb"] for r in results[m]) / 1e3 for m in modes}

@@ -14,7 +14,9 @@ import datetime
 import io
 import threading
 import zipfile
+from collections.abc import Callable
 from dataclasses import dataclass, field
+from typing import TYPE_CHECKING
 
 import pydicom
 from pydicom.dataset import Dataset
@@ -22,6 +24,9 @@ from pydicom.uid import generate_uid
 
 from core.dicom_writer import dicom_bytes, is_resampled, series_datasets
 from core.privacy import nested_may_be_phi
+
+if TYPE_CHECKING:
+    from core.volume import Volume
 
 __all__ = ["DeidReport", "deidentified_zip", "deidentify"]
 
@@ -69,7 +74,7 @@ def _remap_uids(item: Dataset, uid_map: dict[str, str]) -> None:
             elem.value = new if len(new) > 1 else new[0]
 
 
-def _rule_for(rules: dict, tag) -> object | None:
+def _rule_for(rules: dict, tag) -> Callable[[Dataset, tuple[int, int]], None] | None:
     """The Annex E action for ``tag``: an exact entry, else a repeating-group (mask) entry."""
     key = (tag.group, tag.element)
     if key in rules:
@@ -112,7 +117,7 @@ def _clean_item(item: Dataset, rules: dict, date_shift_days: int | None) -> None
             continue
         if elem.VR in ("DA", "DT") and date_shift_days is not None:
             if elem.value:
-                elem.value = _shift_date(elem.value, date_shift_days)  # type: ignore[arg-type]
+                elem.value = _shift_date(elem.value, date_shift_days)
             continue
         if action is not None:
             if _is_instance_uid(elem) and action in (sda.replace_UID, sda.delete_or_empty_or_replace_UID):
@@ -165,8 +170,8 @@ def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -
 
     def shift(dataset: Dataset, tag: tuple[int, int]) -> None:
         elem = dataset.get(tag)
-        if elem is not None and elem.value:
-            elem.value = _shift_date(elem.value, date_shift_days)  # type: ignore[arg-type]
+        if elem is not None and elem.value and date_shift_days is not None:
+            elem.value = _shift_date(elem.value, date_shift_days)
 
     uid_actions = {sda.replace_UID, sda.delete_or_empty_or_replace_UID}
     extra = {tag: keep_uid_for_later for tag, action in base.items() if action in uid_actions and len(tag) == 2}
@@ -207,7 +212,7 @@ def deidentify(datasets: list[Dataset], *, date_shift_days: int | None = None) -
                       warnings=warnings, method="; ".join(methods) if datasets else "")
 
 
-def deidentified_zip(volume, *, date_shift_days: int | None = None) -> tuple[bytes, DeidReport]:
+def deidentified_zip(volume: Volume, *, date_shift_days: int | None = None) -> tuple[bytes, DeidReport]:
     """The volume as a zip of de-identified DICOM files, in memory.
 
     The folder in the zip says what the files hold: ``original_slices/IM00001.dcm``, ... or,

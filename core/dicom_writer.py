@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import copy
 import io
+from typing import TYPE_CHECKING
 
 import numpy as np
 import pydicom
 from pydicom.dataset import Dataset, FileMetaDataset
 from pydicom.uid import (
+    UID,
     CTImageStorage,
     ExplicitVRLittleEndian,
     MRImageStorage,
@@ -17,6 +19,9 @@ from pydicom.uid import (
 )
 
 from core import hu
+
+if TYPE_CHECKING:
+    from core.volume import Volume
 
 __all__ = ["dicom_bytes", "is_resampled", "series_datasets", "set_int16_pixels", "set_padding_value"]
 
@@ -28,20 +33,20 @@ _PIXEL_KEYWORDS = (
 
 
 
-def is_resampled(volume) -> bool:
+def is_resampled(volume: Volume) -> bool:
     """True when ``volume`` is a corrected (resampled) stack, not the slices as acquired."""
     return bool(volume.summary.get("corrected_geometry"))
 
 
-def _sop_class_for(modality: str, template: Dataset | None) -> str:
+def _sop_class_for(modality: str, template: Dataset | None) -> UID:
     sop = str(template.get("SOPClassUID", "")) if template is not None else ""
     multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
-    if sop and not multiframe and "Enhanced" not in pydicom.uid.UID(sop).name:
-        return sop
+    if sop and not multiframe and "Enhanced" not in UID(sop).name:
+        return UID(sop)
     return {"CT": CTImageStorage, "MR": MRImageStorage}.get(modality, SecondaryCaptureImageStorage)
 
 
-def series_datasets(volume) -> list[Dataset]:
+def series_datasets(volume: Volume) -> list[Dataset]:
     """The volume as classic single-frame DICOM datasets, one per slice, pixels from the voxels.
 
     Each slice keeps its own header (so the result still holds PHI until de-identified);
@@ -81,7 +86,7 @@ def series_datasets(volume) -> list[Dataset]:
     return out
 
 
-def _set_identity(ds: Dataset, volume, template: Dataset | None, series_uid: str, *, resampled: bool) -> str:
+def _set_identity(ds: Dataset, volume: Volume, template: Dataset | None, series_uid: str, *, resampled: bool) -> UID:
     """SOP class and instance, modality, series and study of one slice; returns the SOP class."""
     sop_class = _sop_class_for(volume.modality, template)
     multiframe = template is not None and int(template.get("NumberOfFrames") or 1) > 1
@@ -98,7 +103,7 @@ def _set_identity(ds: Dataset, volume, template: Dataset | None, series_uid: str
     return sop_class
 
 
-def _set_geometry(ds: Dataset, volume, k: int, *, resampled: bool) -> None:
+def _set_geometry(ds: Dataset, volume: Volume, k: int, *, resampled: bool) -> None:
     """Position, orientation and spacing of slice ``k`` from the volume (a resampled one is marked derived)."""
     ds.ImagePositionPatient = [f"{x:.6g}" for x in volume.positions[k]]
     ds.ImageOrientationPatient = [f"{x:.8g}" for x in (*volume.row_direction, *volume.col_direction)]
@@ -125,7 +130,7 @@ def _stored_values(values: np.ndarray) -> tuple[np.ndarray, float, float]:
     return np.rint((values.astype(np.float64) - intercept) / slope).astype(np.int16), slope, intercept
 
 
-def _set_values(ds: Dataset, volume, k: int, pad: np.ndarray | None) -> None:
+def _set_values(ds: Dataset, volume: Volume, k: int, pad: np.ndarray | None) -> None:
     """Pixels of slice ``k``, their rescale, padding, photometric interpretation and window."""
     ds.PhotometricInterpretation = "MONOCHROME1" if volume.invert else "MONOCHROME2"
     stored, slope, intercept = _stored_values(volume.voxels[k])

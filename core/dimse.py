@@ -117,7 +117,9 @@ def _bounded_socket_class():
     class BoundedSocket(AssociationSocket):
         def recv(self, nr_bytes: int) -> bytearray:
             if nr_bytes > MAX_PDU + 64 * 1024:  # room for an A-ASSOCIATE-RQ/AC, whose size no limit states
-                self._assoc.hounsfield_oversize = nr_bytes  # read by _association for its message
+                # Our own marker on pynetdicom's Association (it has no such attribute), read back by
+                # _oversize_message for the error the user sees.
+                self._assoc.hounsfield_oversize = nr_bytes  # type: ignore[attr-defined]
                 return bytearray()
             return super().recv(nr_bytes)
 
@@ -300,7 +302,10 @@ class _ConnectErrors(logging.Handler):
 
 def _reject_message(peer: DimsePeer, primitive: Any) -> str:
     source = getattr(primitive, "result_source", None)
-    reason = _REJECT_REASONS.get(source, {}).get(getattr(primitive, "diagnostic", None), "no reason given")
+    diagnostic = getattr(primitive, "diagnostic", None)
+    reason = "no reason given"
+    if isinstance(source, int) and isinstance(diagnostic, int):
+        reason = _REJECT_REASONS.get(source, {}).get(diagnostic, reason)
     permanent = "permanently" if getattr(primitive, "result", None) == 1 else "for now"
     hint = _REJECT_HINTS.get(reason, "try again later, or ask the peer's administrator")
     return f"{peer.label} rejected the association {permanent}: {reason}; {hint}."
@@ -700,7 +705,7 @@ def get_series(peer: DimsePeer, study_uid: str, series_uid: str, *, expected: in
     from pynetdicom import build_role, evt
 
     receiver = _Receiver(peer, series_uid, owner=owner, expected=expected)
-    contexts = [(GET_MODEL, (ExplicitVRLittleEndian, ImplicitVRLittleEndian))]
+    contexts: list[tuple[str, tuple[str, ...]]] = [(GET_MODEL, (ExplicitVRLittleEndian, ImplicitVRLittleEndian))]
     contexts += [(uid, TRANSFER_SYNTAXES) for uid in STORAGE_CLASSES]
     roles = [build_role(uid, scp_role=True) for uid in STORAGE_CLASSES]
     handlers = [(evt.EVT_C_STORE, receiver.on_store), (evt.EVT_DATA_RECV, receiver.on_data)]

@@ -3,17 +3,21 @@
 from __future__ import annotations
 
 import gzip
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core.geometry import GeometryError
+
+if TYPE_CHECKING:
+    from core.volume import Volume
 
 __all__ = ["LPS_TO_RAS", "nifti_affine", "nifti_bytes", "on_one_grid"]
 
 LPS_TO_RAS = np.diag([-1.0, -1.0, 1.0, 1.0])
 
 
-def nifti_affine(volume) -> np.ndarray:
+def nifti_affine(volume: Volume) -> np.ndarray:
     """The NIfTI (RAS+) affine of a volume whose NIfTI array is ``voxels.transpose(2, 1, 0)``.
 
     NIfTI index ``(i, j, k)`` is (column, row, slice); DICOM positions are LPS, so x and
@@ -26,7 +30,7 @@ def nifti_affine(volume) -> np.ndarray:
     return LPS_TO_RAS @ volume.affine
 
 
-def on_one_grid(volume, *, tolerance_mm: float = 0.05) -> bool:
+def on_one_grid(volume: Volume, *, tolerance_mm: float = 0.05) -> bool:
     """Whether every slice sits where one affine puts it (even steps; a shear is fine).
 
     An affine holds one step from slice to slice: a stack with gaps or uneven spacing has
@@ -41,7 +45,7 @@ def on_one_grid(volume, *, tolerance_mm: float = 0.05) -> bool:
     return bool(np.max(np.linalg.norm(positions - predicted, axis=1)) <= tolerance)
 
 
-def nifti_bytes(volume, *, compress: bool = True) -> bytes:
+def nifti_bytes(volume: Volume, *, compress: bool = True) -> bytes:
     """The volume as a NIfTI-1 file (``.nii.gz`` when ``compress``), built in memory.
 
     Units are mm; the sform and qform both hold :func:`nifti_affine` (the qform cannot

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
@@ -11,10 +11,13 @@ from core import hu
 from core.faces import detect_eyes, detect_faces
 from core.skin import render_skin
 
+if TYPE_CHECKING:
+    from core.volume import Volume
+
 __all__ = ["Detection", "PrivacyEvidence", "face_verdict", "has_head", "privacy_check"]
 
 
-def has_head(volume, *, level: float = hu.SKIN) -> tuple[bool, str]:
+def has_head(volume: Volume, *, level: float = hu.SKIN) -> tuple[bool, str]:
     """Whether the volume seems to hold a head, from the width of the body slice by slice."""
     if volume.units != "HU":
         return False, "the face check needs a CT volume in HU"
@@ -64,7 +67,8 @@ SETTINGS: dict[str, dict[str, Any]] = {"default (1.1, 5)": {"scale_factor": 1.1,
             "tuned for renders (1.05, 3, equalised)": {"scale_factor": 1.05, "min_neighbors": 3, "equalize": True}}
 
 
-def privacy_check(volume, *, level: float = hu.SKIN, azimuths: tuple[float, ...] = (-25.0, 0.0, 25.0)) -> PrivacyEvidence:
+def privacy_check(volume: Volume, *, level: float = hu.SKIN,
+                  azimuths: tuple[float, ...] = (-25.0, 0.0, 25.0)) -> PrivacyEvidence:
     """Render the skin from a few angles and lightings and look for faces and eyes.
 
     Cascades trained on photographs are weak on renderings, so detection uses looser,

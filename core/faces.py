@@ -5,6 +5,7 @@ from __future__ import annotations
 import threading
 
 import cv2
+import cv2.data  # loaded by cv2 already; named so type checkers see the submodule
 import numpy as np
 
 __all__ = [
@@ -143,7 +144,8 @@ def detect_faces(
                                min_size=min_size, equalize=equalize, max_side=max_side)[0]
 
 
-def detect_eyes(image: np.ndarray, face: np.ndarray | tuple[int, int, int, int], *, min_neighbors: int = 5) -> np.ndarray:
+def detect_eyes(image: np.ndarray, face: np.ndarray | tuple[int, int, int, int], *,
+                min_neighbors: int = 5) -> np.ndarray:
     """Eyes inside the upper part of a face box, in image pixels; (0, 4) when none."""
     x, y, w, h = (int(v) for v in face)
     gray = to_gray(image)
@@ -154,10 +156,10 @@ def detect_eyes(image: np.ndarray, face: np.ndarray | tuple[int, int, int, int],
                                                 minSize=(max(4, w // 10), max(4, w // 10)))
     if len(found) == 0:
         return np.zeros((0, 4), dtype=int)
-    found = np.asarray(found, dtype=int)
-    found[:, 0] += x
-    found[:, 1] += y
-    return found
+    boxes = np.asarray(found, dtype=int)
+    boxes[:, 0] += x
+    boxes[:, 1] += y
+    return boxes
 
 
 def blur_regions(image: np.ndarray, boxes: np.ndarray, *, method: str = "blur", strength: float = 1.0,
@@ -192,7 +194,8 @@ def blur_regions(image: np.ndarray, boxes: np.ndarray, *, method: str = "blur", 
             region = cv2.GaussianBlur(region, (k, k), 0)
         else:
             blocks = max(2, int(round(5 / max(strength, 0.1))))
-            small = cv2.resize(roi, (blocks, max(2, round(blocks * (y1 - y0) / (x1 - x0)))), interpolation=cv2.INTER_AREA)
+            size = (blocks, max(2, round(blocks * (y1 - y0) / (x1 - x0))))
+            small = cv2.resize(roi, size, interpolation=cv2.INTER_AREA)
             region = cv2.resize(small, (x1 - x0, y1 - y0), interpolation=cv2.INTER_NEAREST)
         out[y0:y1, x0:x1] = region
     return out

@@ -46,7 +46,8 @@ def slice_normal(orientation: np.ndarray | list[float]) -> np.ndarray:
     n = np.cross(iop[:3], iop[3:])
     norm = float(np.linalg.norm(n))
     if norm < 1e-3:
-        raise GeometryError(f"(0020,0037) Image Orientation (Patient) row and column directions are parallel: {list(iop)}")
+        raise GeometryError("(0020,0037) Image Orientation (Patient) row and column directions are parallel: "
+                            f"{list(iop)}")
     return n / norm
 
 

@@ -16,8 +16,8 @@ from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
 
-__all__ = ["Budget", "FileHeader", "FrameInfo", "READ_ERRORS", "SkipFile", "inflate_deflated", "lenient", "quoted", "shown",
-           "read_header"]
+__all__ = ["Budget", "FileHeader", "FrameInfo", "READ_ERRORS", "SkipFile", "inflate_deflated", "lenient", "quoted",
+           "shown", "read_header"]
 
 # Exceptions that a malformed file is known to raise inside pydicom or numpy. The loader turns
 # every exception of a file into a "skipped" line; these ones are expected and not logged.
@@ -489,7 +489,8 @@ def _image_format(ds: Dataset, budget: Budget) -> _Format:
         raise SkipFile(f"invalid: (0028,0101) Bits Stored {bits_stored} disagrees with (0028,0100) Bits Allocated "
                        f"{bits_allocated}")
     if rows * cols > budget.max_frame_voxels:
-        raise SkipFile(f"refused: {rows} x {cols} pixels per frame is above the limit of {budget.max_frame_voxels} pixels")
+        raise SkipFile(f"refused: {rows} x {cols} pixels per frame is above the limit of "
+                       f"{budget.max_frame_voxels} pixels")
     nbytes = rows * cols * n_frames * samples * max(bits_allocated, 8) // 8
     if nbytes > budget.max_file_bytes:
         raise SkipFile(f"refused: the pixel data would take {nbytes / 1e9:.1f} GB, above the limit of "
@@ -649,8 +650,10 @@ def _frames(ds: Dataset, fmt: _Format, *, entry: int, name: str) -> list[FrameIn
     for f in range(n_frames):
         per = per_frame[f] if per_frame else None
         a = _frame_attributes(ds, per, shared, n_frames)
-        orientation = _float_list(a["iop"], 6, "(0020,0037) Image Orientation (Patient)") if a["iop"] not in (None, "") else None
-        position = _float_list(a["ipp"], 3, "(0020,0032) Image Position (Patient)") if a["ipp"] not in (None, "") else None
+        orientation = (_float_list(a["iop"], 6, "(0020,0037) Image Orientation (Patient)")
+                       if a["iop"] not in (None, "") else None)
+        position = (_float_list(a["ipp"], 3, "(0020,0032) Image Position (Patient)")
+                    if a["ipp"] not in (None, "") else None)
         spacing, spacing_note = _pixel_spacing(a["ps"])
         s, b = _rescale(a["slope"], a["intercept"])
         frames.append(

@@ -239,14 +239,15 @@ def value_statistics(vc: ValueCounts, *, percentiles: tuple[float, ...] = (1, 5,
     return out
 
 
-def array_statistics(values: np.ndarray, *, percentiles: tuple[float, ...] = (1, 5, 25, 75, 95, 99)) -> dict[str, float]:
+def array_statistics(values: np.ndarray, *,
+                     percentiles: tuple[float, ...] = (1, 5, 25, 75, 95, 99)) -> dict[str, float]:
     """The same statistics as :func:`value_statistics`, for float values (computed directly)."""
     v = np.asarray(values, dtype=np.float64).ravel()
     if v.size == 0:
         return {"count": 0}
     out = {"count": int(v.size), "mean": float(v.mean()), "median": float(np.median(v)), "sd": float(v.std()),
            "min": float(v.min()), "max": float(v.max())}
-    for p, q in zip(percentiles, np.percentile(v, percentiles)):
+    for p, q in zip(percentiles, np.percentile(v, percentiles), strict=True):
         out[f"p{p:g}"] = float(q)
     return out
 

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from core.volume import Volume
 
 __all__ = ["IsoPlan", "Mesh", "extract_isosurface", "keep_largest_parts", "mesh_bytes", "plan_isosurface"]
 
@@ -78,7 +82,8 @@ def _estimate_triangles(v: np.ndarray, level: float) -> float:
 def _steps_for(spacing: tuple[float, float, float], factor: float) -> tuple[int, int, int]:
     """Per-axis steps that make voxels about ``factor`` times the finest spacing, near-isotropic."""
     finest = min(spacing)
-    return tuple(max(1, int(round(factor * finest / s))) for s in spacing)  # type: ignore[return-value]
+    dz, dy, dx = (max(1, int(round(factor * finest / s))) for s in spacing)
+    return dz, dy, dx
 
 
 def keep_largest_parts(vertices: np.ndarray, faces: np.ndarray, n: int) -> tuple[np.ndarray, np.ndarray]:
@@ -135,15 +140,16 @@ _BYTES_PER_RAW_TRIANGLE = 250
 _RAW_OVER_ESTIMATE = 1.5
 
 
-def _sampling(v: np.ndarray, spacing, level: float, max_triangles: int) -> tuple[tuple[int, int, int], float]:
+def _sampling(v: np.ndarray, spacing: tuple[float, float, float], level: float,
+              max_triangles: int) -> tuple[tuple[int, int, int], float]:
     """The sampling step that brings ``v``'s surface near ``max_triangles``, and the full-resolution estimate."""
     estimate = _estimate_triangles(v, level) if v.size else 0.0
     factor = max(1.0, float(np.sqrt(estimate / max_triangles))) if estimate > max_triangles else 1.0
-    step = _steps_for(tuple(float(s) for s in spacing), factor) if factor > 1 else (1, 1, 1)
+    step = _steps_for(spacing, factor) if factor > 1 else (1, 1, 1)
     return step, estimate
 
 
-def plan_isosurface(volume, level: float, *, max_triangles: int = 300_000,
+def plan_isosurface(volume: Volume, level: float, *, max_triangles: int = 300_000,
                     crop: tuple[slice, slice, slice] | None = None, mask: np.ndarray | None = None) -> IsoPlan:
     """The sampling step and the memory :func:`extract_isosurface` will use, before it runs.
 
@@ -155,7 +161,7 @@ def plan_isosurface(volume, level: float, *, max_triangles: int = 300_000,
         raise ValueError(f"max_triangles must be positive, got {max_triangles!r}")
     v = volume.voxels[crop or (slice(None), slice(None), slice(None))]
     step, estimate = _sampling(v, volume.spacing, level, max_triangles)
-    sampled = int(np.prod([-(-n // k) for n, k in zip(v.shape, step)]))
+    sampled = int(np.prod([-(-n // k) for n, k in zip(v.shape, step, strict=True)]))
     raw = _RAW_OVER_ESTIMATE * estimate / float(np.prod(step)) ** (2 / 3)
     nbytes = max(8 * sampled, 4 * sampled + int(_BYTES_PER_RAW_TRIANGLE * raw))
     if mask is not None:
@@ -164,7 +170,7 @@ def plan_isosurface(volume, level: float, *, max_triangles: int = 300_000,
 
 
 def extract_isosurface(
-    volume,
+    volume: Volume,
     level: float,
     *,
     max_triangles: int = 300_000,
@@ -213,14 +219,14 @@ def extract_isosurface(
         raise ValueError(f"max_triangles must be positive, got {max_triangles!r}")
     crop = crop or (slice(None), slice(None), slice(None))
     v = volume.voxels[crop]
-    origin_index = np.array([s.indices(n)[0] for s, n in zip(crop, volume.shape)], dtype=np.float64)
+    origin_index = np.array([s.indices(n)[0] for s, n in zip(crop, volume.shape, strict=True)], dtype=np.float64)
     if mask is not None:
         m = np.asarray(mask, dtype=bool)[crop]
         floor = min(float(level) - 1.0, float(v.min()) if v.size else 0.0)
         v = np.where(m, v, np.array(floor, dtype=v.dtype if np.issubdtype(v.dtype, np.floating) else np.float32))
     if v.size == 0 or v.max() <= level or v.min() > level:
         raise ValueError(f"the level {level:g} is not crossed inside the volume (values {v.min():g} to {v.max():g})")
-    spacing = tuple(float(s) for s in volume.spacing)
+    spacing = volume.spacing  # floats: Volume converts them
     step = plan.step if plan is not None else _sampling(v, spacing, level, max_triangles)[0]
     sub = v[::step[0], ::step[1], ::step[2]]
     low = np.array(min(float(level) - 1.0, float(sub.min())), dtype=np.float32)
@@ -238,18 +244,19 @@ def extract_isosurface(
         import fast_simplification
 
         mm = verts * np.array(spacing)  # decimate in millimetres, where the error metric means something
-        points, faces = fast_simplification.simplify(mm, faces, target_reduction=1.0 - max_triangles / len(faces) * 0.98)
+        reduction = 1.0 - max_triangles / len(faces) * 0.98
+        points, faces = fast_simplification.simplify(mm, faces, target_reduction=reduction)
         verts = points / np.array(spacing)
         faces = faces.astype(np.int32)
         decimated = True
         if len(faces) > max_triangles:
             raise RuntimeError(f"decimation left {len(faces)} triangles, over the budget of {max_triangles}")
     lps = patient_positions(volume, verts)
-    return Mesh(vertices=lps.astype(np.float32), faces=faces, step=tuple(int(s) for s in step), decimated=decimated,
+    return Mesh(vertices=lps.astype(np.float32), faces=faces, step=step, decimated=decimated,
                 enclosed_ml=enclosed)
 
 
-def patient_positions(volume, kji: np.ndarray) -> np.ndarray:
+def patient_positions(volume: Volume, kji: np.ndarray) -> np.ndarray:
     """Patient LPS mm of fractional voxel indices ``(k, j, i)``: (N, 3) float64.
 
     Each slice sits at its own ImagePositionPatient (between two slices, on the line joining
@@ -278,5 +285,9 @@ def mesh_bytes(mesh: Mesh, file_type: str) -> bytes:
         raise ValueError(f"file_type must be 'stl', 'ply' or 'obj', got {file_type!r}")
     tm = trimesh.Trimesh(vertices=mesh.vertices, faces=mesh.faces, process=False)
     out = tm.export(file_type=file_type)
-    return out if isinstance(out, bytes) else out.encode()
+    if isinstance(out, bytes):
+        return out
+    if isinstance(out, str):  # OBJ is text
+        return out.encode()
+    raise TypeError(f"trimesh exported a {type(out).__name__} as {file_type!r}, not bytes or text")
 

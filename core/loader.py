@@ -20,8 +20,7 @@ from pydicom.pixels import apply_modality_lut, pixel_array
 
 from core import hu
 from core.geometry import GeometryError, analyse_stack, orientation_name, slice_normal
-from core.headers import (READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, inflate_deflated, lenient,
-                          read_header)
+from core.headers import READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, inflate_deflated, lenient, read_header
 from core.memory import MemoryBudget, OverBudget, Reservation
 from core.sources import ZipLimits, expand_sources
 from core.volume import Volume
@@ -140,7 +139,8 @@ def _cluster_orientation(frames: list[FrameInfo]) -> list[list[FrameInfo]]:
     return [m for _, _, m in groups]
 
 
-def _split_repeats(frames: list[FrameInfo], normal: np.ndarray) -> tuple[list[list[FrameInfo]], list[str], list[tuple[str, str]]]:
+def _split_repeats(frames: list[FrameInfo], normal: np.ndarray
+                   ) -> tuple[list[list[FrameInfo]], list[str], list[tuple[str, str]]]:
     """Split a stack whose slices repeat positions (echoes, phases) into stacks that do not."""
     skipped: list[tuple[str, str]] = []
     seen: dict[str, FrameInfo] = {}
@@ -187,7 +187,8 @@ def _split_repeats(frames: list[FrameInfo], normal: np.ndarray) -> tuple[list[li
         kept.append(members[0])
         for fr in members[1:]:
             extra += 1
-            skipped.append((fr.name, f"same position as {members[0].name} (repeated position in the series); one slice per position kept"))
+            skipped.append((fr.name, f"same position as {members[0].name} (repeated position in the series); "
+                                     "one slice per position kept"))
     note = (
         f"Repeated positions: {extra} slices share a position with another slice (several time points or "
         f"echoes stacked, with no attribute to tell them apart); one slice per position was kept."
@@ -240,7 +241,8 @@ def _plan_series(series_frames: list[FrameInfo], headers: dict[int, FileHeader],
 
         if first.position is None or first.orientation is None:
             stack.sort(key=lambda fr: (fr.instance_number is None, fr.instance_number or 0, fr.frame or 0, fr.name))
-            dz = _positive_float(lenient(ds, "SpacingBetweenSlices")) or _positive_float(lenient(ds, "SliceThickness")) or 1.0
+            dz = (_positive_float(lenient(ds, "SpacingBetweenSlices"))
+                  or _positive_float(lenient(ds, "SliceThickness")) or 1.0)
             warnings = base_warnings + [
                 "No (0020,0032) Image Position / (0020,0037) Image Orientation: slices are ordered by "
                 f"InstanceNumber and frame, {dz:g} mm apart as declared, and the patient orientation is unknown."
@@ -259,7 +261,8 @@ def _plan_series(series_frames: list[FrameInfo], headers: dict[int, FileHeader],
         skipped.extend(dup_skipped)
         for part in parts:
             positions = np.array([fr.position for fr in part])
-            nominal_f = _positive_float(lenient(ds, "SpacingBetweenSlices")) or _positive_float(lenient(ds, "SliceThickness"))
+            nominal_f = (_positive_float(lenient(ds, "SpacingBetweenSlices"))
+                         or _positive_float(lenient(ds, "SliceThickness")))
             geo = analyse_stack(positions, normal, nominal_spacing=nominal_f)
             ordered = [part[i] for i in geo.order]
             plans.append(
@@ -282,7 +285,9 @@ def _native_frame(data: bytes, header: FileHeader, frame: int, base: int | None 
     itemsize = header.bits_allocated // 8
     kind = "i" if header.signed else "u"
     dtype = np.dtype(f"{'>' if big else '<'}{kind}{itemsize}")
-    arr = np.frombuffer(data, dtype=dtype, count=count, offset=(header.pixel_offset if base is None else base) + frame * count * itemsize)
+    start = header.pixel_offset if base is None else base
+    assert start is not None, "read_header gives every native file its pixel offset"
+    arr = np.frombuffer(data, dtype=dtype, count=count, offset=start + frame * count * itemsize)
     return _fix_bits(arr.reshape(rows, cols), header)
 
 
@@ -297,7 +302,8 @@ def _fix_bits(arr: np.ndarray, header: FileHeader) -> np.ndarray:
     return arr & np.array((1 << stored) - 1, dtype=arr.dtype)
 
 
-def _decoded_frames(data: bytes, header: FileHeader, wanted: list[int], base: int | None = None) -> dict[int, np.ndarray]:
+def _decoded_frames(data: bytes, header: FileHeader, wanted: list[int],
+                    base: int | None = None) -> dict[int, np.ndarray]:
     """Raw stored values of the wanted frames (``base``: where pixel data starts in ``data``)."""
     if header.native:
         return {f: _native_frame(data, header, f, base) for f in wanted}
@@ -372,7 +378,8 @@ def _modality_values(raw: np.ndarray, fr: FrameInfo, header: FileHeader) -> np.n
         if fr.intercept:
             out += int(fr.intercept)
         return out
-    if float(fr.slope).is_integer() and float(fr.intercept).is_integer() and max(abs(fr.slope), abs(fr.intercept)) < 2**40:
+    whole = float(fr.slope).is_integer() and float(fr.intercept).is_integer()
+    if whole and max(abs(fr.slope), abs(fr.intercept)) < 2**40:
         return raw.astype(np.int64) * int(fr.slope) + int(fr.intercept)
     return raw.astype(np.float32) * np.float32(fr.slope) + np.float32(fr.intercept)
 
@@ -598,14 +605,13 @@ class _Load:
                 slots[fr.entry].append((fr, v, k))
         for i in sorted(slots):
             header = headers[i]
-            live = [(fr, v, k) for fr, v, k in slots[i] if canvases[v] is not None]
+            live = [(fr, canvas, k) for fr, v, k in slots[i] if (canvas := canvases[v]) is not None]
             if live:
-                self._decode_file(i, header, live, canvases)
+                self._decode_file(i, header, live)
             self.tick()
             self.finished(i)
 
-    def _decode_file(self, i: int, header: FileHeader, slots: list[tuple[FrameInfo, int, int]],
-                     canvases: list[_Canvas | None]) -> None:
+    def _decode_file(self, i: int, header: FileHeader, slots: list[tuple[FrameInfo, _Canvas, int]]) -> None:
         wanted = sorted({fr.frame or 0 for fr, _, _ in slots})
         try:
             raw_frames = self._raw_frames(i, header, wanted)
@@ -614,8 +620,7 @@ class _Load:
             reason = _decode_reason(exc, header)
             self.skipped.extend((fr.name, reason) for fr, _, _ in slots)
             return
-        for fr, v, k in slots:
-            canvas = canvases[v]
+        for fr, canvas, k in slots:
             try:
                 raw = raw_frames[fr.frame or 0]
                 if raw.shape != (fr.rows, fr.cols):
@@ -659,7 +664,7 @@ class _Load:
     def assemble(self, plans: list[_Plan], canvases: list[_Canvas | None],
                  headers: dict[int, FileHeader]) -> list[Volume]:
         volumes: list[Volume] = []
-        for plan, canvas in zip(plans, canvases):
+        for plan, canvas in zip(plans, canvases, strict=True):
             if canvas is None:
                 continue
             try:
@@ -677,11 +682,11 @@ class _Load:
 
     def _volume(self, plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -> Volume | None:
         if not canvas.done.all():
-            kept = _without_missing(plan, canvas, headers)
-            if kept[0] is None or kept[1] is None:
+            kept_plan, kept_canvas = _without_missing(plan, canvas, headers)
+            if kept_plan is None or kept_canvas is None:
                 canvas.release()
                 return None
-            plan, canvas = kept
+            plan, canvas = kept_plan, kept_canvas
         volume = _volume_from(plan, canvas, headers)
         if self.memory is not None:
             for res in canvas.reservations:
@@ -773,7 +778,8 @@ def _decode_hint(exc: BaseException, header: FileHeader) -> str:
     return "the compressed data looks damaged or uses a variant the decoders do not support"
 
 
-def _without_missing(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -> tuple[_Plan | None, _Canvas | None]:
+def _without_missing(plan: _Plan, canvas: _Canvas,
+                     headers: dict[int, FileHeader]) -> tuple[_Plan | None, _Canvas | None]:
     """Drop slices whose pixels failed to decode and re-check the geometry of the rest."""
     keep = np.flatnonzero(canvas.done)
     if keep.size == 0:
@@ -785,7 +791,8 @@ def _without_missing(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader
         geo = analyse_stack(np.array([fr.position for fr in frames]), slice_normal(plan.orientation),
                             nominal_spacing=plan.spacing[0])
         spacing = (geo.spacing, plan.spacing[1], plan.spacing[2])
-        warnings += [w for w in geo.warnings if not w.startswith("Gantry tilt") or not any(x.startswith("Gantry") for x in warnings)]
+        tilt_noted = any(x.startswith("Gantry") for x in warnings)
+        warnings += [w for w in geo.warnings if not w.startswith("Gantry tilt") or not tilt_noted]
     warnings.append(f"{len(plan.frames) - len(frames)} slice(s) of this stack could not be decoded and are left out.")
     new_plan = _Plan(frames, spacing, warnings, plan.orientation, plan.label)
     new_canvas = _Canvas.__new__(_Canvas)

@@ -3,15 +3,19 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
 
 from core import hu
 
+if TYPE_CHECKING:
+    from core.volume import Volume
+
 __all__ = ["LungStats", "lung_statistics", "segment_lungs"]
 
 
-def segment_lungs(volume, *, threshold: float = -320.0, min_fraction: float = 0.2) -> np.ndarray:
+def segment_lungs(volume: Volume, *, threshold: float = -320.0, min_fraction: float = 0.2) -> np.ndarray:
     """The lungs of a CT volume, vessels and nodules inside them included.
 
     1. Voxels below ``threshold`` HU (air and lung), padding included as air.
@@ -79,7 +83,7 @@ class LungStats:
     mean_hu: float
 
 
-def lung_statistics(volume, lungs: np.ndarray, *, emphysema_hu: float = hu.LOW_ATTENUATION) -> LungStats:
+def lung_statistics(volume: Volume, lungs: np.ndarray, *, emphysema_hu: float = hu.LOW_ATTENUATION) -> LungStats:
     """Lung volume in mL, emphysema index (% of lung voxels below ``emphysema_hu``), mean HU."""
     n = int(lungs.sum())
     if n == 0:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from core.volume import Volume
 
 __all__ = ["PointValue", "RoiStats", "roi_stats", "value_at"]
 
@@ -19,7 +23,7 @@ class PointValue:
     padding: bool
 
 
-def value_at(volume, k: int, j: int, i: int) -> PointValue:
+def value_at(volume: Volume, k: int, j: int, i: int) -> PointValue:
     """The voxel at slice ``k``, row ``j``, column ``i``.
 
     Raises
@@ -33,7 +37,7 @@ def value_at(volume, k: int, j: int, i: int) -> PointValue:
     pad = volume.padding
     is_pad = bool(pad is not None and (pad[k, j, i // 8] >> (7 - i % 8)) & 1)
     p = volume.patient_position(k, j, i)
-    return PointValue(float(volume.voxels[k, j, i]), (k, j, i), tuple(float(x) for x in p), is_pad)
+    return PointValue(float(volume.voxels[k, j, i]), (k, j, i), (float(p[0]), float(p[1]), float(p[2])), is_pad)
 
 
 @dataclass(frozen=True)
@@ -53,7 +57,7 @@ class RoiStats:
     volume_ml: float
 
 
-def roi_stats(volume, *, axis: int, index: int, rows: tuple[int, int], cols: tuple[int, int]) -> RoiStats:
+def roi_stats(volume: Volume, *, axis: int, index: int, rows: tuple[int, int], cols: tuple[int, int]) -> RoiStats:
     """Statistics of a box on one plane of ``volume``.
 
     Parameters

@@ -3,11 +3,14 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 import numpy as np
 
 from core.geometry import orientation_name
+
+if TYPE_CHECKING:
+    from core.volume import Volume
 
 __all__ = [
     "AXES",
@@ -83,7 +86,7 @@ class PlaneInfo:
         return self.row_mm / self.col_mm
 
 
-def plane_info(volume, axis: int) -> PlaneInfo:
+def plane_info(volume: Volume, axis: int) -> PlaneInfo:
     """Layout of the view that holds ``axis`` fixed, for a :class:`~core.volume.Volume`."""
     if axis not in AXES:
         raise ValueError(f"axis must be 0, 1 or 2, got {axis!r}")
@@ -108,7 +111,7 @@ def plane_info(volume, axis: int) -> PlaneInfo:
     return PlaneInfo(axis, orientation_name(normal), flip, float(row_mm), float(col_mm), down, right, letters)
 
 
-def slab_width_slices(volume, axis: int, thickness_mm: float) -> int:
+def slab_width_slices(volume: Volume, axis: int, thickness_mm: float) -> int:
     """Number of slices along ``axis`` that a slab of ``thickness_mm`` covers (at least 1)."""
     step = volume.spacing[axis]
     return max(1, int(round(float(thickness_mm) / step))) if thickness_mm and thickness_mm > 0 else 1

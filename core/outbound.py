@@ -175,7 +175,7 @@ def parse_ip(host: str) -> IPAddress | None:
 
 def _system_resolver(host: str, port: int) -> list[str]:
     infos = socket.getaddrinfo(host, port, type=socket.SOCK_STREAM)
-    return [info[4][0] for info in infos]
+    return [str(info[4][0]) for info in infos]  # SOCK_STREAM over IPv4 or IPv6: the host is text
 
 
 @dataclass(frozen=True)
@@ -341,7 +341,7 @@ class _Watched:
     sock: socket.socket
 
     def connect(self) -> None:
-        super().connect()  # type: ignore[misc]
+        super().connect()  # type: ignore[misc]  # a mixin: the connection class comes after it
         if self.deadline is not None:
             self.deadline.watch(self.sock)
 
@@ -360,7 +360,7 @@ class _Pinned:
     deadline: _Deadline | None = None
 
     def _new_conn(self):
-        conn = super()._new_conn()  # type: ignore[misc]
+        conn = super()._new_conn()  # type: ignore[misc]  # a mixin: the pool class comes after it
         conn.deadline = self.deadline
         return conn
 
@@ -376,8 +376,9 @@ class _PinnedHTTPSPool(_Pinned, HTTPSConnectionPool):
 def _pinned_pool(target: Target, deadline: _Deadline) -> HTTPConnectionPool:
     """A pool of one connection to the checked address, whatever the URL's host resolves to later."""
     if target.scheme == "https":
-        pool: HTTPConnectionPool = _PinnedHTTPSPool(str(target.ip), target.port, maxsize=1, retries=False,
-                                                    server_hostname=target.host, assert_hostname=target.host)
+        pool: _PinnedPool | _PinnedHTTPSPool = _PinnedHTTPSPool(
+            str(target.ip), target.port, maxsize=1, retries=False,
+            server_hostname=target.host, assert_hostname=target.host)
     else:
         pool = _PinnedPool(str(target.ip), target.port, maxsize=1, retries=False)
     pool.deadline = deadline
@@ -532,6 +533,8 @@ class GuardedSession(requests.Session):
         kwargs.pop("proxies", None)
         deadline = _Deadline(self.deadline)
         adapter = self.get_adapter(request.url or "")
+        if not isinstance(adapter, _PinnedAdapter):  # a remounted adapter would skip the address check
+            raise TypeError(f"GuardedSession sends only through its own adapter, not {type(adapter).__name__}")
         try:
             response = self._follow(adapter, request, deadline, kwargs)
             response.raw.owns_deadline = True
@@ -550,7 +553,7 @@ class GuardedSession(requests.Session):
             raise
         return response
 
-    def _follow(self, adapter: HTTPAdapter, request: requests.PreparedRequest, deadline: _Deadline,
+    def _follow(self, adapter: _PinnedAdapter, request: requests.PreparedRequest, deadline: _Deadline,
                 kwargs: dict[str, Any]) -> requests.Response:
         history: list[requests.Response] = []
         for _ in range(self.max_redirects + 1):

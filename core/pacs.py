@@ -114,7 +114,8 @@ class PacsConnection:
     configured: bool = False
 
     def __repr__(self) -> str:  # never show secrets in logs or tracebacks
-        return f"PacsConnection(url={self.url!r}, auth={'token' if self.token else 'basic' if self.username else 'none'})"
+        auth = "token" if self.token else "basic" if self.username else "none"
+        return f"PacsConnection(url={self.url!r}, auth={auth})"
 
     @property
     def root(self) -> str:

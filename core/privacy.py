@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from core.volume import Volume
 
 __all__ = ["MASK", "PHI_KEYWORDS", "SAFE_NESTED_TEXT", "TEXT_VRS", "display_description", "is_phi", "masked",
            "nested_may_be_phi"]
@@ -26,7 +29,8 @@ PHI_KEYWORDS: frozenset[str] = frozenset(
         "RequestingPhysician", "SeriesDate", "SeriesDescription", "SeriesTime", "StationName", "StudyDate",
         "StudyDescription", "StudyID", "StudyTime", "EthnicGroup", "Occupation", "MilitaryRank", "BranchOfService",
         "CountryOfResidence", "RegionOfResidence", "PatientReligiousPreference", "ResponsiblePerson",
-        "ResponsibleOrganization", "ReasonForStudy", "RequestedProcedureDescription", "ScheduledProcedureStepDescription",
+        "ResponsibleOrganization", "ReasonForStudy", "RequestedProcedureDescription",
+        "ScheduledProcedureStepDescription",
     }
 )
 
@@ -59,7 +63,7 @@ def masked(value: Any, *, show: bool) -> str:
     return str(value) if show else MASK
 
 
-def display_description(volume, index: int, *, show_phi: bool) -> str:
+def display_description(volume: Volume, index: int, *, show_phi: bool) -> str:
     """A series label safe to show: SeriesDescription (PHI in Annex E) only when revealed.
 
     The built-in sample's patient is fictitious, so its description is always shown.

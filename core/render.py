@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 import cv2
@@ -31,6 +32,7 @@ def colormap_table(colormap: str) -> np.ndarray:
     if colormap not in COLORMAPS:
         raise ValueError(f"colormap must be one of {COLORMAPS}, got {colormap!r}")
     levels = np.arange(256, dtype=np.uint8)
+    rgb: np.ndarray
     if colormap == "grey":
         rgb = np.stack([levels] * 3, axis=1)
     elif colormap == "inverted grey":
@@ -94,7 +96,7 @@ def render_view(
     max_size: int = 512,
     zoom: float = 1.0,
     center: tuple[float, float] | None = None,
-    crosshair: dict[int, float] | None = None,
+    crosshair: Mapping[int, float] | None = None,
     letters: bool = True,
     box: tuple[int, int, int, int] | None = None,
 ) -> tuple[np.ndarray, ViewTransform]:
@@ -146,7 +148,8 @@ def render_view(
     c0 = float(np.clip(cc + 0.5 - win_c / 2, 0, cols - win_c))
     scale = (out_h / win_r, out_w / win_c)
     if zoom == 1.0:
-        out = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_LINEAR if out_h > rows or out_w > cols else cv2.INTER_AREA)
+        upscaling = out_h > rows or out_w > cols
+        out = cv2.resize(img, (out_w, out_h), interpolation=cv2.INTER_LINEAR if upscaling else cv2.INTER_AREA)
     else:
         m = np.array([[scale[1], 0, -(c0 * scale[1]) + 0.5 * scale[1] - 0.5],
                       [0, scale[0], -(r0 * scale[0]) + 0.5 * scale[0] - 0.5]], dtype=np.float64)
@@ -164,28 +167,29 @@ def render_view(
     return out, tf
 
 
-def _draw_crosshair(out: np.ndarray, tf: ViewTransform, axis: int, crosshair: dict[int, float]) -> None:
+def _draw_crosshair(out: np.ndarray, tf: ViewTransform, axis: int, crosshair: Mapping[int, float]) -> None:
     h, w = out.shape
     gap = max(6, min(h, w) // 40)
     # Which array axis runs down (rows) and across (cols) of this view.
     down_axis, across_axis = IN_PLANE[axis]
-    point = [None, None]
+    x: float | None = None
+    y: float | None = None
     for other, pos in crosshair.items():
         if other == down_axis:
             _, y = tf.to_display(pos, 0)
-            point[1] = y
         elif other == across_axis:
             x, _ = tf.to_display(0, pos)
-            point[0] = x
-    x, y = point
+    # Each line stops ``gap`` short of the crossing point on both sides.
     if y is not None and 0 <= y < h:
         yi = int(round(y))
-        for xs, xe in ((0, (int(round(x)) - gap) if x is not None else w), ((int(round(x)) + gap) if x is not None else w, w)):
+        left, right = (int(round(x)) - gap, int(round(x)) + gap) if x is not None else (w, w)
+        for xs, xe in ((0, left), (right, w)):
             if xe > xs:
                 out[yi, max(xs, 0):min(xe, w)] = CROSSHAIR[down_axis]
     if x is not None and 0 <= x < w:
         xi = int(round(x))
-        for ys, ye in ((0, (int(round(y)) - gap) if y is not None else h), ((int(round(y)) + gap) if y is not None else h, h)):
+        top, bottom = (int(round(y)) - gap, int(round(y)) + gap) if y is not None else (h, h)
+        for ys, ye in ((0, top), (bottom, h)):
             if ye > ys:
                 out[max(ys, 0):min(ye, h), xi] = CROSSHAIR[across_axis]
 

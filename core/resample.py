@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import numpy as np
 
 from core import hu
 from core.geometry import _fmt
 
+if TYPE_CHECKING:
+    from core.volume import Volume
+
 __all__ = ["resample_regular"]
 
 
-def _fill_value(volume) -> float:
+def _fill_value(volume: Volume) -> float:
     if volume.modality == "CT":
         return float(hu.AIR)
     return volume.value_range[0]
 
 
-def resample_regular(volume, *, slice_spacing: float | None = None):
+def resample_regular(volume: Volume, *, slice_spacing: float | None = None):
     """Resample a sheared or unevenly spaced stack onto a regular orthogonal grid.
 
     Every output voxel sits at its true patient position: each source slice is

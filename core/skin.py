@@ -2,16 +2,21 @@
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
 import cv2
 import numpy as np
 
 from core import hu
 
+if TYPE_CHECKING:
+    from core.volume import Volume
+
 __all__ = ["render_skin"]
 
 
 def render_skin(
-    volume,
+    volume: Volume,
     *,
     level: float = hu.SKIN,
     azimuth: float = 0.0,
@@ -74,8 +79,9 @@ def render_skin(
     superior_last = float(np.dot(vol.slice_step, [0, 0, 1])) > 0
     filled = np.nan_to_num(depth, nan=float(np.nanmax(depth)) if hit.any() else 0.0).astype(np.float32)
     # Depth comes in whole voxels: smooth it so the shading shows the surface, not its steps.
-    filled = cv2.GaussianBlur(filled, (0, 0), sigmaX=max(1.0, 1.5 / rx * pixel_mm), sigmaY=max(1.0, 1.5 * pixel_mm / dz))
-    gz, gx = np.gradient(filled, dz, rx)
+    smooth = cv2.GaussianBlur(filled, (0, 0), sigmaX=max(1.0, 1.5 / rx * pixel_mm),
+                              sigmaY=max(1.0, 1.5 * pixel_mm / dz))
+    gz, gx = np.gradient(smooth, dz, rx)
     g_up = gz if superior_last else -gz
     # The surface faces the viewer at z = -depth: its normal is (d depth/dx, d depth/d up, 1).
     normal = np.stack([gx, g_up, np.ones_like(gx)], axis=-1)

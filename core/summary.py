@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import json
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from core.volume import Volume
 
 __all__ = ["summary_json"]
 
 
-def summary_json(volume) -> str:
+def summary_json(volume: Volume) -> str:
     """Geometry and acquisition facts of a series, without PHI, as JSON."""
     dz, dy, dx = volume.spacing
     doc = {

@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import functools
 from dataclasses import dataclass, field, replace
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from core.resample import resample_regular
+
+if TYPE_CHECKING:
+    from pydicom import Dataset
 
 __all__ = ["Volume"]
 
@@ -34,7 +37,8 @@ class Volume:
     warnings : list of str
         Geometry problems in words, for the page to show.
     positions : (S, 3) ndarray of float64
-        ImagePositionPatient of each slice, in patient LPS mm.
+        ImagePositionPatient of each slice, in patient LPS mm. Left out (empty), the
+        slices are stacked along the normal from the origin, ``spacing[0]`` apart.
     row_direction, col_direction : (3,) ndarray of float64
         The two ImageOrientationPatient (0020,0037) direction cosines: along a row
         (increasing column index) and along a column (increasing row index).
@@ -65,18 +69,18 @@ class Volume:
     series_uid: str
     modality: str
     warnings: list[str] = field(default_factory=list)
-    positions: np.ndarray | None = None
+    positions: np.ndarray = field(default_factory=lambda: np.empty((0, 3)))
     row_direction: np.ndarray = field(default_factory=lambda: np.array([1.0, 0.0, 0.0]))
     col_direction: np.ndarray = field(default_factory=lambda: np.array([0.0, 1.0, 0.0]))
     description: str = ""
     window: tuple[float, float] | None = None
     summary: dict[str, Any] = field(default_factory=dict)
-    header: Any = None
+    header: Dataset | None = None
     padding: np.ndarray | None = None
     invert: bool = False
     units: str = ""
     source_names: tuple[str, ...] = ()
-    slice_headers: tuple[Any, ...] = ()
+    slice_headers: tuple[Dataset, ...] = ()
 
     def __post_init__(self) -> None:
         if self.voxels.ndim != 3:
@@ -84,7 +88,7 @@ class Volume:
         if len(self.spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing):
             raise ValueError(f"spacing must be three positive numbers in mm, got {self.spacing!r}")
         self.voxels.flags.writeable = False
-        if self.positions is None:
+        if len(self.positions) == 0:
             dz = self.spacing[0]
             n = np.cross(self.row_direction, self.col_direction)
             positions = np.arange(self.voxels.shape[0])[:, None] * dz * n[None, :]
@@ -95,7 +99,7 @@ class Volume:
     @property
     def shape(self) -> tuple[int, int, int]:
         """(slices, rows, cols)."""
-        return tuple(self.voxels.shape)  # type: ignore[return-value]
+        return tuple(self.voxels.shape)
 
     @property
     def normal(self) -> np.ndarray:

@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import functools
+from typing import TYPE_CHECKING
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from core.volume import Volume
 
 __all__ = ["CT_PRESETS", "auto_window", "default_window", "window"]
 
@@ -86,7 +90,8 @@ def _linear(x: np.ndarray, c: float, w: float, lo: float, hi: float, invert: boo
     return 255 - out if invert else out
 
 
-def auto_window(voxels: np.ndarray, *, mask: np.ndarray | None = None, percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
+def auto_window(voxels: np.ndarray, *, mask: np.ndarray | None = None,
+                percentiles: tuple[float, float] = (1.0, 99.0)) -> tuple[float, float]:
     """A window spanning the given percentiles of the values (padding excluded by ``mask``).
 
     Returns
@@ -102,7 +107,7 @@ def auto_window(voxels: np.ndarray, *, mask: np.ndarray | None = None, percentil
     return float((lo + hi) / 2), float(max(hi - lo, 1.0))
 
 
-def default_window(volume) -> tuple[float, float]:
+def default_window(volume: Volume) -> tuple[float, float]:
     """The window to open a volume with: the header's, else soft tissue for CT, else automatic."""
     if volume.window is not None:
         return volume.window

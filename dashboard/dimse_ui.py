@@ -85,7 +85,9 @@ def connection_ui(settings: hosting.PacsSettings, dimse: hosting.DimseSettings) 
 
 
 def echo_ui(peer: DimsePeer | None) -> None:
-    if st.button("Test connection (C-ECHO)", key="dimse_echo", icon=":material/network_check:", disabled=peer is None):
+    clicked = st.button("Test connection (C-ECHO)", key="dimse_echo", icon=":material/network_check:",
+                        disabled=peer is None)
+    if clicked and peer is not None:
         try:
             with st.spinner("C-ECHO…"):
                 seconds = echo(peer)

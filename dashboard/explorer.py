@@ -13,7 +13,7 @@ from streamlit_image_coordinates import streamlit_image_coordinates
 from core import Volume
 from core.export import nifti_bytes, on_one_grid
 from core.measure import roi_stats, value_at
-from core.mpr import IN_PLANE, VIEW_AXES, VIEW_NAMES, plane_info, slab, slab_width_slices
+from core.mpr import IN_PLANE, VIEW_AXES, VIEW_NAMES, SlabMode, plane_info, slab, slab_width_slices
 from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
 from dashboard import mpr_view, state
@@ -33,7 +33,7 @@ LIVE_VIEW = "explorer_live_view"  # the view as last drawn, read by the PNG down
 PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE, LARGE, ZOOM, ROI_ROWS, ROI_COLS, ROI_ON)
 
 CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percentile)"
-SLAB_MODES = {"mip": "MIP (maximum)", "minip": "MinIP (minimum)", "mean": "Mean"}
+SLAB_MODES: dict[SlabMode, str] = {"mip": "MIP (maximum)", "minip": "MinIP (minimum)", "mean": "Mean"}
 
 
 @dataclasses.dataclass(frozen=True)
@@ -44,7 +44,7 @@ class Display:
     width: float
     colormap: str
     slab_mm: float
-    slab_mode: str
+    slab_mode: SlabMode
 
 
 @dataclasses.dataclass(frozen=True)
@@ -134,7 +134,7 @@ def window_ui(vol: Volume) -> Display:
                  "mediastinum 350/50 (width/level, HU), as the major viewers use them.")
     cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP)
     slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM)
-    mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.get, key=SLAB_MODE)
+    mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE)
     return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, slab_mm, mode)
 
 
@@ -230,8 +230,8 @@ def large_view_ui(vol: Volume, display: Display) -> int:
     box = dataclasses.astuple(_roi_box()) if st.session_state.get(ROI_ON) else None
     png, tf = view_png(vol, axis, display, point, max_size=800, zoom=zoom, box=box)
     st.session_state[LARGE_TF] = tf
-    streamlit_image_coordinates(_EncodedPNG(png), key=LARGE_CLICK, click_and_drag=True, on_click=lambda: _on_large_click(vol, axis),
-                                cursor="crosshair", width="content")
+    streamlit_image_coordinates(_EncodedPNG(png), key=LARGE_CLICK, click_and_drag=True,
+                                on_click=lambda: _on_large_click(vol, axis), cursor="crosshair", width="content")
     return axis
 
 
@@ -298,7 +298,7 @@ def roi_ui(vol: Volume, axis: int) -> None:
         ("Mean", f"{stats.mean:.1f} {unit}"), ("SD", f"{stats.sd:.1f}"), ("Min", f"{stats.min:g}"),
         ("Max", f"{stats.max:g}"), ("Area", f"{stats.area_mm2:.1f} mm²"), ("Volume", f"{stats.volume_ml:.3f} mL"),
         ("Voxels", f"{stats.n}"),
-    ]):
+    ], strict=True):
         col.metric(label, value)
     st.caption(f"On the {VIEW_NAMES[axis].lower()} plane at slice {index}, one voxel deep; padding excluded.")
 

@@ -295,8 +295,8 @@ def ct_check_ui(vol: Volume | None) -> None:
             st.session_state[CHECK] = CtCheck(state.volume_key(vol), head, reason, privacy_check(vol) if head else None)
     done = st.session_state.get(CHECK)
     if done is None or done.volume_key != state.volume_key(vol):
-        st.caption(f"Renders the skin surface ({hu.SKIN:g} HU) from three angles and two lightings, then runs the detectors "
-                   "with their defaults and with settings tuned for renderings.")
+        st.caption(f"Renders the skin surface ({hu.SKIN:g} HU) from three angles and two lightings, then runs the "
+                   "detectors with their defaults and with settings tuned for renderings.")
         return
     head, reason, evidence = done.head, done.reason, done.evidence
     if not head:

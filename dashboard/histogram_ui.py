@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
+from typing import Any, cast
 
 import numpy as np
 import pandas as pd
@@ -26,7 +27,8 @@ from dashboard import explorer, state
 from dashboard.text import md_escape, plotly_escape, unit_label
 
 SCOPE, BIN_WIDTH, RANGE = "histogram_scope", "histogram_bin_width", "histogram_range"
-LOG, CUMULATIVE, BANDS, OVERLAY, CHART = "histogram_log", "histogram_cumulative", "histogram_bands", "histogram_overlay", "histogram_chart"
+LOG, CUMULATIVE, BANDS = "histogram_log", "histogram_cumulative", "histogram_bands"
+OVERLAY, CHART = "histogram_overlay", "histogram_chart"
 SLAB_SLICES = "histogram_slab_slices"
 PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES)
 SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box", "Segmented lungs")
@@ -70,7 +72,8 @@ def init(vol: Volume) -> None:
     st.session_state.setdefault(SCOPE, SCOPES[0])
     st.session_state.setdefault(BIN_WIDTH, 10.0)
     lo, hi = _range_limits(vol)
-    st.session_state.setdefault(RANGE, (max(DEFAULT_HU_RANGE[0], lo), min(DEFAULT_HU_RANGE[1], hi)) if vol.units == "HU" else (lo, hi))
+    hu_default = (max(DEFAULT_HU_RANGE[0], lo), min(DEFAULT_HU_RANGE[1], hi))
+    st.session_state.setdefault(RANGE, hu_default if vol.units == "HU" else (lo, hi))
     st.session_state.setdefault(LOG, False)
     st.session_state.setdefault(CUMULATIVE, False)
     st.session_state.setdefault(BANDS, vol.units == "HU")
@@ -133,7 +136,8 @@ def controls_ui(vol: Volume) -> Controls:
     d1, d2, d3 = st.columns([1, 1, 2])
     bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH)
     d2.button("Classic 80 bins", key="histogram_classic", on_click=_classic_bins, args=(vol,))
-    rng = d3.slider(f"Range ({unit})", lo, hi, key=RANGE, step=1.0)
+    # init() gives the key a (low, high) pair, so the slider is a range slider.
+    rng = cast(tuple[float, float], d3.slider(f"Range ({unit})", lo, hi, key=RANGE, step=1.0))
     e1, e2, e3 = st.columns(3)
     log = e1.toggle("Log counts", key=LOG)
     cum = e2.toggle("Cumulative", key=CUMULATIVE)
@@ -151,7 +155,10 @@ def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | N
     if scope.kind == "lungs":
         return vol.voxels, None
     if scope.kind == "roi":
-        r0, r1, c0, c1 = scope.box.row_start, scope.box.row_stop, scope.box.col_start, scope.box.col_stop
+        box = scope.box
+        if box is None:
+            raise ValueError("an 'roi' scope needs its box")
+        r0, r1, c0, c1 = box.row_start, box.row_stop, box.col_start, box.col_stop
         plane = slab(vol.voxels, scope.axis, scope.index)[r0:r1, c0:c1]
         mask = vol.padding_plane(scope.axis, scope.index)
         pad = None if mask is None else np.packbits(mask[r0:r1, c0:c1], axis=-1)
@@ -160,7 +167,7 @@ def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | N
 
 
 @st.cache_resource(scope="session", max_entries=16, show_spinner=False)
-def counts_for(_vol: Volume, key: tuple, scope: Scope) -> tuple[ValueCounts | None, np.ndarray | None, int]:
+def counts_for(_vol: Volume, key: tuple, scope: Scope) -> tuple[ValueCounts | np.ndarray, int]:
     """Value counts of a scope (integer volumes), or the values themselves (float), and padding left out."""
     v, pad = _scope_voxels(_vol, scope)
     if scope.kind == "lungs":
@@ -168,22 +175,23 @@ def counts_for(_vol: Volume, key: tuple, scope: Scope) -> tuple[ValueCounts | No
 
         with st.spinner("Segmenting the lungs…"):
             lungs, _ = lungs_for(_vol, key)
-        return value_counts(v, mask=lungs), None, 0
+        return value_counts(v, mask=lungs), 0
     n_pad = 0
     if pad is not None:
         n_pad = int(np.unpackbits(pad, axis=-1, count=v.shape[-1]).sum())
     if v.dtype in (np.int16, np.uint16, np.int8, np.uint8):
-        return value_counts(v, padding=pad), None, n_pad
+        return value_counts(v, padding=pad), n_pad
     values = v if pad is None else v[~np.unpackbits(pad, axis=-1, count=v.shape[-1]).astype(bool)]
-    return None, np.asarray(values, dtype=np.float32).ravel(), n_pad
+    return np.asarray(values, dtype=np.float32).ravel(), n_pad
 
 
 def histogram_of(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -> Histogram:
     """The histogram of a scope, with its statistics (from cached value counts)."""
-    vc, values, n_pad = counts_for(vol, state.volume_key(vol), scope)
-    counts, edges = hu_histogram(vc if vc is not None else values, bin_width=bw, hu_range=rng)
-    stats = value_statistics(vc) if vc is not None else array_statistics(values)
-    return Histogram(counts, edges, stats, vc, n_pad)
+    counted, n_pad = counts_for(vol, state.volume_key(vol), scope)
+    counts, edges = hu_histogram(counted, bin_width=bw, hu_range=rng)
+    if isinstance(counted, ValueCounts):
+        return Histogram(counts, edges, value_statistics(counted), counted, n_pad)
+    return Histogram(counts, edges, array_statistics(counted), None, n_pad)
 
 
 def figure(counts: np.ndarray, edges: np.ndarray, *, log: bool, cumulative: bool, bands: bool,
@@ -252,7 +260,8 @@ def band_at(x: float):
 def chart_ui(fig: go.Figure) -> None:
     """Show the chart; a click on a bar inside a tissue band sets the explorer's window to it."""
     event = st.plotly_chart(fig, key=CHART, on_select="rerun", selection_mode=("points", "box"), width="stretch")
-    points = (event or {}).get("selection", {}).get("points", []) if event else []
+    selection: dict[str, Any] = event.get("selection", {}) if event else {}
+    points = selection.get("points", [])
     if points:
         band = band_at(float(points[0]["x"]))
         if band is not None:
@@ -309,7 +318,8 @@ def band_table(vc: ValueCounts, vol: Volume) -> pd.DataFrame:
     } for b in band_counts(vc, float(np.prod(vol.spacing)))])
 
 
-def csv_downloads(counts: np.ndarray, edges: np.ndarray, stats: dict, bands: pd.DataFrame | None, scope_name: str) -> None:
+def csv_downloads(counts: np.ndarray, edges: np.ndarray, stats: dict, bands: pd.DataFrame | None,
+                  scope_name: str) -> None:
     idx = state.current_index()
     bins = pd.DataFrame({"left": edges[:-1], "right": edges[1:], "count": counts})
     buf = io.StringIO()
@@ -328,19 +338,24 @@ def csv_downloads(counts: np.ndarray, edges: np.ndarray, stats: dict, bands: pd.
 def overlay_ui(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -> tuple[str, np.ndarray] | None:
     """Another series of the study, of the same modality, drawn as a line for comparison."""
     study = state.study()
+    if study is None:  # page_frame(needs_volume=True) has stopped the page already; nothing to compare with
+        return None
+    volumes = study.volumes
     current = state.current_index()
-    others = [i for i, v in enumerate(study.volumes) if i != current and v.modality == vol.modality]
+    others = [i for i, v in enumerate(volumes) if i != current and v.modality == vol.modality]
     if not others:
         return None
     from core.privacy import display_description
 
-    options = [None, *others]
+    def label(i: int | None) -> str:
+        return "None" if i is None else display_description(volumes[i], i, show_phi=state.show_phi())
+
+    options: list[int | None] = [None, *others]
     choice = st.selectbox(
-        "Overlay another series", options, key=OVERLAY,
-        format_func=lambda i: "None" if i is None else display_description(study.volumes[i], i, show_phi=state.show_phi()),
+        "Overlay another series", options, key=OVERLAY, format_func=label,
         help="Compare kernels or phases: both are drawn as % of their voxels. The whole volume of the other series.",
     )
     if choice is None:
         return None
-    other = study.volumes[choice]
+    other = volumes[choice]
     return f"Series {choice + 1}", histogram_of(other, Scope("volume"), bw, rng).counts

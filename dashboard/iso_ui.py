@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
+from typing import cast
 
 import numpy as np
 import plotly.graph_objects as go
@@ -103,7 +104,8 @@ def settings_ui(vol: Volume) -> Settings:
     keep = d2.number_input("Keep the largest parts (0 = all)", 0, 50, key=KEEP,
                            help="1 or 2 drops the table, loose specks and noise.")
     n = vol.shape[0]
-    crop = d3.slider("Slices used", 0, n, key=CROP) if n > 1 else (0, n)
+    # init() gives the key a (first, stop) pair, so the slider is a range slider.
+    crop = cast(tuple[int, int], d3.slider("Slices used", 0, n, key=CROP)) if n > 1 else (0, n)
     return Settings(preset, float(level), int(budget), int(keep), (int(crop[0]), int(crop[1])))
 
 

@@ -25,7 +25,7 @@ import numpy as np
 import streamlit as st
 
 from core import Volume
-from core.mpr import IN_PLANE, VIEW_NAMES, plane_info, slab, slab_width_slices
+from core.mpr import IN_PLANE, VIEW_NAMES, SlabMode, plane_info, slab, slab_width_slices
 from core.render import colormap_table
 
 __all__ = ["MAX_PLANES", "encode_plane", "pack", "read_view", "view_layouts", "views_ui"]
@@ -34,7 +34,7 @@ KEY = "explorer_mpr"  # the component's key (its state holds the browser's ``vie
 SYNC = "explorer_mpr_sync"  # what this session has agreed with and sent to the browser
 TOKENS = "explorer_mpr_tokens"  # id(voxels) -> (weak reference to them, random token)
 MAX_PLANES = 6  # planes sent per rerun at most: the crosshair's first; the browser asks again for the rest
-SLAB_LABELS = {"mip": "MIP", "minip": "MinIP", "mean": "mean"}
+SLAB_LABELS: dict[SlabMode, str] = {"mip": "MIP", "minip": "MinIP", "mean": "mean"}
 
 _HERE = Path(__file__).parent
 COMPONENT = st.components.v2.component(
@@ -57,6 +57,7 @@ def encode_plane(plane: np.ndarray, *, compress: bool = True) -> tuple[str, byte
     ``raw_length`` is the whole length.
     """
     plane = np.asarray(plane)
+    dtype: np.dtype
     if plane.dtype.kind in "iub" and plane.dtype.itemsize <= 2 and plane.dtype != np.uint16:
         dtype, code = np.dtype("<i2"), "i2"
     elif plane.dtype.kind in "iu" and plane.size and -32768 <= plane.min() and plane.max() <= 32767:
@@ -98,7 +99,7 @@ def view_layouts(vol: Volume) -> list[dict]:
     return out
 
 
-def _display_plane(vol: Volume, axis: int, index: int, width: int, mode: str, flip: bool) -> np.ndarray:
+def _display_plane(vol: Volume, axis: int, index: int, width: int, mode: SlabMode, flip: bool) -> np.ndarray:
     plane = slab(vol.voxels, axis, index, width=width, mode=mode)
     return plane[::-1] if flip else plane
 
@@ -184,7 +185,7 @@ def _sync(vol: Volume) -> dict:
 
 
 def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float, colormap: str,
-             slab_mm: float, slab_mode: str, window_range: tuple[float, float, float], unit: str) -> None:
+             slab_mm: float, slab_mode: SlabMode, window_range: tuple[float, float, float], unit: str) -> None:
     """Mount the three views with the current settings and the planes the browser lacks."""
     sync = _sync(vol)
     current = (tuple(point[a] for a in (0, 1, 2)), float(center), float(width))
@@ -197,7 +198,8 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
     layouts = view_layouts(vol)
     widths = [slab_width_slices(vol, a, slab_mm) for a in (0, 1, 2)]
     render = ["1" if w == 1 else f"{w}{slab_mode}" for w in widths]
-    slab_text = [None if w == 1 else f"{SLAB_LABELS[slab_mode]} {w * vol.spacing[a]:g} mm" for a, w in enumerate(widths)]
+    slab_text = [None if w == 1 else f"{SLAB_LABELS[slab_mode]} {w * vol.spacing[a]:g} mm"
+                 for a, w in enumerate(widths)]
     # The crosshair's planes first. When one is missing (a jump), they go alone, so that they
     # arrive soonest; otherwise what the browser asked for (anew when it asked anew).
     order = [(a, point[a]) for a in (0, 1, 2) if (a, point[a], render[a]) not in sync["sent"]]
@@ -205,7 +207,9 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
     urgent = bool(order)  # the browser is waiting for these: sent raw, usable on arrival
     if not order:
         order = [(a, i) for a, i in sync["want"] if fresh or (a, i, render[a]) not in sync["sent"]]
-    metas, blobs, seen = [], [], set()
+    metas: list[dict] = []
+    blobs: list[bytes] = []
+    seen: set[tuple[int, int]] = set()
     for axis, index in order:
         if (axis, index) in seen or len(blobs) >= MAX_PLANES:
             continue

@@ -9,6 +9,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 
 from core import load_series
+from core.dimse import Matches
 from core.memory import server_budget
 from core.pacs import PacsConnection, PacsError, RetrievedSeries, retrieve_series, search_series, search_studies
 from core.privacy import MASK
@@ -37,7 +38,8 @@ def settings_or_stop() -> hosting.PacsSettings:
     return settings
 
 
-def _configured_access(settings: hosting.PacsSettings, pacs: hosting.ConfiguredPacs | None) -> tuple[bool, str]:
+def _configured_access(settings: hosting.PacsSettings,
+                       pacs: hosting.ConfiguredPacs | hosting.ConfiguredPeer | None) -> tuple[bool, str]:
     """Whether this visitor may use the operator's PACS, and if not, what to tell them ("" for nothing)."""
     if pacs is None or settings.configured_access == "off":
         return False, ""  # a PACS visitors may not use is not mentioned
@@ -122,7 +124,7 @@ def search_form(prefix: str, *, button: str, disabled: bool, name_label: str = "
         c2.text_input("Patient ID", key=f"{prefix}_id")
         c3.text_input("Accession number", key=f"{prefix}_accession")
         d1, d2 = st.columns(2)
-        dates = d1.date_input("Study date range", value=(), key=f"{prefix}_dates", min_value=datetime.date(1900, 1, 1))
+        dates = d1.date_input("Study date range", value=[], key=f"{prefix}_dates", min_value=datetime.date(1900, 1, 1))
         d2.selectbox("Modality", ["", "CT", "MR", "PT", "CR", "DX", "US", "NM", "XA", "MG"], key=f"{prefix}_modality")
         submitted = st.form_submit_button(button, icon=":material/search:", disabled=disabled)
     if not submitted or disabled:
@@ -186,7 +188,7 @@ def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
 def pick_study(prefix: str, studies: list[dict], *, show_phi: bool) -> int:
     """The studies found (PHI masked unless shown) and the one picked (``<prefix>_study_pick``)."""
     st.markdown(f"**{len(studies)} stud{'y' if len(studies) == 1 else 'ies'} found**")
-    if getattr(studies, "more", False):
+    if isinstance(studies, Matches) and studies.more:
         st.warning(f"More than {studies.limit} studies match: the search stopped there. Narrow it (a longer name, "
                    f"a patient ID, dates) to see the rest.")
     st.dataframe(_masked(studies, show_phi), hide_index=True, key=f"{prefix}_studies_table")
@@ -201,7 +203,7 @@ def pick_study(prefix: str, studies: list[dict], *, show_phi: bool) -> int:
 
 def pick_series(prefix: str, series: list[dict], *, show_phi: bool, where: str) -> int | None:
     """A study's series (PHI masked unless shown) and the one picked, or None when there is none."""
-    if getattr(series, "more", False):
+    if isinstance(series, Matches) and series.more:
         st.warning(f"More than {series.limit} series match: the list stopped there.")
     st.dataframe(_masked(series, show_phi), hide_index=True, key=f"{prefix}_series_table")
     if not series:

@@ -28,7 +28,7 @@ class _Server(ThreadingHTTPServer):
 
 
 class FakeServer:
-    """An HTTP/1.0 server (HTTPS with ``tls``) on ``host`` (127.0.0.1 or ::1) and a free port, serving ``routes`` by path.
+    """An HTTP/1.0 server (HTTPS with ``tls``) on ``host`` (127.0.0.1 or ::1) and a free port, serving ``routes``.
 
     The longest route that is a prefix of the request's path (without its query) answers;
     anything else gets a 404. ``requests`` holds ``(path_with_query, headers)`` of every request,

@@ -746,7 +746,8 @@ def mut_syntax(rng: random.Random, p: Parsed, index: int) -> tuple[bytes, str]:
         ed.set_value(e, uid)
     else:
         ed.buf[e.value_at:e.value_at + e.length] = (uid + b"\x00" * e.length)[:e.length]
-    return ed.done(), f"transfer syntax set to {uid.rstrip(bytes(1)).decode()!r}" + ("" if fix else " (meta lengths kept)")
+    kept = "" if fix else " (meta lengths kept)"
+    return ed.done(), f"transfer syntax set to {uid.rstrip(bytes(1)).decode()!r}{kept}"
 
 
 def mut_meta_length(rng: random.Random, p: Parsed, index: int) -> tuple[bytes, str]:
@@ -1236,7 +1237,7 @@ def check_case(case: Case, *, slow_seconds: float = SLOW_SECONDS, max_peak: int 
         findings.append(Finding("the good file did not load", case, reason[:200]))
     elif good[0].voxels.shape != good_voxels.shape or not np.array_equal(good[0].voxels, good_voxels):
         findings.append(Finding("the good file loaded with wrong voxels", case, f"shape {good[0].voxels.shape}"))
-    for name, reason in result.skipped:
+    for _name, reason in result.skipped:
         for kind, _ in reason_problems(reason):
             findings.append(Finding(f"{kind} | {template(reason)}", case, reason[:300]))
     return findings

@@ -153,7 +153,8 @@ def corpus() -> list[tuple[str, bytes, str | None]]:
          + b"\x00" * 20, ""),
         ("bits.dcm", _meta() + _image_elements(8, 8, bits=8, stored=16) + _el(0x7FE0, 0x0010, b"OW", b"\x00" * 64),
          "bits stored"),
-        ("bogus_ts.dcm", _meta("1.2.3.4.5.6.7") + _image_elements(8, 8) + _el(0x7FE0, 0x0010, b"OW", b"\x00" * 128), ""),
+        ("bogus_ts.dcm", _meta("1.2.3.4.5.6.7") + _image_elements(8, 8) + _el(0x7FE0, 0x0010, b"OW", b"\x00" * 128),
+         ""),
         ("bad_vr.dcm", _meta() + b"\x08\x00\x60\x00ZZ\x02\x00CT" + _image_elements(8, 8)
          + _el(0x7FE0, 0x0010, b"OW", b"\x00" * 128), None),  # pydicom reads an unknown VR as UN: fine
         ("nan_slope.dcm", ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 5), slope=float("nan"),
@@ -169,7 +170,8 @@ def corpus() -> list[tuple[str, bytes, str | None]]:
          None),
         ("charset.dcm", ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="1.2.3.89",
                                  extra={"SpecificCharacterSet": "ISO_IR 999"}), None),
-        ("bomb.zip", _zip([("zeros.dcm", b"\x00" * 20_000_000)], compression=zipfile.ZIP_DEFLATED), "compression ratio"),
+        ("bomb.zip", _zip([("zeros.dcm", b"\x00" * 20_000_000)], compression=zipfile.ZIP_DEFLATED),
+         "compression ratio"),
         ("million.zip", _fake_million_entries(), "entries"),
         ("nested.zip", _zip([("a.zip", _zip([("b.zip", _zip([("c.zip", _zip([("d.dcm", one)]))]))]))]), "nested"),
         ("traversal.zip", _zip([("../../etc/passwd.dcm", one)]), "outside the archive"),

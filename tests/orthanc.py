@@ -100,7 +100,8 @@ def start_orthanc() -> OrthancServer:
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         if proc.poll() is not None:
-            raise RuntimeError("Orthanc exited early:\n" + (Path(work.name) / "orthanc.log").read_text(errors="replace")[-3000:])
+            log = (Path(work.name) / "orthanc.log").read_text(errors="replace")
+            raise RuntimeError("Orthanc exited early:\n" + log[-3000:])
         try:
             if requests.get(f"{root}/system", auth=(USER, PASSWORD), timeout=2).status_code == 200:
                 return OrthancServer(root, proc, work, dicom_port=dicom_port, move_port=move_port)

@@ -32,7 +32,8 @@ class TestFirstPage:
 
     def test_upload_files_two_series_and_a_text_file(self):
         at = app_test().run()
-        files = upload_files(4, "1.2.3.1") + upload_files(6, "1.2.3.2", prefix="b", seed=1) + [("notes.txt", b"hi", "text/plain")]
+        files = (upload_files(4, "1.2.3.1") + upload_files(6, "1.2.3.2", prefix="b", seed=1)
+                 + [("notes.txt", b"hi", "text/plain")])
         at.file_uploader(key="load_files_0").set_value(files).run()
         assert not at.exception
         study = at.session_state["study"]
@@ -75,7 +76,8 @@ class TestFirstPage:
 
     def test_pick_series_sets_the_current_one(self):
         at = app_test().run()
-        at.file_uploader(key="load_files_0").set_value(upload_files(4, "1.2.3.1") + upload_files(6, "1.2.3.2", prefix="b")).run()
+        files = upload_files(4, "1.2.3.1") + upload_files(6, "1.2.3.2", prefix="b")
+        at.file_uploader(key="load_files_0").set_value(files).run()
         at.selectbox(key="load_pick").set_value(1).run()
         assert not at.exception
         assert at.session_state["current_series"] == 1

@@ -43,7 +43,8 @@ def pacs(orthanc):
                             extra={"StudyDate": "20240201", "AccessionNumber": "ACC-1", "StudyInstanceUID": STUDY}))
     orthanc.store(ct_series(ramp_volume((3, 8, 8), seed=8), series_uid="1.2.826.0.2.7.1", patient_name="OTHER^BOB",
                             modality="MR", intercept=0.0,
-                            extra={"StudyDate": "20230505", "AccessionNumber": "ACC-2", "StudyInstanceUID": "1.2.826.0.2.7"}))
+                            extra={"StudyDate": "20230505", "AccessionNumber": "ACC-2",
+                                   "StudyInstanceUID": "1.2.826.0.2.7"}))
     return orthanc
 
 

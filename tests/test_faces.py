@@ -42,7 +42,8 @@ class TestDetectFaces:
 
     @pytest.mark.parametrize("dtype", [np.uint8, np.uint16, np.float32, np.float64])
     def test_grey_and_any_dtype(self, dtype):
-        grey = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY).astype(dtype) * (3 if dtype != np.uint8 else 1)
+        scale = 3 if dtype != np.uint8 else 1
+        grey = cv2.cvtColor(skimage.data.astronaut(), cv2.COLOR_RGB2GRAY).astype(dtype) * scale
         boxes = detect_faces(grey)
         assert len(boxes) == 1 and _iou(boxes[0], TRUE_FACE) > 0.5
 
@@ -169,7 +170,8 @@ class TestFaceVerdict:
         assert face_verdict([_detection(0.0), _detection(25.0)])[0] == "not found"
 
     def test_two_angles_with_eyes_is_likely(self):
-        level, words = face_verdict([_detection(-25.0, frontal=1, eyes=2), _detection(25.0, profile=1), _detection(0.0)])
+        level, words = face_verdict([_detection(-25.0, frontal=1, eyes=2), _detection(25.0, profile=1),
+                                     _detection(0.0)])
         assert level == "likely"
         assert words.startswith("A face was found in 2 of 3 renderings (2 view angles, with eyes)")
 

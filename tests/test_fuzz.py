@@ -49,7 +49,8 @@ def _summary(findings) -> str:
     for kind, group in sorted(kinds.items(), key=lambda kv: -len(kv[1])):
         first = min(group, key=lambda f: len(f.case.data))
         c = first.case
-        lines.append(f"- [{len(group)}] {kind}\n    {c.reproduce}: {c.seed_label}, {c.description}\n    {first.detail[:200]}")
+        lines.append(f"- [{len(group)}] {kind}\n    {c.reproduce}: {c.seed_label}, {c.description}\n"
+                     f"    {first.detail[:200]}")
     return "\n".join(lines)
 
 

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from itertools import pairwise
+
 import numpy as np
 import pytest
 
@@ -111,4 +113,4 @@ class TestStatistics:
 
     def test_bands_do_not_overlap(self):
         spans = sorted((b.low, b.high) for b in TISSUE_BANDS)
-        assert all(a[1] <= b[0] for a, b in zip(spans, spans[1:]))
+        assert all(a[1] <= b[0] for a, b in pairwise(spans))

@@ -31,7 +31,8 @@ def _caption(at):
 def test_whole_volume_counts_and_padding(at):
     lab = sample_labels()
     n_pad = int((lab == LABELS["outside scan circle"]).sum())
-    assert _caption(at) == f"{lab.size - n_pad:,} voxels counted; {n_pad:,} padding voxels (outside the scan circle) left out."
+    assert _caption(at) == (f"{lab.size - n_pad:,} voxels counted; {n_pad:,} padding voxels "
+                            "(outside the scan circle) left out.")
     bands = table_with(at, "Band").set_index("Band")
     assert bands.loc["Lung", "Voxels"] == int((lab == LABELS["lung"]).sum())
 

@@ -170,7 +170,7 @@ class TestGrouping:
         res = load_series(e1 + e2)
         assert len(res.volumes) == 2 and res.skipped == []
         assert all("split by EchoNumbers into 2 volumes" in " ".join(v.warnings) for v in res.volumes)
-        got = sorted((v.voxels.tolist() for v in res.volumes))
+        got = sorted(v.voxels.tolist() for v in res.volumes)
         assert got == sorted([_hu(3, seed=1).tolist(), _hu(3, seed=2).tolist()])
 
     def test_repeated_positions_without_a_key_keep_one(self):
@@ -278,7 +278,8 @@ class TestBadInput:
         assert res.volumes[0].shape[0] == 1
 
     def test_files_without_pixels_are_explained(self):
-        res = load_series([TEST_FILES / "rtplan.dcm", TEST_FILES / "test-SR.dcm", TEST_FILES / "dicomdirtests" / "DICOMDIR"])
+        res = load_series([TEST_FILES / "rtplan.dcm", TEST_FILES / "test-SR.dcm",
+                           TEST_FILES / "dicomdirtests" / "DICOMDIR"])
         reasons = [r for _, r in res.skipped]
         assert reasons[0] == "no image: a radiotherapy plan (no (7FE0,0010) Pixel Data)"
         assert reasons[1] == "no image: a structured report (no (7FE0,0010) Pixel Data)"
@@ -298,7 +299,8 @@ class TestBadInput:
     def test_zero_rescale_slope(self):
         data = ct_slice(np.zeros((2, 2), np.int16), position=(0, 0, 0), slope=0.0)
         res = load_series([("a", data)])
-        assert res.skipped == [("a", "invalid (0028,1053) Rescale Slope 0.0: values cannot be converted to modality units")]
+        assert res.skipped == [
+            ("a", "invalid (0028,1053) Rescale Slope 0.0: values cannot be converted to modality units")]
 
 
 MR_VARIANTS = [
@@ -453,7 +455,8 @@ class TestEnhancedMultiframe:
 def test_core_does_not_import_streamlit():
     # Every module, not only what ``import core`` pulls in (core.png, core.pacs, ... are imported on their own).
     modules = sorted(p.stem for p in (ROOT / "core").glob("*.py") if p.stem != "__init__")
-    code = f"import importlib, sys\nfor m in {modules!r}: importlib.import_module('core.' + m)\nprint('streamlit' in sys.modules)"
+    code = (f"import importlib, sys\nfor m in {modules!r}: importlib.import_module('core.' + m)\n"
+            "print('streamlit' in sys.modules)")
     out = subprocess.run([sys.executable, "-c", code], cwd=ROOT, capture_output=True, text=True, check=True,
                          env={**os.environ, "PYTHONPATH": str(ROOT)})
     assert out.stdout.strip() == "False"
@@ -513,4 +516,5 @@ def test_complete_header_without_pixels_is_no_image_not_truncated():
     ds.save_as(buf, enforce_file_format=True)
     res = load_series([("header.dcm", buf.getvalue())])
     assert res.skipped == [("header.dcm", "no image: this CT Image Storage file holds no (7FE0,0010) Pixel Data "
-                                          "(only the header; if it should hold an image, it was cut short before its pixels)")]
+                                          "(only the header; if it should hold an image, it was cut short before "
+                                          "its pixels)")]

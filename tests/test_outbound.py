@@ -57,7 +57,8 @@ class TestAddressCategory:
         # IPv6 forms carrying an IPv4 address are judged by it
         ("::ffff:127.0.0.1", "loopback"), ("::ffff:169.254.169.254", "cloud metadata"), ("::ffff:10.0.0.1", "private"),
         ("::127.0.0.1", "loopback"), ("64:ff9b::7f00:1", "loopback"), ("64:ff9b::a9fe:a9fe", "cloud metadata"),
-        ("2002:7f00:1::", "loopback"), ("2002:a00:1::", "private"), ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "tunnel (Teredo)"),
+        ("2002:7f00:1::", "loopback"), ("2002:a00:1::", "private"),
+        ("2001:0:4136:e378:8000:63bf:3fff:fdd2", "tunnel (Teredo)"),
     ])
     def test_non_public(self, address, category):
         assert address_category(ipaddress.ip_address(address)) == category
@@ -75,7 +76,8 @@ class TestParseIp:
         assert parse_ip(host) == ipaddress.ip_address("127.0.0.1")
 
     @pytest.mark.parametrize("host,address", [("[::ffff:127.0.0.1]", "::ffff:127.0.0.1"), ("[::1]", "::1"),
-                                              ("2852039166", "169.254.169.254"), ("0xa9.0xfe.0xa9.0xfe", "169.254.169.254")])
+                                              ("2852039166", "169.254.169.254"),
+                                              ("0xa9.0xfe.0xa9.0xfe", "169.254.169.254")])
     def test_other_literals(self, host, address):
         assert parse_ip(host) == ipaddress.ip_address(address)
 
@@ -125,7 +127,8 @@ class TestCheckUrl:
     def test_public_address_allowed(self):
         target = check_url("https://pacs.test:8443/dicom-web", PUBLIC,
                            resolver=_resolver({"pacs.test": ["93.184.215.14"]}))
-        assert (target.scheme, target.host, target.port, str(target.ip)) == ("https", "pacs.test", 8443, "93.184.215.14")
+        got = (target.scheme, target.host, target.port, str(target.ip))
+        assert got == ("https", "pacs.test", 8443, "93.184.215.14")
         assert target.host_header == "pacs.test:8443"
 
     @pytest.mark.parametrize("url", ["http://127.0.0.1/", "http://2130706433/", "http://[::1]/", "http://10.0.0.1/",

@@ -25,10 +25,12 @@ LOCAL = AddressPolicy(allow_private=True)
 def pacs(orthanc):
     orthanc.clear()
     orthanc.store(ct_series(HU, series_uid="1.2.826.0.1.7.1", patient_name="PACS^ALICE",
-                            extra={"StudyDate": "20240201", "AccessionNumber": "ACC-1", "StudyInstanceUID": "1.2.826.0.1.7"}))
+                            extra={"StudyDate": "20240201", "AccessionNumber": "ACC-1",
+                                   "StudyInstanceUID": "1.2.826.0.1.7"}))
     orthanc.store(ct_series(ramp_volume((3, 8, 8), seed=8), series_uid="1.2.826.0.2.7.1", patient_name="OTHER^BOB",
                             modality="MR", intercept=0.0,
-                            extra={"StudyDate": "20230505", "AccessionNumber": "ACC-2", "StudyInstanceUID": "1.2.826.0.2.7"}))
+                            extra={"StudyDate": "20230505", "AccessionNumber": "ACC-2",
+                                   "StudyInstanceUID": "1.2.826.0.2.7"}))
     return orthanc
 
 

@@ -53,7 +53,8 @@ def test_page_with_series(page, name, volumes):
         for scope in ("Current slice", "Slab of slices", "Segmented lungs"):
             at.radio(key="histogram_scope").set_value(scope).run()
             assert not at.exception, scope
-            assert any(c.value.endswith("padding voxels (outside the scan circle) left out.") for c in at.caption), scope
+            ending = "padding voxels (outside the scan circle) left out."
+            assert any(c.value.endswith(ending) for c in at.caption), scope
     elif "Study_details" in page.name:
         at.button(key="details_prepare").click().run()
         assert any("files de-identified" in s.value for s in at.success)

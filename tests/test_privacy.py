@@ -337,7 +337,8 @@ class TestMaskedSkipped:
         skipped = [("DOE_JANE.zip/SMITH/notes.txt", "not a DICOM file"),
                    ("DOE_JANE.zip/SMITH/b.dcm", "duplicate of DOE_JANE.zip/SMITH/a.dcm (same SOP Instance UID)"),
                    ("DOE_JANE.zip/SMITH/c.dcm [frame 2]", "truncated")]
-        shown = masked_skipped(skipped, show_phi=False, other_names=("DOE_JANE.zip/SMITH/a.dcm", "DOE_JANE.zip/SMITH/c.dcm"))
+        shown = masked_skipped(skipped, show_phi=False,
+                               other_names=("DOE_JANE.zip/SMITH/a.dcm", "DOE_JANE.zip/SMITH/c.dcm"))
         assert shown == [("file 1 of the upload", "not a DICOM file"),
                          ("file 2 of the upload", "duplicate of file 4 of the upload (same SOP Instance UID)"),
                          ("file 3 of the upload", "truncated")]

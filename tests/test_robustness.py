@@ -22,7 +22,8 @@ from core.headers import MAX_KEPT_ELEMENT, inflate_deflated, quoted
 from core.memory import MB, MemoryBudget
 from tests.factory import ct_series, ct_slice
 
-GOOD = ct_series(np.arange(2 * 8 * 8, dtype=np.int16).reshape(2, 8, 8) - 64, series_uid="9.9.9", names=lambda k: f"g{k}")
+GOOD = ct_series(np.arange(2 * 8 * 8, dtype=np.int16).reshape(2, 8, 8) - 64, series_uid="9.9.9",
+                 names=lambda k: f"g{k}")
 
 
 def _load(*items, **kw):
@@ -101,7 +102,8 @@ class TestPerFileBoundary:
                             lambda data, header, wanted, base=None: boom() if header.name == "odd.dcm"
                             else real(data, header, wanted, base))
         res = _load(("odd.dcm", d))
-        assert res.skipped == [("odd.dcm", "pixel data could not be decoded: an unexpected problem in this file's image data")]
+        assert res.skipped == [
+            ("odd.dcm", "pixel data could not be decoded: an unexpected problem in this file's image data")]
         assert _good_loaded(res)
 
     def test_no_position_and_non_numeric_slice_thickness(self):
@@ -137,7 +139,8 @@ class TestReasonsInWords:
         (_, d), = ct_series(np.zeros((1, 4, 4), np.int16), series_uid="1.5")
         bad = _with_syntax(d, b"1.2.840.10008.1.2.1\x00\x02\x00\x01")
         (_, reason), = load_series([("ts.dcm", bad)]).skipped
-        assert reason == "unknown (0002,0010) Transfer Syntax UID '1.2.840.10008.1.2.1????': not a DICOM transfer syntax"
+        assert reason == ("unknown (0002,0010) Transfer Syntax UID '1.2.840.10008.1.2.1????': "
+                          "not a DICOM transfer syntax")
         assert reason.isprintable()
 
     def test_deflated_image_frame_compression_is_unsupported_not_unknown(self):
@@ -169,7 +172,8 @@ class TestReasonsInWords:
         buf = io.BytesIO()
         ds.save_as(buf, enforce_file_format=True)
         res = load_series([("float.dcm", buf.getvalue())])
-        assert res.skipped == [("float.dcm", "unsupported: float pixel data ((7FE0,0008) or (7FE0,0009)) cannot be shown")]
+        assert res.skipped == [
+            ("float.dcm", "unsupported: float pixel data ((7FE0,0008) or (7FE0,0009)) cannot be shown")]
 
 
 class TestReadableImagesLoad:
@@ -322,7 +326,8 @@ class TestExportsKeepGeometry:
         z = [0.0, 2.0, 4.0, 10.0, 12.0]
         hu = np.full((5, 12, 12), -1000, np.int16)
         hu[:, 3:9, 3:9] = 500
-        return load_series(ct_series(hu, positions=np.array([[0.0, 0.0, zz] for zz in z]), spacing=(2, 1, 1))).volumes[0]
+        positions = np.array([[0.0, 0.0, zz] for zz in z])
+        return load_series(ct_series(hu, positions=positions, spacing=(2, 1, 1))).volumes[0]
 
     def test_mesh_vertices_sit_at_each_slice_position(self):
         from core.isosurface import extract_isosurface, patient_positions
@@ -392,13 +397,15 @@ class TestFuzzFindings:
         res = load_series([("big.dcm", d)])
         assert res.skipped == []
         assert res.volumes[0].voxels.dtype == np.float32
-        np.testing.assert_array_equal(res.volumes[0].voxels[0], (np.arange(4).reshape(2, 2) + 10**16).astype(np.float32))
+        expected = (np.arange(4).reshape(2, 2) + 10**16).astype(np.float32)
+        np.testing.assert_array_equal(res.volumes[0].voxels[0], expected)
 
     def test_vr_damaged_after_the_header_was_read(self):
         # Manufacturer's VR flipped to "LK": converted only when the summary reads it, after decoding.
         d = ct_slice(np.zeros((4, 4), np.int16), position=(0, 0, 0), series_uid="5.3",
                      extra={"Manufacturer": "ACME"}, slice_thickness=1.5)
-        d = d.replace(b"\x08\x00\x70\x00LO", b"\x08\x00\x70\x00LK").replace(b"\x18\x00\x50\x00DS", b"\x18\x00\x50\x00DC")
+        d = d.replace(b"\x08\x00\x70\x00LO", b"\x08\x00\x70\x00LK")
+        d = d.replace(b"\x18\x00\x50\x00DS", b"\x18\x00\x50\x00DC")
         res = _load(("vr.dcm", d))
         assert res.skipped == [] and len(res.volumes) == 2
 

@@ -9,11 +9,11 @@ import time
 
 import pytest
 
-pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:The value length:UserWarning"),
-              pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")]
-
 from tests.factory import ct_series, ramp_volume
 from tests.test_browser_app import _no_exception, _wait_idle
+
+pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:The value length:UserWarning"),
+              pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")]
 
 
 class _Beacon(http.server.ThreadingHTTPServer):

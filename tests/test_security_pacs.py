@@ -376,8 +376,9 @@ class TestBounded:
         before = server_budget()
         set_server_budget(MemoryBudget(total_bytes=64 * MB, session_bytes=32 * MB))
         try:
+            refused = "reading a search answer would need 104 MB, and this session may hold at most 32 MB"
             with FakeServer({"/": body(answer, content_type="application/dicom+json")}) as server, \
-                    pytest.raises(PacsError, match="reading a search answer would need 104 MB, and this session may hold at most 32 MB"):
+                    pytest.raises(PacsError, match=refused):
                 search_studies(_typed(server.url + "/dicom-web"), owner="visitor")
             assert server_budget().used() == 0
         finally:

@@ -12,8 +12,7 @@ from PIL import Image
 from pydicom.dataset import Dataset
 from pydicom.pixels import apply_windowing
 
-from core import Volume, load_series
-from core import GeometryError
+from core import GeometryError, Volume, load_series
 from core.export import nifti_affine, nifti_bytes, on_one_grid
 from core.measure import roi_stats, value_at
 from core.mpr import orientation_letter, plane_info, slab, slab_width_slices
