@@ -114,7 +114,8 @@ def write_bombs(folder: Path) -> list[str]:
     from tests.bombs import deflate_bomb, nested_zip_bomb, rle_bomb
 
     folder.mkdir(parents=True, exist_ok=True)
-    paths = [nested_zip_bomb(folder / "nested.zip", inner_mb=1000), deflate_bomb(folder / "deflate.dcm", inflated_mb=1500)]
+    paths = [nested_zip_bomb(folder / "nested.zip", inner_mb=1000),
+             deflate_bomb(folder / "deflate.dcm", inflated_mb=1500)]
     return [str(p) for p in [*paths, *rle_bomb(folder / "rle", slices=30)]]
 
 
@@ -237,7 +238,8 @@ async def run(args) -> None:
                       + ("".join(f"\n    {r.get('error')}" for r in failed) if failed else ""))
                 print(f"  time to first image: median {statistics.median(firsts):.1f} s, p95 {p95:.1f} s")
                 if uploads:
-                    print(f"  upload to series found: median {statistics.median(uploads):.1f} s, max {uploads[-1]:.1f} s")
+                    print(f"  upload to series found: median {statistics.median(uploads):.1f} s, "
+                          f"max {uploads[-1]:.1f} s")
                 print(f"  attacker's 3 x 290 MB sent straight to the upload endpoint: HTTP {straight}")
                 print(f"  server memory: peak {peak:.0f} MB (VmHWM); {sampler.summary()}")
                 print(f"  every session closed: {await after_sessions_end(proc.pid, rss[0])}", flush=True)

@@ -264,7 +264,8 @@ def _mb(n: int) -> str:
 def _member_reason(info: zipfile.ZipInfo, limits: ZipLimits) -> str | None:
     reason = _unsafe_member_reason(info)
     if reason is None and info.compress_size > 0 and info.file_size / info.compress_size > limits.max_ratio:
-        reason = f"refused: compression ratio {info.file_size / info.compress_size:.0f}:1 is above the limit of {limits.max_ratio:.0f}:1"
+        reason = (f"refused: compression ratio {info.file_size / info.compress_size:.0f}:1 is above the limit of "
+                  f"{limits.max_ratio:.0f}:1")
     return reason
 
 
@@ -272,11 +273,12 @@ def _expand_zip(name: str, archive: _Archive, ex: _Expansion, *, depth: int) -> 
     limits = ex.limits
     declared = _declared_entries(archive.raw(max(0, archive.size - (65536 + 22)), 65536 + 22))
     if declared is not None and declared > limits.max_entries:
-        ex.skipped.append((name, f"refused: the zip declares {declared:,} entries, more than the limit of {limits.max_entries:,}"))
+        ex.skipped.append((name, f"refused: the zip declares {declared:,} entries, more than the limit of "
+                                 f"{limits.max_entries:,}"))
         return
     try:
         infos = archive.infolist()
-    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError) as exc:
+    except (zipfile.BadZipFile, zipfile.LargeZipFile, OSError, ValueError, EOFError):
         ex.skipped.append((name, "not a readable zip archive: it is damaged or cut short; re-create the zip and "
                                  "upload it again"))
         return
@@ -285,7 +287,8 @@ def _expand_zip(name: str, archive: _Archive, ex: _Expansion, *, depth: int) -> 
         ex.skipped.append((name, "an empty zip archive: it holds no files (only folders or system files, or nothing)"))
         return
     if len(members) > limits.max_entries:
-        ex.skipped.append((name, f"refused: the zip holds {len(members)} files, more than the limit of {limits.max_entries}"))
+        ex.skipped.append((name, f"refused: the zip holds {len(members)} files, more than the limit of "
+                                 f"{limits.max_entries}"))
         return
     readable: list[zipfile.ZipInfo] = []
     for info in members:

@@ -290,7 +290,8 @@ class TestBadInput:
         res = load_series([TEST_FILES / "JPEG2000-embedded-sequence-delimiter.dcm", get_path("ct")])
         assert len(res.volumes) == 1
         # Its codestream declares 3,722,445,056 x 1,024 pixels (pillow and openjpeg agree): refused before decoding.
-        assert res.skipped[0][1] == "damaged: the compressed image declares 3722445056 x 1024 pixels, the header 256 x 1024"
+        assert res.skipped[0][1] == ("damaged: the compressed image declares 3722445056 x 1024 pixels, the header "
+                                     "256 x 1024")
 
     def test_colour_image_is_explained(self):
         res = load_series([get_path("rgb_color")])

@@ -155,7 +155,8 @@ class TestZipStreamingCaps:
         path.write_bytes(_zip([("a.dcm", a), ("b.dcm", b)]))
         entries, skipped = expand_sources([path])
         assert skipped == []
-        assert [(e.name, e.size, e.read()) for e in entries] == [("study.zip/a.dcm", 5000, a), ("study.zip/b.dcm", 7000, b)]
+        assert [(e.name, e.size, e.read()) for e in entries] == [("study.zip/a.dcm", 5000, a),
+                                                                 ("study.zip/b.dcm", 7000, b)]
 
 
 class TestZipReservations:
@@ -362,7 +363,8 @@ def upload_through_the_page(browser, url: str, paths: list[Path]):
     page.goto(url)
     page.wait_for_selector(IDLE)
     page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files([str(p) for p in paths])
-    page.locator('[data-testid="stAlert"], [data-testid="stCaptionContainer"]:has-text("uploaded file")').first.wait_for()
+    done = '[data-testid="stAlert"], [data-testid="stCaptionContainer"]:has-text("uploaded file")'
+    page.locator(done).first.wait_for()
     page.wait_for_selector(IDLE)
     return ctx, page
 

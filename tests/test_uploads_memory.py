@@ -22,13 +22,15 @@ ctx = get_script_run_ctx()
 store = ctx.uploaded_file_mgr
 if photo is not None and files:
     # What st.file_uploader handed back shares the stored bytes: no copy per run.
-    stored = {r.file_id: r.data for r in store.get_files(session_id=ctx.session_id, file_ids=[photo.file_id, files[0].file_id])}
-    st.session_state["shared"] = photo.getvalue() is stored[photo.file_id] and files[0].getvalue() is stored[files[0].file_id]
+    ids = [photo.file_id, files[0].file_id]
+    stored = {r.file_id: r.data for r in store.get_files(session_id=ctx.session_id, file_ids=ids)}
+    photo_shared = photo.getvalue() is stored[photo.file_id]
+    st.session_state["shared"] = photo_shared and files[0].getvalue() is stored[files[0].file_id]
     st.session_state["instances"] = len(upload_instances()[files[0].file_id])
     # A file stored for an uploader that was replaced while it arrived: no widget refers to it.
     store.add_file(ctx.session_id, UploadedFileRec("orphan-1", "late.dcm", "application/dicom", b"x" * 10))
     st.session_state["removed"] = forget_stale_uploads()
-    left = {r.file_id for r in store.get_files(session_id=ctx.session_id, file_ids=[photo.file_id, files[0].file_id, "orphan-1"])}
+    left = {r.file_id for r in store.get_files(session_id=ctx.session_id, file_ids=[*ids, "orphan-1"])}
     st.session_state["photo_kept"] = photo.file_id in left
     st.session_state["orphan_left"] = "orphan-1" in left
     st.session_state["loaded_left"] = files[0].file_id in left
