@@ -153,8 +153,10 @@ def shown(value: Any, *, limit: int = 64) -> str:
     """
     if isinstance(value, (bytes, bytearray)):
         value = bytes(value).decode("latin-1")
+    elif isinstance(value, (pydicom.sequence.Sequence, Dataset)):
+        value = "(a sequence of items)"
     elif isinstance(value, (list, tuple, pydicom.multival.MultiValue)):
-        value = "\\".join(str(v) for v in value)
+        value = "\\".join(shown(v, limit=limit) for v in value)
     text = "".join(c if c.isprintable() else "?" for c in str(value))
     return text[:limit] + "…" if len(text) > limit else text
 
@@ -310,7 +312,9 @@ def _cut_inside_an_element(ds: Dataset, size: int) -> bool:
 
 
 def _transfer_syntax(ds: Dataset) -> UID:
-    tsyntax = UID(str(ds.file_meta.get("TransferSyntaxUID", "") if hasattr(ds, "file_meta") else "").strip())
+    raw = lenient(getattr(ds, "file_meta", None), "TransferSyntaxUID", "")
+    # A damaged meta group can hold bytes or several values here: their text, never their repr.
+    tsyntax = UID((raw if isinstance(raw, str) else shown(raw, limit=200)).strip())
     if not tsyntax:
         implicit_vr, little_endian = ds.original_encoding
         tsyntax = UID("1.2.840.10008.1.2" if implicit_vr else EXPLICIT_LE if little_endian else "1.2.840.10008.1.2.2")
