@@ -59,6 +59,7 @@ _TISSUES: dict[str, tuple[int, int]] = {
     "spinal canal": (34, 15),
     "costal cartilage": (35, 120),
     "main bronchus": (36, -1000),
+    "axillary fat": (37, -100),
 }
 LABELS: dict[str, int] = {name: v[0] for name, v in _TISSUES.items()}
 TISSUE_HU: dict[str, int] = {name: v[1] for name, v in _TISSUES.items()}
@@ -266,6 +267,7 @@ def _draw(c: _Canvas, rng: np.random.Generator) -> None:
     _heart_and_vessels(c)
     _spine(c)
     _ribs(c, cavity_depth)
+    _shoulders(c)
     _airways_and_lung_vessels(c, rng)
 
     # Findings: a bulla of emphysema (left upper lobe), a solid nodule (left lower lobe),
@@ -406,18 +408,35 @@ def _ribs(c: _Canvas, cavity_depth: np.ndarray) -> None:
     c.paint(s, st, "cortical bone", onto=("muscle", "costal cartilage", "subcutaneous fat"))
     c.paint(s, st & (np.abs(xx) < half_w - 1.6) & (yy < front - 2.1) & (yy > front - 9.4) & (zz > 115) & (zz < 253),
             "cancellous bone", onto=("cortical bone",))
-    # Scapulae: curved plates behind the upper ribs, in the back muscles.
-    zi2, yi2, xi2 = np.nonzero((cavity_depth < -12) & (cavity_depth > -17.5))
-    z2, y2, x2 = c.z[zi2], c.y[yi2], c.x[xi2]
-    phi2 = np.arccos(np.clip((y2 - CAVITY_CY) / np.sqrt(x2**2 + (y2 - CAVITY_CY) ** 2 + 1e-6), -1, 1)) / np.pi
-    width = 0.12 * np.clip((285 - z2) / 40, 0, 1) ** 0.5
-    plate = (np.abs(phi2 - 0.3) < width) & (z2 > 180) & (z2 < 285)
-    d2 = -cavity_depth[zi2, yi2, xi2]
-    core2 = plate & (d2 > 13.6) & (d2 < 15.9) & (np.abs(phi2 - 0.3) < width - 0.01)
-    allowed = c.lab[zi2, yi2, xi2] == LABELS["muscle"]
-    for m, name in ((plate, "cortical bone"), (core2, "cancellous bone")):
-        m = m & allowed
-        c.lab[zi2[m], yi2[m], xi2[m]] = LABELS[name]
+
+
+def _shoulders(c: _Canvas) -> None:
+    """Axillae, humeral heads and shafts in their deltoids, scapulae and clavicles."""
+    s, zz, yy, xx = c.box((-180, 180), (-120, 120), (170, 300))
+    a, _ = _body_axes(zz)
+    ac, _ = _cavity_axes(zz)
+    axilla = (((np.abs(xx) - ac - 48) / 38) ** 2 + (yy / 40) ** 2 <= 1) & (zz > 185)
+    c.paint(s, axilla, "axillary fat", onto=("muscle",))
+    hx = a - 32
+    r = np.where(zz > 272, 21.0, 11.0 + 10 * np.clip((zz - 252) / 20, 0, 1))  # head above, shaft below
+    dist = np.sqrt((np.abs(xx) - hx) ** 2 + (yy - 8) ** 2)
+    arm = zz > 225
+    c.paint(s, arm & (dist <= r + 14), "muscle", onto=("axillary fat", "muscle", "subcutaneous fat"))
+    c.paint(s, arm & (dist <= r), "cortical bone")
+    c.paint(s, arm & (dist <= r - 2.5) & (zz > 228), "cancellous bone")
+    # Scapula: a plate from its medial border to the glenoid, behind the ribs, narrowing downwards.
+    t = np.clip((np.abs(xx) - 45) / (hx - 22 - 45), 0, 1)  # 0 medial border .. 1 glenoid
+    plate_y = 88 - 70 * t  # the plate curves forward round the chest wall
+    low = 190 + 60 * t  # the inferior angle is medial and low
+    scap = (np.abs(yy - plate_y) < 3.2) & (np.abs(xx) > 42) & (np.abs(xx) < hx - 20) & (zz > low) & (zz < 288)
+    c.paint(s, scap, "cortical bone", onto=("muscle", "axillary fat", "subcutaneous fat"))
+    c.paint(s, scap & (np.abs(yy - plate_y) < 1.2), "cancellous bone", onto=("cortical bone",))
+    # Clavicles: from the manubrium out and back to the shoulders.
+    for side in (-1, 1):
+        pts, rr = _polyline([(side * 16, -98, 262), (side * 60, -104, 278), (side * 105, -80, 290),
+                             (side * 128, -40, 296)], [7.0, 6.5, 6.5, 7.0])
+        c.stamp(pts, rr, "cortical bone", onto=("muscle", "subcutaneous fat", "axillary fat"))
+        c.stamp(pts, rr - 2.2, "cancellous bone", onto=("cortical bone",))
 
 
 def _airways_and_lung_vessels(c: _Canvas, rng: np.random.Generator) -> None:
