@@ -480,7 +480,7 @@ def _psf(img: np.ndarray) -> np.ndarray:
     return img
 
 
-def _noise(rng: np.random.Generator) -> np.ndarray:
+def _noise(rng: np.random.Generator, shape: tuple[int, ...] = SHAPE) -> np.ndarray:
     """CT-like noise: white noise band-passed in-plane by L - L^2 (L the [1 2 1]/4 binomial), so
     its power spectrum, cos^2 sin^2 per axis, is zero at DC and Nyquist and peaks between;
     scaled to NOISE_SD and cut at 4 SD (no voxel's noise exceeds 48 HU)."""
@@ -490,7 +490,7 @@ def _noise(rng: np.random.Generator) -> np.ndarray:
         return a
 
     # Uniform bytes are cheaper than Gaussian floats; after the filter they are near Gaussian.
-    w = low(rng.integers(0, 256, size=SHAPE, dtype=np.uint8).astype(np.float32))
+    w = low(rng.integers(0, 256, size=shape, dtype=np.uint8).astype(np.float32))
     w -= low(w.copy())
     delta = np.zeros((1, 15, 15), np.float32)
     delta[0, 7, 7] = 1

@@ -173,3 +173,29 @@ class TestLungTruth:
         assert 2.0 < index < 4.0  # a patch worth pointing at, as a clinician would see it
         assert abs(stats.emphysema_index - index) < 1.0  # percentage points
         assert stats.emphysema_index == pytest.approx(index, rel=0.1)
+
+
+class TestHeadSample:
+    def test_deterministic_labelled_and_padded(self):
+        from core.head_sample import HEAD_LABELS, HEAD_TISSUE_HU, _build_head, head_ct, head_labels
+
+        vol, lab = head_ct(), head_labels()
+        assert head_ct() is vol and vol.voxels.dtype == np.int16 and vol.units == "HU"
+        assert vol.shape == lab.shape == (96, 192, 192) and vol.spacing == (2.5, 1.2, 1.2)
+        _build_head.cache_clear()
+        assert _build_head()[0].tobytes() == np.where(lab == 0, -2000, vol.voxels).tobytes()
+        assert np.all(np.bincount(lab.ravel(), minlength=len(HEAD_LABELS)) > 0)
+        np.testing.assert_array_equal(vol.padding_mask(), lab == HEAD_LABELS["outside scan circle"])
+        pure = ndimage.minimum_filter(lab, 3) == ndimage.maximum_filter(lab, 3)
+        for name in ("brain grey matter", "brain white matter", "muscle", "eye"):
+            values = vol.voxels[pure & (lab == HEAD_LABELS[name])].astype(np.float64)
+            assert values.size > 100 and np.all(np.abs(values - HEAD_TISSUE_HU[name]) <= 4 * NOISE_SD + 0.5), name
+
+    def test_the_face_check_finds_its_face(self):
+        from core.face_check import has_head, privacy_check
+        from core.head_sample import head_ct
+
+        assert has_head(head_ct())[0]
+        evidence = privacy_check(head_ct())
+        assert evidence.level == "likely"
+        assert {d.azimuth for d in evidence.detections if d.frontal_faces and d.eyes} >= {0.0}
