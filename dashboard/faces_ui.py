@@ -14,6 +14,7 @@ import streamlit as st
 from core import Volume, hu
 from core.face_check import PrivacyEvidence, has_head, privacy_check
 from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored
+from core.head_sample import head_ct
 from core.memory import OverBudget, server_budget
 from core.png import png_bytes
 from dashboard import state
@@ -24,8 +25,9 @@ SOURCE, SAMPLE, UPLOAD = "faces_source", "faces_sample", "faces_upload"
 CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES = (
     "faces_cascade", "faces_scale", "faces_neighbors", "faces_min_size", "faces_equalize", "faces_eyes")
 METHOD, STRENGTH, EXTRA = "faces_method", "faces_strength", "faces_extra_boxes"
-CHECK = "faces_ct_check"
-PERSISTENT = (SOURCE, SAMPLE, CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES, METHOD, STRENGTH, EXTRA)
+CHECK, CT_SOURCE = "faces_ct_check", "faces_ct_source"
+PERSISTENT = (SOURCE, SAMPLE, CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES, METHOD, STRENGTH, EXTRA, CT_SOURCE)
+CT_SOURCES = ("Current series", "Built-in synthetic head")
 SAMPLES = {"Astronaut (Eileen Collins)": "astronaut", "Cameraman": "camera", "Cat (Chelsea)": "chelsea",
            "Coffee cup": "coffee"}
 MAX_PIXELS = 50_000_000
@@ -34,7 +36,7 @@ MAX_PIXELS = 50_000_000
 def init() -> None:
     for key, value in ((SOURCE, "Sample photo"), (SAMPLE, next(iter(SAMPLES))), (CASCADE, "frontalface_default"),
                        (SCALE, 1.1), (NEIGHBORS, 5), (MINSIZE, 30), (EQUALIZE, False), (EYES, False),
-                       (METHOD, "blur"), (STRENGTH, 1.0), (EXTRA, "")):
+                       (METHOD, "blur"), (STRENGTH, 1.0), (EXTRA, ""), (CT_SOURCE, CT_SOURCES[0])):
         st.session_state.setdefault(key, value)
 
 
@@ -286,6 +288,10 @@ def anonymise_ui(image: np.ndarray, boxes: np.ndarray, key: tuple) -> None:
 
 
 def ct_check_ui(vol: Volume | None) -> None:
+    if st.radio("CT to check", CT_SOURCES, key=CT_SOURCE, horizontal=True,
+                help="The synthetic head (a skull, brain, and a face: nose, orbits, lips, ears) is built in, "
+                     "with its label map; the check finds its face.") == CT_SOURCES[1]:
+        vol = head_ct()
     if vol is None:
         st.info("Load a head CT on **Load a study** to check it.")
         return

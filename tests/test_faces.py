@@ -250,6 +250,14 @@ class TestPage:
             set_server_budget(saved)
         assert at.error and "this session may hold at most" in at.error[0].value
 
+    def test_ct_check_on_the_built_in_head(self):
+        at = page_test(PAGE).run()  # the chest sample is loaded: no head in it
+        at.radio(key="faces_ct_source").set_value("Built-in synthetic head").run()
+        at.button(key="faces_check_button").click().run()
+        assert not at.exception
+        assert at.session_state["faces_ct_check"].evidence.level == "likely"
+        assert any("A face was found" in e.value for e in at.error)
+
     def test_ct_check_on_a_head(self):
         from dashboard.state import Study
 

@@ -95,19 +95,34 @@ class TestStatistics:
         assert array_statistics(flat) == pytest.approx(stats)
 
     def test_sample_tissue_volumes_from_its_label_map(self):
+        """Each band holds exactly the sample's voxels of its tissues out of the blur's reach, none of
+        any other tissue's, and at edges only voxels that neighbour its tissues (partial volume)."""
+        from scipy import ndimage
+
         vol, lab = sample_ct(), sample_labels()
         vc = value_counts(vol.voxels, padding=vol.padding)
         voxel_ml = np.prod(vol.spacing) / 1000
         rows = {r.band.name: r for r in band_counts(vc, float(np.prod(vol.spacing)))}
-        # Lung voxels sit at -850 +- ~10: the lung band holds exactly them, nothing else does.
-        n_lung = int((lab == LABELS["lung"]).sum())
-        assert rows["Lung"].voxels == n_lung
-        assert rows["Lung"].volume_ml == pytest.approx(n_lung * voxel_ml)
-        assert rows["Lung"].fraction == pytest.approx(n_lung / vc.total)
-        # Cortical bone (1200 HU) is the only tissue above 700.
-        assert rows["Cortical bone"].voxels == int((lab == LABELS["cortical bone"]).sum())
+        inside = lab != LABELS["outside scan circle"]
+        interior = ndimage.minimum_filter(lab, 3) == ndimage.maximum_filter(lab, 3)
+        cube = np.ones((3, 3, 3), bool)
+        for band, own, low_side in (("Lung", ("lung", "ground-glass nodule"), ("air", "emphysema", "trachea", "bronchus",
+                                                                               "main bronchus", "stomach gas")),
+                                    ("Cortical bone", ("cortical bone",), ())):
+            row = rows[band]
+            in_band = (vol.voxels >= row.band.low) & (vol.voxels < row.band.high) & inside
+            mine = np.isin(lab, [LABELS[n] for n in own])
+            assert row.voxels == int(in_band.sum()), band
+            assert row.volume_ml == pytest.approx(row.voxels * voxel_ml)
+            assert row.fraction == pytest.approx(row.voxels / vc.total)
+            assert in_band[interior & mine].all(), band  # every voxel of its own tissues, blur aside
+            assert not in_band[interior & ~mine].any(), band  # no voxel of another tissue
+            # At an edge a voxel can read in the band only next to a tissue in or beyond the band.
+            near = ndimage.binary_dilation(mine | np.isin(lab, [LABELS[n] for n in low_side]), structure=cube)
+            assert not in_band[~near].any(), band
+            assert int((interior & mine).sum()) <= row.voxels <= int(near.sum())
         # Padding is excluded: every counted voxel is inside the scan circle.
-        assert vc.total == int((lab != LABELS["outside scan circle"]).sum())
+        assert vc.total == int(inside.sum())
         assert sum(r.fraction for r in rows.values()) <= 1.0 + 1e-9
         assert TISSUE_HU["lung"] in range(-950, -500)
 

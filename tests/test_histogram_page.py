@@ -7,9 +7,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from scipy import ndimage
 
 from core import LABELS, sample_ct, sample_labels
 from core.histogram import hu_histogram, value_counts
+from core.sample import LUNG_LABELS
 from dashboard.histogram_ui import figure
 from tests.helpers import page_test, table_with
 
@@ -34,7 +36,12 @@ def test_whole_volume_counts_and_padding(at):
     assert _caption(at) == (f"{lab.size - n_pad:,} voxels counted; {n_pad:,} padding voxels "
                             "(outside the scan circle) left out.")
     bands = table_with(at, "Band").set_index("Band")
-    assert bands.loc["Lung", "Voxels"] == int((lab == LABELS["lung"]).sum())
+    vox = sample_ct().voxels
+    assert bands.loc["Lung", "Voxels"] == int(((vox >= -950) & (vox < -500) & (lab != 0)).sum())
+    # Partial volume: the band holds the lung's voxels out of the blur's reach, and a few at edges.
+    pure = ndimage.minimum_filter(lab, 3) == ndimage.maximum_filter(lab, 3)
+    lungish = np.isin(lab, [LABELS[n] for n in ("lung", "ground-glass nodule")])
+    assert (pure & lungish).sum() <= bands.loc["Lung", "Voxels"] <= lungish.sum() + (~pure).sum()
 
 
 @pytest.mark.parametrize("scope,expected", [("Current slice", 1), ("Slab of slices", 11)])
@@ -105,11 +112,15 @@ def test_lungs_scope_counts_the_segmented_lungs(at):
     at.radio(key="histogram_scope").set_value("Segmented lungs").run()
     assert not at.exception
     lab = sample_labels()
-    truth = int(((lab == LABELS["lung"]) | (lab == LABELS["vessel"])).sum())
+    truth = int(np.isin(lab, [LABELS[n] for n in LUNG_LABELS]).sum())
     n = int(_caption(at).split()[0].replace(",", ""))
     assert abs(n - truth) / truth < 0.01
     bands = table_with(at, "Band").set_index("Band")
-    assert bands.loc["Lung", "Fraction (%)"] > 95
+    # The lung band holds at least the parenchyma out of the blur's reach (vessels, airways, the
+    # bulla and nodules make up the rest).
+    pure = ndimage.minimum_filter(lab, 3) == ndimage.maximum_filter(lab, 3)
+    assert bands.loc["Lung", "Fraction (%)"] >= 100 * int((pure & (lab == LABELS["lung"])).sum()) / truth
+    assert bands.loc["Air", "Fraction (%)"] > 100 * int((lab == LABELS["emphysema"]).sum()) / truth * 0.9
 
 
 def test_lungs_scope_without_lungs_says_so():

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 
+from core import LABELS, sample_ct, sample_labels
+from core.sample import LUNG_LABELS
 from tests.helpers import page_test
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "3_Isosurface_3D.py"
@@ -31,8 +34,14 @@ def test_each_surface_within_budget(preset):
     assert 0 < int(m["Triangles"].replace(",", "")) <= 100_000
     assert len(at.get("plotly_chart")) == 1
     if preset.startswith("Lungs"):
-        assert 2600 < float(m["Lung volume"].split()[0].replace(",", "")) < 2800
-        assert m["Emphysema index"] == "0.0 %"
+        # The sample's lungs from its label map: the bulla in the left upper lobe is its emphysema.
+        lab = sample_labels()
+        lungs = np.isin(lab, [LABELS[n] for n in LUNG_LABELS])
+        truth_ml = lungs.sum() * np.prod(sample_ct().spacing) / 1000
+        truth_index = 100 * (lab == LABELS["emphysema"]).sum() / lungs.sum()
+        assert float(m["Lung volume"].split()[0].replace(",", "")) == pytest.approx(truth_ml, rel=0.01)
+        assert abs(float(m["Emphysema index"].split()[0]) - truth_index) < 1.0
+        assert float(m["Emphysema index"].split()[0]) == pytest.approx(truth_index, rel=0.1)
 
 
 def test_threshold_and_crop_change_the_mesh():
