@@ -227,7 +227,7 @@ def main() -> None:
 
     from playwright.sync_api import sync_playwright
 
-    from tests.conftest import CHROMIUM_ARGS, chromium_path
+    from tests.browser import CHROMIUM_ARGS, chromium_path
     from tests.factory import write_ct_folder
 
     with tempfile.TemporaryDirectory() as tmp:

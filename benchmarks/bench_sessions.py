@@ -191,7 +191,7 @@ async def run(args) -> None:
     from playwright.async_api import async_playwright
 
     from benchmarks.bench_explorer import start
-    from tests.conftest import CHROMIUM_ARGS, chromium_path
+    from tests.browser import CHROMIUM_ARGS, chromium_path
     from tests.factory import write_ct_folder
     from tests.hostile import corpus
 

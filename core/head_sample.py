@@ -70,7 +70,8 @@ def _build_head() -> tuple[np.ndarray, np.ndarray]:
     inner = ndimage.binary_erosion(head, iterations=2)
     paint(head, "skin")
     paint(inner, "subcutaneous fat")
-    paint((skull <= 0.93) | (face & ndimage.binary_erosion(face, iterations=6)) | neck & (x**2 + (y - 15) ** 2 <= 45**2),
+    neck_core = neck & (x**2 + (y - 15) ** 2 <= 45**2)
+    paint((skull <= 0.93) | (face & ndimage.binary_erosion(face, iterations=6)) | neck_core,
           "muscle", onto=("subcutaneous fat",))
     paint(ears & inner, "ear")
     paint(nose & ndimage.binary_erosion(nose, iterations=3), "nose cartilage")
@@ -90,7 +91,8 @@ def _build_head() -> tuple[np.ndarray, np.ndarray]:
         paint(_ell(x, y, z, (side * 31, -70, 121), (12, 12, 12)) <= 1, "eye")
         paint(_ell(x, y, z, (side * 30, -50, 92), (15, 18, 14)) <= 1, "sinus air")
     # The eye surface (lids open) and the mouth (lips parted) are the face's dark features.
-    paint((_ell(x, y, z, (-31, -70, 121), (12, 12, 12)) <= 1) | (_ell(x, y, z, (31, -70, 121), (12, 12, 12)) <= 1), "eye")
+    eyes = (_ell(x, y, z, (-31, -70, 121), (12, 12, 12)) <= 1) | (_ell(x, y, z, (31, -70, 121), (12, 12, 12)) <= 1)
+    paint(eyes, "eye")
     paint((np.abs(z - 64) < 1.3) & (np.abs(x) < 18) & (y < -80), "air")
     lab[:, (y[0] ** 2 + x[0] ** 2) > 114.0**2] = HEAD_LABELS["outside scan circle"]
 
@@ -129,7 +131,8 @@ def head_ct() -> Volume:
     voxels.flags.writeable = False
     nz, ny, nx = HEAD_SHAPE
     dz, dy, dx = HEAD_SPACING
-    positions = np.stack([np.full(nz, -(nx - 1) / 2 * dx), np.full(nz, -(ny - 1) / 2 * dy), np.arange(nz) * dz - 120.0], 1)
+    positions = np.stack([np.full(nz, -(nx - 1) / 2 * dx), np.full(nz, -(ny - 1) / 2 * dy),
+                          np.arange(nz) * dz - 120.0], 1)
     return Volume(
         voxels=voxels, spacing=HEAD_SPACING, series_uid="2.25.20261130000000000000000000000000001", modality="CT",
         warnings=[], positions=positions, row_direction=np.array([1.0, 0.0, 0.0]),

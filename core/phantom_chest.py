@@ -151,7 +151,7 @@ def _shell(flat: np.ndarray) -> np.ndarray:
 def _polyline(nodes, radii) -> tuple[np.ndarray, np.ndarray]:
     """Points along a polyline of (x, y, z) nodes, radii interpolated; as (z, y, x)."""
     nodes = np.asarray(nodes, dtype=float)[:, [2, 1, 0]]
-    return _tree_points(list(zip(nodes[:-1], nodes[1:], radii[:-1], radii[1:])))
+    return _tree_points(list(zip(nodes[:-1], nodes[1:], radii[:-1], radii[1:], strict=False)))
 
 
 def _tree(rng: np.random.Generator, start, direction, radius: float, length: float, *, min_radius: float,
@@ -174,7 +174,7 @@ def _tree(rng: np.random.Generator, start, direction, radius: float, length: flo
         perp = unit((d[1] * g[2] - d[2] * g[1], d[2] * g[0] - d[0] * g[2], d[0] * g[1] - d[1] * g[0]))
         u = rng.uniform(0.6, 1.2, size=2)
         k = rng.uniform((0.74, 0.75), (0.84, 0.92), size=(2, 2))
-        for sign, ui, (kr, kn) in zip((1.0, -1.0), u, k):
+        for sign, ui, (kr, kn) in zip((1.0, -1.0), u, k, strict=True):
             ca, sa = math.cos(spread * ui), sign * math.sin(spread * ui)
             child = unit(tuple(ca * d[i] + sa * perp[i] for i in range(3)))
             stack.append((end, child, r * kr, n * kn, depth + 1))
@@ -258,7 +258,8 @@ def _draw(c: _Canvas, rng: np.random.Generator) -> None:
     stomach = ((xx - 55) / 48) ** 2 + ((yy + 5) / 40) ** 2 + ((zz - 40) / 55) ** 2
     free = c.lab[s] == LABELS["mediastinal and abdominal fat"]
     c.paint(s, (stomach <= 1) & free, "stomach wall")
-    inner = (((xx - 55) / 43) ** 2 + ((yy + 5) / 35) ** 2 + ((zz - 40) / 50) ** 2 <= 1) & (zz < _dome(xx, yy, 1, 80) - 11)
+    ellipsoid = ((xx - 55) / 43) ** 2 + ((yy + 5) / 35) ** 2 + ((zz - 40) / 50) ** 2 <= 1
+    inner = ellipsoid & (zz < _dome(xx, yy, 1, 80) - 11)
     c.paint(s, inner & (yy < -18), "stomach gas", onto=("stomach wall",))
     c.paint(s, inner & (yy >= -18), "stomach contents", onto=("stomach wall",))
     spleen = ((xx - 92) / 28) ** 2 + ((yy - 45) / 42) ** 2 + ((zz - 45) / 60) ** 2 <= 1
@@ -382,7 +383,8 @@ def _ribs(c: _Canvas, cavity_depth: np.ndarray) -> None:
     zi, yi, xi = np.nonzero((cavity_depth < -0.5) & (cavity_depth > -9.5))
     z, y, x = c.z[zi], c.y[yi], c.x[xi]
     d = -cavity_depth[zi, yi, xi]  # mm outside the rib cage's inner surface
-    phi = np.arccos(np.clip((y - CAVITY_CY) / np.sqrt(x**2 + (y - CAVITY_CY) ** 2 + 1e-6), -1, 1)) / np.pi  # 0 back, 1 front
+    # 0 at the back, 1 at the front
+    phi = np.arccos(np.clip((y - CAVITY_CY) / np.sqrt(x**2 + (y - CAVITY_CY) ** 2 + 1e-6), -1, 1)) / np.pi
     t = np.clip((phi - 0.1) / 0.65, 0, 1)
     drop = 75 * t * t * (3 - 2 * t)  # near level by the spine, steepest at the side
     i = np.rint((288 - drop - z) / 24.0)  # rib number - 1

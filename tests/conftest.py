@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import os
 import re
-import shutil
-import socket
 import subprocess
 import sys
 import tempfile
@@ -15,33 +13,10 @@ from pathlib import Path
 
 import pytest
 
+from tests.browser import CHROMIUM_ARGS, chromium_path, free_port
+
 ROOT = Path(__file__).resolve().parents[1]
-
-CHROMIUM_ARGS = [
-    "--headless=new",
-    "--no-sandbox",
-    "--disable-gpu",
-    "--disable-dev-shm-usage",
-    "--disable-quic",
-    "--no-first-run",
-    "--disable-background-networking",
-    "--disable-component-update",
-    "--disable-sync",
-]
-
-
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
-
-
-def chromium_path() -> str:
-    for candidate in (os.environ.get("CHROMIUM_PATH"), "chromium", "chromium-browser", "google-chrome"):
-        if candidate and (found := shutil.which(candidate)):
-            return found
-    pytest.fail("Chromium was not found: run scripts/test.sh (it installs Debian's chromium) or set CHROMIUM_PATH")
-
+_free_port = free_port
 
 @pytest.fixture(scope="session")
 def app_url():

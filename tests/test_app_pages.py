@@ -15,8 +15,6 @@ from tests.factory import ct_series, ramp_volume
 from tests.helpers import APP, PAGE_FILES, ROOT, app_test, page_test, page_text, table_with, upload_files
 
 # tests/test_pacs.py still imports these two from here; the lead moves it to tests.helpers.
-_page_text = page_text
-__all__ = ["_page_text", "page_test"]
 
 
 class TestFirstPage:

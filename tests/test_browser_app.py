@@ -8,19 +8,11 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.browser import no_exception as _no_exception
+from tests.browser import wait_idle as _wait_idle
 from tests.factory import ct_series, ramp_volume
 
 pytestmark = pytest.mark.browser
-
-
-def _wait_idle(page) -> None:
-    """Wait until Streamlit has finished the current run."""
-    page.wait_for_selector('[data-testid="stApp"][data-test-script-state="notRunning"]', timeout=60_000)
-
-
-def _no_exception(page) -> None:
-    assert page.locator('[data-testid="stException"]').count() == 0
-    assert "Traceback" not in page.content()
 
 
 def _is_not_blank(png: bytes) -> bool:

@@ -11,8 +11,9 @@ import urllib.request
 
 import pytest
 
-from tests.conftest import ROOT, _free_port
+from tests.browser import free_port as _free_port
 from tests.factory import ct_series, ramp_volume
+from tests.helpers import ROOT
 from tests.orthanc import AET
 
 pytestmark = pytest.mark.browser

@@ -462,7 +462,7 @@ SEARCH = "FormSubmitter:dimse_search-Search studies (C-FIND)"
 
 
 def _page(monkeypatch, *, peers: dict | None = None, **env):
-    from tests.test_app_pages import page_test
+    from tests.helpers import page_test
 
     for name in hosting.SETTINGS:
         monkeypatch.delenv(f"HOUNSFIELD_{name.upper()}", raising=False)
@@ -479,7 +479,7 @@ def _page(monkeypatch, *, peers: dict | None = None, **env):
 
 class TestPage:
     def test_typed_peer_search_and_retrieve(self, pacs, monkeypatch):
-        from tests.test_app_pages import _page_text
+        from tests.helpers import page_text as _page_text
 
         at = _page(monkeypatch, dimse_typed_peers="on", allow_private_networks="1")
         at.text_input(key="dimse_host").set_value("127.0.0.1")
@@ -530,7 +530,7 @@ class TestPage:
         assert at.success and "images stored by ORTHANC@127.0.0.1" in at.success[0].value
 
     def test_dimse_off(self, monkeypatch):
-        from tests.test_app_pages import page_test
+        from tests.helpers import page_test
 
         monkeypatch.setenv("HOUNSFIELD_DIMSE", "off")
         at = page_test(PAGE).run()

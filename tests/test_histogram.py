@@ -106,8 +106,8 @@ class TestStatistics:
         inside = lab != LABELS["outside scan circle"]
         interior = ndimage.minimum_filter(lab, 3) == ndimage.maximum_filter(lab, 3)
         cube = np.ones((3, 3, 3), bool)
-        for band, own, low_side in (("Lung", ("lung", "ground-glass nodule"), ("air", "emphysema", "trachea", "bronchus",
-                                                                               "main bronchus", "stomach gas")),
+        lung_low_side = ("air", "emphysema", "trachea", "bronchus", "main bronchus", "stomach gas")
+        for band, own, low_side in (("Lung", ("lung", "ground-glass nodule"), lung_low_side),
                                     ("Cortical bone", ("cortical bone",), ())):
             row = rows[band]
             in_band = (vol.voxels >= row.band.low) & (vol.voxels < row.band.high) & inside

@@ -136,7 +136,8 @@ class TestPage:
     PAGE = Path(__file__).resolve().parents[1] / "pages" / "6_PACS.py"
 
     def test_search_and_retrieve_through_the_page(self, pacs, monkeypatch):
-        from tests.test_app_pages import _page_text, page_test
+        from tests.helpers import page_test
+        from tests.helpers import page_text as _page_text
 
         monkeypatch.setenv("HOUNSFIELD_ALLOW_PRIVATE_NETWORKS", "1")  # Orthanc is on loopback
         at = page_test(self.PAGE).run()
@@ -155,7 +156,7 @@ class TestPage:
         np.testing.assert_array_equal(at.session_state["study"].volumes[0].voxels, HU)
 
     def test_the_configured_pacs_with_its_stored_credentials(self, pacs, monkeypatch):
-        from tests.test_app_pages import page_test
+        from tests.helpers import page_test
 
         monkeypatch.setenv("HOUNSFIELD_PACS_CONFIGURED_ACCESS", "everyone")
         at = page_test(self.PAGE)
@@ -168,7 +169,7 @@ class TestPage:
         assert any("1 study found" in m.value for m in at.markdown)
 
     def test_errors_of_the_configured_pacs_say_what_to_check(self, pacs, monkeypatch):
-        from tests.test_app_pages import page_test
+        from tests.helpers import page_test
 
         monkeypatch.setenv("HOUNSFIELD_PACS_CONFIGURED_ACCESS", "everyone")
         at = page_test(self.PAGE)
@@ -179,7 +180,7 @@ class TestPage:
         assert at.error and "HTTP 401" in at.error[0].value
 
     def test_errors_of_a_typed_address_do_not_tell_why(self, pacs, monkeypatch):
-        from tests.test_app_pages import page_test
+        from tests.helpers import page_test
 
         monkeypatch.setenv("HOUNSFIELD_ALLOW_PRIVATE_NETWORKS", "1")
         at = page_test(self.PAGE).run()

@@ -9,8 +9,9 @@ import time
 
 import pytest
 
+from tests.browser import no_exception as _no_exception
+from tests.browser import wait_idle as _wait_idle
 from tests.factory import ct_series, ramp_volume
-from tests.test_browser_app import _no_exception, _wait_idle
 
 pytestmark = [pytest.mark.browser, pytest.mark.filterwarnings("ignore:The value length:UserWarning"),
               pytest.mark.filterwarnings("ignore:Invalid value for VR:UserWarning")]

@@ -267,7 +267,7 @@ class Server:
 @pytest.fixture(scope="module")
 def server():
     """`streamlit run` with a 400 MB budget (200 MB per session), as an operator would set it."""
-    from tests.conftest import _free_port
+    from tests.browser import free_port as _free_port
 
     if not Path("/proc/self/status").exists():
         pytest.skip("reads the server's memory from /proc")
