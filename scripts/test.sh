@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
-# Install everything the tests need (Python packages, Chromium for the browser tests)
-# and run every test. Works on a fresh Debian machine as root, and on a laptop where
-# Chromium is already installed.
+# Install everything the tests need (Python packages, Chromium and Orthanc for the browser and
+# PACS tests), check the code with ruff and mypy, and run every test. Works on a fresh Debian
+# machine as root, and on a laptop where Chromium is already installed.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -32,4 +32,7 @@ fi
 
 "$PYTHON" -m pip install --quiet --disable-pip-version-check -r requirements-dev.txt
 
+# The checks that run: lint and types first (each says what it found), then every test.
+"$PYTHON" -m ruff check .
+"$PYTHON" -m mypy
 exec "$PYTHON" -m pytest "$@"
