@@ -17,6 +17,7 @@ from core.mpr import IN_PLANE, VIEW_AXES, VIEW_NAMES, plane_info, slab, slab_wid
 from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
 from dashboard import mpr_view, state
+from dashboard.streamlit_internals import EncodedPNG as _EncodedPNG
 from dashboard.text import file_part, md_escape, unit_label
 
 # Session-state keys of this page.
@@ -233,16 +234,6 @@ def large_view_ui(vol: Volume, display: Display) -> int:
     streamlit_image_coordinates(_EncodedPNG(png), key=LARGE_CLICK, click_and_drag=True, on_click=lambda: _on_large_click(vol, axis),
                                 cursor="crosshair", width="content")
     return axis
-
-
-class _EncodedPNG:
-    """Hands already-encoded PNG bytes to the click component (it calls ``save``)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def save(self, fp, **_: object) -> None:
-        fp.write(self.data)
 
 
 def current_window() -> tuple[float, float] | None:
