@@ -27,6 +27,14 @@ class TestVersions:
     def test_installed_versions_are_the_tested_ones(self):
         assert internals.untested_versions() == []
 
+    def test_requirements_pin_streamlit_to_the_tested_minors(self):
+        from pathlib import Path
+
+        line = next(ln for ln in (Path(__file__).resolve().parents[1] / "requirements.txt").read_text().splitlines()
+                    if ln.startswith("streamlit>="))
+        assert line.split("#")[0].strip() == "streamlit>=1.67,<1.68"
+        assert internals.TESTED["streamlit"] == ("1.67",)
+
     def test_an_untested_version_is_said_once(self, monkeypatch, fresh_warnings, caplog):
         import importlib.metadata
 
