@@ -32,6 +32,7 @@ LIVE_VIEW = "explorer_live_view"  # the view as last drawn, read by the PNG down
 # Keys whose values must survive visits to other pages (see frame.keep_widget_state): widget keys,
 # and the crosshair and window the views component reports.
 PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE, LARGE, ZOOM, ROI_ROWS, ROI_COLS, ROI_ON)
+state.persist(*PERSISTENT)
 
 CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percentile)"
 SLAB_MODES = {"mip": "MIP (maximum)", "minip": "MinIP (minimum)", "mean": "Mean"}
@@ -243,13 +244,24 @@ def current_window() -> tuple[float, float] | None:
     return float(st.session_state[CENTER]), float(st.session_state[WIDTH])
 
 
+def current_slice(vol: Volume, axis: int = 0) -> int:
+    """The explorer's slice index along ``axis`` (the middle one before the explorer is opened)."""
+    return int(st.session_state.get(SLICE[axis], vol.shape[axis] // 2))
+
+
+def set_window(center: float, width: float) -> None:
+    """Set the explorer's window from elsewhere (the histogram): a custom window, not a preset."""
+    st.session_state[CENTER], st.session_state[WIDTH] = float(center), float(width)
+    st.session_state[PRESET] = CUSTOM
+
+
 def current_roi(vol: Volume) -> Roi | None:
     """The explorer's ROI box and the plane it is on, or None when it is off."""
     if not st.session_state.get(ROI_ON) or ROI_ROWS not in st.session_state:
         return None
     large = st.session_state.get(LARGE, "Off")
     axis = VIEW_AXES.get(large, 0)
-    return Roi(axis, int(st.session_state.get(SLICE[axis], vol.shape[axis] // 2)), _roi_box())
+    return Roi(axis, current_slice(vol, axis), _roi_box())
 
 
 def _roi_box() -> RoiBox:

@@ -26,6 +26,7 @@ CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES = (
 METHOD, STRENGTH, EXTRA = "faces_method", "faces_strength", "faces_extra_boxes"
 CHECK = "faces_ct_check"
 PERSISTENT = (SOURCE, SAMPLE, CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES, METHOD, STRENGTH, EXTRA)
+state.persist(*PERSISTENT)
 SAMPLES = {"Astronaut (Eileen Collins)": "astronaut", "Cameraman": "camera", "Cat (Chelsea)": "chelsea",
            "Coffee cup": "coffee"}
 MAX_PIXELS = 50_000_000

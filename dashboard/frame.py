@@ -60,10 +60,7 @@ def keep_widget_state() -> None:
     Streamlit drops a widget's value when a run does not draw the widget; values the
     script itself assigned are kept, so every settings key is re-assigned on each run.
     """
-    from dashboard import details_ui, explorer, faces_ui, histogram_ui, iso_ui, pacs_ui
-
-    for key in (*explorer.PERSISTENT, *histogram_ui.PERSISTENT, *iso_ui.PERSISTENT, *details_ui.PERSISTENT,
-                *faces_ui.PERSISTENT, *pacs_ui.PERSISTENT):
+    for key in state.persistent_keys():  # each page's UI module registers its own
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
 
@@ -98,7 +95,8 @@ def _sidebar(volume: Volume | None) -> None:
             facts["Series in study"] = str(len(study.volumes))
         header = volume.header
         if header is not None:
-            for keyword, label in (("PatientName", "Patient"), ("PatientID", "Patient ID"), ("StudyDate", "Study date")):
+            shown = (("PatientName", "Patient"), ("PatientID", "Patient ID"), ("StudyDate", "Study date"))
+            for keyword, label in shown:
                 value = header.get(keyword, "")
                 facts[label] = (str(value) or "—") if show else MASK
         st.markdown("\n".join(f"- **{k}**: {md_escape(v)}" for k, v in facts.items()))
