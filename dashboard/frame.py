@@ -22,7 +22,7 @@ PAGES: list[tuple[str, str, str]] = [
     ("pages/3_Isosurface_3D.py", "3D isosurface", ":material/deployed_code:"),
     ("pages/4_Face_detection.py", "Face detection", ":material/face:"),
     ("pages/5_Study_details.py", "Study details and privacy", ":material/shield_person:"),
-    ("pages/6_PACS.py", "PACS (DICOMweb)", ":material/cloud_download:"),
+    ("pages/6_PACS.py", "PACS", ":material/cloud_download:"),  # DICOMweb and DIMSE; the tab says "PACS"
 ]
 
 
