@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import loading, state
+from dashboard import loading, state, streamlit_internals
 from dashboard.frame import page_frame
 
 page_frame("Load a study")
@@ -35,7 +35,7 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
         state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=what))
         st.session_state[state.LOAD_REPORT] = None
         # The loader has released the uploads; forget any left in a replaced uploader too.
-        loading.forget_stale_uploads()
+        streamlit_internals.forget_stale_uploads()
         st.session_state[state.UPLOAD_NONCE] += 1
         st.session_state[state.LOADED_SIGNATURE] = None
         st.rerun()

@@ -18,6 +18,7 @@ from dashboard.text import md_escape
 INSTANCE, SEARCH, NESTED = "details_instance", "details_search", "details_nested"
 SHIFT_ON, SHIFT_DAYS, EXPORT = "details_shift_on", "details_shift_days", "details_export"
 PERSISTENT = (INSTANCE, SEARCH, NESTED, SHIFT_ON, SHIFT_DAYS)
+state.persist(*PERSISTENT)
 
 
 def init(vol: Volume) -> None:

@@ -17,6 +17,7 @@ from core.mpr import IN_PLANE, VIEW_AXES, VIEW_NAMES, SlabMode, plane_info, slab
 from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
 from dashboard import mpr_view, state
+from dashboard.streamlit_internals import EncodedPNG as _EncodedPNG
 from dashboard.text import file_part, md_escape, unit_label
 
 # Session-state keys of this page.
@@ -31,6 +32,7 @@ LIVE_VIEW = "explorer_live_view"  # the view as last drawn, read by the PNG down
 # Keys whose values must survive visits to other pages (see frame.keep_widget_state): widget keys,
 # and the crosshair and window the views component reports.
 PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE, LARGE, ZOOM, ROI_ROWS, ROI_COLS, ROI_ON)
+state.persist(*PERSISTENT)
 
 CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percentile)"
 SLAB_MODES: dict[SlabMode, str] = {"mip": "MIP (maximum)", "minip": "MinIP (minimum)", "mean": "Mean"}
@@ -235,21 +237,22 @@ def large_view_ui(vol: Volume, display: Display) -> int:
     return axis
 
 
-class _EncodedPNG:
-    """Hands already-encoded PNG bytes to the click component (it calls ``save``)."""
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def save(self, fp, **_: object) -> None:
-        fp.write(self.data)
-
-
 def current_window() -> tuple[float, float] | None:
     """The explorer's (center, width), once the explorer has been opened."""
     if CENTER not in st.session_state or WIDTH not in st.session_state:
         return None
     return float(st.session_state[CENTER]), float(st.session_state[WIDTH])
+
+
+def current_slice(vol: Volume, axis: int = 0) -> int:
+    """The explorer's slice index along ``axis`` (the middle one before the explorer is opened)."""
+    return int(st.session_state.get(SLICE[axis], vol.shape[axis] // 2))
+
+
+def set_window(center: float, width: float) -> None:
+    """Set the explorer's window from elsewhere (the histogram): a custom window, not a preset."""
+    st.session_state[CENTER], st.session_state[WIDTH] = float(center), float(width)
+    st.session_state[PRESET] = CUSTOM
 
 
 def current_roi(vol: Volume) -> Roi | None:
@@ -258,7 +261,7 @@ def current_roi(vol: Volume) -> Roi | None:
         return None
     large = st.session_state.get(LARGE, "Off")
     axis = VIEW_AXES.get(large, 0)
-    return Roi(axis, int(st.session_state.get(SLICE[axis], vol.shape[axis] // 2)), _roi_box())
+    return Roi(axis, current_slice(vol, axis), _roi_box())
 
 
 def _roi_box() -> RoiBox:

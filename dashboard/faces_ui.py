@@ -27,6 +27,7 @@ CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES = (
 METHOD, STRENGTH, EXTRA = "faces_method", "faces_strength", "faces_extra_boxes"
 CHECK, CT_SOURCE = "faces_ct_check", "faces_ct_source"
 PERSISTENT = (SOURCE, SAMPLE, CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES, METHOD, STRENGTH, EXTRA, CT_SOURCE)
+state.persist(*PERSISTENT)
 CT_SOURCES = ("Current series", "Built-in synthetic head")
 SAMPLES = {"Astronaut (Eileen Collins)": "astronaut", "Cameraman": "camera", "Cat (Chelsea)": "chelsea",
            "Coffee cup": "coffee"}

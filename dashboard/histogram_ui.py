@@ -31,6 +31,7 @@ LOG, CUMULATIVE, BANDS = "histogram_log", "histogram_cumulative", "histogram_ban
 OVERLAY, CHART = "histogram_overlay", "histogram_chart"
 SLAB_SLICES = "histogram_slab_slices"
 PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES)
+state.persist(*PERSISTENT)
 SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box", "Segmented lungs")
 
 
@@ -95,7 +96,7 @@ def _classic_bins(vol: Volume) -> None:
 
 def controls_ui(vol: Volume) -> Controls:
     """Scope, bins, range and display options."""
-    k = int(st.session_state.get(explorer.SLICE[0], vol.shape[0] // 2))
+    k = explorer.current_slice(vol)
     roi = explorer.current_roi(vol)
     c1, c2 = st.columns([2, 1])
     kind = c1.radio("Voxels counted", SCOPES, key=SCOPE, horizontal=True,
@@ -271,9 +272,7 @@ def chart_ui(fig: go.Figure) -> None:
 def set_window_to_band(name: str) -> None:
     band = next(b for b in TISSUE_BANDS if b.name == name)
     lo, hi = max(band.low, hu.AIR), min(band.high, hu.TOP)
-    st.session_state[explorer.CENTER] = float(round((lo + hi) / 2))
-    st.session_state[explorer.WIDTH] = float(max(1, round(hi - lo)))
-    st.session_state[explorer.PRESET] = explorer.CUSTOM
+    explorer.set_window(round((lo + hi) / 2), max(1, round(hi - lo)))
     st.session_state["histogram_window_note"] = f"Explorer window set to the {name.lower()} band: {lo:g} to {hi:g} HU."
 
 

@@ -20,6 +20,7 @@ from dashboard.text import md_escape, unit_label
 
 PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW = "iso_preset", "iso_level", "iso_budget", "iso_keep", "iso_crop", "iso_show"
 PERSISTENT = (PRESET, LEVEL, BUDGET, KEEP, CROP, SHOW)
+state.persist(*PERSISTENT)
 LUNGS = "Lungs (segmented)"
 BONE = "Bone (400 HU)"
 SKIN = f"Skin ({hu.SKIN:g} HU)"

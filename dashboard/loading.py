@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import re
-from collections import defaultdict
 from typing import Any
 
 import pandas as pd
@@ -13,9 +12,10 @@ from core import LoadResult, Volume, ZipLimits, load_series
 from core.memory import server_budget
 from core.privacy import display_description
 from dashboard import state
-from dashboard.owner import session_owner
-from dashboard.text import md_escape
 from dashboard.images import middle_slice_preview, thumbnail_data_url
+from dashboard.owner import session_owner
+from dashboard.streamlit_internals import refused_upload_reason, release_uploads, upload_instances
+from dashboard.text import md_escape
 
 
 def upload_ui() -> tuple[list[Any], str]:
@@ -42,87 +42,6 @@ def upload_ui() -> tuple[list[Any], str]:
     return chosen, f"{n} uploaded file{'s' if n != 1 else ''}"
 
 
-def release_uploads(files: list[Any], *, others: dict[str, list[Any]] | None = None) -> None:
-    """Drop uploaded bytes from Streamlit's upload store and close every object that holds them.
-
-    Streamlit frees uploads only when the user removes them in the widget or the session
-    ends; without this, each upload-and-replace would keep the previous upload in memory.
-    Called per file while loading, as soon as the loader is done with it. ``others`` are the
-    other objects of the same uploads (see :func:`upload_instances`): the bytes are freed only
-    once all of them are closed.
-    """
-    try:
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-        ctx = get_script_run_ctx()
-        for f in files:
-            file_id = getattr(f, "file_id", None)
-            if ctx is not None and file_id:
-                ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=file_id)
-            for g in [f, *((others or {}).get(file_id, ()) if file_id else ())]:
-                if hasattr(g, "close"):
-                    g.close()
-    except (AttributeError, ImportError, KeyError):  # an internal API: never let it break loading
-        return
-
-
-def _uploaded_files_in_state() -> list[tuple[str, Any]]:
-    """(widget id, UploadedFile) for every uploaded-file object this session's widget state holds."""
-    from streamlit.runtime.state.session_state_proxy import get_session_state
-    from streamlit.runtime.uploaded_file_manager import UploadedFile
-
-    inner = get_session_state()._state
-    pools = [list(inner._old_state.items()),
-             [(k, getattr(w, "value", None)) for k, w in list(inner._new_widget_state.states.items())]]
-    out = []
-    for pool in pools:
-        for key, value in pool:
-            for f in value if isinstance(value, (list, tuple)) else [value]:
-                if isinstance(f, UploadedFile):
-                    out.append((str(key), f))
-    return out
-
-
-def upload_instances() -> dict[str, list[Any]]:
-    """Every UploadedFile object this session's widget state holds, by file id.
-
-    Streamlit makes new UploadedFile objects each time it reads an uploader's value and keeps
-    the previous run's as well; each shares the upload's bytes. Measured with three 300-file
-    uploads at once: the copies kept about 800 MB alive while the loader had released them.
-    """
-    found: dict[str, list[Any]] = defaultdict(list)
-    try:
-        for _, f in _uploaded_files_in_state():
-            found[f.file_id].append(f)
-    except (AttributeError, ImportError, KeyError, RuntimeError):  # internal API: only a memory saving
-        return {}
-    return found
-
-
-def forget_stale_uploads() -> int:
-    """Remove this session's stored uploads that no widget but the load uploaders refers to.
-
-    Called after a study has loaded, when the load uploaders are about to be reset. Files
-    picked while the page was redrawing can land in an uploader that is then replaced; Streamlit
-    would keep them until the session ends (seen as 120 orphaned files every few cycles of
-    benchmarks/bench_sessions.py). Returns how many were removed.
-    """
-    try:
-        from streamlit.runtime.scriptrunner import get_script_run_ctx
-
-        ctx = get_script_run_ctx()
-        if ctx is None:
-            return 0
-        kept = {f.file_id for key, f in _uploaded_files_in_state() if "load_files_" not in key and "load_folder_" not in key}
-        stored = getattr(ctx.uploaded_file_mgr, "file_storage", {}).get(ctx.session_id, {})
-        stale = [file_id for file_id in list(stored) if file_id not in kept]
-        for file_id in stale:
-            ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=file_id)
-        return len(stale)
-    except (AttributeError, ImportError, KeyError, RuntimeError):  # internal API: only a memory saving
-        return 0
-
-
 TRIM_EVERY = 24  # uploaded files released between two malloc_trim calls (about 12 MB of CT)
 
 
@@ -130,7 +49,7 @@ def make_room(files: list[Any]) -> bool:
     """Close the open study when this session's memory share could not hold the new one beside it.
 
     Uploads are counted against the session's share as they arrive (see
-    ``dashboard.frame.meter_uploads``), and the loader reserves the new volumes before decoding
+    ``dashboard.streamlit_internals.meter_uploads``), and the loader reserves the new volumes before decoding
     them; with a large study open, a study of the same size would be refused. The uploads'
     size stands for the new voxels (they are close for uncompressed CT). Returns True when the
     study was closed.
@@ -165,9 +84,7 @@ def memory_notice_ui(skipped: list[tuple[str, str]]) -> None:
 
 def refused_upload_ui() -> None:
     """Say why an upload of this session was refused by the memory budget (once)."""
-    from dashboard.frame import REAPER
-
-    reason = REAPER.refused.pop(session_owner(), None)
+    reason = refused_upload_reason(session_owner())
     if reason:
         st.error(f"An uploaded file was refused: {reason}.", icon=":material/memory:")
 

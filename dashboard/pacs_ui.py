@@ -25,6 +25,7 @@ KIND = "pacs_kind"  # DICOMweb or DIMSE
 DIMSE_PERSISTENT = ("dimse_peer", "dimse_host", "dimse_port", "dimse_aet", "dimse_our_aet", "dimse_timeout",
                     "dimse_name", "dimse_id", "dimse_modality", "dimse_accession", "dimse_method")
 PERSISTENT = (URL, AUTH, USER, NAME, "pacs_id", MODALITY, ACCESSION, KIND, *DIMSE_PERSISTENT)
+state.persist(*PERSISTENT)
 PHI_COLUMNS = ("PatientName", "PatientID", "PatientBirthDate", "StudyDate", "StudyDescription", "AccessionNumber",
                "SeriesDescription")
 

@@ -22,6 +22,22 @@ LOAD_REPORT = "load_report"
 LOADED_SIGNATURE = "load_signature"
 UPLOAD_NONCE = "load_upload_nonce"
 
+# Keys whose values must survive visits to other pages (widget keys: Streamlit drops a widget's
+# value when a run does not draw it). Each page's UI module registers its own when it is imported,
+# which is before any of its keys can be in a session; the frame re-assigns them on every run.
+# Key names only, the same for every visitor: process-wide on purpose, like the modules.
+_PERSISTENT: set[str] = set()
+
+
+def persist(*keys: str) -> None:
+    """Register session-state keys that keep their values across pages (see :func:`persistent_keys`)."""
+    _PERSISTENT.update(keys)
+
+
+def persistent_keys() -> frozenset[str]:
+    """Every key registered with :func:`persist` in this process."""
+    return frozenset(_PERSISTENT)
+
 
 @dataclass
 class Study:

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import re
 import subprocess
@@ -18,44 +19,55 @@ from tests.browser import CHROMIUM_ARGS, chromium_path, free_port
 ROOT = Path(__file__).resolve().parents[1]
 _free_port = free_port
 
-@pytest.fixture(scope="session")
-def app_url():
-    """Start `streamlit run streamlit_app.py` on a free loopback port; stop it after the session."""
+@contextlib.contextmanager
+def streamlit_server(*, env: dict[str, str] | None = None, python_args: list[str] | None = None):
+    """`streamlit run streamlit_app.py` on a free loopback port: yields (url, process), stops it after.
+
+    ``env`` is added to this process's environment; ``python_args`` replaces ``-m streamlit``
+    (e.g. ``-c`` code that patches something, then runs Streamlit's command line). When the
+    server stops, its log must not carry a traceback from the app.
+    """
     port = _free_port()
     log = tempfile.TemporaryFile()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"),
+        [sys.executable, *(python_args or ["-m", "streamlit"]), "run", str(ROOT / "streamlit_app.py"),
          "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
          "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
-        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT,
-        # As on a laptop: the PACS test's Orthanc listens on loopback, which a shared host refuses.
-        env={**os.environ, "HOUNSFIELD_ALLOW_PRIVATE_NETWORKS": "1"},
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
     )
     url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        if proc.poll() is not None:
-            log.seek(0)
-            pytest.fail(f"streamlit exited early:\n{log.read().decode(errors='replace')}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    else:
-        proc.kill()
-        pytest.fail("streamlit did not become healthy within 60 s")
-    yield url
-    proc.terminate()
     try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"streamlit exited early:\n{log.read().decode(errors='replace')}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("streamlit did not become healthy within 60 s")
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
     log.seek(0)
     output = log.read().decode(errors="replace")
-    # The server log must never carry tracebacks from the app.
     assert "Traceback" not in output, output[-4000:]
+
+
+@pytest.fixture(scope="session")
+def app_url():
+    """Start `streamlit run streamlit_app.py` on a free loopback port; stop it after the session."""
+    # As on a laptop: the PACS test's Orthanc listens on loopback, which a shared host refuses.
+    with streamlit_server(env={"HOUNSFIELD_ALLOW_PRIVATE_NETWORKS": "1"}) as (url, _):
+        yield url
 
 
 @pytest.fixture(scope="session")

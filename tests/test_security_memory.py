@@ -433,13 +433,13 @@ class TestUploadStoreMetering:
         from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 
         import core.memory
-        from dashboard import frame
+        from dashboard import streamlit_internals
 
         monkeypatch.setattr(core.memory, "_SERVER", budget)
         mgr = MemoryUploadedFileManager("/_stcore/upload_file")
         mgr.add_file("early", UploadedFileRec("e1", "early.dcm", "application/dicom", bytes(5 * MB)))
         mgr.add_file("early", UploadedFileRec("e2", "late.dcm", "application/dicom", bytes(5 * MB)))
-        frame._meter_store(mgr)
+        streamlit_internals._meter_store(mgr)
         return mgr, UploadedFileRec
 
     def test_files_reserved_released_and_refused(self, monkeypatch):

@@ -12,8 +12,7 @@ import streamlit as st
 from streamlit.runtime.scriptrunner import get_script_run_ctx
 from streamlit.runtime.uploaded_file_manager import UploadedFileRec
 
-from dashboard.frame import share_upload_bytes
-from dashboard.loading import forget_stale_uploads, upload_instances
+from dashboard.streamlit_internals import forget_stale_uploads, share_upload_bytes, upload_instances
 
 share_upload_bytes()
 photo = st.file_uploader("A photo", key="faces_photo")
@@ -64,7 +63,7 @@ def test_stale_uploads_are_forgotten_and_other_widgets_files_kept():
 def test_copies_share_bytes_and_stay_independent():
     from streamlit.runtime.uploaded_file_manager import UploadedFile, UploadedFileRec
 
-    from dashboard.frame import share_upload_bytes
+    from dashboard.streamlit_internals import share_upload_bytes
 
     share_upload_bytes()
     data = bytes(range(256)) * 100
