@@ -138,7 +138,7 @@ def head_ct() -> Volume:
         warnings=[], positions=positions, row_direction=np.array([1.0, 0.0, 0.0]),
         col_direction=np.array([0.0, 1.0, 0.0]), description="Synthetic head CT (built-in sample)",
         window=(40.0, 80.0), units="HU", padding=np.packbits(outside, axis=-1), invert=False,
-        summary={"Modality": "CT", "Manufacturer": "Hounsfield (synthetic)", "Slices": nz, "Rows": ny,
-                 "Columns": nx, "Spacing (mm)": HEAD_SPACING, "Orientation": "axial"},
+        summary={"Modality": "CT", "Manufacturer": "Hounsfield (synthetic)", "slices": nz, "rows": ny,
+                 "columns": nx, "spacing_mm": HEAD_SPACING, "orientation": "axial"},
     )
 

@@ -385,18 +385,20 @@ def _modality_values(raw: np.ndarray, fr: FrameInfo, header: FileHeader) -> np.n
 
 
 def _safe_summary(plan: _Plan, header: FileHeader, shape: tuple[int, int, int]) -> dict[str, Any]:
+    """PHI-free facts keyed by DICOM keyword, or by a snake_case name for what the loader measured
+    (the dashboard gives them labels)."""
     ds = header.dataset
     out: dict[str, Any] = {"Modality": header.modality}
     for kw in _SUMMARY_KEYWORDS:
         v = lenient(ds, kw)
         if v not in (None, ""):
             out[kw] = str(v) if not isinstance(v, pydicom.multival.MultiValue) else "\\".join(str(x) for x in v)
-    out["Slices"], out["Rows"], out["Columns"] = shape
-    out["Spacing (mm)"] = tuple(round(float(x), 4) for x in plan.spacing)
-    out["Orientation"] = orientation_name(slice_normal(plan.orientation))
-    out["Transfer syntax"] = header.transfer_syntax.name
-    out["Bits stored"] = header.bits_stored
-    out["Photometric"] = header.photometric
+    out["slices"], out["rows"], out["columns"] = shape
+    out["spacing_mm"] = tuple(round(float(x), 4) for x in plan.spacing)
+    out["orientation"] = orientation_name(slice_normal(plan.orientation))
+    out["transfer_syntax"] = header.transfer_syntax.name
+    out["BitsStored"] = header.bits_stored
+    out["PhotometricInterpretation"] = header.photometric
     return out
 
 

@@ -215,6 +215,11 @@ def _bytes_of(obj: Any) -> bytes:
     return obj.read()
 
 
+def _returning(data: bytes) -> Callable[[], bytes]:
+    """A reader of bytes already in memory (shared, not copied)."""
+    return lambda: data
+
+
 def _is_zip(head: bytes) -> bool:
     return head[:4] in (b"PK\x03\x04", b"PK\x05\x06")
 
@@ -458,4 +463,4 @@ def _expand_item(n: int, item: Any, ex: _Expansion) -> None:
     if _is_zip(bytes(data[:4])):
         _expand_zip(name, _Archive(data=data), ex, depth=1)
     else:
-        ex.entries.append(Entry(name, len(data), lambda data=data: data))
+        ex.entries.append(Entry(name, len(data), _returning(data)))

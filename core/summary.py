@@ -30,7 +30,7 @@ def summary_json(volume: Volume) -> str:
         "values": {"dtype": str(volume.voxels.dtype), "units": volume.units,
                    "min": volume.value_range[0], "max": volume.value_range[1]},
         "window": None if volume.window is None else {"center": volume.window[0], "width": volume.window[1]},
-        "acquisition": {k: v for k, v in volume.summary.items() if k not in ("Slices", "Rows", "Columns")},
+        "acquisition": {k: v for k, v in volume.summary.items() if k not in ("slices", "rows", "columns")},
         "geometry_warnings": list(volume.warnings),
     }
     return json.dumps(doc, indent=2, default=str)

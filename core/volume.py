@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import secrets
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
@@ -81,8 +82,12 @@ class Volume:
     units: str = ""
     source_names: tuple[str, ...] = ()
     slice_headers: tuple[Dataset, ...] = ()
+    key: str = field(init=False, repr=False, compare=False)
+    """A random name of this volume, new for every Volume (copies made with `with_changes` too):
+    the one identity caches and the browser use; nothing of the series goes with it."""
 
     def __post_init__(self) -> None:
+        object.__setattr__(self, "key", secrets.token_hex(8))
         if self.voxels.ndim != 3:
             raise ValueError(f"voxels must have 3 dimensions (slices, rows, cols), got shape {self.voxels.shape}")
         if len(self.spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing):

@@ -79,7 +79,7 @@ def export_ui(vol: Volume) -> None:
                          help="Keeps intervals between dates (PS3.15 'Retain Longitudinal Temporal Information with "
                          "Modified Dates'). Use the same shift for every series of one patient.")
     days = c2.number_input("Shift by (days)", -36500, 36500, key=SHIFT_DAYS, disabled=not shift_on)
-    settings = (state.volume_key(vol), bool(shift_on), int(days))
+    settings = (vol.key, bool(shift_on), int(days))
     if st.button("Prepare the de-identified series", key="details_prepare", icon=":material/shield:"):
         st.session_state.pop(EXPORT, None)  # the previous zip goes before the next one is built
         try:

@@ -68,13 +68,9 @@ class Roi:
     box: RoiBox
 
 
-def _series_key(vol: Volume) -> tuple:
-    return (vol.series_uid, vol.shape, vol.spacing, vol.is_regular)
-
-
 def init(vol: Volume) -> None:
     """Defaults for this series; reset when the current series changes."""
-    key = _series_key(vol)
+    key = vol.key
     if st.session_state.get(SERIES_KEY) != key:
         st.session_state[SERIES_KEY] = key
         for axis, k in SLICE.items():

@@ -217,7 +217,7 @@ class Detections:
 class CtCheck:
     """The last CT face check of this session, and which volume it was for."""
 
-    volume_key: tuple
+    volume_key: str
     head: bool
     reason: str
     evidence: PrivacyEvidence | None  # None when no head was found
@@ -299,9 +299,9 @@ def ct_check_ui(vol: Volume | None) -> None:
     if st.button("Check the current CT for a recognisable face", key="faces_check_button", icon=":material/face:"):
         with st.spinner("Rendering the skin and searching it…"):
             head, reason = has_head(vol)
-            st.session_state[CHECK] = CtCheck(state.volume_key(vol), head, reason, privacy_check(vol) if head else None)
+            st.session_state[CHECK] = CtCheck(vol.key, head, reason, privacy_check(vol) if head else None)
     done = st.session_state.get(CHECK)
-    if done is None or done.volume_key != state.volume_key(vol):
+    if done is None or done.volume_key != vol.key:
         st.caption(f"Renders the skin surface ({hu.SKIN:g} HU) from three angles and two lightings, then runs the "
                    "detectors with their defaults and with settings tuned for renderings.")
         return

@@ -121,7 +121,7 @@ def controls_ui(vol: Volume) -> Controls:
             from dashboard.iso_ui import lungs_for
 
             failed: dict = st.session_state.setdefault("histogram_no_lungs", {})
-            key = state.volume_key(vol)
+            key = vol.key
             if key not in failed:
                 try:
                     with st.spinner("Segmenting the lungs…"):
@@ -168,7 +168,7 @@ def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | N
 
 
 @st.cache_resource(scope="session", max_entries=16, show_spinner=False)
-def counts_for(_vol: Volume, key: tuple, scope: Scope) -> tuple[ValueCounts | np.ndarray, int]:
+def counts_for(_vol: Volume, key: str, scope: Scope) -> tuple[ValueCounts | np.ndarray, int]:
     """Value counts of a scope (integer volumes), or the values themselves (float), and padding left out."""
     v, pad = _scope_voxels(_vol, scope)
     if scope.kind == "lungs":
@@ -188,7 +188,7 @@ def counts_for(_vol: Volume, key: tuple, scope: Scope) -> tuple[ValueCounts | np
 
 def histogram_of(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -> Histogram:
     """The histogram of a scope, with its statistics (from cached value counts)."""
-    counted, n_pad = counts_for(vol, state.volume_key(vol), scope)
+    counted, n_pad = counts_for(vol, vol.key, scope)
     counts, edges = hu_histogram(counted, bin_width=bw, hu_range=rng)
     if isinstance(counted, ValueCounts):
         return Histogram(counts, edges, value_statistics(counted), counted, n_pad)

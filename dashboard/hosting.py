@@ -163,7 +163,10 @@ def configured_pacs() -> ConfiguredPacs | None:
 
 
 def visitor_email() -> str | None:
-    """The logged-in visitor's e-mail address (``st.user``), "" when their provider gives none, None if not logged in."""
+    """The logged-in visitor's e-mail address (``st.user``).
+
+    "" when their provider gives none, None when nobody is logged in.
+    """
     try:
         if not st.user.is_logged_in:
             return None

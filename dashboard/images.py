@@ -26,6 +26,6 @@ def middle_slice_preview(volume: Volume, *, size: int = 96) -> np.ndarray:
 
 
 @st.cache_resource(scope="session", max_entries=64, show_spinner=False)
-def thumbnail_data_url(_volume: Volume, key: tuple) -> str:
-    """A PNG data URL of the middle slice; ``key`` (series UID, shape, ...) names the volume."""
+def thumbnail_data_url(_volume: Volume, key: str) -> str:
+    """A PNG data URL of the middle slice; ``key`` is the volume's own (``Volume.key``)."""
     return "data:image/png;base64," + base64.b64encode(png_bytes(middle_slice_preview(_volume))).decode()

@@ -111,13 +111,13 @@ def settings_ui(vol: Volume) -> Settings:
 
 
 @st.cache_resource(scope="session", max_entries=2, show_spinner=False)
-def lungs_for(_vol: Volume, key: tuple) -> tuple[np.ndarray, LungStats]:
+def lungs_for(_vol: Volume, key: str) -> tuple[np.ndarray, LungStats]:
     mask = segment_lungs(_vol)
     return mask, lung_statistics(_vol, mask)
 
 
 @st.cache_resource(scope="session", max_entries=4, show_spinner=False)
-def mesh_for(_vol: Volume, key: tuple, settings: Settings) -> Mesh:
+def mesh_for(_vol: Volume, key: str, settings: Settings) -> Mesh:
     """The surface, built once per settings; its memory is reserved against the server's budget
     before meshing (raises :class:`core.memory.OverBudget`) and held as long as it is cached."""
     crop = (slice(settings.crop[0], settings.crop[1]), slice(None), slice(None))
@@ -142,8 +142,8 @@ def surface_ui(vol: Volume, settings: Settings) -> tuple[Mesh, LungStats | None]
     try:
         with st.spinner("Building the surface…"):
             if settings.preset == LUNGS:
-                _, lungs = lungs_for(vol, state.volume_key(vol))
-            mesh = mesh_for(vol, state.volume_key(vol), settings)
+                _, lungs = lungs_for(vol, vol.key)
+            mesh = mesh_for(vol, vol.key, settings)
     except ValueError as exc:
         st.error(f"No surface: {md_escape(exc, max_len=None)}. Choose another threshold or surface.")
         return None

@@ -131,7 +131,7 @@ def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
         dz, dy, dx = vol.spacing
         rows.append(
             {
-                "Preview": thumbnail_data_url(vol, (vol.series_uid, vol.shape, i, study.source)),
+                "Preview": thumbnail_data_url(vol, vol.key),
                 "Series": display_description(vol, i, show_phi=show_phi).split(" — ")[0],
                 "Modality": vol.modality,
                 "Slices": vol.shape[0],
@@ -242,6 +242,25 @@ def describe_volume(vol: Volume) -> str:
     return f"{vol.modality}, {vol.shape[0]} slices of {vol.shape[1]} x {vol.shape[2]}, {dz:g} x {dy:g} x {dx:g} mm"
 
 
+# The labels of the loader's summary (core keys it by DICOM keyword or a snake_case name).
+SUMMARY_LABELS = {
+    "Modality": "Modality",
+    "Manufacturer": "Manufacturer",
+    "ManufacturerModelName": "Model",
+    "ConvolutionKernel": "Reconstruction kernel",
+    "KVP": "Tube voltage (kVp)",
+    "SliceThickness": "Slice thickness (mm)",
+    "MagneticFieldStrength": "Field strength (T)",
+    "SequenceName": "Sequence",
+    "ScanningSequence": "Scanning sequence",
+    "spacing_mm": "Spacing (mm)",
+    "orientation": "Orientation",
+    "transfer_syntax": "Transfer syntax",
+    "BitsStored": "Bits stored",
+    "PhotometricInterpretation": "Photometric interpretation",
+}
+
+
 def preview_ui(vol: Volume) -> None:
     """The chosen series' middle slice, windowed, beside its facts."""
     left, right = st.columns([1, 2])
@@ -249,5 +268,5 @@ def preview_ui(vol: Volume) -> None:
         st.image(middle_slice_preview(vol, size=320), caption="Middle slice, default window", width=320)
     with right:
         st.markdown(f"**{md_escape(describe_volume(vol))}**")
-        st.markdown("\n".join(f"- {k}: {md_escape(v)}" for k, v in vol.summary.items()
-                               if k not in ("Slices", "Rows", "Columns")))
+        st.markdown("\n".join(f"- {SUMMARY_LABELS.get(k, k)}: {md_escape(v)}" for k, v in vol.summary.items()
+                               if k in SUMMARY_LABELS))

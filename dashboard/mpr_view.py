@@ -15,9 +15,7 @@ which it adopts.
 from __future__ import annotations
 
 import json
-import secrets
 import struct
-import weakref
 import zlib
 from pathlib import Path
 
@@ -32,7 +30,6 @@ __all__ = ["MAX_PLANES", "encode_plane", "pack", "read_view", "view_layouts", "v
 
 KEY = "explorer_mpr"  # the component's key (its state holds the browser's ``view``)
 SYNC = "explorer_mpr_sync"  # what this session has agreed with and sent to the browser
-TOKENS = "explorer_mpr_tokens"  # id(voxels) -> (weak reference to them, random token)
 MAX_PLANES = 6  # planes sent per rerun at most: the crosshair's first; the browser asks again for the rest
 SLAB_LABELS: dict[SlabMode, str] = {"mip": "MIP", "minip": "MinIP", "mean": "mean"}
 
@@ -104,26 +101,10 @@ def _display_plane(vol: Volume, axis: int, index: int, width: int, mode: SlabMod
     return plane[::-1] if flip else plane
 
 
-def _token(vol: Volume) -> str:
-    """A random name for this volume's voxels in this session (the browser's cache is keyed by it).
-
-    Random rather than derived from the series: nothing about the study goes with it, and a
-    new volume never inherits an old one's cached planes, even at the same address.
-    """
-    tokens: dict[int, tuple[weakref.ref, str]] = st.session_state.setdefault(TOKENS, {})
-    entry = tokens.get(id(vol.voxels))
-    if entry is None or entry[0]() is not vol.voxels:
-        for key in [k for k, (ref, _) in tokens.items() if ref() is None]:
-            del tokens[key]
-        entry = (weakref.ref(vol.voxels), secrets.token_hex(8))
-        tokens[id(vol.voxels)] = entry
-    return entry[1]
-
-
 def read_view(raw: object, vol: Volume, window_range: tuple[float, float, float]) -> dict | None:
     """The browser's ``view`` state, checked and clipped; None when it is missing, malformed or
     about another series than ``vol``."""
-    token = _token(vol)
+    token = vol.key
     if not isinstance(raw, dict) or raw.get("vol", token) != token:
         return None
     try:
@@ -175,7 +156,7 @@ def adopt(vol: Volume, window_range: tuple[float, float, float], *, slice_keys: 
 
 
 def _sync(vol: Volume) -> dict:
-    token = _token(vol)
+    token = vol.key
     sync = st.session_state.get(SYNC)
     if sync is None or sync["vol"] != token:
         sync = {"vol": token, "rev": [0, 0], "seq": None, "epoch": None, "edits": (0, 0), "agreed": [None, None],

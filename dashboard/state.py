@@ -132,8 +132,3 @@ def current_volume() -> Volume | None:
 
 def show_phi() -> bool:
     return bool(st.session_state.get(SHOW_PHI, False))
-
-
-def volume_key(vol: Volume) -> tuple:
-    """Names a loaded volume in this session's caches (its arrays are never copied, so id is stable)."""
-    return (vol.series_uid, vol.shape, vol.spacing, id(vol.voxels))

@@ -178,7 +178,7 @@ def share_upload_bytes() -> None:
     if getattr(UploadedFile, "_shares_bytes_when_copied", False):
         return
     try:
-        probe = UploadedFile(UploadedFileRec(file_id="probe", name="probe", type="", data=b""), None)
+        probe = UploadedFile(UploadedFileRec(file_id="probe", name="probe", type="", data=b""), None)  # type: ignore[arg-type]  # a probe: its URLs are never read
         probe._file_urls  # noqa: B018 - the attribute the copy passes on
     except (AttributeError, TypeError) as exc:
         _cannot_apply("share_upload_bytes", f"UploadedFile changed: {exc}", lost)
@@ -195,8 +195,8 @@ def share_upload_bytes() -> None:
         memo[id(self)] = copy
         return copy
 
-    UploadedFile.__deepcopy__ = __deepcopy__
-    UploadedFile._shares_bytes_when_copied = True
+    UploadedFile.__deepcopy__ = __deepcopy__  # type: ignore[attr-defined]  # patching a private API, see the table
+    UploadedFile._shares_bytes_when_copied = True  # type: ignore[attr-defined]  # our marker on Streamlit's class
 
 
 # -- Uploads counted against the server's budget ----------------------------------------------------
@@ -340,8 +340,8 @@ def _meter_transit() -> None:
             stream = _metered_body(stream, declared, *arriving)
         init(self, headers, stream, *args, **kwargs)
 
-    Request.form, MultiPartParser.__init__ = metered_form, __init__
-    MultiPartParser._hounsfield_metered = True
+    Request.form, MultiPartParser.__init__ = metered_form, __init__  # type: ignore[method-assign]  # patching Starlette, see the table
+    MultiPartParser._hounsfield_metered = True  # type: ignore[attr-defined]  # our marker on Starlette's class
 
 
 async def _metered_body(stream, declared: int, session_id: str, held: list):
@@ -531,8 +531,8 @@ def forget_ended_sessions_state() -> None:
             self._fragment_storage = MemoryFragmentStorage()
         REAPER.note_freed()
 
-    AppSession.shutdown = forgetting_shutdown
-    AppSession._hounsfield_forgets_state = True
+    AppSession.shutdown = forgetting_shutdown  # type: ignore[method-assign]  # patching a private API, see the table
+    AppSession._hounsfield_forgets_state = True  # type: ignore[attr-defined]  # our marker on Streamlit's class
 
 
 # -- This session's uploads: released as soon as they are read -------------------------------------
@@ -556,7 +556,7 @@ def release_uploads(files: list[Any], *, others: dict[str, list[Any]] | None = N
         for f in files:
             file_id = getattr(f, "file_id", None)
             if ctx is not None and file_id:
-                ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=file_id)
+                _remove_upload(ctx, file_id)
             for g in [f, *((others or {}).get(file_id, ()) if file_id else ())]:
                 if hasattr(g, "close"):
                     g.close()
@@ -617,7 +617,7 @@ def forget_stale_uploads() -> int:
         stored = getattr(ctx.uploaded_file_mgr, "file_storage", {}).get(ctx.session_id, {})
         stale = [file_id for file_id in list(stored) if file_id not in kept]
         for file_id in stale:
-            ctx.uploaded_file_mgr.remove_file(session_id=ctx.session_id, file_id=file_id)
+            _remove_upload(ctx, file_id)
         return len(stale)
     except (AttributeError, ImportError, KeyError, RuntimeError) as exc:  # internal API: only a memory saving
         _cannot_apply("forget_stale_uploads", f"{type(exc).__name__}: {exc}", UPLOADS_LOST)
@@ -644,3 +644,12 @@ class EncodedPNG:
 
     def save(self, fp, **_: object) -> None:
         fp.write(self.data)
+
+
+def _remove_upload(ctx: Any, file_id: str) -> None:
+    """Drop one upload from the session's store (only the in-memory manager can; others keep it)."""
+    from streamlit.runtime.memory_uploaded_file_manager import MemoryUploadedFileManager
+
+    mgr = ctx.uploaded_file_mgr
+    if isinstance(mgr, MemoryUploadedFileManager):
+        mgr.remove_file(session_id=ctx.session_id, file_id=file_id)

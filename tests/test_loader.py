@@ -111,7 +111,7 @@ class TestOrderAndSpacing:
         vol = load_series(files[::-1]).volumes[0]
         np.testing.assert_array_equal(vol.voxels, hu)
         assert vol.spacing[0] == pytest.approx(1.5)
-        assert vol.summary["Orientation"] == "sagittal"
+        assert vol.summary["orientation"] == "sagittal"
 
     def test_non_uniform_spacing_warns(self):
         positions = np.array([[0, 0, z] for z in (0.0, 1.0, 2.0, 3.5, 4.5)])
