@@ -7,10 +7,10 @@ from pathlib import Path
 import streamlit as st
 
 from core import Volume
-from core.loader import orientation_name
+from core.geometry import orientation_name
 from core.privacy import MASK, display_description
 from dashboard import state, streamlit_internals
-from dashboard.text import md_escape
+from dashboard.text import md_escape, unit_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -88,7 +88,7 @@ def _sidebar(volume: Volume | None) -> None:
             "Voxels": " x ".join(str(n) for n in volume.shape),
             "Spacing (mm)": f"{dz:g} x {dy:g} x {dx:g}",
             "Orientation": orientation_name(volume.normal),
-            "Values": f"{volume.voxels.dtype}, {volume.units or 'stored units'}",
+            "Values": f"{volume.voxels.dtype}, {unit_label(volume.units)}",
             "Source": study.source,
         }
         if len(study.volumes) > 1:
