@@ -17,15 +17,16 @@ import sys
 import time
 import traceback
 import zipfile
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-__all__ = ["ARRAY_FORMATS", "COLUMNS", "HIST_EDGES", "CohortResult", "StudySource", "discover_studies",
-           "isotropic", "measure_study", "read_table", "run_cohort"]
+__all__ = ["ARRAY_FORMATS", "COLUMNS", "HIST_EDGES", "CohortResult", "StudySource", "Tally", "ZipStudy",
+           "discover_studies", "isotropic", "local_cluster", "measure_study", "read_table", "run_cohort", "run_studies",
+           "studies_in_zip", "write_table"]
 
 ARRAY_FORMATS = ("none", "nifti", "npz")
 HIST_EDGES = np.arange(-1100, 2001, 10)  # the histogram column: 10 HU bins, air to dense bone
@@ -90,6 +91,44 @@ def _studies_of_flat_folder(files: list[Path]) -> list[StudySource]:
     if unreadable:  # kept, so that the table says why they were not used
         studies.append(StudySource("unreadable files", tuple(unreadable)))
     return studies
+
+
+@dataclass(frozen=True)
+class ZipStudy:
+    """One study inside an uploaded zip of studies: its name, its members and their declared size."""
+
+    name: str
+    members: tuple[str, ...]
+    nbytes: int
+
+    def source(self, zf: zipfile.ZipFile) -> StudySource:
+        """The study's files read into memory, as ``(name, bytes)`` pairs (nothing touches the disk)."""
+        return StudySource(self.name, tuple((m, zf.read(m)) for m in self.members))
+
+
+def studies_in_zip(zf: zipfile.ZipFile, *, label: str = "upload") -> list[ZipStudy]:
+    """The studies of a zip laid out like a cohort root: each top-level folder or ``.zip`` is one study.
+
+    A zip holding one folder that holds the studies is read as that folder; files lying at the
+    top level form one study named ``label``. Nothing is read but the directory.
+    """
+    infos = [i for i in zf.infolist() if not i.is_dir() and not _hidden(i.filename)]
+    parts = [i.filename.split("/") for i in infos]
+    strip = 0
+    while (parts and len({p[strip] for p in parts}) == 1 and all(len(p) > strip + 1 for p in parts)
+           and any(len(p) > strip + 2 or p[-1].lower().endswith(".zip") for p in parts)):
+        strip += 1  # one enclosing folder that holds folders or zips: the studies are inside it
+    groups: dict[str, list[zipfile.ZipInfo]] = {}
+    for info, p in zip(infos, parts):
+        rest = p[strip:]
+        name = rest[0] if len(rest) > 1 or rest[0].lower().endswith(".zip") else label
+        groups.setdefault(name, []).append(info)
+    return [ZipStudy(name, tuple(i.filename for i in members), sum(i.file_size for i in members))
+            for name, members in sorted(groups.items())]
+
+
+def _hidden(name: str) -> bool:
+    return any(part.startswith(".") or part == "__MACOSX" for part in name.split("/"))
 
 
 # -- one study ------------------------------------------------------------------------------
@@ -360,11 +399,58 @@ def write_table(rows: Iterable[dict[str, Any]], out: str | os.PathLike) -> None:
         os.replace(tmp, out / name)
 
 
+def local_cluster(workers: int | None = None, *, memory_limit: str | int = "auto"):
+    """A Dask ``LocalCluster`` of single-threaded worker processes (one study in flight per worker), on loopback."""
+    from distributed import LocalCluster
+
+    return LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
+                        memory_limit=memory_limit, dashboard_address=":0" if _has_bokeh() else None,
+                        host="127.0.0.1")
+
+
+def run_studies(client, studies: Iterable[StudySource | Callable[[], StudySource]], *, spacing: float = 1.0,
+                arrays: str = "none", out_dir: str | None = None, max_in_flight: int | None = None) -> Iterator[dict[str, Any]]:
+    """Run :func:`measure_study` on ``client``'s cluster; yield each row as it finishes.
+
+    ``studies`` may hold callables that make the StudySource when it is submitted (bytes read
+    from an upload, say): with ``max_in_flight`` at most that many are made and held at once.
+    A worker lost while running a study costs that study's row (status ``failed``).
+    """
+    from distributed import as_completed
+
+    pending = iter(studies)
+    running = as_completed()
+    of: dict[str, str] = {}
+
+    def submit_next() -> bool:
+        item = next(pending, None)
+        if item is None:
+            return False
+        study = item() if callable(item) else item
+        future = client.submit(measure_study, study, spacing=spacing, arrays=arrays, out_dir=out_dir, pure=False,
+                               key=f"study-{len(of)}-{_safe_file_name(study.name)}")
+        of[future.key] = study.name
+        running.add(future)
+        return True
+
+    limit = max_in_flight or sys.maxsize
+    while len(of) < limit and submit_next():
+        pass
+    for future in running:
+        try:
+            row = future.result()
+        except Exception as exc:  # noqa: BLE001 - a lost worker costs the study's row, never the run
+            row = {"study": of[future.key], "status": "failed", "seconds": None,
+                   "reason": f"the worker running it failed ({type(exc).__name__})"}
+        future.release()
+        submit_next()
+        yield row
+
+
 def run_cohort(root: str | os.PathLike, out: str | os.PathLike, *, workers: int | None = None,
                scheduler: str | None = None, spacing: float = 1.0, arrays: str = "none",
                memory_limit: str = "auto", progress: ProgressFn | None = None,
-               on_dashboard: Callable[[str], Any] | None = None,
-               studies: list[StudySource] | None = None) -> CohortResult:
+               on_dashboard: Callable[[str], Any] | None = None) -> CohortResult:
     """Measure every study under ``root`` on Dask distributed; write ``out/cohort.csv`` and ``.parquet``.
 
     Studies already in ``out`` (an earlier run's journal or table) are skipped; each finished
@@ -386,10 +472,8 @@ def run_cohort(root: str | os.PathLike, out: str | os.PathLike, *, workers: int 
     progress : callable(done, failed, total, per_minute), optional
     on_dashboard : callable(address), optional
         Called with the Dask dashboard's address when one runs.
-    studies : list of StudySource, optional
-        Instead of discovering them under ``root``.
     """
-    from distributed import Client, LocalCluster, as_completed
+    from distributed import Client
 
     if arrays not in ARRAY_FORMATS:
         raise ValueError(f"arrays must be one of {ARRAY_FORMATS}, got {arrays!r}")
@@ -397,64 +481,70 @@ def run_cohort(root: str | os.PathLike, out: str | os.PathLike, *, workers: int 
         raise ValueError(f"spacing must be a positive number of mm, got {spacing!r}")
     out = Path(out)
     out.mkdir(parents=True, exist_ok=True)
-    todo_all = studies if studies is not None else discover_studies(root)
+    studies = discover_studies(root)
     done_rows = _journal_rows(out)
-    todo = [s for s in todo_all if s.name not in done_rows]
+    todo = [s for s in studies if s.name not in done_rows]
     rows = dict(done_rows)
-    cluster = None
     dashboard = None
     if todo:
-        if scheduler:
-            client = Client(scheduler, timeout="30s")
-        else:
-            n = workers or os.cpu_count() or 1
-            cluster = LocalCluster(n_workers=n, threads_per_worker=1, processes=True, memory_limit=memory_limit,
-                                   dashboard_address=":0" if _has_bokeh() else None, host="127.0.0.1")
-            client = Client(cluster)
+        cluster = None if scheduler else local_cluster(workers, memory_limit=memory_limit)
+        client = Client(scheduler or cluster, timeout="30s")
         try:
             dashboard = client.dashboard_link if _has_bokeh() else None
             if dashboard and on_dashboard:
                 on_dashboard(dashboard)
-            _run(client, todo, out, rows, spacing=spacing, arrays=arrays, progress=progress,
-                 as_completed=as_completed)
+            tally = Tally(len(todo), progress)
+            with _Journal(out / JOURNAL) as journal:
+                for row in run_studies(client, todo, spacing=spacing, arrays=arrays, out_dir=str(out.resolve())):
+                    rows[row["study"]] = row
+                    journal.append(row)
+                    tally.add(row)
         finally:
             client.close()
             if cluster is not None:
                 cluster.close()
-    write_table([rows[s.name] for s in todo_all if s.name in rows] +
-                [r for name, r in rows.items() if name not in {s.name for s in todo_all}], out)
+    names = {s.name for s in studies}
+    write_table([rows[s.name] for s in studies if s.name in rows] + [r for n, r in rows.items() if n not in names], out)
     return CohortResult(rows=sorted(rows.values(), key=lambda r: str(r["study"])), ran=len(todo),
                         resumed=len(done_rows), dashboard=dashboard)
 
 
-def _run(client, todo: list[StudySource], out: Path, rows: dict, *, spacing: float, arrays: str,
-         progress: ProgressFn | None, as_completed) -> None:
-    start = time.perf_counter()
-    futures = [client.submit(measure_study, s, spacing=spacing, arrays=arrays, out_dir=str(out.resolve()),
-                             pure=False, key=f"study-{i}-{_safe_file_name(s.name)}") for i, s in enumerate(todo)]
-    done = failed = 0
-    journal_path = out / JOURNAL
-    cut = journal_path.exists() and journal_path.stat().st_size > 0 and not journal_path.read_bytes().endswith(b"\n")
-    with open(journal_path, "a", encoding="utf-8") as journal:
+class Tally:
+    """Studies done and failed, and the rate, reported to a progress callable as rows arrive."""
+
+    def __init__(self, total: int, progress: ProgressFn | None) -> None:
+        self.total, self.progress = total, progress
+        self.done = self.failed = 0
+        self.start = time.perf_counter()
+
+    def add(self, row: dict[str, Any]) -> None:
+        self.done += 1
+        self.failed += row["status"] != "ok"
+        if self.progress:
+            minutes = (time.perf_counter() - self.start) / 60.0
+            self.progress(self.done, self.failed, self.total, self.done / minutes if minutes > 0 else 0.0)
+
+
+class _Journal:
+    """The append-only file of finished rows: each line written and synced as its study ends."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+
+    def __enter__(self) -> _Journal:
+        cut = self.path.exists() and self.path.stat().st_size > 0 and not self.path.read_bytes().endswith(b"\n")
+        self.file = open(self.path, "a", encoding="utf-8")
         if cut:  # the last line of a killed run: end it, so the next row starts on its own line
-            journal.write("\n")
-        for future in as_completed(futures):
-            try:
-                row = future.result()
-            except Exception as exc:  # noqa: BLE001 - a lost worker costs the study's row, never the run
-                study = todo[futures.index(future)]
-                row = {"study": study.name, "status": "failed",
-                       "reason": f"the worker running it failed ({type(exc).__name__})", "seconds": None}
-            future.release()
-            rows[row["study"]] = row
-            journal.write(json.dumps(row, default=_json_default) + "\n")
-            journal.flush()
-            os.fsync(journal.fileno())
-            done += 1
-            failed += row["status"] != "ok"
-            if progress:
-                minutes = (time.perf_counter() - start) / 60.0
-                progress(done, failed, len(todo), done / minutes if minutes > 0 else 0.0)
+            self.file.write("\n")
+        return self
+
+    def append(self, row: dict[str, Any]) -> None:
+        self.file.write(json.dumps(row, default=_json_default) + "\n")
+        self.file.flush()
+        os.fsync(self.file.fileno())
+
+    def __exit__(self, *exc: Any) -> None:
+        self.file.close()
 
 
 def _json_default(x: Any) -> Any:

@@ -156,6 +156,42 @@ class TestDiscoverStudies:
             discover_studies(tmp_path / "nowhere")
 
 
+class TestStudiesInZip:
+    @staticmethod
+    def zip_of(names: list[str]) -> zipfile.ZipFile:
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for n in names:
+                zf.writestr(n, b"x" * 10)
+        return zipfile.ZipFile(buf)
+
+    def test_folders_and_zips_at_the_top_are_studies(self):
+        zf = self.zip_of(["a/1.dcm", "a/2.dcm", "b/s/1.dcm", "c.zip", "__MACOSX/a/._1.dcm", "loose.dcm"])
+        found = cohort.studies_in_zip(zf, label="cohort.zip")
+        assert [(s.name, s.members, s.nbytes) for s in found] == [
+            ("a", ("a/1.dcm", "a/2.dcm"), 20), ("b", ("b/s/1.dcm",), 10), ("c.zip", ("c.zip",), 10),
+            ("cohort.zip", ("loose.dcm",), 10)]
+
+    def test_one_enclosing_folder_is_looked_into(self):
+        zf = self.zip_of(["root/a/1.dcm", "root/b/1.dcm"])
+        assert [s.name for s in cohort.studies_in_zip(zf)] == ["a", "b"]
+
+    def test_one_study_folder_stays_one_study(self):
+        zf = self.zip_of(["a/1.dcm", "a/2.dcm"])
+        assert [s.name for s in cohort.studies_in_zip(zf)] == ["a"]
+
+    def test_a_study_read_from_the_zip_is_measured(self, cohort_root, serial_rows):
+        root, _ = cohort_root
+        buf = io.BytesIO()
+        with zipfile.ZipFile(buf, "w") as zf:
+            for f in sorted((root / "b_emphysema").iterdir()):
+                zf.write(f, f"b_emphysema/{f.name}")
+        zf = zipfile.ZipFile(buf)
+        study, = cohort.studies_in_zip(zf)
+        row = measure_study(study.source(zf))
+        assert comparable([row]) == comparable([r for r in serial_rows if r["study"] == "b_emphysema"])
+
+
 class TestMeasureStudy:
     def test_known_answers(self, serial_rows, cohort_root):
         _, expected = cohort_root
