@@ -10,6 +10,7 @@ to the client, the volumes stay on the workers. The command line is ``python -m 
 from __future__ import annotations
 
 import argparse
+import contextlib
 import json
 import math
 import os
@@ -25,7 +26,7 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ARRAY_FORMATS", "COLUMNS", "HIST_EDGES", "CohortResult", "StudySource", "Tally", "ZipStudy",
-           "discover_studies", "isotropic", "local_cluster", "measure_study", "read_table", "run_cohort", "run_studies",
+           "discover_studies", "isotropic", "local_cluster", "measure_study", "outliers", "process_cluster", "read_table", "run_cohort", "run_studies",
            "studies_in_zip", "write_table"]
 
 ARRAY_FORMATS = ("none", "nifti", "npz")
@@ -371,15 +372,58 @@ def _journal_rows(out: Path) -> dict[str, dict[str, Any]]:
     return rows
 
 
-def read_table(path: str | os.PathLike):
-    """A cohort table written by :func:`run_cohort` (``.csv`` or ``.parquet``) as a pandas DataFrame."""
+def read_table(source: Any):
+    """A cohort table (``cohort.csv`` or ``cohort.parquet``) as a pandas DataFrame.
+
+    ``source`` is a path, or a binary file-like object with a ``.name`` (an upload).
+
+    Raises
+    ------
+    ValueError
+        If it is neither CSV nor parquet, cannot be parsed, or has no ``study`` and ``status`` columns.
+    """
     import pandas as pd
 
-    path = Path(path)
-    if path.suffix.lower() == ".parquet":
-        return pd.read_parquet(path)
-    return pd.read_csv(path, dtype={"study": str, "series_uid": str, "hu_histogram": str, "reason": str,
-                                    "warnings": str, "arrays": str})
+    name = str(getattr(source, "name", source))
+    try:
+        if name.lower().endswith(".parquet"):
+            df = pd.read_parquet(source)
+        elif name.lower().endswith(".csv"):
+            df = pd.read_csv(source, dtype={c: str for c in ("study", "series_uid", "hu_histogram", "reason",
+                                                             "warnings", "arrays", "series_choice")})
+        else:
+            raise ValueError(f"a cohort table is a .csv or .parquet file, got {Path(name).name!r}")
+    except (OSError, ValueError, ImportError) as exc:
+        if isinstance(exc, ValueError) and str(exc).startswith("a cohort table"):
+            raise
+        raise ValueError(f"{Path(name).name!r} could not be read as a cohort table ({type(exc).__name__})") from exc
+    missing = [c for c in ("study", "status") if c not in df.columns]
+    if missing:
+        raise ValueError(f"{Path(name).name!r} is not a cohort table: no {' or '.join(missing)} column")
+    return df
+
+
+def outliers(df, *, columns: tuple[str, ...] = ("lung_volume_ml", "emphysema_index_pct", "perc15_hu", "mean_lung_hu"),
+             threshold: float = 3.5) -> list[tuple[str, str, float, float]]:
+    """Studies far from the others: ``(study, column, value, robust z)`` where |z| > ``threshold``.
+
+    The robust z-score is ``0.6745 (x - median) / MAD`` (Iglewicz and Hoaglin), over the ``ok`` rows.
+    """
+    ok = df[df["status"] == "ok"]
+    found = []
+    for col in columns:
+        if col not in ok.columns:
+            continue
+        x = ok[col].astype(float).to_numpy()
+        med = np.nanmedian(x) if len(x) else np.nan
+        mad = np.nanmedian(np.abs(x - med)) if len(x) else np.nan
+        if not (mad > 0):
+            continue
+        z = 0.6745 * (x - med) / mad
+        for study, value, zi in zip(ok["study"], x, z):
+            if abs(zi) > threshold:
+                found.append((str(study), col, float(value), round(float(zi), 1)))
+    return found
 
 
 def write_table(rows: Iterable[dict[str, Any]], out: str | os.PathLike) -> None:
@@ -406,6 +450,52 @@ def local_cluster(workers: int | None = None, *, memory_limit: str | int = "auto
     return LocalCluster(n_workers=workers or os.cpu_count() or 1, threads_per_worker=1, processes=True,
                         memory_limit=memory_limit, dashboard_address=":0" if _has_bokeh() else None,
                         host="127.0.0.1")
+
+
+@contextlib.contextmanager
+def process_cluster(workers: int, *, memory_limit: str | int = "2GB", timeout: float = 120.0) -> Iterator[str]:
+    """A Dask scheduler and ``workers`` single-threaded worker processes on loopback, run as child
+    processes (``dask scheduler`` and ``dask worker``); yields the scheduler's address, stops them after.
+
+    For a long-running server (the app): the cluster's processes are not forked or spawned from
+    it (a spawned worker would run the server's ``__main__`` script again), and they hold none of
+    its memory. Workers import ``core`` from this checkout.
+    """
+    import subprocess
+    import tempfile
+
+    project = str(Path(__file__).resolve().parents[1])
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [project, os.environ.get("PYTHONPATH")])))
+    quiet = dict(cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                 stderr=subprocess.DEVNULL)
+    procs: list[subprocess.Popen] = []
+    with tempfile.TemporaryDirectory(prefix="hounsfield-cohort-") as tmp:
+        info = Path(tmp) / "scheduler.json"
+        try:
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_scheduler", "--host", "127.0.0.1", "--port", "0",
+                 "--scheduler-file", str(info), "--dashboard" if _has_bokeh() else "--no-dashboard",
+                 "--dashboard-address", "127.0.0.1:0"], **quiet))
+            deadline = time.monotonic() + timeout
+            while not info.exists():
+                if procs[0].poll() is not None or time.monotonic() > deadline:
+                    raise RuntimeError("the Dask scheduler did not start")
+                time.sleep(0.05)
+            procs.append(subprocess.Popen(
+                [sys.executable, "-m", "distributed.cli.dask_worker", "--scheduler-file", str(info), "--nworkers",
+                 str(workers), "--nthreads", "1", "--memory-limit", str(memory_limit), "--host", "127.0.0.1",
+                 "--no-dashboard", "--death-timeout", "60"], **quiet))
+            address = json.loads(info.read_text())["address"]
+            yield address
+        finally:
+            for proc in reversed(procs):
+                proc.terminate()
+            for proc in procs:
+                try:
+                    proc.wait(timeout=30)
+                except subprocess.TimeoutExpired:
+                    proc.kill()
+                    proc.wait()
 
 
 def run_studies(client, studies: Iterable[StudySource | Callable[[], StudySource]], *, spacing: float = 1.0,

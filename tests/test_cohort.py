@@ -345,3 +345,115 @@ def _wait_for_workers(address: str, n: int, timeout: float = 120.0) -> None:
 
     with Client(address, timeout="60s") as client:
         client.wait_for_workers(n, timeout=timeout)
+
+
+# -- the Cohort page (AppTest) ----------------------------------------------------------------
+
+PAGE = ROOT / "pages" / "7_Cohort.py"
+
+
+@pytest.fixture
+def cohort_env(monkeypatch):
+    """No outside settings leak in; a test sets what it needs with the returned function."""
+    from dashboard import hosting
+
+    for name in hosting.SETTINGS:
+        monkeypatch.delenv(f"HOUNSFIELD_{name.upper()}", raising=False)
+    return lambda **env: [monkeypatch.setenv(f"HOUNSFIELD_{k.upper()}", v) for k, v in env.items()]
+
+
+def zip_of_folder(root: Path) -> bytes:
+    buf = io.BytesIO()
+    with zipfile.ZipFile(buf, "w") as zf:
+        for f in sorted(root.rglob("*")):
+            if f.is_file():
+                zf.write(f, f"cohort/{f.relative_to(root).as_posix()}")
+    return buf.getvalue()
+
+
+def cohort_page():
+    from tests.helpers import page_test
+
+    at = page_test(PAGE, timeout=240)
+    at.run()
+    assert not at.exception
+    return at
+
+
+class TestCohortPage:
+    def test_running_is_off_by_default(self, cohort_env):
+        from tests.helpers import page_text
+
+        at = cohort_page()
+        assert "Running cohorts is turned off on this server" in page_text(at)
+        assert not [b for b in at.button if b.key == "cohort_run_button"]
+        assert not [u for u in at.get("file_uploader") if u.proto.label.startswith("A zip of studies")]
+
+    def test_open_a_finished_run(self, cohort_env, serial_rows, tmp_path):
+        from tests.helpers import page_text, table_with
+
+        cohort.write_table(serial_rows, tmp_path)
+        at = cohort_page()
+        at.file_uploader(key="cohort_table_file").set_value(
+            [("cohort.csv", (tmp_path / "cohort.csv").read_bytes(), "text/csv")]).run()
+        assert not at.exception
+        table = table_with(at, "lung_volume_ml")
+        assert list(table["study"]) == sorted(r["study"] for r in serial_rows)
+        assert [m.value for m in at.metric] == ["6", "5", "1"]
+        assert len(at.get("plotly_chart")) == 2  # the scatter and the histograms' heat map
+        assert "No study is more than 3.5 robust standard deviations" in page_text(at)
+        # Without the studies themselves, no study can be opened in the explorer.
+        assert "run the cohort here." in page_text(at)
+
+    def test_a_file_that_is_not_a_cohort_table(self, cohort_env):
+        at = cohort_page()
+        at.file_uploader(key="cohort_table_file").set_value([("cohort.csv", b"a,b\n1,2\n", "text/csv")]).run()
+        assert not at.exception
+        assert at.error[0].value.startswith("'cohort.csv' is not a cohort table: no study or status column")
+
+    def test_run_an_uploaded_zip_then_open_a_study(self, cohort_env, cohort_root, serial_rows):
+        from tests.helpers import table_with
+
+        cohort_env(cohort_run="on", cohort_workers="2")
+        root, _ = cohort_root
+        at = cohort_page()
+        at.file_uploader(key="cohort_zip").set_value([("cohort.zip", zip_of_folder(root), "application/zip")]).run()
+        at.button(key="cohort_run_button").click().run()
+        assert not at.exception
+        assert comparable(at.session_state["cohort_rows"]) == comparable(serial_rows)
+        assert list(table_with(at, "emphysema_index_pct")["status"]) == ["ok"] * 5 + ["failed"]
+        at.selectbox(key="cohort_pick").set_value("b_emphysema").run()
+        at.button(key="cohort_open").click().run()
+        assert not at.exception
+        study = at.session_state["study"]
+        assert study.source == "Cohort study b_emphysema" and study.volumes[0].shape == SHAPE
+
+    def test_an_uploaded_cohort_counts_against_the_memory_budget(self, cohort_env, cohort_root):
+        from core.memory import MB, MemoryBudget, server_budget, set_server_budget
+
+        cohort_env(cohort_run="on", cohort_workers="2")
+        root, _ = cohort_root
+        before = server_budget()
+        set_server_budget(MemoryBudget(total_bytes=1 * MB, session_bytes=1 * MB))
+        try:
+            at = cohort_page()
+            at.file_uploader(key="cohort_zip").set_value([("cohort.zip", zip_of_folder(root), "application/zip")]).run()
+            at.button(key="cohort_run_button").click().run()
+        finally:
+            set_server_budget(before)
+        assert not at.exception
+        assert at.error and "Upload fewer studies at a time." in at.error[0].value
+        assert at.session_state["cohort_rows"] is None
+
+    def test_server_folders_only_when_the_operator_allows(self, cohort_env, cohort_root, serial_rows):
+        root, _ = cohort_root
+        cohort_env(cohort_run="on", cohort_workers="2")
+        at = cohort_page()
+        assert not [r for r in at.radio if r.key == "cohort_source"]
+        cohort_env(cohort_server_paths="on")
+        at = cohort_page()
+        at.radio(key="cohort_source").set_value("Folder on this server").run()
+        at.text_input(key="cohort_path").set_value(str(root)).run()
+        at.button(key="cohort_run_button").click().run()
+        assert not at.exception
+        assert comparable(at.session_state["cohort_rows"]) == comparable(serial_rows)
