@@ -149,16 +149,22 @@ def main() -> None:
         "speedup": round(serial["seconds"] / dask["seconds"], 2),
         "serial_peak_mb": round(serial["peak_mb"]), "dask_peak_mb_per_worker": [round(p) for p in dask["peak_mb"]],
         "int16_volume_mb": round(int16_mb, 1), "identical": identical, "seconds_per_study": round(per_study, 2),
+        "load_average_after": round(os.getloadavg()[0], 2),
     }
     print(f"\n{'':28}{'serial loop':>14}{f'LocalCluster x{args.workers}':>20}")
     print(f"{'wall time':28}{serial['seconds']:>12.1f} s{dask['seconds']:>18.1f} s")
     print(f"{'studies per minute':28}{s_rate:>14.1f}{d_rate:>20.1f}")
     print(f"{'speed-up':28}{'1.00x':>14}{figures['speedup']:>19.2f}x")
     peaks = ", ".join(f"{p:.0f}" for p in dask["peak_mb"])
+    mean_s = sum(r["seconds"] for r in serial["rows"]) / n
+    mean_d = sum(r["seconds"] for r in dask["rows"]) / n
+    print(f"{'one study, mean (s)':28}{mean_s:>14.2f}{mean_d:>20.2f}  (higher on the workers: cores shared)")
+    figures["study_seconds_serial"], figures["study_seconds_dask"] = round(mean_s, 2), round(mean_d, 2)
     print(f"{'peak memory (MB above base)':28}{serial['peak_mb']:>14.0f}{peaks:>20}")
     print(f"{'  x one int16 volume':28}{serial['peak_mb'] / int16_mb:>14.1f}"
           f"{max(dask['peak_mb']) / int16_mb:>20.1f}")
-    print(f"rows identical to the serial loop: {identical} ({ok}/{n} ok)")
+    print(f"rows identical to the serial loop: {identical} ({ok}/{n} ok); load average now "
+          f"{os.getloadavg()[0]:.2f} (other work on the machine slows both columns)")
     print(f"\n{DSB_STUDIES} studies (DSB 2017) at {per_study:.1f} s per study: serial {hours(DSB_STUDIES * per_study)}; "
           f"here with {args.workers} workers {hours(DSB_STUDIES * dask['seconds'] / n)}; on a cluster of N "
           f"single-threaded workers about {hours(DSB_STUDIES * per_study)} / N "

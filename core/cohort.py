@@ -316,6 +316,8 @@ def _measure(study: StudySource, *, spacing: float, arrays: str, out_dir: str | 
     row["warnings"] = " | ".join(warnings)
     iso = isotropic(vol, spacing=spacing)
     del vol
+    if not np.issubdtype(iso.voxels.dtype, np.integer):  # fractional rescale: whole HU, as the DSB arrays hold
+        iso = iso.with_changes(voxels=np.clip(np.rint(iso.voxels), -32768, 32767).astype(np.int16))
     lungs = segment_lungs(iso)
     voxel_mm3 = float(np.prod(iso.spacing))
     lung = value_statistics(value_counts(iso.voxels, mask=lungs), percentiles=(15,))

@@ -233,6 +233,13 @@ class TestMeasureStudy:
         assert row["status"] == "failed"
         assert row["reason"].startswith("no series could be assembled")
 
+    def test_fractional_rescale_is_measured_in_whole_hu(self, tmp_path):
+        for name, data in ct_series(phantom(5).astype(float), spacing=(1.0, 1.0, 1.0), slope=0.5, intercept=-1024.25):
+            (tmp_path / name.replace("/", "_")).write_bytes(data)
+        row = measure_study(StudySource("float", (str(tmp_path),)))
+        assert row["status"] == "ok", row["reason"]
+        assert row["lung_volume_ml"] == pytest.approx(3.84) and row["emphysema_index_pct"] == pytest.approx(25.0)
+
     def test_no_ct_in_the_study(self, tmp_path):
         for name, data in ct_series(phantom(0)[:4], modality="MR", intercept=0.0):
             (tmp_path / name.replace("/", "_")).write_bytes(data)
