@@ -275,6 +275,16 @@ class TestMeasureStudy:
         assert row["status"] == "failed" and "arrays must be one of" in row["reason"]
 
 
+@pytest.fixture
+def plain_main(monkeypatch):
+    """A bare ``__main__``, as under ``python -m core.cohort``: AppTests earlier in the session leave a page
+    script there, which LocalCluster's spawned workers would run again."""
+    import types
+
+    monkeypatch.setitem(sys.modules, "__main__", types.ModuleType("__main__"))
+
+
+@pytest.mark.usefixtures("plain_main")
 class TestRunCohort:
     def test_local_cluster_of_two_workers_matches_the_serial_loop(self, cohort_root, serial_rows, tmp_path):
         root, _ = cohort_root
