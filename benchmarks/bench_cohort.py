@@ -96,12 +96,11 @@ def run_serial(root: Path) -> dict:
 
 
 def run_dask(root: Path, workers: int) -> dict:
-    from distributed import Client, LocalCluster
+    from distributed import Client
 
-    from core.cohort import run_cohort
+    from core.cohort import local_cluster, run_cohort
 
-    with LocalCluster(n_workers=workers, threads_per_worker=1, processes=True, memory_limit="4GB",
-                      dashboard_address=None, host="127.0.0.1") as cluster, Client(cluster) as client:
+    with local_cluster(workers, memory_limit="4GB") as cluster, Client(cluster) as client:  # as the CLI makes it
         base = client.run(warm_up)
         with tempfile.TemporaryDirectory() as out:
             start = time.perf_counter()

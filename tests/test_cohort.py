@@ -326,6 +326,18 @@ class TestRunCohort:
                     p.kill()
                     p.wait()
 
+    def test_workers_run_with_glibc_default_memory_thresholds(self):
+        from distributed import Client
+
+        def trim():
+            return os.environ.get("MALLOC_TRIM_THRESHOLD_")
+
+        with cohort.local_cluster(1, memory_limit="1GB") as cluster, Client(cluster) as client:
+            assert list(client.run(trim).values()) == [None]
+        with cohort.process_cluster(1, memory_limit="1GB") as address, Client(address) as client:
+            client.wait_for_workers(1, timeout=120)
+            assert list(client.run(trim).values()) == [None]
+
     def test_resume_runs_only_what_is_missing(self, cohort_root, serial_rows, tmp_path):
         root, _ = cohort_root
         import json
