@@ -19,8 +19,8 @@ import streamlit as st
 from core.outbound import AddressPolicy, Network
 from core.pacs import PacsLimits
 
-__all__ = ["ConfiguredPacs", "ConfiguredPeer", "DimseSettings", "PacsSettings", "configured_pacs", "configured_peers",
-           "dimse_settings", "pacs_settings", "setting"]
+__all__ = ["CohortSettings", "ConfiguredPacs", "ConfiguredPeer", "DimseSettings", "PacsSettings", "cohort_settings",
+           "configured_pacs", "configured_peers", "dimse_settings", "pacs_settings", "setting"]
 
 MB = 1024**2
 TRUE, FALSE = {"1", "true", "yes", "on"}, {"0", "false", "no", "off", ""}
@@ -52,6 +52,14 @@ SETTINGS: dict[str, tuple[str, str]] = {
                              "each peer must know our AE title with this server's address and this port")),
     "dimse_move_bind": ("0.0.0.0", "address that storage SCP listens on while a C-MOVE runs"),
     "dimse_find_limit": ("500", "most studies or series one C-FIND lists; past it the search stops and says so"),
+    "cohort_run": ("off", ("on | off: visitors may run cohorts on the Cohort page, on a local Dask cluster of this "
+                           "server (a cohort occupies every worker; one runs at a time); off: the page only shows "
+                           "tables written by python -m core.cohort")),
+    "cohort_server_paths": ("off", ("on | off: a cohort may be read from a folder path on this server (a hosted app "
+                                    "must not browse its server's disk); off: only from an uploaded zip of studies")),
+    "cohort_workers": ("2", "worker processes of the local Dask cluster a cohort runs on (one study in flight each)"),
+    "cohort_worker_memory_mb": ("2000", "memory limit of each cohort worker, in MB (Dask restarts a worker over it)"),
+    "cohort_max_studies": ("500", "most studies one cohort run on the page may hold"),
 }
 
 
@@ -236,3 +244,22 @@ def configured_peers() -> list[ConfiguredPeer]:
             peers.append(ConfiguredPeer(str(name), host, port, aet, str(table.get("our_ae_title") or "HOUNSFIELD"),
                                         timeout if timeout > 0 else 30.0))
     return peers
+
+
+@dataclass(frozen=True)
+class CohortSettings:
+    """What the operator allows on the Cohort page (see :data:`SETTINGS`)."""
+
+    run: bool
+    server_paths: bool
+    workers: int
+    worker_memory_bytes: int
+    max_studies: int
+
+
+def cohort_settings() -> CohortSettings:
+    """The cohort settings in force for this run."""
+    return CohortSettings(run=_flag("cohort_run"), server_paths=_flag("cohort_server_paths"),
+                          workers=max(1, int(_number("cohort_workers"))),
+                          worker_memory_bytes=int(_number("cohort_worker_memory_mb") * MB),
+                          max_studies=max(1, int(_number("cohort_max_studies"))))
