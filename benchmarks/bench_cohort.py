@@ -164,7 +164,8 @@ def main() -> None:
           f"{max(dask['peak_mb']) / int16_mb:>20.1f}")
     print(f"rows identical to the serial loop: {identical} ({ok}/{n} ok); load average now "
           f"{os.getloadavg()[0]:.2f} (other work on the machine slows both columns)")
-    print(f"\n{DSB_STUDIES} studies (DSB 2017) at {per_study:.1f} s per study: serial {hours(DSB_STUDIES * per_study)}; "
+    print(f"\n{DSB_STUDIES} studies (DSB 2017) at {per_study:.1f} s per study: "
+          f"serial {hours(DSB_STUDIES * per_study)}; "
           f"here with {args.workers} workers {hours(DSB_STUDIES * dask['seconds'] / n)}; on a cluster of N "
           f"single-threaded workers about {hours(DSB_STUDIES * per_study)} / N "
           f"(e.g. N=32: {hours(DSB_STUDIES * per_study / 32)}), plus reading the data over the shared file system.")

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 
 __all__ = ["ARRAY_FORMATS", "COLUMNS", "HIST_EDGES", "CohortResult", "StudySource", "Tally", "ZipStudy",
-           "discover_studies", "isotropic", "local_cluster", "measure_study", "outliers", "process_cluster", "read_table", "run_cohort", "run_studies",
-           "studies_in_zip", "write_table"]
+           "discover_studies", "isotropic", "local_cluster", "measure_study", "outliers", "process_cluster",
+           "read_table", "run_cohort", "run_studies", "studies_in_zip", "write_table"]
 
 ARRAY_FORMATS = ("none", "nifti", "npz")
 HIST_EDGES = np.arange(-1100, 2001, 10)  # the histogram column: 10 HU bins, air to dense bone
@@ -45,10 +45,11 @@ COLUMNS = [
 
 @dataclass(frozen=True)
 class StudySource:
-    """One study of a cohort: its name in the table and the paths its files are read from."""
+    """One study of a cohort: its name in the table and what its files are read from (paths, or
+    ``(name, bytes)`` pairs for a study taken from an uploaded zip)."""
 
     name: str
-    paths: tuple[str, ...]
+    paths: tuple[Any, ...]
 
 
 # -- finding the studies --------------------------------------------------------------------
@@ -120,7 +121,7 @@ def studies_in_zip(zf: zipfile.ZipFile, *, label: str = "upload") -> list[ZipStu
            and any(len(p) > strip + 2 or p[-1].lower().endswith(".zip") for p in parts)):
         strip += 1  # one enclosing folder that holds folders or zips: the studies are inside it
     groups: dict[str, list[zipfile.ZipInfo]] = {}
-    for info, p in zip(infos, parts):
+    for info, p in zip(infos, parts, strict=True):
         rest = p[strip:]
         name = rest[0] if len(rest) > 1 or rest[0].lower().endswith(".zip") else label
         groups.setdefault(name, []).append(info)
@@ -202,14 +203,16 @@ def _choose_series(volumes: list) -> tuple[Any, str]:
     pool = axial or ct
     best = max(pool, key=lambda v: (int(np.prod(v.shape)), v.shape[0]))
     why = (f"largest axial CT ({best.shape[0]} slices) of {len(volumes)} series" if axial else
-           f"largest CT ({best.shape[0]} slices, {orientation_name(best.normal)}: no axial CT) of {len(volumes)} series")
+           f"largest CT ({best.shape[0]} slices, {orientation_name(best.normal)}: no axial CT) of "
+           f"{len(volumes)} series")
     return best, why
 
 
 def _band_columns(vc, voxel_mm3: float) -> dict[str, float]:
     from core.histogram import band_counts
 
-    return {f"band_{b.band.name.lower().replace(' ', '_')}_ml": round(b.volume_ml, 3) for b in band_counts(vc, voxel_mm3)}
+    return {f"band_{b.band.name.lower().replace(' ', '_')}_ml": round(b.volume_ml, 3)
+            for b in band_counts(vc, voxel_mm3)}
 
 
 def _hu_histogram(vc) -> str:
@@ -224,7 +227,9 @@ def _safe_file_name(name: str) -> str:
     return "".join(ch if ch.isalnum() or ch in "-_." else "_" for ch in name)[:120] or "study"
 
 
-def _write_arrays(vol, lungs: np.ndarray, name: str, arrays: str, out_dir: str) -> str:
+def _write_arrays(vol, lungs: np.ndarray, name: str, arrays: str, out_dir: str | None) -> str:
+    if out_dir is None:
+        raise ValueError(f"arrays={arrays!r} needs an output folder (out_dir)")
     folder = Path(out_dir) / "arrays"
     folder.mkdir(parents=True, exist_ok=True)
     stem = _safe_file_name(name)
@@ -370,7 +375,8 @@ def _journal_rows(out: Path) -> dict[str, dict[str, Any]]:
             rows[row["study"]] = row
     elif (out / "cohort.csv").exists():
         for row in read_table(out / "cohort.csv").to_dict("records"):
-            rows[str(row["study"])] = {k: (None if isinstance(v, float) and math.isnan(v) else v) for k, v in row.items()}
+            rows[str(row["study"])] = {k: (None if isinstance(v, float) and math.isnan(v) else v)
+                                       for k, v in row.items()}
     return rows
 
 
@@ -422,7 +428,7 @@ def outliers(df, *, columns: tuple[str, ...] = ("lung_volume_ml", "emphysema_ind
         if not (mad > 0):
             continue
         z = 0.6745 * (x - med) / mad
-        for study, value, zi in zip(ok["study"], x, z):
+        for study, value, zi in zip(ok["study"], x, z, strict=True):
             if abs(zi) > threshold:
                 found.append((str(study), col, float(value), round(float(zi), 1)))
     return found
@@ -460,8 +466,8 @@ def local_cluster(workers: int | None = None, *, memory_limit: str | int = "auto
 # threshold, so every plane-sized temporary (about 1 MB) is a fresh mmap and page faults: a study
 # took 1.6 to 1.9 times as long (8 s instead of 4.3 s for 512x512x150). Unset, glibc's defaults apply.
 _TRIM_KEY = "distributed.nanny.pre-spawn-environ.MALLOC_TRIM_THRESHOLD_"
-_WORKER_CLI = ("import sys, dask; dask.config.set({%r: None}); from distributed.cli.dask_worker import main; "
-               "sys.argv[0] = 'dask worker'; main()" % _TRIM_KEY)
+_WORKER_CLI = (f"import sys, dask; dask.config.set({{{_TRIM_KEY!r}: None}}); "
+               "from distributed.cli.dask_worker import main; sys.argv[0] = 'dask worker'; main()")
 
 
 @contextlib.contextmanager
@@ -478,8 +484,10 @@ def process_cluster(workers: int, *, memory_limit: str | int = "2GB", timeout: f
 
     project = str(Path(__file__).resolve().parents[1])
     env = dict(os.environ, PYTHONPATH=os.pathsep.join(filter(None, [project, os.environ.get("PYTHONPATH")])))
-    quiet = dict(cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                 stderr=subprocess.DEVNULL)
+    # Workers never spill to disk: a page run holds visitors' uploads, which must not reach the disk.
+    env.update(DASK_DISTRIBUTED__WORKER__MEMORY__TARGET="False", DASK_DISTRIBUTED__WORKER__MEMORY__SPILL="False")
+    quiet: dict[str, Any] = dict(cwd=project, env=env, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL)
     procs: list[subprocess.Popen] = []
     with tempfile.TemporaryDirectory(prefix="hounsfield-cohort-") as tmp:
         info = Path(tmp) / "scheduler.json"
@@ -511,7 +519,8 @@ def process_cluster(workers: int, *, memory_limit: str | int = "2GB", timeout: f
 
 
 def run_studies(client, studies: Iterable[StudySource | Callable[[], StudySource]], *, spacing: float = 1.0,
-                arrays: str = "none", out_dir: str | None = None, max_in_flight: int | None = None) -> Iterator[dict[str, Any]]:
+                arrays: str = "none", out_dir: str | None = None,
+                max_in_flight: int | None = None) -> Iterator[dict[str, Any]]:
     """Run :func:`measure_study` on ``client``'s cluster; yield each row as it finishes.
 
     ``studies`` may hold callables that make the StudySource when it is submitted (bytes read

@@ -59,7 +59,10 @@ def segment_lungs(volume: Volume, *, threshold: float = -320.0, min_fraction: fl
     border = np.unique(np.concatenate([
         labels[:, 0, :].ravel(), labels[:, -1, :].ravel(), labels[:, :, 0].ravel(), labels[:, :, -1].ravel(),
     ]))
-    sizes = np.bincount(labels.ravel(), minlength=n + 1)
+    # Counted slice by slice: a whole-volume bincount copies the labels to int64 (4x the int16 CT).
+    sizes = np.zeros(n + 1, dtype=np.int64)
+    for k in range(labels.shape[0]):
+        sizes += np.bincount(labels[k].ravel(), minlength=n + 1)
     sizes[0] = 0
     sizes[border] = 0
     if sizes.max() == 0:
@@ -68,7 +71,9 @@ def segment_lungs(volume: Volume, *, threshold: float = -320.0, min_fraction: fl
     keep = [order[0]]
     if len(order) > 1 and sizes[order[1]] >= min_fraction * sizes[order[0]]:
         keep.append(order[1])
-    lungs = np.isin(labels, keep)
+    kept = np.zeros(n + 1, dtype=bool)  # a lookup table: np.isin makes sorted copies of the labels
+    kept[keep] = True
+    lungs = kept[labels]
     del labels, air
     for k in range(lungs.shape[0]):
         if lungs[k].any():

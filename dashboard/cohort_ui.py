@@ -26,6 +26,7 @@ SOURCE = "cohort_source"
 SPACING = "cohort_spacing"
 PICK = "cohort_pick"
 PERSISTENT = (PATH, SOURCE, SPACING)
+state.persist(*PERSISTENT)
 UPLOADED, SERVER_FOLDER = "Uploaded zip of studies", "Folder on this server"
 EXPLORER = "pages/1_Volume_explorer.py"
 SHOWN = ["study", "status", "reason", "series_choice", "slices", "spacing_mm", "tilt_deg", "lung_volume_ml",
@@ -299,11 +300,12 @@ def open_in_explorer_ui(df: pd.DataFrame) -> None:
 
 def _study_sources(origin: RunOrigin, name: str) -> list | None:
     if origin.kind == "folder":
-        match = [s for s in cohort.discover_studies(origin.where) if s.name == name] if Path(origin.where).is_dir() else []
+        found = cohort.discover_studies(origin.where) if Path(origin.where).is_dir() else []
+        match = [s for s in found if s.name == name]
         return list(match[0].paths) if match else None
     upload = st.session_state.get(ZIP_FILE)
     if upload is None or upload.file_id != origin.where:
         return None
     zf = zipfile.ZipFile(upload)
-    match = [s for s in cohort.studies_in_zip(zf, label=Path(upload.name).stem) if s.name == name]
-    return list(match[0].source(zf).paths) if match else None
+    in_zip = [z for z in cohort.studies_in_zip(zf, label=Path(upload.name).stem) if z.name == name]
+    return list(in_zip[0].source(zf).paths) if in_zip else None

@@ -23,6 +23,7 @@ PAGES: list[tuple[str, str, str]] = [
     ("pages/4_Face_detection.py", "Face detection", ":material/face:"),
     ("pages/5_Study_details.py", "Study details and privacy", ":material/shield_person:"),
     ("pages/6_PACS.py", "PACS", ":material/cloud_download:"),  # DICOMweb and DIMSE; the tab says "PACS"
+    ("pages/7_Cohort.py", "Cohort", ":material/groups:"),
 ]
 
 
