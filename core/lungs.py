@@ -53,7 +53,10 @@ def segment_lungs(volume: Volume, *, threshold: float = -320.0, min_fraction: fl
     pad = volume.padding_mask()
     if pad is not None:
         air |= pad
-    labels, n = ndimage.label(air)
+    try:  # 16-bit labels take half the memory of scipy's default int32, the largest array here
+        labels, n = ndimage.label(air, output=np.uint16)
+    except RuntimeError:  # more than 65,535 air pockets (noise): they need 32 bits
+        labels, n = ndimage.label(air)
     if n == 0:
         raise ValueError("no voxel below the threshold: no lungs in this volume")
     border = np.unique(np.concatenate([

@@ -449,3 +449,17 @@ def test_long_fuzz_run_reproducers(index):
     from tests.fuzzing import check_case, make_case
 
     assert check_case(make_case(1, index)) == []
+
+
+def test_lungs_with_more_air_pockets_than_16_bit_labels_hold():
+    # segment_lungs labels in 16 bits and falls back to 32 when noise makes over 65,535 pockets.
+    from core import Volume
+    from core.lungs import segment_lungs
+
+    hu = np.full((40, 200, 200), 40, np.int16)
+    hu[::2, 1:100:2, 1:199:2] = -1000  # 20 x 50 x 99 = 99,000 isolated single-voxel pockets
+    lungs = np.zeros(hu.shape, bool)
+    lungs[5:35, 120:180, 20:90] = lungs[5:35, 120:180, 110:180] = True
+    hu[lungs] = -850
+    vol = Volume(voxels=hu, spacing=(1.0, 1.0, 1.0), series_uid="6.1", modality="CT", units="HU")
+    np.testing.assert_array_equal(segment_lungs(vol), lungs)
