@@ -261,6 +261,13 @@ SUMMARY_LABELS = {
 }
 
 
+def _fact(value: object) -> str:
+    """A summary value as text: several numbers as "2.5 x 1.4 x 1.4", not a tuple."""
+    if isinstance(value, (tuple, list)):
+        return " x ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
+    return str(value)
+
+
 def preview_ui(vol: Volume) -> None:
     """The chosen series' middle slice, windowed, beside its facts."""
     left, right = st.columns([1, 2])
@@ -268,5 +275,5 @@ def preview_ui(vol: Volume) -> None:
         st.image(middle_slice_preview(vol, size=320), caption="Middle slice, default window", width=320)
     with right:
         st.markdown(f"**{md_escape(describe_volume(vol))}**")
-        st.markdown("\n".join(f"- {SUMMARY_LABELS.get(k, k)}: {md_escape(v)}" for k, v in vol.summary.items()
+        st.markdown("\n".join(f"- {SUMMARY_LABELS[k]}: {md_escape(_fact(v))}" for k, v in vol.summary.items()
                                if k in SUMMARY_LABELS))
