@@ -172,3 +172,9 @@ def test_uploads_are_never_spooled_to_disk():
     assert not at.exception
     # Larger than the upload limit in .streamlit/config.toml (1 GB): no upload rolls over to a file.
     assert MultiPartParser.spool_max_size >= 1024**3 + 1024**2
+
+
+def test_series_facts_read_as_text():
+    at = app_test().run()
+    facts = " ".join(m.value for m in at.markdown)
+    assert "- Spacing (mm): 2.5 x 1.4 x 1.4" in facts and "(2.5, 1.4, 1.4)" not in facts
