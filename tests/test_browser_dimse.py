@@ -63,6 +63,13 @@ def _fill(page, label: str, value: str) -> None:
     box.fill(value)
     box.press("Enter")
     _wait_idle(page)
+    # The rerun that Enter starts may begin after the idle check: wait until the box, redrawn by
+    # it, still holds the value and the app is idle again (a condition, not a time).
+    page.wait_for_function(
+        """([label, value]) => [...document.querySelectorAll('input')].some(
+               i => i.getAttribute('aria-label') === label && i.value === value)""",
+        arg=[label, value], timeout=30_000)
+    _wait_idle(page)
 
 
 def _describe_peer(page, url: str, port: int, ae_title: str) -> None:
@@ -73,6 +80,8 @@ def _describe_peer(page, url: str, port: int, ae_title: str) -> None:
     _fill(page, "Host", "127.0.0.1")
     _fill(page, "Port", str(port))
     _fill(page, "Peer's AE title", ae_title)
+    for label, value in (("Host", "127.0.0.1"), ("Port", str(port)), ("Peer's AE title", ae_title)):
+        assert page.get_by_label(label, exact=True).input_value() == value
     page.get_by_role("button", name="Test connection (C-ECHO)").click()
 
 
