@@ -8,7 +8,7 @@ import socket
 
 import pytest
 
-__all__ = ["CHROMIUM_ARGS", "chromium_path", "free_port", "no_exception", "wait_idle"]
+__all__ = ["CHROMIUM_ARGS", "chromium_path", "enter_text", "free_port", "no_exception", "wait_idle"]
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -45,3 +45,15 @@ def no_exception(page) -> None:
     """Nothing on the page is an exception or a traceback."""
     assert page.locator('[data-testid="stException"]').count() == 0
     assert "Traceback" not in page.content()
+
+
+def enter_text(page, box, value: str) -> None:
+    """Type ``value`` into ``box`` and press Enter, then wait until the rerun that Enter starts has
+    drawn the box again with the value and finished (the first idle check can come before it)."""
+    from playwright.sync_api import expect
+
+    box.fill(value)
+    box.press("Enter")
+    wait_idle(page)
+    expect(box).to_have_value(value, timeout=30_000)
+    wait_idle(page)

@@ -8,6 +8,7 @@ import cv2
 import numpy as np
 import pytest
 
+from tests.browser import enter_text
 from tests.browser import no_exception as _no_exception
 from tests.browser import wait_idle as _wait_idle
 from tests.factory import ct_series, ramp_volume
@@ -334,17 +335,11 @@ def test_pacs_search_and_retrieve(page, app_url, orthanc):
     orthanc.store(ct_series(hu, series_uid="1.2.826.0.3.1", patient_name="BROWSER^PACS"))
     page.goto(app_url + "/PACS")
     _wait_idle(page)
-    page.get_by_role("textbox", name="DICOMweb address").fill(orthanc.dicomweb)
-    page.get_by_role("textbox", name="DICOMweb address").press("Enter")
-    _wait_idle(page)
+    enter_text(page, page.get_by_role("textbox", name="DICOMweb address"), orthanc.dicomweb)
     page.get_by_text("User and password").click()
     _wait_idle(page)
-    page.get_by_label("User", exact=True).fill(USER)
-    page.get_by_label("User", exact=True).press("Enter")
-    _wait_idle(page)
-    page.get_by_role("textbox", name="Password").fill(PASSWORD)
-    page.get_by_role("textbox", name="Password").press("Enter")
-    _wait_idle(page)
+    enter_text(page, page.get_by_label("User", exact=True), USER)
+    enter_text(page, page.get_by_role("textbox", name="Password"), PASSWORD)
     page.get_by_role("button", name="Search studies").click()
     page.get_by_text("1 study found").wait_for(timeout=30_000)
     assert "BROWSER^PACS" not in page.content()

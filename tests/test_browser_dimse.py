@@ -11,6 +11,7 @@ import urllib.request
 
 import pytest
 
+from tests.browser import enter_text
 from tests.browser import free_port as _free_port
 from tests.factory import ct_series, ramp_volume
 from tests.helpers import ROOT
@@ -59,17 +60,7 @@ def _wait_idle(page) -> None:
 
 
 def _fill(page, label: str, value: str) -> None:
-    box = page.get_by_label(label, exact=True)
-    box.fill(value)
-    box.press("Enter")
-    _wait_idle(page)
-    # The rerun that Enter starts may begin after the idle check: wait until the box, redrawn by
-    # it, still holds the value and the app is idle again (a condition, not a time).
-    page.wait_for_function(
-        """([label, value]) => [...document.querySelectorAll('input')].some(
-               i => i.getAttribute('aria-label') === label && i.value === value)""",
-        arg=[label, value], timeout=30_000)
-    _wait_idle(page)
+    enter_text(page, page.get_by_label(label, exact=True), value)
 
 
 def _describe_peer(page, url: str, port: int, ae_title: str) -> None:
