@@ -99,14 +99,30 @@ class TestEcho:
             thread.join(10)
             listener.close()
 
+    @staticmethod
+    def _rejections(peer, expected: str) -> list[str]:
+        """Echo up to three times until the rejection is read. Orthanc closes the socket right after
+        its A-ASSOCIATE-RJ, and now and then pynetdicom sees the close first (an abort): that answer
+        must still point at the AE title, and the rejection itself must come through."""
+        messages = []
+        for _ in range(3):
+            with pytest.raises(DimseError) as caught:
+                echo(peer)
+            messages.append(str(caught.value))
+            if expected in messages[-1]:
+                break
+        assert expected in messages[-1], messages
+        assert all(expected in m or "closed the connection (aborted)" in m and "AE title" in m for m in messages)
+        return messages
+
     def test_called_ae_title_not_recognised(self, pacs):
-        with pytest.raises(DimseError, match="rejected the association permanently: called AE title not recognised"):
-            echo(_peer(pacs, ae_title="NOT-ORTHANC"))
+        self._rejections(_peer(pacs, ae_title="NOT-ORTHANC"),
+                         "rejected the association permanently: called AE title not recognised")
 
     def test_calling_ae_title_not_recognised(self, pacs):
-        with pytest.raises(DimseError, match="rejected the association permanently: calling AE title not "
-                                             "recognised; the peer does not know our AE title"):
-            echo(_peer(pacs, our_ae_title="STRANGER"))
+        self._rejections(_peer(pacs, our_ae_title="STRANGER"),
+                         "rejected the association permanently: calling AE title not recognised; the peer does not "
+                         "know our AE title")
 
     def test_no_reason_given(self):
         from pynetdicom.pdu_primitives import A_ASSOCIATE
