@@ -2,13 +2,23 @@
 
 from __future__ import annotations
 
+import contextlib
 import os
 import shutil
 import socket
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
 
 import pytest
 
-__all__ = ["CHROMIUM_ARGS", "chromium_path", "enter_text", "free_port", "no_exception", "wait_idle"]
+ROOT = Path(__file__).resolve().parents[1]
+
+__all__ = ["CHROMIUM_ARGS", "chromium_path", "enter_text", "free_port", "no_exception", "streamlit_server",
+           "wait_idle"]
 
 CHROMIUM_ARGS = [
     "--headless=new",
@@ -57,3 +67,46 @@ def enter_text(page, box, value: str) -> None:
     wait_idle(page)
     expect(box).to_have_value(value, timeout=30_000)
     wait_idle(page)
+
+
+@contextlib.contextmanager
+def streamlit_server(*, env: dict[str, str] | None = None, python_args: list[str] | None = None):
+    """`streamlit run streamlit_app.py` on a free loopback port: yields (url, process), stops it after.
+
+    ``env`` is added to this process's environment; ``python_args`` replaces ``-m streamlit``
+    (e.g. ``-c`` code that patches something, then runs Streamlit's command line). When the
+    server stops, its log must not carry a traceback from the app.
+    """
+    port = free_port()
+    log = tempfile.TemporaryFile()
+    proc = subprocess.Popen(
+        [sys.executable, *(python_args or ["-m", "streamlit"]), "run", str(ROOT / "streamlit_app.py"),
+         "--server.address", "127.0.0.1", "--server.port", str(port), "--server.headless", "true",
+         "--server.fileWatcherType", "none", "--browser.gatherUsageStats", "false"],
+        cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env={**os.environ, **(env or {})},
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        deadline = time.monotonic() + 60
+        while time.monotonic() < deadline:
+            if proc.poll() is not None:
+                log.seek(0)
+                pytest.fail(f"streamlit exited early:\n{log.read().decode(errors='replace')}")
+            try:
+                with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
+                    if r.status == 200:
+                        break
+            except OSError:
+                time.sleep(0.3)
+        else:
+            pytest.fail("streamlit did not become healthy within 60 s")
+        yield url, proc
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+    log.seek(0)
+    output = log.read().decode(errors="replace")
+    assert "Traceback" not in output, output[-4000:]

@@ -3,18 +3,12 @@
 from __future__ import annotations
 
 import io
-import os
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
 import zipfile
 
 import numpy as np
 import pytest
 
-from tests.conftest import ROOT, _free_port
+from tests.browser import streamlit_server
 from tests.factory import ct_series
 
 pytestmark = pytest.mark.browser
@@ -23,36 +17,8 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def cohort_app_url():
     """The app as an operator who enabled cohorts runs it (the shared server keeps the defaults: off)."""
-    port = _free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - read and closed after the server stops
-    env = {**os.environ, "HOUNSFIELD_COHORT_RUN": "on", "HOUNSFIELD_COHORT_WORKERS": "2"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.seek(0)
-            pytest.fail(f"streamlit did not start:\n{log.read().decode(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.seek(0)
-    output = log.read().decode(errors="replace")
-    log.close()
-    assert "Traceback" not in output, output[-4000:]
+    with streamlit_server(env={"HOUNSFIELD_COHORT_RUN": "on", "HOUNSFIELD_COHORT_WORKERS": "2"}) as (url, _):
+        yield url
 
 
 def _wait_idle(page, timeout: int = 60_000) -> None:

@@ -2,19 +2,10 @@
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
-import tempfile
-import time
-import urllib.request
-
 import pytest
 
-from tests.browser import enter_text
-from tests.browser import free_port as _free_port
+from tests.browser import enter_text, streamlit_server
 from tests.factory import ct_series, ramp_volume
-from tests.helpers import ROOT
 from tests.orthanc import AET
 
 pytestmark = pytest.mark.browser
@@ -23,36 +14,9 @@ pytestmark = pytest.mark.browser
 @pytest.fixture(scope="module")
 def dimse_app_url():
     """The app as on someone's own computer with DIMSE typing allowed (the shared server keeps the defaults)."""
-    port = _free_port()
-    log = tempfile.TemporaryFile()  # noqa: SIM115 - read and closed after the server stops
-    env = {**os.environ, "HOUNSFIELD_ALLOW_PRIVATE_NETWORKS": "1", "HOUNSFIELD_DIMSE_TYPED_PEERS": "on"}
-    proc = subprocess.Popen(
-        [sys.executable, "-m", "streamlit", "run", str(ROOT / "streamlit_app.py"), "--server.address", "127.0.0.1",
-         "--server.port", str(port), "--server.headless", "true", "--server.fileWatcherType", "none",
-         "--browser.gatherUsageStats", "false"], cwd=ROOT, stdout=log, stderr=subprocess.STDOUT, env=env)
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while True:
-        if proc.poll() is not None or time.monotonic() > deadline:
-            proc.kill()
-            log.seek(0)
-            pytest.fail(f"streamlit did not start:\n{log.read().decode(errors='replace')[-3000:]}")
-        try:
-            with urllib.request.urlopen(f"{url}/_stcore/health", timeout=2) as r:
-                if r.status == 200:
-                    break
-        except OSError:
-            time.sleep(0.3)
-    yield url
-    proc.terminate()
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        proc.kill()
-    log.seek(0)
-    output = log.read().decode(errors="replace")
-    log.close()
-    assert "Traceback" not in output, output[-4000:]
+    env = {"HOUNSFIELD_ALLOW_PRIVATE_NETWORKS": "1", "HOUNSFIELD_DIMSE_TYPED_PEERS": "on"}
+    with streamlit_server(env=env) as (url, _):
+        yield url
 
 
 def _wait_idle(page) -> None:

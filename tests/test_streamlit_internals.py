@@ -114,7 +114,7 @@ def tmpdir_server(request, tmp_path):
     """`streamlit run` with TMPDIR a fresh folder: (url, pid, folder, patched)."""
     from pathlib import Path
 
-    from tests.conftest import streamlit_server
+    from tests.browser import streamlit_server
 
     if not Path("/proc/self/fd").exists():
         pytest.skip("reads the server's open files from /proc")
