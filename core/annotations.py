@@ -10,7 +10,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Literal
 
-__all__ = ["KINDS", "Kind", "Measurement"]
+__all__ = ["KINDS", "VALUE_KEYS", "Kind", "Measurement"]
 
 Kind = Literal["length", "angle", "ellipse", "rectangle", "point"]
 KINDS: tuple[Kind, ...] = ("length", "angle", "ellipse", "rectangle", "point")
@@ -46,3 +46,15 @@ class Measurement:
     points: tuple[tuple[float, float], ...]
     label: str = ""
     id: str = field(default="", compare=False)
+
+
+# The values each kind measures (the keys of ``measure``'s answer, the CSV columns and the SR's items):
+#   length: "length_mm";  angle: "angle_deg";  point: "value" (modality units), "x_mm", "y_mm", "z_mm" (LPS);
+#   ellipse and rectangle: "mean", "sd", "min", "max" (modality units, padding excluded), "area_mm2", "n" (voxels).
+VALUE_KEYS: dict[str, tuple[str, ...]] = {
+    "length": ("length_mm",),
+    "angle": ("angle_deg",),
+    "point": ("value", "x_mm", "y_mm", "z_mm"),
+    "ellipse": ("mean", "sd", "min", "max", "area_mm2", "n"),
+    "rectangle": ("mean", "sd", "min", "max", "area_mm2", "n"),
+}
