@@ -110,7 +110,7 @@ def controls_ui(vol: Volume) -> Controls:
         scope = Scope("slab", index=k, half=int(n) // 2)
     elif kind == "Explorer ROI box":
         if roi is None:
-            st.info("No ROI box yet: draw or type one on the **Volume explorer** (Show ROI statistics). "
+            st.info("No ROI box yet: draw a rectangle or an ellipse on a view of the **Volume explorer**. "
                     "Showing the whole volume meanwhile.")
         else:
             scope = Scope("roi", index=roi.index, axis=roi.axis, box=roi.box)
