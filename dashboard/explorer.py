@@ -208,9 +208,11 @@ def set_window(center: float, width: float) -> None:
 
 
 def current_roi(vol: Volume) -> Roi | None:
-    """The last rectangle or ellipse drawn on the explorer's views, as the box of pixels it spans
-    (for the histogram page's scope), or None when there is none."""
-    for m in reversed(mpr_view.measurements(vol)):
+    """The rectangle or ellipse selected on the explorer's views (else the last one drawn), as the box
+    of pixels it spans (for the histogram page's scope), or None when there is none."""
+    selected = mpr_view.selected_measurement(vol)
+    ms = mpr_view.measurements(vol)
+    for m in sorted(reversed(ms), key=lambda m: m.id != selected):
         if m.kind in ("rectangle", "ellipse"):
             (ra, ca), (rb, cb) = m.points
             r0, c0 = max(0, math.ceil(min(ra, rb))), max(0, math.ceil(min(ca, cb)))
@@ -228,11 +230,14 @@ def measurements_ui(vol: Volume) -> None:
                    "draw on a view.")
         return
     table = pd.DataFrame(measurement_rows(vol, ms)).dropna(axis=1, how="all")
+    table = table.round({"Length (mm)": 2, "Angle (degrees)": 1, "Mean": 1, "SD": 1, "Area (mm²)": 1,
+                         "x (mm, LPS)": 1, "y (mm, LPS)": 1, "z (mm, LPS)": 1})
     unit = unit_label(vol.units)
     table = table.rename(columns={c: f"{c} ({unit})" for c in ("Value", "Mean", "SD", "Min", "Max")
                                   if c in table.columns})
     if not table["Label"].astype(bool).any():
         table = table.drop(columns="Label")
+    st.markdown("**Measurements** (values computed from the series itself)")
     st.dataframe(table, hide_index=True, width="stretch")
 
 

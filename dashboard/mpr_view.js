@@ -656,7 +656,7 @@ class Viewer {
     ijk[view.down] = row;
     ijk[view.across] = col;
     const [x, y, z] = this.patient(ijk);
-    view.pos.textContent = `x ${x.toFixed(1)}, y ${y.toFixed(1)}, z ${z.toFixed(1)} mm`;
+    view.pos.textContent = `x ${x.toFixed(1)}, y ${y.toFixed(1)}, z ${z.toFixed(1)} mm (LPS)`;
   }
 
   patient([k, j, i]) {
@@ -831,13 +831,14 @@ class Viewer {
     return regionStats(m.kind, m.points, entry, view);
   }
 
-  describe(m, view) {
+  describe(m, view, short = false) {
     const v = this.values(m, view);
     const u = this.h.unit;
     const num = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
     if (m.kind === "length") return `${num(v.length_mm, 2)} mm`;
     if (m.kind === "angle") return `${num(v.angle_deg)}°`;
     if (m.kind === "point") return `${Number.isFinite(v.value) ? fmt(v.value) : "–"} ${u}`;
+    if (short) return `${num(v.mean)} ± ${num(v.sd)} ${u}, ${num(v.area_mm2)} mm²`;
     return `mean ${num(v.mean)} ${u}, SD ${num(v.sd)}, min ${num(v.min, 0)}, max ${num(v.max, 0)}, ${num(v.area_mm2)} mm²`;
   }
 
@@ -867,7 +868,7 @@ class Viewer {
       }
       const [sx, sy] = this.toScreen(view, m.points[m.points.length - 1]);
       const tag = el("span", "hf-tag", view.tags);
-      tag.textContent = this.describe(m, view);
+      tag.textContent = this.describe(m, view, true);
       tag.style.left = `${sx + 6}px`;
       tag.style.top = `${sy + 6}px`;
       if (sel) tag.classList.add("hf-selected");
@@ -973,7 +974,7 @@ class Viewer {
       this.seq += 1;
       this.setStateValue("view", {
         seq: this.seq, epoch: this.epoch, vol: this.volume, edits: this.edits.slice(), point: this.point.slice(),
-        center: this.center, width: this.width, want, lwant, mrev: this.mrev,
+        center: this.center, width: this.width, want, lwant, mrev: this.mrev, selected: this.selected,
         measurements: this.measurements.filter((m) => m !== (this.placing && this.placing.m))
           .map(({ id, kind, axis, index, points, label }) => ({ id, kind, axis, index, points, label })),
         ui: { ...this.ui },

@@ -36,7 +36,7 @@ if TYPE_CHECKING:
     from dashboard.overlay_ui import Overlay
 
 __all__ = ["MAX_PLANES", "clear_measurements", "encode_plane", "measurement_store", "measurements", "new_sync",
-           "pack", "payload", "read_view", "view_layouts", "view_ui_settings", "views_ui"]
+           "pack", "payload", "read_view", "selected_measurement", "view_layouts", "view_ui_settings", "views_ui"]
 
 KEY = "explorer_mpr"  # the component's key (its state holds the browser's ``view``)
 SYNC = "explorer_mpr_sync"  # what this session has agreed with and sent to the browser
@@ -181,7 +181,8 @@ def read_view(raw: object, vol: Volume, window_range: tuple[float, float, float]
         return {"seq": int(raw["seq"]), "epoch": str(raw.get("epoch", ""))[:40], "edits": edits, "point": point,
                 "center": center, "width": width, "want": want, "lwant": lwant,
                 "mrev": int(mrev) if isinstance(mrev, int) else None,
-                "measurements": _read_measurements(raw.get("measurements"), vol), "ui": _read_ui(raw.get("ui"))}
+                "measurements": _read_measurements(raw.get("measurements"), vol), "ui": _read_ui(raw.get("ui")),
+                "selected": str(raw.get("selected") or "")[:40]}
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
@@ -203,9 +204,10 @@ def adopt(vol: Volume, window_range: tuple[float, float, float], *, slice_keys: 
         return False
     sync["seq"], sync["want"], sync["lwant"], sync["fresh"] = view["seq"], view["want"], view["lwant"], True
     # Measurements and layout: the browser's, once it has taken the page's latest list.
+    store = _store(vol)
     if view["mrev"] == sync["mrev"] and view["measurements"] is not None:
-        _store(vol)["measurements"] = view["measurements"]
-    _store(vol)["ui"] = view["ui"]
+        store["measurements"] = view["measurements"]
+    store["ui"], store["selected"] = view["ui"], view["selected"]
     # Adopt only what the user changed in the browser: a state sent to ask for planes, or a
     # scroll reported late, must not undo a preset chosen on the page in between.
     point_edited, window_edited = (a != b for a, b in zip(view["edits"], sync["edits"], strict=True))
@@ -240,7 +242,8 @@ def _store(vol: Volume) -> dict:
     """This series' measurements and view settings (layout, tool, cine), kept across page visits."""
     store = st.session_state.setdefault(STORE, {})
     if vol.key not in store:
-        store[vol.key] = {"measurements": [], "ui": {}}  # measurements belong to the series they were drawn on
+        # Measurements belong to the series they were drawn on.
+        store[vol.key] = {"measurements": [], "ui": {}, "selected": ""}
         while len(store) > 16:
             store.pop(next(iter(store)))
     return store[vol.key]
@@ -261,6 +264,11 @@ def clear_measurements(vol: Volume) -> None:
     """Delete every measurement of ``vol`` (the browser drops them too at its next update)."""
     _store(vol)["measurements"] = []
     _sync(vol)["mrev"] += 1
+
+
+def selected_measurement(vol: Volume) -> str:
+    """The id of the measurement selected in the views ("" when none is)."""
+    return str(_store(vol).get("selected", ""))
 
 
 def view_ui_settings(vol: Volume) -> dict:
