@@ -239,6 +239,8 @@ def measurements_ui(vol: Volume) -> None:
         table = table.drop(columns="Label")
     st.markdown("**Measurements** (values computed from the series itself)")
     st.dataframe(table, hide_index=True, width="stretch")
+    st.button("Delete all measurements", key="explorer_clear_measurements", icon=":material/delete:",
+              on_click=mpr_view.clear_measurements, args=(vol,))
 
 
 def _measurement_downloads(vol: Volume) -> None:
@@ -274,6 +276,8 @@ def warnings_ui(vol: Volume) -> None:
     if study is not None and study.volumes and vol.shape[0] > 1 and (
             not vol.is_regular or not study.volumes[idx].is_regular):
         loading.geometry_ui(study, idx)
+        if state.current_volume() is not vol:  # just switched on: the corrected grid was made in this run
+            st.rerun()
         return
     for w in vol.warnings:
         st.warning(md_escape(w, max_len=None), icon=":material/warning:")

@@ -316,15 +316,36 @@ def test_the_histogram_scope_is_the_last_roi_drawn(at):
     assert "No ROI box yet" not in "".join(i.value for i in at.info)
 
 
-def test_a_stale_list_from_the_browser_does_not_undo_a_clear(at):
+def test_delete_all_and_a_stale_list_from_the_browser_does_not_undo_it(at):
     ms = [{"id": "a", "kind": "length", "axis": 0, "index": 60, "points": [[0, 0], [0, 10]]}]
     _browser_view(at, 1, (60, 128, 128), 40, 400, measurements=ms)
     assert _payload(at)[0]["mrev"] == 0
-    at.session_state["explorer_mpr_sync"]["mrev"] = 1  # as mpr_view.clear_measurements does
-    (entry,) = at.session_state["explorer_mpr_store"].values()
-    entry["measurements"] = []
+    at.button(key="explorer_clear_measurements").click().run()
+    header = _payload(at)[0]
+    assert (header["mrev"], header["measurements"]) == (1, [])
     _browser_view(at, 2, (60, 128, 128), 40, 400, measurements=ms, mrev=0)  # sent before it saw the clear
     assert _payload(at)[0]["measurements"] == []
+    assert "No measurements yet" in " ".join(c.value for c in at.caption)
+    _browser_view(at, 3, (60, 128, 128), 40, 400, measurements=ms, mrev=1)  # drawn again after it
+    assert [m["id"] for m in _payload(at)[0]["measurements"]] == ["a"]
+
+
+def test_the_geometry_switch_is_on_the_explorer():
+    from dashboard.state import Study
+    from tests.factory import ct_series
+
+    z = [0.0, 2.0, 4.0, 10.0, 12.0]
+    hu = np.stack([np.full((6, 6), 100 * k, np.int16) for k in range(5)])
+    vol = load_series(ct_series(hu, positions=np.array([[0.0, 0.0, zz] for zz in z]), spacing=(2, 1, 1))).volumes[0]
+    at = page_test(PAGE)
+    at.session_state["study"] = Study(volumes=[vol], skipped=[], source="test")
+    at.run()
+    assert at.toggle(key="load_corrected_0").value is False
+    at.toggle(key="load_corrected_0").set_value(True).run()
+    assert not at.exception
+    header, _ = _payload(at)
+    assert header["views"][0]["n"] == vol.corrected().shape[0]  # the views show the regular grid now
+    assert at.toggle(key="load_corrected_0").value is True
 
 
 def test_the_layout_chosen_in_the_views_is_kept(at):
