@@ -220,12 +220,8 @@ def test_each_volume_goes_to_the_browser_under_its_own_random_name(at):
     assert _payload(at)[0]["point"] == [0, 64, 64]  # the new series opens at its own middle
 
 
-def test_nifti_of_an_uneven_stack_is_offered_on_its_regular_grid():
-    import gzip
-
-    import nibabel as nib
-
-    from core.export import nifti_bytes
+def _uneven_stack_page():
+    """The explorer on a 5-slice series with slices at z = 0, 2, 4, 10 and 12 mm (a gap)."""
     from dashboard.state import Study
     from tests.factory import ct_series
 
@@ -234,7 +230,17 @@ def test_nifti_of_an_uneven_stack_is_offered_on_its_regular_grid():
     vol = load_series(ct_series(hu, positions=np.array([[0.0, 0.0, zz] for zz in z]), spacing=(2, 1, 1))).volumes[0]
     at = page_test(PAGE)
     at.session_state["study"] = Study(volumes=[vol], skipped=[], source="test")
-    at.run()
+    return at.run(), vol
+
+
+def test_nifti_of_an_uneven_stack_is_offered_on_its_regular_grid():
+    import gzip
+
+    import nibabel as nib
+
+    from core.export import nifti_bytes
+
+    at, vol = _uneven_stack_page()
     assert not at.exception
     (button,) = [b for b in at.get("download_button") if b.proto.id.endswith("explorer_dl_nifti")]
     assert button.proto.label == "Download the series as NIfTI on a regular grid (.nii.gz)"
@@ -331,15 +337,7 @@ def test_delete_all_and_a_stale_list_from_the_browser_does_not_undo_it(at):
 
 
 def test_the_geometry_switch_is_on_the_explorer():
-    from dashboard.state import Study
-    from tests.factory import ct_series
-
-    z = [0.0, 2.0, 4.0, 10.0, 12.0]
-    hu = np.stack([np.full((6, 6), 100 * k, np.int16) for k in range(5)])
-    vol = load_series(ct_series(hu, positions=np.array([[0.0, 0.0, zz] for zz in z]), spacing=(2, 1, 1))).volumes[0]
-    at = page_test(PAGE)
-    at.session_state["study"] = Study(volumes=[vol], skipped=[], source="test")
-    at.run()
+    at, vol = _uneven_stack_page()
     assert at.toggle(key="load_corrected_0").value is False
     at.toggle(key="load_corrected_0").set_value(True).run()
     assert not at.exception
