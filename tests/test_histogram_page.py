@@ -59,10 +59,11 @@ def test_slice_and_slab_scopes(at, scope, expected):
 def test_roi_scope_uses_the_explorer_box(at):
     at.radio(key="histogram_scope").set_value("Explorer ROI box").run()
     assert any("No ROI box yet" in i.value for i in at.info)
-    at.session_state["explorer_roi_on"] = True
-    at.session_state["explorer_roi_rows"] = (100, 110)
-    at.session_state["explorer_roi_cols"] = (120, 125)
-    at.session_state["explorer_k"] = 60
+    from core.annotations import Measurement
+
+    key = at.session_state["study"].volumes[0].key  # a rectangle drawn on the explorer's axial slice 60:
+    rect = Measurement("rectangle", 0, 60, ((100.0, 120.0), (109.0, 124.0)))  # rows 100-109, columns 120-124
+    at.session_state["explorer_mpr_store"] = {key: {"measurements": [rect], "ui": {}, "selected": ""}}
     at.run()
     assert not at.exception
     assert _caption(at).startswith("50 voxels counted")
