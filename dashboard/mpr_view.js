@@ -534,6 +534,35 @@ class Viewer {
     return best;
   }
 
+  hitBody(view, e) {
+    // The measurement whose line or outline passes under the pointer: dragged whole.
+    const { x, y } = this.local(view, e);
+    const near = (a, b) => {
+      const [dx, dy] = [b[0] - a[0], b[1] - a[1]];
+      const t = Math.max(0, Math.min(1, ((x - a[0]) * dx + (y - a[1]) * dy) / (dx * dx + dy * dy || 1)));
+      return Math.hypot(a[0] + t * dx - x, a[1] + t * dy - y) <= HIT_PX;
+    };
+    for (const m of this.shown(view).reverse()) {
+      const pts = m.points.map((p) => this.toScreen(view, p));
+      if (m.kind === "length" && near(pts[0], pts[1])) return m;
+      if (m.kind === "angle" && (near(pts[0], pts[1]) || near(pts[1], pts[2]))) return m;
+      if (m.kind === "rectangle") {
+        const [[x0, y0], [x1, y1]] = pts;
+        const c = [[x0, y0], [x1, y0], [x1, y1], [x0, y1]];
+        if (c.some((p, k) => near(p, c[(k + 1) % 4]))) return m;
+      }
+      if (m.kind === "ellipse") {
+        const [[x0, y0], [x1, y1]] = pts;
+        const [a, b] = [Math.abs(x1 - x0) / 2, Math.abs(y1 - y0) / 2];
+        if (a > 0 && b > 0) {
+          const r = Math.hypot((x - (x0 + x1) / 2) / a, (y - (y0 + y1) / 2) / b);
+          if (Math.abs(r - 1) * Math.min(a, b) <= HIT_PX) return m;
+        }
+      }
+    }
+    return null;
+  }
+
   shown(view) {
     return this.measurements.filter((m) => m.axis === view.axis && m.index === this.point[view.axis]);
   }
@@ -571,6 +600,14 @@ class Viewer {
         this.drawMarks(view);
         return;
       }
+      const body = this.hitBody(view, e);
+      if (body) {
+        this.selected = body.id;
+        drag = { kind: "move", m: body, from: this.toPlane(view, e), orig: body.points.map((p) => p.slice()) };
+        this.showList();
+        this.drawMarks(view);
+        return;
+      }
       const tool = this.ui.tool;
       if (tool === "navigate") {
         drag = { kind: "window", x: e.clientX, y: e.clientY, c: this.center, w: this.width, moved: false };
@@ -596,6 +633,21 @@ class Viewer {
       if (drag.kind === "pan") {
         view.zoom = { ...drag.z, tx: drag.z.tx + e.clientX - drag.x, ty: drag.z.ty + e.clientY - drag.y };
         this.applyZoom(view);
+        return;
+      }
+      if (drag.kind === "move") {
+        // The whole measurement, kept inside the plane.
+        const [r, c] = this.toPlane(view, e);
+        let dr = r - drag.from[0];
+        let dc = c - drag.from[1];
+        for (const [pr, pc] of drag.orig) {
+          dr = Math.min(view.rows - 0.5 - pr, Math.max(-0.5 - pr, dr));
+          dc = Math.min(view.cols - 0.5 - pc, Math.max(-0.5 - pc, dc));
+        }
+        drag.m.points = drag.orig.map(([pr, pc]) => [pr + dr, pc + dc]);
+        drag.moved = true;
+        this.drawMarks(view);
+        view.stage.dataset.drawn = String((Number(view.stage.dataset.drawn) || 0) + 1);
         return;
       }
       if (drag.kind === "handle") {
@@ -626,6 +678,8 @@ class Viewer {
         this.moved = { axis: view.down, dir: 1 };
         this.selected = null;
         this.edited(0);
+      } else if (drag && drag.kind === "move") {
+        this.measured();
       } else if (drag && drag.kind === "handle") {
         if (drag.fresh && drag.m.kind === "angle") {
           this.placing = { m: drag.m, view }; // then a click places the other arm

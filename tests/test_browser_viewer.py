@@ -304,6 +304,18 @@ def test_overlay_pixels_are_the_label_colours_at_the_chosen_opacity(page):
         np.testing.assert_array_equal(_canvas_rgb(page, axis), expected.astype(np.uint8), err_msg=f"axis {axis}")
     legend = page.locator(".hf-legend").inner_text()
     assert "Box" in legend and "Block" in legend
+    # Outline only: the pixels of a label with a 4-neighbour of another label (or at the plane's edge).
+    _mount(page, vol, overlay=Overlay(lm, 1.0, True), point={0: 10, 1: 25, 2: 25})
+    lab = labels[10]
+    padded = np.pad(lab, 1, constant_values=255)
+    inner = np.all([padded[1 + dr:1 + dr + lab.shape[0], 1 + dc:1 + dc + lab.shape[1]] == lab
+                    for dr, dc in ((-1, 0), (1, 0), (0, -1), (0, 1))], axis=0)
+    grey = window(vol.voxels[10], 128, 256)
+    expected = np.repeat(grey[..., None], 3, axis=2)
+    for value, rgb in lm.colors.items():
+        expected[(lab == value) & ~inner] = rgb
+    assert ((lab != 0) & ~inner).sum() > 50 and ((lab != 0) & inner).sum() > 50
+    np.testing.assert_array_equal(_canvas_rgb(page, 0), expected)
 
 
 def test_cine_loops_through_the_slices(page):
@@ -329,3 +341,23 @@ def test_one_view_large_layout(page):
     assert not page.locator('.hf-view[data-axis="2"]').is_visible()
     assert _stage(page, 1)["width"] > 2 * narrow
     assert page.evaluate("() => window.__viewer().ui.layout") == "1"
+
+
+def test_a_measurement_dragged_by_its_outline_moves_whole(page):
+    vol = _volume(shape=(10, 40, 50))
+    _mount(page, vol)
+    _tool(page, "rectangle")
+    page.mouse.move(*_screen(page, vol, 0, 10, 10))
+    page.mouse.down()
+    page.mouse.move(*_screen(page, vol, 0, 20, 30), steps=4)
+    page.mouse.up()
+    (before,) = _measurements(page)
+    # Grab the top edge half-way along, move 3 rows down and 4 columns right.
+    page.mouse.move(*_screen(page, vol, 0, before["points"][0][0], 20))
+    page.mouse.down()
+    page.mouse.move(*_screen(page, vol, 0, before["points"][0][0] + 3, 24), steps=4)
+    page.mouse.up()
+    (after,) = _measurements(page)
+    assert len(_measurements(page)) == 1 and after["id"] == before["id"]
+    shift = np.subtract(after["points"], before["points"])
+    np.testing.assert_allclose(shift, [[3, 4], [3, 4]], atol=0.1)  # both corners, by the same amount
