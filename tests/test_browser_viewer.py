@@ -115,6 +115,14 @@ def _screen(page, vol: Volume, axis: int, row: float, col: float) -> tuple[float
     return box["x"] + (col + 0.5) / v["cols"] * box["width"], box["y"] + (drow + 0.5) / v["rows"] * box["height"]
 
 
+def _drag(page, vol: Volume, axis: int, a, b) -> None:
+    """Press at the plane point ``a`` (row, col) of a view, move to ``b`` in a few steps, release."""
+    page.mouse.move(*_screen(page, vol, axis, *a))
+    page.mouse.down()
+    page.mouse.move(*_screen(page, vol, axis, *b), steps=4)
+    page.mouse.up()
+
+
 def _tool(page, name: str) -> None:
     page.locator(f'button[data-tool="{name}"]').click()
 
@@ -224,10 +232,7 @@ def test_a_length_reads_its_distance_in_mm_on_each_view(page, axis):
     a, b = (4.0, 6.0), (12.0, 18.0)  # 8 rows and 12 columns apart
     row_mm, col_mm = {0: (0.5, 0.8), 1: (3.0, 0.8), 2: (3.0, 0.5)}[axis]
     known = math.hypot(8 * row_mm, 12 * col_mm)
-    page.mouse.move(*_screen(page, vol, axis, *a))
-    page.mouse.down()
-    page.mouse.move(*_screen(page, vol, axis, *b), steps=5)
-    page.mouse.up()
+    _drag(page, vol, axis, a, b)
     (m,) = _measurements(page)
     assert (m["kind"], m["axis"], m["index"]) == ("length", axis, vol.shape[axis] // 2)
     # The points land within half a screen pixel of the voxel centres aimed at.
@@ -254,10 +259,7 @@ def test_ellipse_statistics_equal_numpy_on_the_same_pixels(page):
     vol = _volume()
     _mount(page, vol)
     _tool(page, "ellipse")
-    page.mouse.move(*_screen(page, vol, 1, 3.3, 8.2))
-    page.mouse.down()
-    page.mouse.move(*_screen(page, vol, 1, 15.6, 30.9), steps=5)
-    page.mouse.up()
+    _drag(page, vol, 1, (3.3, 8.2), (15.6, 30.9))
     (m,) = _measurements(page)
     got = page.evaluate("() => { const v = window.__viewer(); return v.values(v.measurements[0], v.views[1]); }")
     plane = vol.voxels[:, m["index"], :]
@@ -269,10 +271,7 @@ def test_ellipse_statistics_equal_numpy_on_the_same_pixels(page):
     assert got["sd"] == pytest.approx(values.std(), rel=1e-9)
     assert got["area_mm2"] == pytest.approx(values.size * 3.0 * 0.8)
     # Move it by a handle, then delete it with the Delete key.
-    page.mouse.move(*_screen(page, vol, 1, *m["points"][1]))
-    page.mouse.down()
-    page.mouse.move(*_screen(page, vol, 1, 17.0, 33.0), steps=3)
-    page.mouse.up()
+    _drag(page, vol, 1, m["points"][1], (17.0, 33.0))
     (moved,) = _measurements(page)
     assert moved["points"][0] == m["points"][0] and moved["points"][1] != m["points"][1]
     page.keyboard.press("Delete")
@@ -347,16 +346,10 @@ def test_a_measurement_dragged_by_its_outline_moves_whole(page):
     vol = _volume(shape=(10, 40, 50))
     _mount(page, vol)
     _tool(page, "rectangle")
-    page.mouse.move(*_screen(page, vol, 0, 10, 10))
-    page.mouse.down()
-    page.mouse.move(*_screen(page, vol, 0, 20, 30), steps=4)
-    page.mouse.up()
+    _drag(page, vol, 0, (10, 10), (20, 30))
     (before,) = _measurements(page)
     # Grab the top edge half-way along, move 3 rows down and 4 columns right.
-    page.mouse.move(*_screen(page, vol, 0, before["points"][0][0], 20))
-    page.mouse.down()
-    page.mouse.move(*_screen(page, vol, 0, before["points"][0][0] + 3, 24), steps=4)
-    page.mouse.up()
+    _drag(page, vol, 0, (before["points"][0][0], 20), (before["points"][0][0] + 3, 24))
     (after,) = _measurements(page)
     assert len(_measurements(page)) == 1 and after["id"] == before["id"]
     shift = np.subtract(after["points"], before["points"])
