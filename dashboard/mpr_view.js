@@ -922,7 +922,7 @@ class Viewer {
       }
       const [sx, sy] = this.toScreen(view, m.points[m.points.length - 1]);
       const tag = el("span", "hf-tag", view.tags);
-      tag.textContent = this.describe(m, view, true);
+      tag.textContent = (m.label ? `${m.label}: ` : "") + this.describe(m, view, true);
       tag.style.left = `${sx + 6}px`;
       tag.style.top = `${sy + 6}px`;
       if (sel) tag.classList.add("hf-selected");
@@ -947,13 +947,21 @@ class Viewer {
     if (!this.measurements.length) return;
     const table = el("table", "hf-table", this.list);
     const head = el("tr", "", el("thead", "", table));
-    for (const t of ["Measurement", "View", "Slice", "Values", ""]) el("th", "", head).textContent = t;
+    for (const t of ["Measurement", "Label", "View", "Slice", "Values", ""]) el("th", "", head).textContent = t;
     const body = el("tbody", "", table);
     this.measurements.forEach((m, n) => {
       const view = this.views[m.axis];
       const tr = el("tr", m.id === this.selected ? "hf-selected" : "", body);
       tr.dataset.id = m.id;
       el("td", "", tr).textContent = `${KIND_NAMES[m.kind]} ${n + 1}`;
+      const label = el("input", "hf-label-input", el("td", "", tr));
+      Object.assign(label, { type: "text", value: m.label || "", maxLength: 80, placeholder: "name it" });
+      label.setAttribute("aria-label", `Label of ${KIND_NAMES[m.kind]} ${n + 1}`);
+      label.addEventListener("click", (e) => e.stopPropagation());
+      label.addEventListener("change", () => {
+        m.label = label.value.slice(0, 80);
+        this.measured();
+      });
       el("td", "", tr).textContent = view.name;
       el("td", "", tr).textContent = String(m.index + 1);
       el("td", "hf-values", tr).textContent = this.describe(m, view);

@@ -274,6 +274,12 @@ def test_ellipse_statistics_equal_numpy_on_the_same_pixels(page):
     _drag(page, vol, 1, m["points"][1], (17.0, 33.0))
     (moved,) = _measurements(page)
     assert moved["points"][0] == m["points"][0] and moved["points"][1] != m["points"][1]
+    # Named in the list: the name goes with it to the page, and shows on the view.
+    page.get_by_label("Label of Ellipse 1").fill("aorta")
+    page.get_by_label("Label of Ellipse 1").press("Enter")
+    page.wait_for_function("() => window.__states.length && window.__states.at(-1).measurements[0].label === 'aorta'")
+    assert page.locator(_q(1, ".hf-tag")).inner_text().startswith("aorta: ")
+    page.locator(_q(1, ".hf-stage")).focus()
     page.keyboard.press("Delete")
     page.wait_for_function("() => window.__viewer().measurements.length === 0")
     # What goes back to Python: the list as it is now.
