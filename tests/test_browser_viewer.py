@@ -360,3 +360,33 @@ def test_a_measurement_dragged_by_its_outline_moves_whole(page):
     assert len(_measurements(page)) == 1 and after["id"] == before["id"]
     shift = np.subtract(after["points"], before["points"])
     np.testing.assert_allclose(shift, [[3, 4], [3, 4]], atol=0.1)  # both corners, by the same amount
+
+
+def test_in_the_app_measurements_and_layout_survive_a_visit_to_another_page(page, app_url):
+    from tests.browser import no_exception, wait_idle
+
+    page.goto(app_url + "/Volume_explorer")
+    wait_idle(page)
+    page.locator('.hf-view[data-axis="0"] canvas[data-painted]').wait_for()
+    page.locator('button[data-tool="length"]').click()
+    box = page.locator(_q(0, ".hf-stage")).bounding_box()
+    page.mouse.move(box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5, steps=4)
+    page.mouse.up()
+    page.locator('select[aria-label="Layout"]').select_option("0")
+    # The page lists it with its exact value once the views have told it.
+    table = page.locator('[data-testid="stDataFrame"]').filter(has_text="Length 1")
+    table.wait_for()
+    wait_idle(page)
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="HU histogram").click()
+    wait_idle(page)
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Volume explorer").click()
+    wait_idle(page)
+    page.locator('.hf-view[data-axis="0"] canvas[data-painted]').wait_for()
+    page.locator(_q(0, ".hf-tag")).wait_for()  # drawn again on its slice
+    assert page.locator(".hf-table tbody tr").count() == 1
+    assert page.locator('select[aria-label="Layout"]').input_value() == "0"
+    assert not page.locator('.hf-view[data-axis="1"]').is_visible()
+    page.locator('[data-testid="stDataFrame"]').filter(has_text="Length 1").wait_for()
+    no_exception(page)
