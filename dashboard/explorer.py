@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import dataclasses
 import math
-from collections import OrderedDict
 
 import numpy as np
 import pandas as pd
@@ -14,7 +13,7 @@ from core import Volume
 from core.annotations import Measurement, measure, measurement_rows, measurements_csv
 from core.export import nifti_bytes, on_one_grid
 from core.measure import value_at
-from core.mpr import IN_PLANE, SlabMode, plane_info, slab, slab_width_slices
+from core.mpr import SlabMode, plane_info, slab, slab_width_slices
 from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
 from dashboard import loading, mpr_view, state
@@ -26,7 +25,6 @@ SERIES_KEY = "explorer_series"
 SLICE = {0: "explorer_k", 1: "explorer_j", 2: "explorer_i"}
 CENTER, WIDTH, PRESET = "explorer_center", "explorer_width", "explorer_preset"
 CMAP, SLAB_MM, SLAB_MODE = "explorer_cmap", "explorer_slab_mm", "explorer_slab_mode"
-PNG_CACHE = "explorer_png_cache"
 LIVE_VIEW = "explorer_live_view"  # the view as last drawn, read by the PNG download when clicked
 # Keys whose values must survive visits to other pages (see frame.keep_widget_state): widget keys,
 # and the crosshair and window the views component reports.
@@ -79,7 +77,6 @@ def init(vol: Volume) -> None:
         st.session_state[CENTER], st.session_state[WIDTH] = float(round(c)), float(max(1, round(w)))
         st.session_state[PRESET] = HEADER if vol.window is not None else (
             "Soft tissue" if vol.modality == "CT" else AUTO)
-        st.session_state[PNG_CACHE] = OrderedDict()
     st.session_state.setdefault(CMAP, "grey")
     st.session_state.setdefault(SLAB_MM, 0.0)
     st.session_state.setdefault(SLAB_MODE, "mip")
@@ -135,32 +132,14 @@ def _crosshair() -> dict[int, int]:
     return {axis: int(st.session_state[k]) for axis, k in SLICE.items()}
 
 
-def view_png(vol: Volume, axis: int, display: Display, point: dict[int, int], *, max_size: int = 480,
-             zoom: float = 1.0, box: tuple | None = None, overlays: bool = True,
-             cache: bool = True) -> tuple[bytes, object]:
-    """The PNG of one view drawn on the server (the large view, the download), from a small
-    per-session cache keyed by everything that shows."""
-    index = point[axis]
+def view_png(vol: Volume, axis: int, display: Display, index: int, *, max_size: int = 1024) -> bytes:
+    """The PNG of one view drawn on the server (the download): the plane ``index`` along ``axis``,
+    windowed, aspect-corrected, without crosshair or letters."""
     width = slab_width_slices(vol, axis, display.slab_mm)
-    others = {a: p for a, p in point.items() if a != axis} if overlays else None
-    down, across = IN_PLANE[axis]
-    center = (point[down], point[across]) if zoom > 1 else None  # the zoom follows the crosshair
-    key = (id(vol.voxels), axis, index, width, display.slab_mode, display.center, display.width,
-           display.colormap, max_size, zoom, tuple(sorted(others.items())) if others else None, box, overlays, center)
-    store: OrderedDict = st.session_state.setdefault(PNG_CACHE, OrderedDict()) if cache else OrderedDict()
-    if key in store:
-        store.move_to_end(key)
-        return store[key]
-    info = plane_info(vol, axis)
     plane = slab(vol.voxels, axis, index, width=width, mode=display.slab_mode)
     shown = window(plane, display.center, display.width, invert=vol.invert)
-    img, tf = render_view(shown, info, max_size=max_size, zoom=zoom, center=center, crosshair=others,
-                          letters=overlays, box=box)
-    out = (encode_png(img, display.colormap), tf)
-    store[key] = out
-    while len(store) > 48:
-        store.popitem(last=False)
-    return out
+    img, _ = render_view(shown, plane_info(vol, axis), max_size=max_size, letters=False)
+    return encode_png(img, display.colormap)
 
 
 def three_views_ui(vol: Volume, display: Display, overlay: Overlay | None = None) -> None:
@@ -296,7 +275,7 @@ def png_download_ui(vol: Volume) -> None:
     def view_bytes() -> bytes:
         # Runs when clicked, outside the script: it uses only what it holds.
         display, point, axis = live["view"]
-        return view_png(vol, axis, display, point, max_size=1024, overlays=False, cache=False)[0]
+        return view_png(vol, axis, display, point[axis])
 
     st.download_button(
         "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png", on_click="ignore",

@@ -291,9 +291,9 @@ def _overlay_header(vol: Volume, overlay: Overlay | None, sync: dict) -> dict | 
     }
 
 
-def _label_plane(labels: np.ndarray, axis: int, index: int, width: int, flip: bool) -> np.ndarray:
-    """The label plane shown with an image plane: the slab's centre slice, flipped like it."""
-    del width  # a slab shows its centre slice's labels (core.mpr.slab centres the slab on ``index``)
+def _label_plane(labels: np.ndarray, axis: int, index: int, flip: bool) -> np.ndarray:
+    """The label plane shown with an image plane, flipped like it; with a slab, its centre slice's
+    (core.mpr.slab centres the slab on ``index``)."""
     plane = np.take(labels, index, axis=axis)
     return plane[::-1] if flip else plane
 
@@ -345,7 +345,7 @@ def payload(vol: Volume, sync: dict, *, point: dict[int, int], center: float, wi
         lorder += [(a, i) for a, i in sync["lwant"] if fresh or (key, a, i) not in sync["lsent"]]
         lorder = list(dict.fromkeys(lorder))
         for axis, index in lorder[:MAX_LABEL_PLANES]:
-            plane = _label_plane(overlay.labels.labels, axis, index, widths[axis], layouts[axis]["flip"])
+            plane = _label_plane(overlay.labels.labels, axis, index, layouts[axis]["flip"])
             blob = zlib.compress(np.ascontiguousarray(plane).tobytes(), 1)
             metas.append({"axis": axis, "index": index, "key": key, "dtype": "u1", "raw": 0,
                           "rows": int(plane.shape[0]), "cols": int(plane.shape[1])})
