@@ -16,6 +16,7 @@
 
 const CACHE = new Map(); // `${axis}|${index}|${render}` -> {rows, cols, values}
 const LABELS = new Map(); // `${key}|${axis}|${index}` -> Uint8Array (display order, like the planes)
+const PADDING = new Map(); // cacheKey -> packed bits (display order): outside the scan; absent when none is
 let cacheVolume = null;
 const CACHE_PER_AXIS = 96;
 const AHEAD = 12; // planes prefetched in the direction of scrolling
@@ -65,7 +66,7 @@ async function inflateAll(bytes) {
 }
 
 async function inflate(bytes, dtype, rows, cols, raw) {
-  if (dtype === "u1") return inflateAll(bytes); // a label plane: all of it compressed
+  if (dtype === "u1" || dtype === "b1") return inflateAll(bytes); // labels, or padding bits: all compressed
   const k = dtype === "i2" ? 2 : 4;
   const n = rows * cols;
   if (raw === bytes.length) {
@@ -90,7 +91,14 @@ function remember(store, key, entry, prefix) {
   store.delete(key);
   store.set(key, entry);
   const mine = [...store.keys()].filter((k) => k.startsWith(prefix));
-  for (let i = 0; i < mine.length - CACHE_PER_AXIS; i++) store.delete(mine[i]);
+  for (let i = 0; i < mine.length - CACHE_PER_AXIS; i++) {
+    store.delete(mine[i]);
+    PADDING.delete(mine[i]);
+  }
+}
+
+function isPadding(pad, i) {
+  return pad ? (pad[i >> 3] >> (7 - (i & 7))) & 1 : 0;
 }
 
 function el(tag, cls, parent) {
@@ -125,7 +133,7 @@ function boxOf(points) {
   return [Math.min(r0, r1), Math.max(r0, r1), Math.min(c0, c1), Math.max(c0, c1)];
 }
 
-function regionStats(kind, points, entry, view) {
+function regionStats(kind, points, entry, view, pad = null) {
   // Pixel centres inside the rectangle, or inside the ellipse inscribed in it (core.annotations.measure).
   const [r0, r1, c0, c1] = boxOf(points);
   const rc = (r0 + r1) / 2;
@@ -147,6 +155,7 @@ function regionStats(kind, points, entry, view) {
           const v = (j - cc) / b;
           if (u * u + v * v > 1) continue;
         }
+        if (isPadding(pad, di * entry.cols + j)) continue; // outside the scan, as core.measure leaves it out
         const x = entry.values[di * entry.cols + j];
         vals.push(x);
         n += 1;
@@ -205,6 +214,7 @@ class Viewer {
     if (h.vol !== cacheVolume) {
       CACHE.clear();
       LABELS.clear();
+      PADDING.clear();
       cacheVolume = h.vol;
     }
     if (h.vol !== this.volume) {
@@ -246,6 +256,7 @@ class Viewer {
       chain = chain.then(() => inflate(bytes.subarray(base + s.offset, base + s.offset + s.length), s.dtype, s.rows, s.cols, s.raw))
         .then((values) => {
           if (s.dtype === "u1") remember(LABELS, `${s.key}|${s.axis}|${s.index}`, values, `${s.key}|${s.axis}|`);
+          else if (s.dtype === "b1") PADDING.set(cacheKey(s.axis, s.index, s.render), values);
           else remember(CACHE, cacheKey(s.axis, s.index, s.render), { rows: s.rows, cols: s.cols, values }, `${s.axis}|`);
           if (this.point[s.axis] === s.index) this.paint(this.views[s.axis]);
         })
@@ -705,7 +716,8 @@ class Viewer {
     const [row, col] = this.pixel(view, this.toPlane(view, e));
     const dr = view.flip ? view.rows - 1 - row : row;
     const v = entry.values[dr * entry.cols + col];
-    view.probe.textContent = `${fmt(v)} ${this.h.unit}`;
+    const pad = PADDING.get(cacheKey(view.axis, this.point[view.axis], this.h.render[view.axis]));
+    view.probe.textContent = isPadding(pad, dr * entry.cols + col) ? "outside the scan" : `${fmt(v)} ${this.h.unit}`;
     const ijk = this.point.slice();
     ijk[view.down] = row;
     ijk[view.across] = col;
@@ -876,13 +888,15 @@ class Viewer {
       return { length_mm: Math.hypot((r1 - r0) * view.row_mm, (c1 - c0) * view.col_mm) };
     }
     if (m.kind === "angle") return { angle_deg: angleDeg(m.points, view) };
-    const entry = CACHE.get(cacheKey(view.axis, m.index, this.h.render[view.axis]));
+    const key = cacheKey(view.axis, m.index, this.h.render[view.axis]);
+    const entry = CACHE.get(key);
+    const pad = PADDING.get(key) || null;
     if (m.kind === "point") {
       const [row, col] = this.pixel(view, m.points[0]);
-      const dr = view.flip ? view.rows - 1 - row : row;
-      return { value: entry ? entry.values[dr * entry.cols + col] : NaN };
+      const i = (view.flip ? view.rows - 1 - row : row) * view.cols + col;
+      return { value: entry && !isPadding(pad, i) ? entry.values[i] : NaN };
     }
-    return regionStats(m.kind, m.points, entry, view);
+    return regionStats(m.kind, m.points, entry, view, pad);
   }
 
   describe(m, view, short = false) {

@@ -329,7 +329,7 @@ def payload(vol: Volume, sync: dict, *, point: dict[int, int], center: float, wi
     blobs: list[bytes] = []
     seen: set[tuple[int, int]] = set()
     for axis, index in order:
-        if (axis, index) in seen or len(blobs) >= MAX_PLANES:
+        if (axis, index) in seen or len(seen) >= MAX_PLANES:
             continue
         seen.add((axis, index))
         layout = layouts[axis]
@@ -339,6 +339,12 @@ def payload(vol: Volume, sync: dict, *, point: dict[int, int], center: float, wi
                       "rows": int(plane.shape[0]), "cols": int(plane.shape[1])})
         blobs.append(blob)
         sync["sent"].add((axis, index, render[axis]))
+        pad = vol.padding_plane(axis, index)
+        if pad is not None:  # which pixels are outside the scan (ROI statistics leave them out), as bits
+            pad = pad[::-1] if layout["flip"] else pad
+            metas.append({"axis": axis, "index": index, "render": render[axis], "dtype": "b1", "raw": 0,
+                          "rows": int(pad.shape[0]), "cols": int(pad.shape[1])})
+            blobs.append(zlib.compress(np.packbits(pad.ravel()).tobytes(), 1))
     if overlay is not None:
         key = overlay.labels.key
         lorder = [(a, point[a]) for a in (0, 1, 2) if (key, a, point[a]) not in sync["lsent"]]

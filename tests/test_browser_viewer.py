@@ -390,3 +390,25 @@ def test_in_the_app_measurements_and_layout_survive_a_visit_to_another_page(page
     assert not page.locator('.hf-view[data-axis="1"]').is_visible()
     page.locator('[data-testid="stDataFrame"]').filter(has_text="Length 1").wait_for()
     no_exception(page)
+
+
+def test_roi_statistics_in_the_browser_leave_padding_out(page):
+    pad = np.zeros((20, 40, 50), bool)
+    pad[:, :, :12] = True  # the first 12 columns are outside the scan
+    k, j, i = np.indices(pad.shape)
+    vox = ((7 * j + 3 * i + 11 * k) % 251 + 2).astype(np.int16)
+    vol = Volume(voxels=vox, spacing=(3.0, 0.5, 0.8), series_uid="1.2.3", modality="CT", units="HU",
+                 padding=np.packbits(pad, axis=-1))
+    _mount(page, vol)
+    _tool(page, "rectangle")
+    _drag(page, vol, 1, (3.0, 5.0), (9.0, 20.0))
+    (m,) = _measurements(page)
+    got = page.evaluate("() => { const v = window.__viewer(); return v.values(v.measurements[0], v.views[1]); }")
+    exact = measure(vol, Measurement("rectangle", 1, m["index"], tuple(map(tuple, m["points"]))))
+    assert 0 < exact["n"] < region_mask("rectangle", tuple(map(tuple, m["points"])), (20, 50)).sum()
+    assert got["n"] == exact["n"] and got["min"] == exact["min"] and got["max"] == exact["max"]
+    assert got["mean"] == pytest.approx(exact["mean"], rel=1e-12)
+    page.mouse.move(*_screen(page, vol, 1, 5, 3))
+    assert page.locator(_q(1, ".hf-probe")).inner_text() == "outside the scan"
+    page.mouse.move(*_screen(page, vol, 1, 5, 30))
+    assert page.locator(_q(1, ".hf-probe")).inner_text() == f"{vol.voxels[5, 20, 30]} HU"

@@ -47,7 +47,7 @@ def _payload(at) -> tuple[dict, dict]:
     header, blobs = _blobs(at)
     planes = {}
     for meta, blob in blobs:
-        if meta["dtype"] == "u1":  # a label plane of the overlay
+        if meta["dtype"] in ("u1", "b1"):  # a label plane of the overlay, or padding bits
             continue
         k = 2 if meta["dtype"] == "i2" else 4
         if meta["raw"] < len(blob):  # prefetched: byte planes, the high half compressed
