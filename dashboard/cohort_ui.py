@@ -85,14 +85,17 @@ def run_ui(allowed: hosting.CohortSettings) -> None:
                 "`python -m core.cohort ROOT --out DIR` on your own machine and open its cohort.csv here.")
         return
     sources = [UPLOADED, SERVER_FOLDER] if allowed.server_paths else [UPLOADED]
-    kind = st.radio("Studies", sources, key=SOURCE, horizontal=True) if len(sources) > 1 else UPLOADED
+    kind = st.radio("Studies", sources, key=SOURCE, persist_state="session",
+                    horizontal=True) if len(sources) > 1 else UPLOADED
     if kind == SERVER_FOLDER:
-        st.text_input("Folder of studies on this server (each sub-folder or .zip is one study)", key=PATH)
+        st.text_input("Folder of studies on this server (each sub-folder or .zip is one study)", key=PATH,
+                      persist_state="session")
         upload = None
     else:
         upload = st.file_uploader("A zip of studies (each top-level folder or .zip in it is one study)",
                                   type=["zip"], key=ZIP_FILE)
-    spacing = st.number_input("Isotropic voxel size (mm)", min_value=0.3, max_value=5.0, step=0.1, key=SPACING)
+    spacing = st.number_input("Isotropic voxel size (mm)", min_value=0.3, max_value=5.0, step=0.1, key=SPACING,
+                              persist_state="session")
     if not st.button("Run the cohort", key="cohort_run_button", type="primary"):
         return
     lock = _one_cohort_at_a_time()
@@ -279,7 +282,7 @@ def open_in_explorer_ui(df: pd.DataFrame) -> None:
     ok = [str(s) for s in df.loc[df["status"] == "ok", "study"]]
     if not ok:
         return
-    name = st.selectbox("Study", ok, key=PICK)
+    name = st.selectbox("Study", ok, key=PICK, persist_state="session")
     if not st.button("Open in the explorer", key="cohort_open"):
         return
     items = _study_sources(origin, name)

@@ -106,7 +106,7 @@ def _sidebar(volume: Volume | None) -> None:
     st.session_state[state.SHOW_PHI_WIDGET] = state.show_phi()
     st.toggle(
         "Show patient information (PHI)",
-        key=state.SHOW_PHI_WIDGET,
+        key=state.SHOW_PHI_WIDGET, persist_state="session",
         on_change=_sync_phi,
         help="Names, IDs, dates and descriptions (DICOM PS3.15 Annex E), and the names of uploaded files, stay "
         "hidden unless you reveal them, for this browser session only.",

@@ -99,14 +99,14 @@ def controls_ui(vol: Volume) -> Controls:
     k = explorer.current_slice(vol)
     roi = explorer.current_roi(vol)
     c1, c2 = st.columns([2, 1])
-    kind = c1.radio("Voxels counted", SCOPES, key=SCOPE, horizontal=True,
+    kind = c1.radio("Voxels counted", SCOPES, key=SCOPE, persist_state="session", horizontal=True,
                     help="Padding (outside the scan circle) is always left out. The current slice and the ROI box "
                     "are the explorer's.")
     scope = Scope("volume")
     if kind == "Current slice":
         scope = Scope("slab", index=k, half=0)
     elif kind == "Slab of slices":
-        n = c2.number_input("Slices in the slab", 1, vol.shape[0], key=SLAB_SLICES)
+        n = c2.number_input("Slices in the slab", 1, vol.shape[0], key=SLAB_SLICES, persist_state="session")
         scope = Scope("slab", index=k, half=int(n) // 2)
     elif kind == "Explorer ROI box":
         if roi is None:
@@ -135,14 +135,15 @@ def controls_ui(vol: Volume) -> Controls:
     lo, hi = _range_limits(vol)
     unit = md_escape(unit_label(vol.units))  # labels render Markdown
     d1, d2, d3 = st.columns([1, 1, 2])
-    bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH)
+    bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH,
+                         persist_state="session")
     d2.button("Classic 80 bins", key="histogram_classic", on_click=_classic_bins, args=(vol,))
     # init() gives the key a (low, high) pair, so the slider is a range slider.
-    rng = cast(tuple[float, float], d3.slider(f"Range ({unit})", lo, hi, key=RANGE, step=1.0))
+    rng = cast(tuple[float, float], d3.slider(f"Range ({unit})", lo, hi, key=RANGE, persist_state="session", step=1.0))
     e1, e2, e3 = st.columns(3)
-    log = e1.toggle("Log counts", key=LOG)
-    cum = e2.toggle("Cumulative", key=CUMULATIVE)
-    bands = e3.toggle("Tissue bands", key=BANDS, disabled=vol.units != "HU")
+    log = e1.toggle("Log counts", key=LOG, persist_state="session")
+    cum = e2.toggle("Cumulative", key=CUMULATIVE, persist_state="session")
+    bands = e3.toggle("Tissue bands", key=BANDS, persist_state="session", disabled=vol.units != "HU")
     return Controls(scope, float(bw), (float(rng[0]), float(rng[1])), log, cum, bands and vol.units == "HU")
 
 
@@ -280,6 +281,7 @@ def band_window_ui() -> None:
     names = [b.name for b in TISSUE_BANDS]
     c1, c2 = st.columns([2, 1])
     choice = c1.selectbox("Set the explorer's window to a band", names, key="histogram_band_pick",
+                          persist_state="session",
                           help="The same as clicking a bar inside the band on the chart.")
     c2.button("Apply", key="histogram_band_apply", on_click=set_window_to_band, args=(choice,))
     note = st.session_state.pop("histogram_window_note", None)
@@ -351,7 +353,7 @@ def overlay_ui(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -
 
     options: list[int | None] = [None, *others]
     choice = st.selectbox(
-        "Overlay another series", options, key=OVERLAY, format_func=label,
+        "Overlay another series", options, key=OVERLAY, persist_state="session", format_func=label,
         help="Compare kernels or phases: both are drawn as % of their voxels. The whole volume of the other series.",
     )
     if choice is None:

@@ -170,7 +170,7 @@ def pick_series_ui(study: state.Study, *, show_phi: bool) -> int:
         "Current series",
         options,
         format_func=descriptions.__getitem__,
-        key="load_pick",
+        key="load_pick", persist_state="session",
         on_change=_changed,
     )
 
@@ -191,7 +191,7 @@ def geometry_ui(study: state.Study, index: int) -> None:
         st.session_state[key] = index in study.use_corrected
         st.toggle(
             "Use corrected geometry (resample onto a regular grid at true patient positions)",
-            key=key,
+            key=key, persist_state="session",
             on_change=_changed,
             help="Each slice is placed by its own Image Position (Patient), so gantry tilt and uneven spacing no "
             "longer distort distances, reformats or 3D. The raw stack stays available: switch this off.",

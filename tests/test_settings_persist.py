@@ -1,0 +1,165 @@
+"""Every setting of every page keeps its value when the user visits the other pages and comes back.
+
+The widgets are found by walking each page as it is drawn, not from a list, so the test keeps
+covering widgets added later. A static check makes sure each keyed input widget in the app asks
+Streamlit 1.67 to keep its value (``persist_state="session"``): without it, a widget drawn inside a
+fragment (the explorer's views) or on a page left during a fragment run loses its value in a real
+browser (checked in Chromium), which the frame's re-assignment of keys does not prevent.
+"""
+
+from __future__ import annotations
+
+import ast
+import datetime
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from dashboard import frame, state
+from tests.helpers import ROOT, app_test
+
+# Streamlit input widgets whose value a user sets (and that accept persist_state in 1.67).
+INPUT_KINDS = ("toggle", "checkbox", "selectbox", "radio", "slider", "select_slider", "number_input", "text_input",
+               "text_area", "multiselect", "date_input", "time_input", "color_picker")
+# Widgets left as they are, and why.
+LEFT_ALONE = {
+    "load_pick": "the current series: the sample study has one",
+    "faces_source": "'Upload' hides the photo's settings, which are checked instead",
+    "pacs_kind": "the DIMSE side hides the DICOMweb settings, which are checked instead",
+}
+# Values a generic change would make meaningless or slow.
+CHOSEN: dict[str, Any] = {
+    "pacs_url": "http://127.0.0.1:9/dicom-web",  # loopback, a closed port: nothing leaves the machine
+    "histogram_scope": "Slab of slices",
+}
+
+
+def _source_files() -> list[Path]:
+    return sorted([*ROOT.glob("dashboard/*.py"), *ROOT.glob("pages/*.py"), ROOT / "streamlit_app.py"])
+
+
+def _keyed_widget_calls(path: Path) -> list[tuple[int, str, bool]]:
+    """(line, kind, asks to persist) of every keyed input widget call in ``path``."""
+    found = []
+    for node in ast.walk(ast.parse(path.read_text())):
+        if isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute) and node.func.attr in INPUT_KINDS:
+            kws = {k.arg: k.value for k in node.keywords}
+            if "key" in kws:
+                persist = kws.get("persist_state")
+                found.append((node.lineno, node.func.attr,
+                              isinstance(persist, ast.Constant) and persist.value == "session"))
+    return found
+
+
+@pytest.mark.parametrize("path", _source_files(), ids=lambda p: str(p.relative_to(ROOT)))
+def test_every_keyed_widget_asks_to_keep_its_value(path):
+    missing = [f"line {line}: st.{kind}" for line, kind, ok in _keyed_widget_calls(path) if not ok]
+    assert not missing, f"{path.name}: add persist_state=\"session\" to " + ", ".join(missing)
+
+
+def _widgets(at) -> list:
+    return [w for kind in INPUT_KINDS for w in getattr(at, kind)]
+
+
+def _different(w) -> Any:
+    """A value of widget ``w`` other than its current one (None when it has no other)."""
+    if w.key in CHOSEN:
+        return CHOSEN[w.key]
+    value = w.value
+    if w.type in ("checkbox", "toggle") or isinstance(value, bool):
+        return not value
+    if w.type in ("selectbox", "radio"):
+        if len(w.options) < 2:
+            return None
+        index = w.index or 0
+        other = w.options[1 if index == 0 else 0]
+        return ("index", 1 if index == 0 else 0) if w.type == "selectbox" else other
+    if w.type == "number_input":
+        step = w.step or 1
+        up = value + step
+        return up if w.max is None or up <= w.max else value - step
+    if w.type == "slider":
+        step = w.step
+        if isinstance(value, (tuple, list)):
+            return (value[0] + step, value[1] - step)
+        up = value + step
+        return up if up <= w.max else value - step
+    if w.type == "date_input":
+        return (datetime.date(2020, 1, 2), datetime.date(2020, 1, 30))
+    if w.type in ("text_input", "text_area"):
+        return f"{value}7"
+    if w.type == "multiselect":
+        return list(w.options[:1]) if not value else []
+    pytest.fail(f"the test does not know how to change a {w.type} ({w.key})")
+
+
+def _submit_button(at, w):
+    return next((b for b in at.button if getattr(b, "form_id", "") == w.form_id), None)
+
+
+def _submittable(at, w) -> bool:
+    if not getattr(w, "form_id", ""):
+        return True
+    button = _submit_button(at, w)
+    return button is not None and not button.proto.disabled
+
+
+def _set(at, w, value) -> None:
+    if isinstance(value, tuple) and value and value[0] == "index":
+        w.select_index(value[1])
+    else:
+        w.set_value(value)
+    if getattr(w, "form_id", ""):  # a form's widgets count once the form is submitted
+        _submit_button(at, w).click()
+    at.run()
+
+
+def _change_every_widget(at, page: str) -> dict[str, Any]:
+    """Give each widget of the page a value other than its first one, one at a time (a change may show
+    more widgets); return every keyed widget's value afterwards."""
+    done: set[str] = set()
+    while True:
+        todo = [w for w in _widgets(at) if w.key not in done]
+        unkeyed = [f"{w.type} {w.label!r}" for w in todo if w.key is None]
+        assert not unkeyed, f"{page}: widgets without a key cannot keep their value: {unkeyed}"
+        todo = [w for w in todo if (w.key != state.SHOW_PHI_WIDGET or "Face_detection" in page)
+                and not w.proto.disabled and _submittable(at, w)]
+        if not todo:  # what is left is disabled (a browser user cannot change it either)
+            break
+        w = min(todo, key=lambda w: bool(getattr(w, "form_id", "")))  # a form's fields after the rest
+        done.add(w.key)
+        if w.key in LEFT_ALONE:
+            continue
+        value = _different(w)
+        if value is None:
+            continue
+        _set(at, w, value)
+        assert not at.exception, f"{page}: after changing {w.key}: {at.exception}"
+    return {w.key: w.value for w in _widgets(at) if w.key != state.SHOW_PHI_WIDGET}
+
+
+def test_every_setting_survives_a_tour_of_every_other_page():
+    """Set every widget of every page, page by page; then visit every page again and read them all.
+
+    Between a page's changes and its reading, every other page has been visited (after it while
+    changing, before it while reading). The patient-information toggle is switched on on the face
+    detection page, as a person found it reset other pages' toggles.
+    """
+    pages = [path for path, _, _ in frame.existing_pages()]
+    at = app_test(timeout=240).run()
+    expected: dict[str, dict[str, Any]] = {}
+    for page in pages:
+        at.switch_page(page).run()
+        assert not at.exception, page
+        expected[page] = _change_every_widget(at, page)
+    assert at.toggle(key=state.SHOW_PHI_WIDGET).value is True
+    changed = sum(len(values) for values in expected.values())
+    assert changed > 30, expected  # the pages' own settings, not only the sidebar's toggle
+    for page in pages:
+        at.switch_page(page).run()
+        assert not at.exception, page
+        shown = {w.key: w.value for w in _widgets(at)}
+        lost = {key: (value, shown.get(key)) for key, value in expected[page].items() if shown.get(key) != value}
+        assert not lost, f"{page}: (set, read back after the tour): {lost}"
+        assert shown[state.SHOW_PHI_WIDGET] is True, page
