@@ -127,12 +127,15 @@ def _apply_preset(vol: Volume) -> None:
 def window_ui(vol: Volume) -> Display:
     """Preset, colours and slab (Streamlit widgets). Center and width are set in the views. Returns the settings."""
     c1, c2, c3, c4 = st.columns([1.4, 1, 1.6, 1])
-    c1.selectbox("Window preset", presets_for(vol), key=PRESET, on_change=_apply_preset, args=(vol,),
+    c1.selectbox("Window preset", presets_for(vol), key=PRESET, persist_state="session", on_change=_apply_preset,
+                 args=(vol,),
                  help="Soft tissue 400/40, lung 1500/-600, bone 2500/480, brain 80/40, liver 150/90, "
                  "mediastinum 350/50 (width/level, HU), as the major viewers use them.")
-    cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP)
-    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM)
-    mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE)
+    cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP, persist_state="session")
+    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM,
+                        persist_state="session")
+    mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE,
+                        persist_state="session")
     return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, slab_mm, mode)
 
 
@@ -218,9 +221,9 @@ def large_view_ui(vol: Volume, display: Display) -> int:
     """
     options = ["Off", *VIEW_AXES]
     c1, c2 = st.columns([1, 2])
-    choice = c1.selectbox("Large view", options, key=LARGE,
+    choice = c1.selectbox("Large view", options, key=LARGE, persist_state="session",
                           help="Click the large view to move the crosshair there; drag to draw an ROI box.")
-    zoom = c2.slider("Zoom (around the crosshair)", 1.0, 8.0, step=0.5, key=ZOOM)
+    zoom = c2.slider("Zoom (around the crosshair)", 1.0, 8.0, step=0.5, key=ZOOM, persist_state="session")
     axis = VIEW_AXES.get(choice, 0)
     if choice == "Off":
         return axis
@@ -274,12 +277,12 @@ def roi_ui(vol: Volume, axis: int) -> None:
         lo, hi = st.session_state[key]
         lo = int(np.clip(lo, 0, n - 1))
         st.session_state[key] = (lo, int(np.clip(max(hi, lo + 1), 1, n)))
-    st.toggle("Show ROI statistics", key=ROI_ON)
+    st.toggle("Show ROI statistics", key=ROI_ON, persist_state="session")
     if not st.session_state[ROI_ON]:
         return
     c1, c2 = st.columns(2)
-    c1.slider("ROI rows (start, stop)", 0, nr, key=ROI_ROWS)
-    c2.slider("ROI columns (start, stop)", 0, nc, key=ROI_COLS)
+    c1.slider("ROI rows (start, stop)", 0, nr, key=ROI_ROWS, persist_state="session")
+    c2.slider("ROI columns (start, stop)", 0, nc, key=ROI_COLS, persist_state="session")
     box = _roi_box()
     index = int(st.session_state[SLICE[axis]])
     try:

@@ -163,3 +163,83 @@ def test_every_setting_survives_a_tour_of_every_other_page():
         lost = {key: (value, shown.get(key)) for key, value in expected[page].items() if shown.get(key) != value}
         assert not lost, f"{page}: (set, read back after the tour): {lost}"
         assert shown[state.SHOW_PHI_WIDGET] is True, page
+
+
+# --- In Chromium: the cases a person met ------------------------------------------------------------
+
+def _go(page, label: str) -> None:
+    from tests.browser import wait_idle
+
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name=label).click()
+    page.wait_for_function("title => document.title === title", arg=f"{label} · Hounsfield")
+    wait_idle(page)
+
+
+def _switch(page, label: str):
+    return page.locator('[data-testid="stCheckbox"]').filter(has_text=label).locator("input").first
+
+
+def _flip(page, label: str) -> None:
+    from playwright.sync_api import expect
+
+    from tests.browser import wait_idle
+
+    before = _switch(page, label).is_checked()
+    page.locator('[data-testid="stCheckbox"]').filter(has_text=label).locator("label").first.click()
+    expect(_switch(page, label)).to_be_checked(checked=not before)
+    wait_idle(page)
+
+
+def _choose(page, label: str, option: str) -> None:
+    from playwright.sync_api import expect
+
+    from tests.browser import wait_idle
+
+    page.get_by_role("combobox", name=label).click()
+    page.get_by_role("option", name=option, exact=True).click()
+    expect(page.get_by_role("combobox", name=label)).to_have_value(option)
+    wait_idle(page)
+
+
+def _number_box(page, label: str):
+    return page.locator('[data-testid="stNumberInput"]').filter(has_text=label).locator("input")
+
+
+@pytest.mark.browser
+def test_settings_survive_page_visits_in_chromium(page, app_url):
+    """The explorer's colour map and large view (drawn in a fragment), the 3D page's settings, and toggles
+    of other pages, after the patient-information toggle was switched on on the face detection page."""
+    from playwright.sync_api import expect
+
+    from tests.browser import enter_text, no_exception, wait_idle
+
+    page.goto(app_url)
+    wait_idle(page)
+    _go(page, "3D isosurface")
+    enter_text(page, _number_box(page, "Keep the largest parts"), "3")
+    _go(page, "Volume explorer")
+    _choose(page, "Colours", "viridis")
+    _choose(page, "Large view", "Axial")
+    _go(page, "HU histogram")
+    _flip(page, "Log counts")
+    _flip(page, "Cumulative")
+    _go(page, "Study details and privacy")
+    _flip(page, "Shift dates instead of removing them")
+    _go(page, "Face detection")
+    _flip(page, "Equalise the histogram")
+    _flip(page, "Show patient information (PHI)")
+    for label in ("Volume explorer", "HU histogram", "Study details and privacy", "3D isosurface", "Face detection"):
+        _go(page, label)
+        no_exception(page)
+        assert _switch(page, "Show patient information (PHI)").is_checked(), label
+    _go(page, "3D isosurface")
+    expect(_number_box(page, "Keep the largest parts")).to_have_value("3")
+    _go(page, "Volume explorer")
+    expect(page.get_by_role("combobox", name="Colours")).to_have_value("viridis")
+    expect(page.get_by_role("combobox", name="Large view")).to_have_value("Axial")
+    _go(page, "HU histogram")
+    assert _switch(page, "Log counts").is_checked() and _switch(page, "Cumulative").is_checked()
+    _go(page, "Study details and privacy")
+    assert _switch(page, "Shift dates instead of removing them").is_checked()
+    _go(page, "Face detection")
+    assert _switch(page, "Equalise the histogram").is_checked()
