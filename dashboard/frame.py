@@ -10,7 +10,7 @@ from core import Volume
 from core.geometry import orientation_name
 from core.privacy import MASK, display_description
 from dashboard import state, streamlit_internals
-from dashboard.text import md_escape, unit_label
+from dashboard.text import count, md_escape, spacing_mm, unit_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -83,11 +83,10 @@ def _sidebar(volume: Volume | None) -> None:
         idx = state.current_index()
         st.markdown("**Current series**")
         st.caption(md_escape(display_description(volume, idx, show_phi=show)))
-        dz, dy, dx = volume.spacing
         facts = {
             "Modality": volume.modality,
             "Voxels": " x ".join(str(n) for n in volume.shape),
-            "Spacing (mm)": f"{dz:g} x {dy:g} x {dx:g}",
+            "Spacing": spacing_mm(volume.spacing),
             "Orientation": orientation_name(volume.normal),
             "Values": f"{volume.voxels.dtype}, {unit_label(volume.units)}",
             "Source": study.source,
@@ -102,7 +101,8 @@ def _sidebar(volume: Volume | None) -> None:
                 facts[label] = (str(value) or "—") if show else MASK
         st.markdown("\n".join(f"- **{k}**: {md_escape(v)}" for k, v in facts.items()))
         if volume.warnings:
-            st.warning(f"{len(volume.warnings)} geometry note(s): see **Load a study**.", icon=":material/warning:")
+            st.warning(f"{count(len(volume.warnings), 'geometry note')}: see **Load a study**.",
+                       icon=":material/warning:")
     st.session_state[state.SHOW_PHI_WIDGET] = state.show_phi()
     st.toggle(
         "Show patient information (PHI)",

@@ -10,7 +10,8 @@ import streamlit as st
 
 from core import LoadResult, Volume, ZipLimits, load_series
 from core.memory import server_budget
-from core.privacy import display_description
+from core.numbers import spacing_mm
+from core.privacy import MASK, display_description, series_identity
 from dashboard import state
 from dashboard.images import middle_slice_preview, thumbnail_data_url
 from dashboard.owner import session_owner
@@ -125,19 +126,37 @@ def load_with_progress(files: list[Any]) -> LoadResult:
     return result
 
 
+def geometry_label(vol: Volume) -> str:
+    """A series' geometry in a few words for a table cell: "Regular", or each note's name ("Gantry tilt 25°")."""
+    names = []
+    for w in vol.warnings:
+        name = w.split(":")[0]
+        names.append(f"{name} {vol.tilt_degrees:.1f}°" if name == "Gantry tilt" else name)
+    return "; ".join(dict.fromkeys(names)) or "Regular"
+
+
 def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
+    """One row per series: what tells it apart with patient information hidden (core.privacy.series_identity)."""
     rows = []
     for i, vol in enumerate(study.volumes):
-        dz, dy, dx = vol.spacing
+        ident = series_identity(vol, show_phi=show_phi)
+        sample = vol.header is None
         rows.append(
             {
                 "Preview": thumbnail_data_url(vol, vol.key),
-                "Series": display_description(vol, i, show_phi=show_phi).split(" — ")[0],
+                "#": i + 1,
+                "Series number": ident.number or "—",
+                "Description": (vol.description if sample else ident.description) or ("—" if show_phi else MASK),
+                "Body part": ident.body_part or "—",
+                "Kernel": ident.kernel or "—",
+                "Slice thickness": ident.thickness or "—",
+                "Contrast": "yes" if ident.contrast else "—",
+                "Date": ident.date or ("—" if show_phi or sample else MASK),
                 "Modality": vol.modality,
                 "Slices": vol.shape[0],
                 "Matrix": f"{vol.shape[1]} x {vol.shape[2]}",
-                "Spacing (mm)": f"{dz:.3g} x {dy:.3g} x {dx:.3g}",
-                "Geometry": " ".join(w.split(":")[0] + "." for w in vol.warnings) or "Regular",
+                "Spacing": spacing_mm(vol.spacing),
+                "Geometry": geometry_label(vol),
             }
         )
     return pd.DataFrame(rows)
@@ -149,11 +168,16 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
         hide_index=True,
         column_config={
             "Preview": st.column_config.ImageColumn("Preview", width="small"),
+            "#": st.column_config.NumberColumn(format="%d", width="small"),
             "Slices": st.column_config.NumberColumn(format="%d"),
+            "Geometry": st.column_config.TextColumn(width="large"),
         },
         row_height=64,
         key="load_series_table",
     )
+    if not show_phi:
+        st.caption("Descriptions are shown when every word of them is a number, a scanner code or a word of "
+                   "anatomy and reconstruction; others may hold a name and stay hidden with the dates.")
 
 
 def pick_series_ui(study: state.Study, *, show_phi: bool) -> int:

@@ -125,7 +125,10 @@ def current_volume() -> Volume | None:
     if s is None or not s.volumes:
         return None
     i = current_index()
-    if i in s.use_corrected and i in s.corrected:
+    if i in s.use_corrected:
+        if i not in s.corrected:  # made here, before the sidebar and the page ask: one series shown everywhere
+            with st.spinner("Resampling onto a regular grid…"):
+                s.corrected[i] = s.volumes[i].corrected()
         return s.corrected[i]
     return s.volumes[i]
 

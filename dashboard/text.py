@@ -18,7 +18,11 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["file_part", "md_escape", "plotly_escape"]
+# How numbers and units are written (one rule for every page; see docs/CONTRIBUTING.md).
+from core.numbers import count, decimal, length_mm, ordinal, spacing_mm
+
+__all__ = ["count", "decimal", "file_part", "length_mm", "md_escape", "ordinal", "plotly_escape", "spacing_mm",
+           "unit_label"]
 
 # Characters that Markdown, GitHub's extensions or Streamlit's own syntax (":red[...]",
 # ":material/x:", emoji shortcodes, "$" for LaTeX, "&" for entities) give a meaning to anywhere

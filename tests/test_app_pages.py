@@ -103,6 +103,13 @@ class TestFirstPage:
         study = at.session_state["study"]
         assert 0 in study.use_corrected and study.corrected[0].is_regular
         assert any("gantry tilt of 20.0° removed" in c.value for c in at.caption)
+        # The sidebar shows the corrected series in the same run: its shape and its own notes.
+        corrected = study.corrected[0]
+        sidebar = " ".join(m.value for m in at.sidebar.markdown)
+        assert " x ".join(str(n) for n in corrected.shape) in sidebar
+        assert corrected.shape != study.volumes[0].shape
+        assert [w.value for w in at.sidebar.warning] == ["1 geometry note: see **Load a study**."]
+        assert corrected.warnings != study.volumes[0].warnings and len(corrected.warnings) == 1
 
     def test_close_and_reload_sample(self):
         at = app_test().run()

@@ -78,6 +78,39 @@ def test_bins_range_and_classic(at):
     at.button(key="histogram_classic").click().run()
     assert not at.exception
     assert at.session_state["histogram_bin_width"] == 25.0  # (1000 - -1000) / 80
+    assert "80 bins of 25 HU, from -1000 to 1000 HU." in [c.value for c in at.caption]
+    at.slider(key="histogram_range").set_value((-1100.0, 2000.0)).run()
+    at.button(key="histogram_classic").click().run()
+    assert at.session_state["histogram_bin_width"] == 50.0  # a round width, not 38.75
+    assert "62 bins of 50 HU, from -1100 to 2000 HU." in [c.value for c in at.caption]
+
+
+def test_opens_on_the_whole_range_scanners_store(at):
+    assert at.slider(key="histogram_range").value == (-1100.0, 3100.0)  # 12-bit CT stores up to 3071 HU
+    stats = table_with(at, "Statistic")
+    assert list(stats["Statistic"]) == ["Count", "Mean", "Median", "SD", "Minimum", "Maximum", "1st percentile",
+                                        "5th percentile", "25th percentile", "75th percentile", "95th percentile",
+                                        "99th percentile"]
+
+
+def test_a_click_on_a_bar_sets_the_window_and_the_band_picker():
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import streamlit as st
+
+        from dashboard import histogram_ui
+
+        if st.button("click", key="click"):
+            st.session_state[histogram_ui.CHART] = {"selection": {"points": [{"x": -700.0}]}}
+            histogram_ui._clicked()
+        histogram_ui.band_window_ui()
+
+    at = AppTest.from_function(script).run()
+    at.button(key="click").click().run()
+    assert not at.exception
+    assert at.selectbox(key="histogram_band_pick").value == "Lung"
+    assert (at.session_state["explorer_center"], at.session_state["explorer_width"]) == (-725.0, 450.0)
 
 
 def test_band_sets_the_explorer_window(at):
