@@ -13,7 +13,7 @@ from core.summary import summary_json
 from core.tags import TagRow, filter_rows, tag_rows
 from dashboard import state
 from dashboard.owner import session_owner
-from dashboard.text import md_escape
+from dashboard.text import count, md_escape
 
 INSTANCE, SEARCH, NESTED = "details_instance", "details_search", "details_nested"
 SHIFT_ON, SHIFT_DAYS, EXPORT = "details_shift_on", "details_shift_days", "details_export"
@@ -49,7 +49,7 @@ def tag_browser_ui(vol: Volume, *, show_phi: bool) -> None:
         st.info("This series has no DICOM header (it is the built-in synthetic sample).")
         return
     rows = filter_rows(tag_rows(ds, show_phi=show_phi, nested=nested), query)
-    st.caption(f"{len(rows)} element(s) shown. Private tags are marked; binary and long values are summarised"
+    st.caption(f"{count(len(rows), 'element')} shown. Private tags are marked; binary and long values are summarised"
                + ("" if show_phi else "; patient information is hidden (see the sidebar)") + ".")
     st.dataframe(tag_table(rows), hide_index=True,
                  key="details_tags", height=480,

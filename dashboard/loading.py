@@ -16,7 +16,7 @@ from dashboard import state
 from dashboard.images import middle_slice_preview, thumbnail_data_url
 from dashboard.owner import session_owner
 from dashboard.streamlit_internals import refused_upload_reason, release_uploads, upload_instances
-from dashboard.text import md_escape
+from dashboard.text import count, decimal, md_escape
 
 
 def upload_ui() -> tuple[list[Any], str]:
@@ -262,34 +262,40 @@ def skipped_ui(skipped: list[tuple[str, str]], *, expanded: bool = False) -> Non
 
 
 def describe_volume(vol: Volume) -> str:
-    dz, dy, dx = vol.spacing
-    return f"{vol.modality}, {vol.shape[0]} slices of {vol.shape[1]} x {vol.shape[2]}, {dz:g} x {dy:g} x {dx:g} mm"
+    return (f"{vol.modality}, {count(vol.shape[0], 'slice')} of {vol.shape[1]} x {vol.shape[2]}, "
+            f"{spacing_mm(vol.spacing)}")
 
 
-# The labels of the loader's summary (core keys it by DICOM keyword or a snake_case name).
+# The labels of the loader's summary (core keys it by DICOM keyword or a snake_case name), and the
+# unit that follows the value.
 SUMMARY_LABELS = {
-    "Modality": "Modality",
-    "Manufacturer": "Manufacturer",
-    "ManufacturerModelName": "Model",
-    "ConvolutionKernel": "Reconstruction kernel",
-    "KVP": "Tube voltage (kVp)",
-    "SliceThickness": "Slice thickness (mm)",
-    "MagneticFieldStrength": "Field strength (T)",
-    "SequenceName": "Sequence",
-    "ScanningSequence": "Scanning sequence",
-    "spacing_mm": "Spacing (mm)",
-    "orientation": "Orientation",
-    "transfer_syntax": "Transfer syntax",
-    "BitsStored": "Bits stored",
-    "PhotometricInterpretation": "Photometric interpretation",
+    "Modality": ("Modality", ""),
+    "Manufacturer": ("Manufacturer", ""),
+    "ManufacturerModelName": ("Model", ""),
+    "ConvolutionKernel": ("Reconstruction kernel", ""),
+    "KVP": ("Tube voltage", "kVp"),
+    "SliceThickness": ("Slice thickness", "mm"),
+    "MagneticFieldStrength": ("Field strength", "T"),
+    "SequenceName": ("Sequence", ""),
+    "ScanningSequence": ("Scanning sequence", ""),
+    "spacing_mm": ("Spacing", "mm"),
+    "orientation": ("Orientation", ""),
+    "transfer_syntax": ("Transfer syntax", ""),
+    "BitsStored": ("Bits stored", ""),
+    "PhotometricInterpretation": ("Photometric interpretation", ""),
 }
 
 
-def _fact(value: object) -> str:
-    """A summary value as text: several numbers as "2.5 x 1.4 x 1.4", not a tuple."""
-    if isinstance(value, (tuple, list)):
-        return " x ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    return str(value)
+def _fact(value: object, unit: str = "") -> str:
+    """A summary value as text: numbers written one way ("0.977"), several as "2.5 x 1.4 x 1.4", then the unit."""
+    def one(v: object) -> str:
+        try:
+            return decimal(float(str(v))) if isinstance(v, (int, float, str)) and str(v).strip() else str(v)
+        except ValueError:
+            return str(v)
+
+    text = " x ".join(one(v) for v in value) if isinstance(value, (tuple, list)) else one(value)
+    return f"{text} {unit}" if unit else text
 
 
 def preview_ui(vol: Volume) -> None:
@@ -299,5 +305,5 @@ def preview_ui(vol: Volume) -> None:
         st.image(middle_slice_preview(vol, size=320), caption="Middle slice, default window", width=320)
     with right:
         st.markdown(f"**{md_escape(describe_volume(vol))}**")
-        st.markdown("\n".join(f"- {SUMMARY_LABELS[k]}: {md_escape(_fact(v))}" for k, v in vol.summary.items()
-                               if k in SUMMARY_LABELS))
+        st.markdown("\n".join(f"- {SUMMARY_LABELS[k][0]}: {md_escape(_fact(v, SUMMARY_LABELS[k][1]))}"
+                               for k, v in vol.summary.items() if k in SUMMARY_LABELS))

@@ -12,8 +12,9 @@ from core import load_series
 from core.dimse import Matches
 from core.memory import server_budget
 from core.pacs import PacsConnection, PacsError, RetrievedSeries, retrieve_series, search_series, search_studies
-from core.privacy import MASK
+from core.privacy import MASK, is_safe_description
 from dashboard import hosting, state
+from dashboard.text import count, keyword_label
 
 URL, AUTH, USER, PASSWORD, TOKEN = "pacs_url", "pacs_auth", "pacs_user", "pacs_password", "pacs_token"
 NAME, MODALITY, ACCESSION = "pacs_name", "pacs_modality", "pacs_accession"
@@ -162,7 +163,7 @@ def _masked(rows: list[dict], show_phi: bool) -> pd.DataFrame:
         for col in PHI_COLUMNS:
             if col in df:
                 df[col] = MASK
-    return df.drop(columns=[c for c in df.columns if c.endswith("InstanceUID")])
+    return df.drop(columns=[c for c in df.columns if c.endswith("InstanceUID")]).rename(columns=keyword_label)
 
 
 def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
@@ -217,8 +218,15 @@ def pick_series(prefix: str, series: list[dict], *, show_phi: bool, where: str) 
 
     def slabel(j: int) -> str:
         s = series[j]
-        desc = s["SeriesDescription"] if show_phi else f"Series {j + 1}"
-        return f"{desc} ({s['Modality']}, {s['NumberOfSeriesRelatedInstances']} images)"
+        number = str(s.get("SeriesNumber") or "").strip()
+        desc = str(s.get("SeriesDescription") or "").strip()
+        name = f"Series {number}" if number else f"Series #{j + 1}"
+        if desc and (show_phi or is_safe_description(desc)):
+            name += f" ({desc})"
+        images = str(s.get("NumberOfSeriesRelatedInstances") or "").strip()
+        facts = [str(s.get("Modality") or ""), str(s.get("BodyPartExamined") or "").lower(),
+                 count(int(images), "image") if images.isdigit() else ""]
+        return f"{name}: " + ", ".join(f for f in facts if f)
 
     return st.selectbox("Series", range(len(series)), format_func=slabel, key=f"{prefix}_series_pick",
                         persist_state="session")

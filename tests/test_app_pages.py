@@ -184,4 +184,5 @@ def test_uploads_are_never_spooled_to_disk():
 def test_series_facts_read_as_text():
     at = app_test().run()
     facts = " ".join(m.value for m in at.markdown)
-    assert "- Spacing (mm): 2.5 x 1.4 x 1.4" in facts and "(2.5, 1.4, 1.4)" not in facts
+    assert "- Spacing: 2.5 x 1.4 x 1.4 mm" in facts and "(2.5, 1.4, 1.4)" not in facts
+    assert "CT, 120 slices of 256 x 256, 2.5 x 1.4 x 1.4 mm" in facts
