@@ -71,6 +71,17 @@ class TestFirstPage:
         assert at.error and "No image series could be assembled" in at.error[0].value
         assert at.session_state["study"].source == "Built-in sample"
         assert list(table_with(at, "Reason")["File"]) == ["file 1 of the upload"]  # names are PHI too
+        # The failed upload is cleared from the uploader: a new, empty one, and the report stays.
+        assert at.session_state["load_upload_nonce"] == 1
+        assert at.file_uploader(key="load_files_1").value in (None, [])
+        at.run()
+        assert at.error and "No image series could be assembled" in at.error[0].value
+
+    def test_a_link_to_the_explorer(self):
+        at = app_test().run()
+        links = [link for link in at.get("page_link") if link.proto.label.startswith("Next")]
+        assert [(link.proto.label, link.proto.page) for link in links] == [
+            ("Next: explore this series in three planes", "Volume_explorer")]
 
     def test_pick_series_sets_the_current_one(self):
         at = app_test().run()
