@@ -143,13 +143,18 @@ def series_identity(volume: Volume, *, show_phi: bool) -> SeriesIdentity:
     Series number, body part, kernel and slice thickness are not patient information
     (DICOM PS3.15 Annex E keeps them); the contrast agent's name is (E.1-1 lists it), so only
     whether one was given is said. The description is shown when ``show_phi`` or when it passes
-    :func:`is_safe_description`; dates only when ``show_phi``.
+    :func:`is_safe_description`; dates only when ``show_phi``. The built-in sample's patient is
+    fictitious: its description and date are always shown.
     """
+    from core.sample import SERIES_UID as SAMPLE_SERIES
+
     ds = volume.header
     description = volume.description
     label = " (localizer)" if description.endswith("(localizer)") else ""
     bare = description[: -len(" (localizer)")] if label else description
-    if ds is None or show_phi or is_safe_description(bare):
+    fictitious = ds is None or volume.series_uid == SAMPLE_SERIES  # the built-in sample's patient is made up
+    show_phi = show_phi or fictitious
+    if show_phi or is_safe_description(bare):
         shown = description
     else:
         shown = label.strip(" ()") if label else ""

@@ -46,6 +46,7 @@ def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
     state.init()
     keep_widget_state()
     volume = state.current_volume()
+    reload_guard_ui()
     with st.sidebar:
         _sidebar(volume)
     if needs_volume and volume is None:
@@ -64,6 +65,47 @@ def keep_widget_state() -> None:
     for key in state.persistent_keys():  # each page's UI module registers its own
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
+
+
+# The browser's side of the reload warning: fixed code, no text from a file or a visitor in it. A study
+# loaded here lives in this session's server memory only, and a reload starts a new session. While one
+# is held, the page asks the browser to confirm leaving (browsers show their own words, and only after
+# the person has interacted with the page) and notes it in sessionStorage, which survives the reload;
+# a new session that finds the note says the study is gone, once.
+_RELOAD_GUARD = """
+<div id="hf-study-gone" role="status" hidden style="padding:0.75rem 1rem;border-radius:0.5rem;
+background:rgba(255,189,69,0.15);color:inherit;margin-bottom:0.5rem">
+The study you had loaded is no longer open: reloading or closing the page ends its session, and loaded files
+are kept only in that session's memory. Load it again below, or on <b>Load a study</b>.</div>
+<script>
+(() => {
+  const MODE = "%s", KEY = "hounsfield-study-held";
+  const w = window.parent && window.parent !== window ? window.parent : window;
+  const warn = (e) => { e.preventDefault(); e.returnValue = ""; return ""; };
+  if (w.__hfWarn) { w.removeEventListener("beforeunload", w.__hfWarn); w.__hfWarn = null; }
+  if (MODE === "held") {
+    w.sessionStorage.setItem(KEY, "1");
+    w.__hfWarn = warn;
+    w.addEventListener("beforeunload", warn);
+  } else {
+    if (MODE === "fresh" && w.sessionStorage.getItem(KEY) === "1") {
+      document.getElementById("hf-study-gone").hidden = false;
+    }
+    w.sessionStorage.removeItem(KEY);
+  }
+})();
+</script>
+"""
+
+
+def reload_guard_ui() -> None:
+    """Warn before a reload drops a loaded study, and say so after one did (see ``_RELOAD_GUARD``)."""
+    study = state.study()
+    held = study is not None and not study.is_sample
+    if held:
+        st.session_state[state.HELD_A_STUDY] = True
+    mode = "held" if held else ("released" if st.session_state.get(state.HELD_A_STUDY) else "fresh")
+    st.html(_RELOAD_GUARD % mode, unsafe_allow_javascript=True)
 
 
 def _sync_phi() -> None:

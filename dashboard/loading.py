@@ -140,26 +140,26 @@ def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
     rows = []
     for i, vol in enumerate(study.volumes):
         ident = series_identity(vol, show_phi=show_phi)
-        sample = vol.header is None
         rows.append(
             {
                 "Preview": thumbnail_data_url(vol, vol.key),
                 "#": i + 1,
                 "Series number": ident.number or "—",
-                "Description": (vol.description if sample else ident.description) or ("—" if show_phi else MASK),
-                "Body part": ident.body_part or "—",
-                "Kernel": ident.kernel or "—",
+                "Description": ident.description or ("—" if show_phi else MASK),
                 "Slice thickness": ident.thickness or "—",
+                "Kernel": ident.kernel or "—",
+                "Body part": ident.body_part or "—",
                 "Contrast": "yes" if ident.contrast else "—",
-                "Date": ident.date or ("—" if show_phi or sample else MASK),
-                "Modality": vol.modality,
-                "Slices": vol.shape[0],
-                "Matrix": f"{vol.shape[1]} x {vol.shape[2]}",
-                "Spacing": spacing_mm(vol.spacing),
                 "Geometry": geometry_label(vol),
+                "Slices": vol.shape[0],
+                "Spacing": spacing_mm(vol.spacing),
+                "Modality": vol.modality,
+                "Date": ident.date or "—",
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # Hidden, every date would read the same: the column is left out (the table fits the page).
+    return table if show_phi else table.drop(columns=["Date"])
 
 
 def show_series_table(study: state.Study, *, show_phi: bool) -> None:
@@ -168,16 +168,26 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
         hide_index=True,
         column_config={
             "Preview": st.column_config.ImageColumn("Preview", width="small"),
-            "#": st.column_config.NumberColumn(format="%d", width="small"),
-            "Slices": st.column_config.NumberColumn(format="%d"),
-            "Geometry": st.column_config.TextColumn(width="large"),
+            "#": st.column_config.NumberColumn(format="%d", width=40),
+            "Series number": st.column_config.TextColumn("Number", width=60),
+            "Description": st.column_config.TextColumn(width=150),
+            "Body part": st.column_config.TextColumn(width=80),
+            "Kernel": st.column_config.TextColumn(width=70),
+            "Slice thickness": st.column_config.TextColumn("Thickness", width=80),
+            "Contrast": st.column_config.TextColumn(width=70),
+            "Date": st.column_config.TextColumn(width=90),
+            "Modality": st.column_config.TextColumn(width=70),
+            "Slices": st.column_config.NumberColumn(format="%d", width=60),
+            "Spacing": st.column_config.TextColumn(width=130),
+            "Geometry": st.column_config.TextColumn(width=170),
         },
         row_height=64,
         key="load_series_table",
     )
     if not show_phi:
-        st.caption("Descriptions are shown when every word of them is a number, a scanner code or a word of "
-                   "anatomy and reconstruction; others may hold a name and stay hidden with the dates.")
+        st.caption("With patient information hidden, a description is shown when every word of it is a number, a "
+                   "scanner code or a word of anatomy or reconstruction; others may hold a name and stay hidden, "
+                   "with the dates.")
 
 
 def pick_series_ui(study: state.Study, *, show_phi: bool) -> int:

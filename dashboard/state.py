@@ -21,6 +21,7 @@ SHOW_PHI_WIDGET = "sidebar_show_phi"
 LOAD_REPORT = "load_report"
 LOADED_SIGNATURE = "load_signature"
 UPLOAD_NONCE = "load_upload_nonce"
+HELD_A_STUDY = "load_held_a_study"  # this session has held a loaded study (not the sample) at some point
 
 # Keys whose values must survive visits to other pages (widget keys: Streamlit drops a widget's
 # value when a run does not draw it). Each page's UI module registers its own when it is imported,

@@ -243,3 +243,42 @@ def test_settings_survive_page_visits_in_chromium(page, app_url):
     assert _switch(page, "Shift dates instead of removing them").is_checked()
     _go(page, "Face detection")
     assert _switch(page, "Equalise the histogram").is_checked()
+
+
+@pytest.mark.browser
+def test_a_reload_warns_before_dropping_a_loaded_study_and_says_so_after(page, app_url, tmp_path):
+    from playwright.sync_api import expect
+
+    from tests.browser import wait_idle
+    from tests.factory import ct_series, ramp_volume
+
+    paths = []
+    for name, data in ct_series(ramp_volume((3, 16, 12))):
+        path = tmp_path / name.replace("/", "_")
+        path.write_bytes(data)
+        paths.append(str(path))
+    page.goto(app_url)
+    wait_idle(page)
+    gone = page.get_by_text("The study you had loaded is no longer open")
+    expect(gone).to_be_hidden()  # a first visit: nothing was lost
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
+    page.get_by_text("3 uploaded files: 1 series found").wait_for(timeout=60_000)
+    wait_idle(page)
+    page.get_by_role("heading", name="Series").click()  # the person has used the page: browsers ask only then
+    dialogs = []
+
+    def answer(dialog):
+        dialogs.append(dialog.type)
+        dialog.accept()
+
+    page.on("dialog", answer)
+    page.reload()
+    wait_idle(page)
+    assert dialogs == ["beforeunload"]
+    expect(gone).to_be_visible()
+    # Once said, not again; and the sample, which a reload does not lose, asks nothing.
+    dialogs.clear()
+    page.reload()
+    wait_idle(page)
+    expect(gone).to_be_hidden()
+    assert dialogs == []
