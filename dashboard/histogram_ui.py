@@ -136,12 +136,13 @@ def controls_ui(vol: Volume) -> Controls:
     lo, hi = _range_limits(vol)
     unit = md_escape(unit_label(vol.units))  # labels render Markdown
     d1, d2, d3 = st.columns([1, 1, 2])
-    bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH,
+    bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH, format="%g",
                          persist_state="session")
     d2.button("About 80 bins", key="histogram_classic", on_click=_classic_bins, args=(vol,),
               help="A round bin width (10, 20, 25, 50 …) that gives about 80 bins over the range.")
     # init() gives the key a (low, high) pair, so the slider is a range slider.
-    rng = cast(tuple[float, float], d3.slider(f"Range ({unit})", lo, hi, key=RANGE, persist_state="session", step=1.0))
+    rng = cast(tuple[float, float], d3.slider(f"Range ({unit})", lo, hi, key=RANGE, persist_state="session", step=1.0,
+                                                        format="%g"))
     e1, e2, e3 = st.columns(3)
     log = e1.toggle("Log counts", key=LOG, persist_state="session")
     cum = e2.toggle("Cumulative", key=CUMULATIVE, persist_state="session")
@@ -328,6 +329,8 @@ def stats_tables(stats: dict, vc: ValueCounts | None, vol: Volume, n_pad: int, u
         c2.dataframe(table, hide_index=True, key="histogram_band_table", height=_table_height(len(table)),
                      column_config={"Fraction (%)": st.column_config.NumberColumn(format="%.2f"),
                                     "Volume (mL)": st.column_config.NumberColumn(format="%.1f")})
+        c2.caption("Each band counts the voxels in its HU range, wherever they are: on a head CT the lung band "
+                   "holds air in the sinuses and around the head, not lungs.")
     return table
 
 
