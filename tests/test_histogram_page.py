@@ -171,3 +171,31 @@ def test_lungs_scope_without_lungs_says_so():
     assert not at.exception
     assert any(i.value.startswith("No lungs to count") for i in at.info)
     assert np.isfinite(float(_caption(at).split()[0].replace(",", "")))
+
+
+@pytest.mark.browser
+def test_a_bar_click_moves_the_window_box_and_the_band_picker_in_chromium(page, app_url):
+    """One state shown the same everywhere: after a click on a lung bar, the chart's window box spans the
+    lung band and the band picker says "Lung", in the run the click started."""
+    from playwright.sync_api import expect
+
+    from tests.browser import no_exception, wait_idle
+
+    page.goto(app_url + "/HU_histogram")
+    wait_idle(page)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .bars path').length > 100")
+    pos = page.evaluate("""() => {
+        const gd = document.querySelector('.js-plotly-plot');
+        const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        return {x: r.left + gd._fullLayout.xaxis.l2p(-855), y: r.bottom - 8};
+    }""")
+    page.mouse.click(pos["x"], pos["y"])
+    page.get_by_text("Explorer window set to the lung band").wait_for(timeout=30_000)
+    wait_idle(page)
+    no_exception(page)
+    expect(page.get_by_role("combobox", name="Set the explorer's window to a band")).to_have_value("Lung")
+    page.wait_for_function("""() => {
+        const gd = document.querySelector('.js-plotly-plot');
+        const box = (gd.layout.shapes || []).find(s => s.line && s.line.dash === 'dash');
+        return box && box.x0 === -950 && box.x1 === -500;
+    }""")
