@@ -109,7 +109,11 @@ def controls_ui(vol: Volume) -> Controls:
     elif kind == "Slab of slices":
         n = c2.number_input("Slices in the slab", 1, vol.shape[0], key=SLAB_SLICES, persist_state="session")
         scope = Scope("slab", index=k, half=int(n) // 2)
-    elif kind == "Explorer ROI box":
+    if scope.kind == "slab":
+        first, last = max(0, k - scope.half) + 1, min(vol.shape[0], k + scope.half + 1)
+        where = f"slice {first}" if first == last else f"slices {first} to {last}"
+        c2.caption(f"Axial {where} of {vol.shape[0]}, around the explorer's slice {k + 1}.")
+    if kind == "Explorer ROI box":
         if roi is None:
             st.info("No ROI box yet: draw or type one on the **Volume explorer** (Show ROI statistics). "
                     "Showing the whole volume meanwhile.")

@@ -199,3 +199,11 @@ def test_a_bar_click_moves_the_window_box_and_the_band_picker_in_chromium(page, 
         const box = (gd.layout.shapes || []).find(s => s.line && s.line.dash === 'dash');
         return box && box.x0 === -950 && box.x1 === -500;
     }""")
+
+
+def test_the_slices_counted_are_numbered_from_one(at):
+    at.radio(key="histogram_scope").set_value("Current slice").run()
+    assert "Axial slice 61 of 120, around the explorer's slice 61." in [c.value for c in at.caption]
+    at.radio(key="histogram_scope").set_value("Slab of slices").run()
+    at.number_input(key="histogram_slab_slices").set_value(5).run()
+    assert "Axial slices 59 to 63 of 120, around the explorer's slice 61." in [c.value for c in at.caption]
