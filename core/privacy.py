@@ -81,12 +81,13 @@ DESCRIPTION_WORDS: frozenset[str] = frozenset("""
     of orbit orbits pa pancreas pe pelvis perfusion phase plain plus portal post pre prone pulmonary
     range recon reconstruction ref renal report routine run safire sag sagittal scan scout sharp shoulder
     sinus sinuses skull slice slices smooth soft spine spiral standard std stone supine surview
-    temporal thick thin thin-slice thoracic thorax tissue topo topogram trauma ultra upper uro
+    boneplus temporal thick thin thoracic thorax tissue topo topogram trauma ultra upper uro
     urogram o vascular venous vertebra volume vol w wo with without wrist x
 """.split())
 _UNIT = r"(mm|cm|kv|kvp|mas|ma|s|sec|hu|ml|keV|kev|%)"
 _NUMBER = re.compile(r"^\d+(?:\.\d+)?" + _UNIT + r"?$", re.IGNORECASE)
-_CODE = re.compile(r"^(?=.*\d)[A-Za-z0-9]{1,6}$")  # a kernel or short code: has a digit, at most 6 characters
+# A kernel or short code: at most 6 characters, a digit, at most 3 letters (B30f, FC43, Br64, 3D; not Smith2).
+_CODE = re.compile(r"^(?=.*\d)(?!(?:.*[A-Za-z]){4})[A-Za-z0-9]{1,6}$")
 _ALLOWED_MARKS = re.compile(r"^[A-Za-z0-9\s.,:;/+\-_()\[\]%x=<>*#&']*$")
 
 
@@ -94,8 +95,8 @@ def is_safe_description(text: str) -> bool:
     """True when a series description holds only words that cannot be a name.
 
     The rule: every token (a run of letters and digits) is a number, a number with a unit
-    (``5mm``, ``120kV``), a code of at most six letters and digits with at least one digit
-    (kernels such as ``B30f``, ``FC43``, ``3D``), or a word of :data:`DESCRIPTION_WORDS`
+    (``5mm``, ``120kV``), a code of at most six letters and digits with at least one digit and at
+    most three letters (kernels such as ``B30f``, ``FC43``, ``3D``), or a word of :data:`DESCRIPTION_WORDS`
     (anatomy, planes, reconstruction and contrast words, any case); and the text uses no
     characters other than letters, digits, spaces and common punctuation. So ``"Brain 1.0 H31s"``
     and ``"CHEST W/O C+ 5mm"`` pass, ``"Head SMITH"`` and ``"Jane's brain"`` do not.

@@ -349,12 +349,13 @@ class TestMaskedSkipped:
 class TestIsSafeDescription:
     @pytest.mark.parametrize("text", ["Brain 1.0 H31s", "CHEST W/O C+ 5mm", "Thorax 1.0 B70f", "Bone 1.0 FC30",
                                       "AX 5.0", "Lung 1.25mm", "Surview", "iDose 3", "CTA Head/Neck 0.625",
-                                      "Abdomen Pelvis Portal Venous 3mm"])
+                                      "Abdomen Pelvis Portal Venous 3mm", "Br64 Hr38 Qr40 D45f",
+                                      "BONEPLUS 0.625"])
     def test_scanner_words_numbers_and_codes_pass(self, text):
         assert is_safe_description(text)
 
     @pytest.mark.parametrize("text", ["Head SMITH", "Jane's brain", "J DOE", "CHEST secret protocol", "O BRIEN",
-                                      "", "   ", "Brain for Dr Who", "Chest <b>", "Brain 1.0 ABCDEFG7",
+                                      "", "   ", "Brain for Dr Who", "Chest <b>", "Brain 1.0 ABCDEFG7", "Head Smith2",
                                       "Brain " + "1 " * 40])
     def test_anything_that_may_be_a_name_fails(self, text):
         assert not is_safe_description(text)
