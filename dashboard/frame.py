@@ -61,6 +61,8 @@ def keep_widget_state() -> None:
 
     Streamlit drops a widget's value when a run does not draw the widget; values the
     script itself assigned are kept, so every settings key is re-assigned on each run.
+    Widgets also pass ``persist_state="session"`` (Streamlit 1.67): this re-assignment alone
+    lost values after the explorer's fragment reruns in a real browser (docs/CONTRIBUTING.md).
     """
     for key in state.persistent_keys():  # each page's UI module registers its own
         if key in st.session_state:

@@ -77,6 +77,28 @@ class TestFirstPage:
         at.run()
         assert at.error and "No image series could be assembled" in at.error[0].value
 
+    def test_series_of_one_scan_told_apart_with_phi_hidden(self):
+        """Two 1 mm kernels of one head scan, as a Philips scanner writes them; one description names the patient."""
+        def series(uid, prefix, number, kernel, description):
+            return [(name, data, "application/dicom") for name, data in ct_series(
+                ramp_volume((3, 16, 12)), series_uid=uid, patient_name="DOE^JANE", names=lambda k: f"{prefix}{k}.dcm",
+                extra={"SeriesNumber": number, "ConvolutionKernel": kernel, "SliceThickness": 1.0,
+                       "BodyPartExamined": "HEAD", "SeriesDescription": description, "StudyDate": "20240115"})]
+
+        at = app_test().run()
+        files = series("1.2.3.1", "a", 3, "UB", "Brain 1.0") + series("1.2.3.2", "b", 4, "YC", "Bone DOE 1.0")
+        at.file_uploader(key="load_files_0").set_value(files).run()
+        assert not at.exception
+        assert at.selectbox(key="load_pick").options == ["#1 Series 3 (Brain 1.0) — head, kernel UB, 1 mm, CT 3x16x12",
+                                                         "#2 Series 4 — head, kernel YC, 1 mm, CT 3x16x12"]
+        table = table_with(at, "Kernel")
+        assert list(table["Kernel"]) == ["UB", "YC"] and "Date" not in table.columns
+        assert "DOE" not in page_text(at) and "2024" not in page_text(at)
+        at.toggle(key="sidebar_show_phi").set_value(True).run()
+        assert at.selectbox(key="load_pick").options[1] == (
+            "#2 Series 4 (Bone DOE 1.0) — head, kernel YC, 1 mm, 2024-01-15, CT 3x16x12")
+        assert list(table_with(at, "Kernel")["Date"]) == ["2024-01-15"] * 2
+
     def test_a_link_to_the_explorer(self):
         at = app_test().run()
         links = [link for link in at.get("page_link") if link.proto.label.startswith("Next")]
