@@ -286,3 +286,24 @@ def test_a_reload_warns_before_dropping_a_loaded_study_and_says_so_after(page, a
     wait_idle(page)
     expect(gone).to_be_hidden()
     assert dialogs == []
+
+
+def test_the_dimse_settings_survive_a_tour_too(monkeypatch):
+    """The PACS page's DIMSE side (hidden behind its connection choice in the tour above)."""
+    monkeypatch.setenv("HOUNSFIELD_DIMSE_TYPED_PEERS", "on")
+    monkeypatch.setenv("HOUNSFIELD_ALLOW_PRIVATE_NETWORKS", "1")
+    pages = [path for path, _, _ in frame.existing_pages()]
+    at = app_test(timeout=240).run()
+    at.switch_page("pages/6_PACS.py").run()
+    at.radio(key="pacs_kind").set_value("DIMSE (DICOM network)").run()
+    monkeypatch.setitem(CHOSEN, "dimse_host", "127.0.0.1")  # loopback and a closed port: nothing leaves
+    monkeypatch.setitem(CHOSEN, "dimse_port", 9)
+    expected = _change_every_widget(at, "pages/6_PACS.py")
+    assert {"dimse_host", "dimse_port", "dimse_aet", "dimse_our_aet", "dimse_timeout", "dimse_name"} <= set(expected)
+    assert expected["dimse_host"] == "127.0.0.1" and expected["dimse_port"] == 9
+    for page in pages:
+        at.switch_page(page).run()
+        assert not at.exception, page
+    at.switch_page("pages/6_PACS.py").run()
+    shown = {w.key: w.value for w in _widgets(at)}
+    assert {key: shown.get(key) for key in expected} == expected
