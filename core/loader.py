@@ -22,6 +22,7 @@ from core import hu
 from core.geometry import GeometryError, analyse_stack, orientation_name, slice_normal
 from core.headers import READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, inflate_deflated, lenient, read_header
 from core.memory import MemoryBudget, OverBudget, Reservation
+from core.numbers import decimal
 from core.sources import ZipLimits, expand_sources
 from core.volume import Volume
 
@@ -245,7 +246,7 @@ def _plan_series(series_frames: list[FrameInfo], headers: dict[int, FileHeader],
                   or _positive_float(lenient(ds, "SliceThickness")) or 1.0)
             warnings = base_warnings + [
                 "No (0020,0032) Image Position / (0020,0037) Image Orientation: slices are ordered by "
-                f"InstanceNumber and frame, {dz:g} mm apart as declared, and the patient orientation is unknown."
+                f"InstanceNumber and frame, {decimal(dz)} mm apart as declared, and the patient orientation is unknown."
             ]
             if len(stack) == 1:
                 warnings.append("Single slice: a 2D image, so the coronal, sagittal and 3D views have nothing to show.")
