@@ -119,12 +119,15 @@ def _apply_preset(vol: Volume) -> None:
 def window_ui(vol: Volume) -> Display:
     """Preset, colours and slab (Streamlit widgets). Center and width are set in the views. Returns the settings."""
     c1, c2, c3, c4 = st.columns([1.4, 1, 1.6, 1])
-    c1.selectbox("Window preset", presets_for(vol), key=PRESET, on_change=_apply_preset, args=(vol,),
+    c1.selectbox("Window preset", presets_for(vol), key=PRESET, persist_state="session", on_change=_apply_preset,
+                 args=(vol,),
                  help="Soft tissue 400/40, lung 1500/-600, bone 2500/480, brain 80/40, liver 150/90, "
                  "mediastinum 350/50 (width/level, HU), as the major viewers use them.")
-    cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP)
-    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM)
-    mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE)
+    cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP, persist_state="session")
+    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM,
+                        persist_state="session")
+    mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE,
+                        persist_state="session")
     return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, slab_mm, mode)
 
 

@@ -44,9 +44,9 @@ def overlay_ui(vol: Volume) -> Overlay | None:
     if s is not None and s.is_sample and vol.shape == (120, 256, 256):
         sources.append("Sample tissue labels")
     c1, c2, c3 = st.columns([2, 2, 1])
-    choice = c1.selectbox("Segmentation overlay", sources, key=SOURCE)
-    opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.4, step=0.05, key=OPACITY)
-    outline = c3.toggle("Outline only", key=OUTLINE)
+    choice = c1.selectbox("Segmentation overlay", sources, key=SOURCE, persist_state="session")
+    opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.4, step=0.05, key=OPACITY, persist_state="session")
+    outline = c3.toggle("Outline only", key=OUTLINE, persist_state="session")
     if choice == NONE:
         return None
     return Overlay(_sample_labels(vol, vol.key), float(opacity), bool(outline))

@@ -69,7 +69,7 @@ def test_upload_generated_files_and_pick_a_series(page, app_url, tmp_path):
     assert "BROWSER^SECRET" not in page.content()
 
     page.locator('[data-testid="stSelectbox"]').first.click()
-    page.get_by_role("option", name=re.compile(r"^#2 Series 2")).click()
+    page.get_by_role("option", name=re.compile(r"^#2 Series")).click()
     _wait_idle(page)
     sidebar = page.locator('[data-testid="stSidebar"]')
     page.wait_for_function(
