@@ -813,7 +813,7 @@ class _Load:
                                    f"the header says {fr.rows} x {fr.cols}")
                 values = _modality_values(raw, fr, header)
                 if canvas.rgb is not None:  # a grey image in a gallery that holds colour
-                    c, w = fr.window or _value_window(values)
+                    c, w = fr.window or ((128.0, 256.0) if header.bits_stored <= 8 else _value_window(values))
                     grey = window(values, c, w, invert=header.photometric == "MONOCHROME1")
                     canvas.put_rgb(k, np.repeat(grey[..., None], 3, axis=-1))
                     continue

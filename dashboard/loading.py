@@ -11,8 +11,8 @@ import streamlit as st
 from core import LoadResult, Volume, ZipLimits, load_series
 from core.memory import server_budget
 from core.privacy import display_description
-from dashboard import state
-from dashboard.images import middle_slice_preview, thumbnail_data_url
+from dashboard import kinds, state
+from dashboard.images import middle_slice_preview
 from dashboard.owner import session_owner
 from dashboard.streamlit_internals import refused_upload_reason, release_uploads, upload_instances
 from dashboard.text import md_escape
@@ -131,7 +131,8 @@ def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
         dz, dy, dx = vol.spacing
         rows.append(
             {
-                "Preview": thumbnail_data_url(vol, vol.key),
+                "Preview": kinds.preview_data_url(vol),
+                "Kind": kinds.kind_label(vol),
                 "Series": display_description(vol, i, show_phi=show_phi).split(" — ")[0],
                 "Modality": vol.modality,
                 "Slices": vol.shape[0],
