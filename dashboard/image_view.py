@@ -34,8 +34,8 @@ MAX_PIXELS = 2048 * 2048  # pixels per frame sent to the browser at most
 DEFAULT_FRAME_MS = 100.0  # 10 frames per second when the file gives no rate
 GALLERY_PAGE = 48  # thumbnails per page of the gallery
 
-_ASSETS = {ext: (Path(__file__).with_suffix(f".{ext}")).read_text(encoding="utf-8") for ext in ("css", "js")}
-COMPONENT = st.components.v2.component("hounsfield_image", html='<div class="hf-img-root"></div>', **_ASSETS)
+_CSS, _JS = (Path(__file__).with_suffix(ext).read_text(encoding="utf-8") for ext in (".css", ".js"))
+COMPONENT = st.components.v2.component("hounsfield_image", html='<div class="hf-img-root"></div>', css=_CSS, js=_JS)
 
 
 def display_step(rows: int, cols: int, *, max_pixels: int = MAX_PIXELS) -> int:
