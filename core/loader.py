@@ -518,6 +518,10 @@ def _safe_summary(plan: _Plan, header: FileHeader, shape: tuple[int, int, int]) 
     out["slices"], out["rows"], out["columns"] = shape
     out["spacing_mm"] = tuple(round(float(x), 4) for x in plan.spacing)
     out["orientation"] = orientation_name(slice_normal(plan.orientation))
+    if plan.kind != "volume":  # a 2-D image: no orientation to speak of, spacing only if the file gives one
+        del out["orientation"]
+        if plan.frames[0].pixel_spacing is None or plan.kind == "gallery":
+            del out["spacing_mm"]
     out["transfer_syntax"] = header.transfer_syntax.name
     out["BitsStored"] = header.bits_stored
     out["PhotometricInterpretation"] = header.photometric

@@ -26,6 +26,10 @@ function linear(x, c, w) {
   return rint(Math.min(255, Math.max(0, ((x - (c - 0.5)) / (w - 1) + 0.5) * 255)));
 }
 
+function num(x) {
+  return Math.abs(x) >= 100 ? String(Math.round(x)) : String(Number(x.toPrecision(3)));
+}
+
 async function inflate(bytes) {
   const stream = new Blob([bytes]).stream().pipeThrough(new DecompressionStream("deflate"));
   return new Uint8Array(await new Response(stream).arrayBuffer());
@@ -122,12 +126,12 @@ class ImageView {
       this.paint();
     });
     this.readout = el("span", "hf-img-readout", bar);
+    if (h.n > 1) this.buildLoop(h, root);
     const stage = el("div", "hf-img-stage", root);
     this.stage = stage;
     this.canvas = el("canvas", "hf-img-canvas", stage);
     this.info = el("div", "hf-img-info", stage);
     this.note = el("div", "hf-img-note", root, h.note);
-    if (h.n > 1) this.buildLoop(h, root);
     this.setTool(h.colour ? "pan" : "window");
     this.bindPointer();
     new ResizeObserver(() => this.paint()).observe(stage);
@@ -218,7 +222,7 @@ class ImageView {
     const h = this.h;
     const W = this.stage.clientWidth;
     const aspect = (h.rows * h.row_mm) / (h.cols * h.col_mm);
-    const H = Math.max(200, Math.min(Math.round(W * aspect), Math.round(window.innerHeight * 0.78)));
+    const H = Math.max(200, Math.min(Math.round(W * aspect), Math.round(window.innerHeight * 0.72)));
     const base = Math.min(W / (h.cols * h.col_mm), H / (h.rows * h.row_mm));
     return { W, H, sx: base * h.col_mm * this.zoom, sy: base * h.row_mm * this.zoom };
   }
@@ -382,7 +386,7 @@ class ImageView {
     this.readout.textContent = h.colour
       ? `Zoom ${Math.round(this.zoom * 100)}%`
       : `Zoom ${Math.round(this.zoom * 100)}%  ·  ${
-          this.useLut && h.voi ? "the file's VOI LUT" : `window ${this.center} / ${this.width}${h.unit}`
+          this.useLut && h.voi ? "the file's VOI LUT" : `window ${num(this.center)} / ${num(this.width)} ${h.unit}`
         }`;
     const now = performance.now();
     this.stage.dataset.frame = String(this.frame);

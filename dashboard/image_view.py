@@ -194,10 +194,12 @@ def page_ui(vol: Volume) -> None:
     """The explorer for a series that is not a volume: what it is, then its view."""
     st.caption(kinds.describe(vol))
     index = None
-    if vol.kind == "gallery":
+    if vol.kind == "gallery" and vol.shape[0] > 1:
         index = gallery_ui(vol)
         rows, cols = vol.frame_sizes[index] if vol.frame_sizes else vol.shape[1:]
         st.markdown(f"**Image {index + 1} of {vol.shape[0]}**, {cols} x {rows} pixels")
+    elif vol.kind == "gallery":
+        index = 0
     elif vol.kind == "loop" and vol.rgb is None and vol.shape[1] * vol.shape[2] > MAX_PIXELS:
         st.caption("Large frames: each goes to the browser at a reduced size.")
     view_ui(vol, index)

@@ -11,9 +11,10 @@ import streamlit as st
 from core import Volume
 from core.png import png_bytes
 from core.windowing import default_window, window
-from dashboard.images import thumbnail_data_url
+from dashboard.images import middle_slice_preview, thumbnail_data_url
 
-__all__ = ["describe", "frame_image", "kind_label", "needs", "preview_data_url"]
+__all__ = ["describe", "frame_data_url", "frame_image", "kind_label", "needs", "preview", "preview_data_url",
+           "thumbnail"]
 
 # What each page needs, and what it says when the series is something else.
 _NEEDS_VOLUME = {
@@ -24,9 +25,10 @@ _NEEDS_VOLUME = {
 
 
 def kind_label(vol: Volume) -> str:
-    """The kind as the series table shows it: volume, loop, projection or gallery, with colour said."""
-    label = vol.kind
-    return f"{label}, colour" if vol.rgb is not None else label
+    """The kind as the series table shows it: volume, loop, projection, gallery or image (a gallery of
+    one), with colour said ("colour loop")."""
+    label = "image" if vol.kind == "gallery" and vol.shape[0] == 1 else vol.kind
+    return f"colour {label}" if vol.rgb is not None else label
 
 
 def _rate(vol: Volume) -> str:
@@ -43,6 +45,8 @@ def describe(vol: Volume) -> str:
         return f"A loop of {vol.shape[0]} frames{colour}, {cols} x {rows} pixels, {_rate(vol)}."
     if vol.kind == "projection":
         return f"A projection image{colour}, {cols} x {rows} pixels."
+    if vol.kind == "gallery" and vol.shape[0] == 1:
+        return f"A single image{colour} without a position in the patient, {cols} x {rows} pixels."
     if vol.kind == "gallery":
         count = vol.shape[0]
         return (f"A gallery of {count} image{'s' if count != 1 else ''}{colour} without a position in the patient "
@@ -89,6 +93,14 @@ def preview_data_url(vol: Volume) -> str:
     if vol.kind == "volume" and vol.rgb is None:
         return thumbnail_data_url(vol, vol.key)
     return frame_data_url(vol, 0)
+
+
+def preview(vol: Volume, *, size: int) -> tuple[np.ndarray, str]:
+    """The Load page's preview of a series and its caption: a volume's middle slice, else the first frame."""
+    if vol.kind == "volume" and vol.rgb is None:
+        return middle_slice_preview(vol, size=size), "Middle slice, default window"
+    what = {"loop": "First frame", "projection": "The image", "gallery": "First image"}.get(vol.kind, "First frame")
+    return thumbnail(vol, 0, size=size), what
 
 
 def needs(vol: Volume | None, *, what: str, kinds: tuple[str, ...] = ("volume",), colour: bool = False) -> None:

@@ -12,7 +12,6 @@ from core import LoadResult, Volume, ZipLimits, load_series
 from core.memory import server_budget
 from core.privacy import display_description
 from dashboard import kinds, state
-from dashboard.images import middle_slice_preview
 from dashboard.owner import session_owner
 from dashboard.streamlit_internals import refused_upload_reason, release_uploads, upload_instances
 from dashboard.text import md_escape
@@ -239,6 +238,8 @@ def skipped_ui(skipped: list[tuple[str, str]], *, expanded: bool = False) -> Non
 
 
 def describe_volume(vol: Volume) -> str:
+    if vol.kind != "volume":
+        return f"{vol.modality}: {kinds.describe(vol)}"
     dz, dy, dx = vol.spacing
     return f"{vol.modality}, {vol.shape[0]} slices of {vol.shape[1]} x {vol.shape[2]}, {dz:g} x {dy:g} x {dx:g} mm"
 
@@ -273,7 +274,8 @@ def preview_ui(vol: Volume) -> None:
     """The chosen series' middle slice, windowed, beside its facts."""
     left, right = st.columns([1, 2])
     with left:
-        st.image(middle_slice_preview(vol, size=320), caption="Middle slice, default window", width=320)
+        image, caption = kinds.preview(vol, size=320)
+        st.image(image, caption=caption, width=320)
     with right:
         st.markdown(f"**{md_escape(describe_volume(vol))}**")
         st.markdown("\n".join(f"- {SUMMARY_LABELS[k]}: {md_escape(_fact(v))}" for k, v in vol.summary.items()

@@ -183,5 +183,17 @@ def test_series_table_shows_kind_and_preview():
     at.run()
     assert not at.exception
     table = table_with(at, "Kind")
-    assert list(table["Kind"]) == ["loop", "projection", "gallery, colour"]
+    assert list(table["Kind"]) == ["loop", "projection", "colour gallery"]
     assert all(str(url).startswith("data:image/png;base64,") for url in table["Preview"])
+
+
+class TestWords:
+    def test_labels_and_sentences(self):
+        from dashboard.kinds import describe, kind_label
+
+        single = _load(("c.dcm", image_file(np.zeros((4, 6, 3), np.uint8), photometric="RGB")))[0]
+        assert (kind_label(single), describe(single)) == (
+            "colour image", "A single image in colour without a position in the patient, 6 x 4 pixels.")
+        assert (kind_label(_loop()), kind_label(_colour_loop()), kind_label(_cr())) == (
+            "loop", "colour loop", "projection")
+        assert describe(_cr()) == "A projection image, 60 x 40 pixels."
