@@ -103,6 +103,28 @@ def test_monochrome1_cr_is_inverted_and_measured_in_mm_at_the_detector(page, app
     measures = page.locator(".hf-img").get_attribute("data-measures")
     length = float(measures.split('"')[1].split()[0])
     assert abs(length - 12.0) < 0.3
+    page.locator('.hf-img button[data-action="clear"]').click()
+    # Window/level with the right button: narrower and higher, the right half (1000) turns grey.
+    readout = page.locator(".hf-img-readout")
+    expect(readout).to_contain_text("window 500 / 1000 stored units")
+    x, y = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
+    page.mouse.move(x, y)
+    page.mouse.down(button="right")
+    page.mouse.move(x - 100, y - 100, steps=5)
+    page.mouse.up(button="right")
+    text = readout.inner_text()
+    center, width = (float(v) for v in re.search(r"window (\S+) / (\S+)", text).groups())
+    assert center > 500 and width < 1000
+    assert _pixel(page, 0.75, 0.5)[:3] != [0, 0, 0]
+    # The wheel zooms toward the pointer: the pixel under it stays the same image pixel.
+    page.locator('.hf-img button[data-action="reset"]').click()
+    page.locator('.hf-img button[data-action="clear"]').click()
+    expect(readout).to_contain_text("Zoom 100%")
+    page.mouse.move(box["x"] + box["width"] * 0.25, y)
+    page.mouse.wheel(0, -400)
+    expect(readout).not_to_contain_text("Zoom 100%")
+    assert _pixel(page, 0.25, 0.5)[:3] == [255, 255, 255]
+    assert _pixel(page, 0.45, 0.5)[:3] == [255, 255, 255]  # the left half now spans most of the view
     no_exception(page)
 
 
