@@ -240,16 +240,16 @@ _SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
 _IDENTITY = np.array([1.0, 0, 0, 0, 1.0, 0])
 
 
-_TOMOGRAPHIC = {"CT", "MR", "PT", "NM"}
+_TOMOGRAPHIC = {"CT", "MR", "PT", "NM", "RTDOSE"}
 
 
 def _is_loop(frames: list[FrameInfo], header: FileHeader) -> bool:
     """A multi-frame file whose frames share one position, or have none: a loop, not a stack.
 
-    A CT, MR, PET or NM file without positions stays a stack (old multi-frame files ordered by
-    frame), unless it gives a frame rate.
+    A CT, MR, PET, NM or RT dose file without positions stays a stack (old multi-frame files ordered
+    by frame, dose grids with their Grid Frame Offset Vector), unless it gives a frame rate.
     """
-    if len(frames) < 2:
+    if len(frames) < 2 or "GridFrameOffsetVector" in header.dataset:
         return False
     positions = [fr.position for fr in frames]
     if any(p is None for p in positions):

@@ -156,6 +156,11 @@ class TestLoops:
         assert vol.kind == "loop" and vol.shape[0] == 30 and vol.rgb is not None
         assert vol.frame_time_ms == pytest.approx(33.333)
 
+    def test_dose_grids_stay_volumes(self):
+        for name in ("rtdose.dcm", "rtdose_rle.dcm"):
+            vol, = load_series([get_testdata_files(name)[0]]).volumes
+            assert vol.kind == "volume" and vol.shape == (15, 10, 10)
+
     def test_ct_stacks_stay_volumes(self):
         vol, = load_series(ct_series(ramp_volume((4, 6, 5)))).volumes
         assert (vol.kind, vol.rgb, vol.frame_time_ms, vol.calibration) == ("volume", None, None, "")
