@@ -506,8 +506,9 @@ def _image_format(ds: Dataset, budget: Budget) -> _Format:
         raise SkipFile(f"unsupported colour encoding: (0028,0004) Photometric Interpretation "
                        f"{quoted(photometric, limit=20)} ({samples} samples per pixel) cannot be shown")
     if samples != known[photometric]:
+        needed = "1 sample" if known[photometric] == 1 else f"{known[photometric]} samples"
         raise SkipFile(f"invalid: (0028,0004) Photometric Interpretation {shown(photometric, limit=20)} needs "
-                       f"{known[photometric]} samples per pixel, (0028,0002) says {samples}")
+                       f"{needed} per pixel, (0028,0002) Samples per Pixel says {samples}")
     if photometric in COLOUR_SAMPLES and bits_allocated == 1:
         raise SkipFile(f"unsupported: a colour image with (0028,0100) Bits Allocated {bits_allocated}")
     return _Format(rows, cols, bits_allocated, bits_stored, samples, signed, n_frames, photometric)

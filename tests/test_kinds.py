@@ -281,3 +281,30 @@ class TestVolumeFields:
                      rgb=np.zeros((1, 2, 2, 3), np.uint8))
         with pytest.raises(ValueError):
             vol.rgb[0, 0, 0, 0] = 1
+
+
+class TestDamagedColour:
+    def test_truncated_rgb_is_explained(self):
+        data = image_file(np.zeros((8, 8, 3), np.uint8), photometric="RGB")
+        res = load_series([("short.dcm", data[:-40])])
+        assert res.volumes == []
+        assert res.skipped[0][1] == ("truncated: (7FE0,0010) Pixel Data holds 152 bytes, 8 x 8 x 1 frames need 192")
+
+    def test_palette_without_its_palette_is_explained(self):
+        data = image_file(np.zeros((4, 4), np.uint8), photometric="PALETTE COLOR")
+        res = load_series([("p.dcm", data)])
+        assert res.volumes == []
+        reason = res.skipped[0][1]
+        assert reason.startswith("pixel data could not be decoded") and "Error" not in reason
+
+    def test_wrong_samples_per_pixel(self):
+        data = image_file(np.zeros((4, 4), np.uint8), photometric="MONOCHROME2", extra={"SamplesPerPixel": 3})
+        res = load_series([("s.dcm", data)])
+        assert res.skipped[0][1] == ("invalid: (0028,0004) Photometric Interpretation MONOCHROME2 needs 1 sample "
+                                     "per pixel, (0028,0002) Samples per Pixel says 3")
+
+    def test_one_bad_frame_of_a_loop_leaves_the_rest(self):
+        rgb = np.zeros((3, 4, 4, 3), np.uint8)
+        data = image_file(rgb, modality="US", photometric="RGB")
+        res = load_series([("ok.dcm", data), ("bad.dcm", data[:-10])])
+        assert [v.kind for v in res.volumes] == ["loop"] and len(res.skipped) == 1
