@@ -325,15 +325,17 @@ class ImageView {
   }
 
   frameImage(entry) {
+    // Grey frames are windowed into one scratch canvas (a loop's frames keep only their values).
     if (entry.bitmap) return entry.bitmap;
-    const key = `${this.lutKey}|${this.useLut}|${this.center}|${this.width}`;
-    if (entry.painted === key && entry.image) return entry.image;
+    const key = `${this.frame}|${this.useLut}|${this.center}|${this.width}`;
+    const s = this.scratch;
+    if (s && s.entry === entry && s.key === key) return s.image;
     const n = entry.rows * entry.cols;
-    if (!entry.image) {
-      entry.image = new OffscreenCanvas(entry.cols, entry.rows);
-      entry.pixels = new ImageData(entry.cols, entry.rows);
+    if (!s || s.image.width !== entry.cols || s.image.height !== entry.rows) {
+      this.scratch = { image: new OffscreenCanvas(entry.cols, entry.rows), pixels: new ImageData(entry.cols, entry.rows) };
     }
-    const out = new Uint32Array(entry.pixels.data.buffer);
+    const { image, pixels } = this.scratch;
+    const out = new Uint32Array(pixels.data.buffer);
     const v = entry.values;
     if (this.h.dtype === "f4") {
       for (let i = 0; i < n; i++) {
@@ -348,9 +350,9 @@ class ImageView {
         out[i] = 0xff000000 | (g << 16) | (g << 8) | g;
       }
     }
-    entry.image.getContext("2d").putImageData(entry.pixels, 0, 0);
-    entry.painted = `${this.lutKey}|${this.useLut}|${this.center}|${this.width}`;
-    return entry.image;
+    image.getContext("2d").putImageData(pixels, 0, 0);
+    Object.assign(this.scratch, { entry, key });
+    return image;
   }
 
   paint() {

@@ -31,6 +31,7 @@ KEY = "explorer_image"  # the component's key (its state holds the browser's ``n
 SENT = "explorer_image_sent"  # per view: the browser's last request this session answered
 PICK = "explorer_gallery_pick"  # the gallery image shown large
 MAX_PIXELS = 2048 * 2048  # pixels per frame sent to the browser at most
+MAX_LOOP_PIXELS = 32 * 1024**2  # pixels of a whole loop sent to the browser at most (64 MB as int16)
 DEFAULT_FRAME_MS = 100.0  # 10 frames per second when the file gives no rate
 GALLERY_PAGE = 48  # thumbnails per page of the gallery
 
@@ -38,9 +39,12 @@ _CSS, _JS = (Path(__file__).with_suffix(ext).read_text(encoding="utf-8") for ext
 COMPONENT = st.components.v2.component("hounsfield_image", html='<div class="hf-img-root"></div>', css=_CSS, js=_JS)
 
 
-def display_step(rows: int, cols: int, *, max_pixels: int = MAX_PIXELS) -> int:
-    """Every how many pixels the browser gets, so that a frame has at most ``max_pixels``."""
-    return max(1, math.ceil(math.sqrt(rows * cols / max_pixels)))
+def display_step(rows: int, cols: int, *, frames: int = 1, max_pixels: int = MAX_PIXELS) -> int:
+    """Every how many pixels the browser gets, so that a frame has at most ``max_pixels`` and
+    ``frames`` of them (a loop) at most :data:`MAX_LOOP_PIXELS`."""
+    per_frame = math.sqrt(rows * cols / max_pixels)
+    whole = math.sqrt(frames * rows * cols / MAX_LOOP_PIXELS)
+    return max(1, math.ceil(per_frame), math.ceil(whole))
 
 
 def calibration_note(vol: Volume) -> str:
@@ -95,7 +99,7 @@ def view_parts(vol: Volume, index: int | None = None) -> tuple[dict, list[bytes]
     key = vol.key
     indices = list(range(vol.shape[0])) if index is None else [index]
     rows, cols = vol.frame_sizes[index] if index is not None and vol.frame_sizes else vol.shape[1:]
-    step = display_step(rows, cols)
+    step = display_step(rows, cols, frames=len(indices))
     metas, blobs = [], []
     for n, f in enumerate(indices):
         meta, blob = _encode(vol, f, step, rows, cols)
@@ -200,6 +204,4 @@ def page_ui(vol: Volume) -> None:
         st.markdown(f"**Image {index + 1} of {vol.shape[0]}**, {cols} x {rows} pixels")
     elif vol.kind == "gallery":
         index = 0
-    elif vol.kind == "loop" and vol.rgb is None and vol.shape[1] * vol.shape[2] > MAX_PIXELS:
-        st.caption("Large frames: each goes to the browser at a reduced size.")
     view_ui(vol, index)

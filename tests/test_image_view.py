@@ -110,6 +110,7 @@ class TestPayload:
 
     def test_a_large_projection_goes_at_a_reduced_size(self):
         assert display_step(3000, 4000) == 2 and display_step(2048, 2048) == 1
+        assert display_step(512, 512, frames=96) == 1 and display_step(1024, 1024, frames=96) == 2
         pixels = (np.arange(3000 * 4000, dtype=np.uint32) % 4096).astype(np.uint16).reshape(3000, 4000)
         vol = _load(("big.dcm", image_file(pixels, modality="DX", extra={"PixelSpacing": [0.1, 0.1]})))[0]
         header, frames = _decode(frame_payload(vol))
