@@ -19,10 +19,12 @@ import numpy as np
 import streamlit as st
 
 from core import Volume
+from core.memory import OverBudget, server_budget
 from core.png import png_bytes
 from core.windowing import default_window
 from dashboard import kinds
-from dashboard.text import unit_label
+from dashboard.owner import session_owner
+from dashboard.text import md_escape, unit_label
 
 __all__ = ["DEFAULT_FRAME_MS", "MAX_PIXELS", "calibration_note", "display_step", "frame_payload", "page_ui",
            "rate_text", "view_parts"]
@@ -89,9 +91,26 @@ def _grey_settings(vol: Volume) -> dict:
             "invert": bool(vol.invert)}
 
 
+class _Parts:
+    """A view's header and encoded frames, holding their share of the memory budget while cached."""
+
+    def __init__(self, header: dict, blobs: list[bytes]) -> None:
+        self.header, self.blobs = header, blobs
+
+
 @st.cache_resource(scope="session", max_entries=2, show_spinner=False)
-def _cached_parts(_vol: Volume, key: str, index: int | None) -> tuple[dict, list[bytes]]:
-    return view_parts(_vol, index)
+def _cached_parts(_vol: Volume, key: str, index: int | None) -> _Parts:
+    """:func:`view_parts`, with the bytes it may take (the frames, uncompressed) reserved first."""
+    rows, cols = _vol.frame_sizes[index] if index is not None and _vol.frame_sizes else _vol.shape[1:]
+    frames = 1 if index is not None else _vol.shape[0]
+    step = display_step(rows, cols, frames=frames)
+    per_pixel = 3 if _vol.rgb is not None else _vol.voxels.dtype.itemsize
+    need = frames * math.ceil(rows / step) * math.ceil(cols / step) * per_pixel
+    budget = server_budget()
+    reservation = budget.reserve(need, owner=session_owner(), what="the frames for the browser")
+    parts = _Parts(*view_parts(_vol, index))
+    budget.hold(parts, reservation)
+    return parts
 
 
 def view_parts(vol: Volume, index: int | None = None) -> tuple[dict, list[bytes]]:
@@ -167,7 +186,12 @@ def _browser_needs(view: str) -> bool:
 def view_ui(vol: Volume, index: int | None = None) -> None:
     """Mount the large view of ``vol`` (or of gallery image ``index``)."""
     view = vol.key if index is None else f"{vol.key}-{index}"
-    data = frame_payload(vol, index, with_frames=_browser_needs(view), parts=_cached_parts(vol, vol.key, index))
+    try:
+        parts = _cached_parts(vol, vol.key, index)
+    except OverBudget as exc:
+        st.error(f"The image cannot be shown now: {md_escape(exc, max_len=None)}.")
+        return
+    data = frame_payload(vol, index, with_frames=_browser_needs(view), parts=(parts.header, parts.blobs))
     COMPONENT(data=data, key=KEY, default={"need": None}, on_need_change=lambda: None, width="stretch")
 
 

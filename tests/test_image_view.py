@@ -143,6 +143,19 @@ class TestPagesOnEachKind:
         (element,) = at.get("bidi_component")
         assert _decode(element.proto.bytes)[1] == []  # later runs: the header alone
 
+    def test_frames_reserve_their_memory_first(self):
+        from core.memory import MemoryBudget, server_budget, set_server_budget
+
+        before = server_budget()
+        set_server_budget(MemoryBudget(total_bytes=100_000, session_bytes=100_000))
+        try:
+            at = _page("1_Volume_explorer.py", _loop())  # 30 x 48 x 64 int16: 184,320 bytes
+        finally:
+            set_server_budget(before)
+        assert not at.exception and not at.get("bidi_component")
+        message = at.error[0].value
+        assert message.startswith("The image cannot be shown now: refused") and "the frames for the browser" in message
+
     def test_gallery_click_shows_that_image(self):
         at = _page("1_Volume_explorer.py", _gallery())
         at.button(key="explorer_gallery_1").click().run()
