@@ -146,3 +146,32 @@ def test_secondary_captures_form_a_gallery(page, app_url, tmp_path):
     while _pixel(page, 0.5, 0.5)[:3] != [30, 30, 200]:
         assert time.monotonic() < deadline, "the second image was not painted"
     no_exception(page)
+
+
+def test_the_files_voi_lut_is_the_first_display(page, app_url, tmp_path):
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.LUTDescriptor = [2, 0, 8]  # stored 0 -> 50, 1 and above -> 200 (8-bit outputs)
+    item.LUTData = np.array([50, 200], "<u2").tobytes()
+    pixels = np.zeros((40, 60), np.uint16)
+    pixels[:, 30:] = 1
+    data = image_file(pixels, modality="DX", extra={"VOILUTSequence": Sequence([item]), "PixelSpacing": [0.1, 0.1]})
+    _upload(page, app_url, tmp_path, {"dx.dcm": data}, "1 uploaded file: 1 series found")
+    _explorer(page)
+    readout = page.locator(".hf-img-readout")
+    expect(readout).to_contain_text("the file's VOI LUT")
+    assert _pixel(page, 0.25, 0.5)[:3] == [50, 50, 50]
+    assert _pixel(page, 0.75, 0.5)[:3] == [200, 200, 200]
+    page.get_by_text("Lengths in mm from the image's pixel spacing, calibrated at the patient.").wait_for()
+    # A window drag leaves the LUT for a linear window; Reset view returns to it.
+    box = page.locator(".hf-img-stage").bounding_box()
+    page.mouse.move(box["x"] + box["width"] / 2, box["y"] + box["height"] / 2)
+    page.mouse.down()
+    page.mouse.move(box["x"] + box["width"] / 2 + 30, box["y"] + box["height"] / 2, steps=3)
+    page.mouse.up()
+    expect(readout).to_contain_text("window")
+    page.locator('.hf-img button[data-action="reset"]').click()
+    expect(readout).to_contain_text("the file's VOI LUT")
+    assert _pixel(page, 0.75, 0.5)[:3] == [200, 200, 200]
