@@ -160,7 +160,7 @@ class ImageView {
       this.paint();
     });
     this.frameText = el("span", "hf-img-frame", row);
-    el("span", "hf-img-rate", row, h.rate_text);
+    el("span", "hf-img-rate", row, `· ${h.rate_text}`);
   }
 
   start() {
