@@ -84,9 +84,13 @@ class ImageView {
       if (CACHE.has(key)) return;
       const entry = await decodeFrame(h, meta, bytes.subarray(base + meta.offset, base + meta.offset + meta.length));
       CACHE.set(key, entry);
-      while (CACHE.size > CACHE_MAX) CACHE.delete(CACHE.keys().next().value);
     });
     await Promise.all(pending);
+    // Other series' frames go first, oldest first; this one's stay (Python bounds their size).
+    for (const key of [...CACHE.keys()]) {
+      if (CACHE.size <= CACHE_MAX) break;
+      if (!key.startsWith(`${h.vol}|`)) CACHE.delete(key);
+    }
     const missing = [];
     for (let f = 0; f < h.n; f++) if (!CACHE.has(`${h.vol}|${f}`)) missing.push(f);
     this.root.dataset.ready = missing.length ? "0" : "1";
@@ -428,7 +432,7 @@ class ImageView {
     const dx = (m.b[0] - m.a[0]) * h.scale;
     const dy = (m.b[1] - m.a[1]) * h.scale;
     if (h.mm) return `${Math.hypot(dx * h.src_col_mm, dy * h.src_row_mm).toFixed(1)} mm`;
-    return `${Math.hypot(dx, dy).toFixed(1)} px`;
+    return `${Math.hypot(dx, dy).toFixed(1)} pixels`;
   }
 }
 

@@ -221,6 +221,8 @@ def _pick(index: int) -> None:
 def page_ui(vol: Volume) -> None:
     """The explorer for a series that is not a volume: what it is, then its view."""
     st.caption(kinds.describe(vol))
+    for warning in vol.warnings:
+        st.warning(md_escape(warning, max_len=None), icon=":material/warning:")
     index = None
     if vol.kind == "gallery" and vol.shape[0] > 1:
         index = gallery_ui(vol)
