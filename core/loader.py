@@ -986,7 +986,10 @@ def _without_missing(plan: _Plan, canvas: _Canvas,
         spacing = (geo.spacing, plan.spacing[1], plan.spacing[2])
         tilt_noted = any(x.startswith("Gantry") for x in warnings)
         warnings += [w for w in geo.warnings if not w.startswith("Gantry tilt") or not tilt_noted]
-    warnings.append(f"{len(plan.frames) - len(frames)} slice(s) of this stack could not be decoded and are left out.")
+    lost = len(plan.frames) - len(frames)
+    noun, whole = {"loop": ("frame", "loop"), "gallery": ("image", "gallery")}.get(plan.kind, ("slice", "stack"))
+    warnings.append(f"{lost} {noun}{'' if lost == 1 else 's'} of this {whole} could not be decoded and "
+                    f"{'is' if lost == 1 else 'are'} left out.")
     new_plan = _Plan(frames, spacing, warnings, plan.orientation, plan.label, plan.kind, plan.colour)
     new_canvas = _Canvas.__new__(_Canvas)
     new_canvas.voxels = canvas.voxels[keep]
