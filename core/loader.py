@@ -379,14 +379,27 @@ def _fix_bits(arr: np.ndarray, header: FileHeader) -> np.ndarray:
 
 
 def _decoded_frames(data: bytes, header: FileHeader, wanted: list[int],
-                    base: int | None = None) -> dict[int, np.ndarray]:
-    """Raw stored values of the wanted frames (``base``: where pixel data starts in ``data``)."""
+                    base: int | None = None) -> dict[int, np.ndarray | BaseException]:
+    """Raw stored values of the wanted frames (``base``: where pixel data starts in ``data``).
+
+    A compressed frame that does not decode is given as its exception, so that the other frames
+    of a loop survive it; when none decodes, the first exception is raised.
+    """
     if header.native:
         return {f: _native_frame(data, header, f, base) for f in wanted}
     ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data), force=True)
     if header.n_frames == 1:
         return {0: pixel_array(ds, raw=True)}
-    return {f: pixel_array(ds, index=f, raw=True) for f in wanted}
+    out: dict[int, np.ndarray | BaseException] = {}
+    for f in wanted:
+        try:
+            out[f] = pixel_array(ds, index=f, raw=True)
+        except READ_ERRORS as exc:
+            out[f] = exc
+    failed = [v for v in out.values() if isinstance(v, BaseException)]
+    if len(failed) == len(out) and failed:
+        raise failed[0]
+    return out
 
 
 def _padding_of(raw: np.ndarray, header: FileHeader) -> np.ndarray | None:
@@ -812,6 +825,9 @@ class _Load:
         for fr, canvas, k in slots:
             try:
                 raw = raw_frames[fr.frame or 0]
+                if isinstance(raw, BaseException):
+                    self.skipped.append((fr.name, _decode_reason(raw, header)))
+                    continue
                 if raw.shape != (fr.rows, fr.cols):
                     raise SkipFile(f"damaged: the decoded image is {' x '.join(map(str, raw.shape))} pixels, "
                                    f"the header says {fr.rows} x {fr.cols}")
@@ -834,7 +850,7 @@ class _Load:
                     "pixel values could not be converted to modality units (the rescale or LUT does not fit them)")
                 self.skipped.append((fr.name, reason))
 
-    def _raw_frames(self, i: int, header: FileHeader, wanted: list[int]) -> dict[int, np.ndarray]:
+    def _raw_frames(self, i: int, header: FileHeader, wanted: list[int]) -> dict[int, np.ndarray | BaseException]:
         entry = self.entries[i]
         frame_bytes = header.frames[0].rows * header.frames[0].cols * max(header.bits_allocated, 8) // 8
         if header.deflated:

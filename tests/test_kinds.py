@@ -309,12 +309,15 @@ class TestDamagedColour:
         res = load_series([("ok.dcm", data), ("bad.dcm", data[:-10])])
         assert [v.kind for v in res.volumes] == ["loop"] and len(res.skipped) == 1
 
-    def test_a_colour_loop_with_a_frame_that_does_not_decode(self):
+    @pytest.mark.parametrize("photometric", ["RGB", "MONOCHROME2"])
+    def test_a_loop_with_a_frame_that_does_not_decode(self, photometric):
         # RLE (pydicom's encoder): each frame its own fragment; the second one's segment table is damaged.
         from pydicom.encaps import encapsulate
 
-        frames = np.repeat(loop_pixels(3, 8, 8)[..., None], 3, axis=-1)
-        ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(image_file(frames, modality="US", photometric="RGB")))
+        frames = loop_pixels(3, 8, 8)
+        if photometric == "RGB":
+            frames = np.repeat(frames[..., None], 3, axis=-1)
+        ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(image_file(frames, modality="US", photometric=photometric)))
         ds.compress(pydicom.uid.RLELossless, encoding_plugin="pydicom")
         fragments = list(pydicom.encaps.generate_frames(ds.PixelData, number_of_frames=3))
         fragments[1] = b"\x01\x00\x00\x00" + b"\xff" * 60
@@ -324,6 +327,6 @@ class TestDamagedColour:
         res = load_series([("rle.dcm", buf.getvalue())])
         vol, = res.volumes
         assert vol.kind == "loop" and vol.shape == (2, 8, 8)
-        np.testing.assert_array_equal(vol.rgb, frames[[0, 2]])
+        np.testing.assert_array_equal(vol.voxels if photometric == "MONOCHROME2" else vol.rgb, frames[[0, 2]])
         assert vol.warnings == ["1 frame of this loop could not be decoded and is left out."]
         assert [name for name, _ in res.skipped] == ["rle.dcm [frame 2]"]
