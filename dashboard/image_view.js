@@ -133,6 +133,9 @@ class ImageView {
     if (h.n > 1) this.buildLoop(h, root);
     const stage = el("div", "hf-img-stage", root);
     this.stage = stage;
+    stage.tabIndex = 0; // arrows step frames, space plays and pauses, 0 resets the view
+    stage.setAttribute("aria-label", h.n > 1 ? "Loop view" : "Image view");
+    stage.addEventListener("keydown", (e) => this.key(e));
     this.canvas = el("canvas", "hf-img-canvas", stage);
     this.info = el("div", "hf-img-info", stage);
     this.note = el("div", "hf-img-note", root, h.note);
@@ -165,6 +168,18 @@ class ImageView {
     });
     this.frameText = el("span", "hf-img-frame", row);
     el("span", "hf-img-rate", row, `· ${h.rate_text}`);
+  }
+
+  key(e) {
+    const h = this.h;
+    if (e.key === "0") this.reset();
+    else if (h.n > 1 && (e.key === "ArrowRight" || e.key === "ArrowLeft")) {
+      this.pause();
+      this.frame = (this.frame + (e.key === "ArrowRight" ? 1 : h.n - 1)) % h.n;
+      this.paint();
+    } else if (h.n > 1 && e.key === " ") this.playing ? this.pause() : this.start();
+    else return;
+    e.preventDefault();
   }
 
   start() {
@@ -260,6 +275,7 @@ class ImageView {
       { passive: false },
     );
     s.addEventListener("pointerdown", (e) => {
+      s.focus();
       const r = s.getBoundingClientRect();
       const mode = e.button === 1 ? "pan" : e.button === 2 && !this.h.colour ? "window" : this.tool;
       const start = { x: e.clientX, y: e.clientY, panX: this.panX, panY: this.panY, c: this.center, w: this.width };

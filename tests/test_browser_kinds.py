@@ -76,6 +76,11 @@ def test_a_thirty_frame_loop_plays_at_its_frame_time(page, app_url, tmp_path):
     shown = int(page.locator(".hf-img-stage").get_attribute("data-frame"))
     assert _pixel(page, (2 * shown + 0.5) / 64, 0.5)[0] > 200
     assert _pixel(page, (2 * shown + 8.5) / 64 % 1, 0.5)[0] < 50
+    # The arrow keys step one frame; the slider follows (frames are counted from 1).
+    page.locator(".hf-img-stage").focus()
+    page.keyboard.press("ArrowRight")
+    expect(page.locator(".hf-img-stage")).to_have_attribute("data-frame", str((shown + 1) % 30))
+    expect(page.locator(".hf-img-frame")).to_have_text(f"Frame {(shown + 1) % 30 + 1} of 30")
     no_exception(page)
 
 
