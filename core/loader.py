@@ -559,6 +559,8 @@ def _volume_from(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -
     units = "HU" if modality == "CT" else str(lenient(ds, "RescaleType", "") or "").strip()
     if units.upper() == "HU":
         units = "HU"
+    if canvas.rgb is not None or (plan.kind == "gallery" and units == "HU"):
+        units = ""  # colour, or a CT study's screenshots and dose pages: no Hounsfield units
     return Volume(
         voxels=canvas.voxels,
         spacing=plan.spacing,

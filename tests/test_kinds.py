@@ -248,6 +248,7 @@ class TestGallery:
         assert np.all(gallery.voxels[0, :10, :20] == 7) and np.all(gallery.voxels[0, 10:] == 0)
         assert np.all(gallery.voxels[1, :30, :15] == 9)
         assert gallery.calibration == "pixels" and gallery.warnings == []
+        assert gallery.units == "" and next(v for v in res.volumes if v.kind == "volume").units == "HU"
 
     def test_grey_and_colour_in_one_gallery(self):
         series = uid()
