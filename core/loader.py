@@ -288,6 +288,52 @@ def _plan_images(series_frames: list[FrameInfo], headers: dict[int, FileHeader],
     return rest
 
 
+def _finite_float(value: Any) -> float | None:
+    """A finite number from a DS value, or None."""
+    try:
+        f = float(value)
+    except (TypeError, ValueError):
+        return None
+    return f if np.isfinite(f) else None
+
+
+def _at_one_place(stack: list[FrameInfo]) -> bool:
+    """Two images or more, each its own file, all at one position: frames of a loop."""
+    if len({fr.sop_uid for fr in stack}) < 2 or any(fr.position is None or fr.frame is not None for fr in stack):
+        return False
+    positions = np.array([fr.position for fr in stack])
+    return bool(np.all(np.abs(positions - positions[0]) < 1e-3))
+
+
+def _one_place_loop(stack: list[FrameInfo], skipped: list[tuple[str, str]]) -> _Plan:
+    """A loop of single-frame files at one position, in Trigger Time order (then Instance Number)."""
+    seen: dict[str, FrameInfo] = {}
+    for fr in stack:
+        if fr.sop_uid in seen:
+            skipped.append((fr.name, f"duplicate of {seen[fr.sop_uid].name} (same SOP Instance UID)"))
+        else:
+            seen[fr.sop_uid] = fr
+
+    def order(fr: FrameInfo) -> tuple:
+        trigger = _finite_float(fr.split_keys.get("TriggerTime"))
+        return (trigger is None, trigger or 0.0, fr.instance_number is None, fr.instance_number or 0, fr.name)
+
+    frames = sorted(seen.values(), key=order)
+    spacing = (1.0, *(frames[0].pixel_spacing or (1.0, 1.0)))
+    return _Plan(frames, spacing, [], _IDENTITY if frames[0].orientation is None else frames[0].orientation, "",
+                 "loop", False)
+
+
+def _trigger_step_ms(frames: list[FrameInfo]) -> float | None:
+    """The median step of Trigger Time (0018,1060) between a loop's frames, in ms, if they give one."""
+    times = [_finite_float(fr.split_keys.get("TriggerTime")) for fr in frames]
+    if len(times) < 2 or any(t is None for t in times):
+        return None
+    steps = np.diff(np.array(times, dtype=float))
+    step = float(np.median(steps))
+    return step if step > 0 else None
+
+
 def _plan_series(series_frames: list[FrameInfo], headers: dict[int, FileHeader], plans: list[_Plan],
                  skipped: list[tuple[str, str]]) -> None:
     """Plans for one series: loops, projections and a gallery apart, then its stacks, sorted
@@ -300,6 +346,9 @@ def _plan_series(series_frames: list[FrameInfo], headers: dict[int, FileHeader],
     for stack_no, stack in enumerate(stacks):
         first = stack[0]
         ds = headers[first.entry].dataset
+        if _at_one_place(stack):  # single-frame files of one position over time: cine, not a stack
+            plans.append(_one_place_loop(stack, skipped))
+            continue
         dy, dx = first.pixel_spacing or (1.0, 1.0)
         base_warnings: list[str] = []
         if first.spacing_note:
@@ -598,7 +647,7 @@ def _kind_fields(plan: _Plan, canvas: _Canvas, header: FileHeader) -> dict[str, 
     return {
         "kind": plan.kind,
         "rgb": canvas.rgb,
-        "frame_time_ms": frame_time_ms(ds) if plan.kind == "loop" else None,
+        "frame_time_ms": (frame_time_ms(ds) or _trigger_step_ms(plan.frames)) if plan.kind == "loop" else None,
         "calibration": calibration,
         "frame_sizes": tuple((fr.rows, fr.cols) for fr in plan.frames) if plan.kind == "gallery" else (),
         "voi_lut": voi_lut_table(ds) if grey and plan.kind != "gallery" else None,

@@ -156,6 +156,21 @@ class TestLoops:
         assert vol.kind == "loop" and vol.shape[0] == 30 and vol.rgb is not None
         assert vol.frame_time_ms == pytest.approx(33.333)
 
+    def test_single_frame_files_at_one_position_are_a_loop_in_trigger_time_order(self):
+        # A cardiac cine of one slice: 20 files, one position, Trigger Time 0, 40, ... 760 ms, shuffled.
+        hu = ramp_volume((20, 6, 5))
+        order = np.random.default_rng(4).permutation(20)
+        files = []
+        for k in order:
+            (name, data), = ct_series(hu[k:k + 1], names=lambda _, k=k: f"cine{k}.dcm",
+                                      extra={"TriggerTime": 40.0 * k, "InstanceNumber": 100 - k})
+            files.append((name, data))
+        res = load_series(files + [("again.dcm", files[0][1])])
+        vol, = res.volumes
+        assert vol.kind == "loop" and vol.shape == (20, 6, 5) and vol.frame_time_ms == 40.0
+        assert res.skipped == [("again.dcm", f"duplicate of {files[0][0]} (same SOP Instance UID)")]
+        np.testing.assert_array_equal(vol.voxels, hu)
+
     def test_dose_grids_stay_volumes(self):
         for name in ("rtdose.dcm", "rtdose_rle.dcm"):
             vol, = load_series([get_testdata_files(name)[0]]).volumes
