@@ -112,13 +112,19 @@ def _reraise_interrupts(exc: BaseException) -> None:
         raise exc
 
 
-def _positive_float(value: Any) -> float | None:
-    """A finite number above zero from a DS value (``"abcd"``, NaN, 0 and lists give None)."""
+def _finite_float(value: Any) -> float | None:
+    """A finite number from a DS value (the first of several), or None (``"abcd"``, NaN, empty)."""
     try:
         f = float(value[0] if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else value)
     except (TypeError, ValueError, IndexError):
         return None
-    return f if np.isfinite(f) and f > 0 else None
+    return f if np.isfinite(f) else None
+
+
+def _positive_float(value: Any) -> float | None:
+    """A finite number above zero from a DS value (``"abcd"``, NaN, 0 and lists give None)."""
+    f = _finite_float(value)
+    return f if f is not None and f > 0 else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -286,15 +292,6 @@ def _plan_images(series_frames: list[FrameInfo], headers: dict[int, FileHeader],
         colour = any(headers[fr.entry].photometric not in ("MONOCHROME1", "MONOCHROME2") for fr in gallery)
         plans.append(_Plan(gallery, (1.0, 1.0, 1.0), [], _IDENTITY, "", "gallery", colour))
     return rest
-
-
-def _finite_float(value: Any) -> float | None:
-    """A finite number from a DS value, or None."""
-    try:
-        f = float(value)
-    except (TypeError, ValueError):
-        return None
-    return f if np.isfinite(f) else None
 
 
 def _at_one_place(stack: list[FrameInfo]) -> bool:
