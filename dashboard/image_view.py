@@ -203,7 +203,8 @@ def gallery_ui(vol: Volume) -> int:
     start = 0
     if count > GALLERY_PAGE:
         pages = math.ceil(count / GALLERY_PAGE)
-        page = st.number_input("Page of thumbnails", 1, pages, 1 + pick // GALLERY_PAGE, key="explorer_gallery_page")
+        page = st.number_input("Page of thumbnails", 1, pages, 1 + pick // GALLERY_PAGE, key="explorer_gallery_page",
+                               persist_state="session")
         start = (int(page) - 1) * GALLERY_PAGE
     columns = st.columns(8)
     for n, i in enumerate(range(start, min(count, start + GALLERY_PAGE))):
