@@ -32,7 +32,8 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
     result = loading.load_with_progress(files)
     st.session_state[state.LOADED_SIGNATURE] = loading.signature(files)
     if result.volumes:
-        state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=what))
+        state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=what,
+                                    segmentations=result.segmentations))
         st.session_state[state.LOAD_REPORT] = None
         # The loader has released the uploads; forget any left in a replaced uploader too.
         streamlit_internals.forget_stale_uploads()
@@ -65,4 +66,5 @@ index = loading.pick_series_ui(study, show_phi=state.show_phi())
 loading.preview_ui(study.volumes[index])
 loading.geometry_ui(study, index)
 loading.memory_notice_ui(study.skipped)
+loading.segmentations_ui(study)
 loading.skipped_ui(study.skipped)

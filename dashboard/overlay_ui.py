@@ -1,19 +1,47 @@
-"""The explorer's segmentation overlay: which label map to lay over the views, and how."""
+"""The explorer's segmentation overlay: which label map to lay over the views, and how.
+
+Label maps are computed or read when chosen and kept in this browser session only
+(``st.session_state``, a few at most), their memory reserved against the server's budget.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
+import pandas as pd
 import streamlit as st
 
 from core import Volume
-from core.overlay import LabelMap
+from core.export import on_one_grid
+from core.memory import OverBudget, server_budget
+from core.overlay import (
+    LabelMap,
+    OverlayError,
+    label_stats,
+    lung_labels,
+    match_segmentation,
+    nifti_label_bytes,
+    nifti_labelmap,
+    sample_tissue_labels,
+    seg_bytes,
+    segmentation_description,
+    segmentation_header,
+    segmentation_labelmap,
+)
 from dashboard import state
+from dashboard.owner import session_owner
 
 SOURCE, OPACITY, OUTLINE = "explorer_overlay_source", "explorer_overlay_opacity", "explorer_overlay_outline"
-state.persist(SOURCE, OPACITY, OUTLINE)
+UPLOAD, STATS_LABEL = "explorer_overlay_upload", "explorer_overlay_stats_label"
+state.persist(SOURCE, OPACITY, OUTLINE, STATS_LABEL)
 NONE = "None"
+SAMPLE, LUNGS, UPLOADED = "sample", "lungs", "upload"
+_MAPS = "explorer_overlay_maps"  # session_state: {(volume key, source): LabelMap or message}
+_CATALOGUE = "explorer_overlay_catalogue"  # session_state: (id of the study, [SegEntry])
+_KEEP = 4  # label maps kept per session
 
 
 @dataclass(frozen=True)
@@ -25,28 +53,265 @@ class Overlay:
     outline: bool  # only the edges of each label
 
 
-@st.cache_resource(scope="session", max_entries=4)
-def _sample_labels(_vol: Volume, key: str) -> LabelMap:
-    from core.phantom_chest import LABELS
-    from core.sample import sample_labels
+@dataclass(frozen=True)
+class SegEntry:
+    """A DICOM SEG of the study: its name, the series it lies on (or why none)."""
 
-    rng = np.random.default_rng(7)
-    names = {v: n for n, v in LABELS.items() if v > 1}
-    colors = {v: tuple(int(c) for c in rng.integers(40, 256, 3)) for v in names}
-    labels = np.where(sample_labels() > 1, sample_labels(), 0).astype(np.uint8)
-    return LabelMap(labels=labels, names=names, colors=colors, source="Sample tissue labels")  # type: ignore[arg-type]
+    number: int  # 1-based, as shown
+    description: str
+    series: int | None
+    problem: str
+
+
+# -- the study's segmentations ------------------------------------------------------------------
+
+def study_segmentations(study: state.Study) -> list[SegEntry]:
+    """What each DICOM SEG of ``study`` is and which series it matches (parsed once per study)."""
+    cached = st.session_state.get(_CATALOGUE)
+    if cached is not None and cached[0] == id(study) and len(cached[1]) == len(study.segmentations):
+        return list(cached[1])
+    entries = []
+    for n, (_, data) in enumerate(study.segmentations, start=1):
+        try:
+            header = segmentation_header(data, max_bytes=_room())
+            desc = segmentation_description(header)
+            entries.append(SegEntry(n, desc, match_segmentation(header, study.volumes), ""))
+        except OverlayError as exc:
+            entries.append(SegEntry(n, "DICOM SEG", None, str(exc)))
+    st.session_state[_CATALOGUE] = (id(study), entries)
+    return entries
+
+
+def seg_name(entry: SegEntry) -> str:
+    """How a study's SEG is named on the pages (its description is PHI: shown only when revealed)."""
+    return f"DICOM SEG {entry.number}" + (f": {entry.description}" if state.show_phi() else "")
+
+
+# -- label maps, cached per session --------------------------------------------------------------
+
+def _room() -> int:
+    return server_budget().available(session_owner())
+
+
+def _maps() -> dict[tuple[str, str], LabelMap | str]:
+    return st.session_state.setdefault(_MAPS, {})
+
+
+def _remember(key: tuple[str, str], value: LabelMap | str) -> None:
+    maps = _maps()
+    maps.pop(key, None)
+    maps[key] = value
+    while len(maps) > _KEEP:
+        maps.pop(next(iter(maps)))
+
+
+def _made(vol: Volume, source: str, make: Callable[[], LabelMap], *, transient: int = 0) -> LabelMap | str:
+    """The label map of ``source`` on ``vol`` (made once, its memory reserved), or a message."""
+    key = (vol.key, source)
+    if key in _maps():
+        return _maps()[key]
+    budget, owner = server_budget(), session_owner()
+    try:
+        with budget.reserved(transient, owner=owner, what="computing the overlay"):
+            reservation = budget.reserve(int(np.prod(vol.shape)), owner=owner, what="the overlay's label map")
+            try:
+                made: LabelMap | str = make()
+            except OverlayError as exc:
+                reservation.release()
+                made = str(exc)
+            else:
+                budget.hold(made, reservation)
+    except OverBudget as exc:
+        made = f"The overlay was not made: {exc}."
+    _remember(key, made)
+    return made
+
+
+def _sources(vol: Volume) -> dict[str, str]:
+    """The sources offered for ``vol``: id -> label."""
+    s = state.study()
+    out = {NONE: "None"}
+    if s is None:
+        return out
+    from core.sample import SERIES_UID
+
+    if s.is_sample and vol.series_uid == SERIES_UID:
+        out[SAMPLE] = "Sample tissue labels"
+    if vol.units == "HU":
+        out[LUNGS] = "Lungs (computed on demand)"
+    index = state.current_index()
+    for e in study_segmentations(s):
+        if e.series == index:
+            out[f"seg{e.number}"] = seg_name(e)
+    if (vol.key, UPLOADED) in _maps():
+        out[UPLOADED] = "Uploaded label map"
+    return out
+
+
+def _label_map(vol: Volume, source: str) -> LabelMap | str:
+    s = state.study()
+    if source == SAMPLE:
+        return _made(vol, source, lambda: sample_tissue_labels(vol))
+    if source == LUNGS:
+        with st.spinner("Segmenting the lungs…"):
+            return _made(vol, source, lambda: lung_labels(vol), transient=4 * int(np.prod(vol.shape)))
+    if source.startswith("seg") and s is not None:
+        data = s.segmentations[int(source[3:]) - 1][1]
+        with st.spinner("Reading the segmentation…"):
+            return _made(vol, source, lambda: segmentation_labelmap(data, vol, max_bytes=_room()))
+    return _maps().get((vol.key, source), "Nothing to show.")
+
+
+# -- uploads ---------------------------------------------------------------------------------------
+
+def _uploaded(vol: Volume) -> None:
+    """Read the file in the uploader (a DICOM SEG or a NIfTI label map) for ``vol``, once."""
+    file = st.session_state.get(UPLOAD)
+    if file is None or st.session_state.get(f"{UPLOAD}_done") == (vol.key, file.file_id):
+        return
+    st.session_state[f"{UPLOAD}_done"] = (vol.key, file.file_id)
+    _maps().pop((vol.key, UPLOADED), None)
+    if file.size > _room():
+        st.session_state[f"{UPLOAD}_message"] = "The file is larger than this session may hold now."
+        return
+    data = file.getvalue()
+    made = _made(vol, UPLOADED, lambda: _read_upload(data, vol))
+    if isinstance(made, str):
+        _maps().pop((vol.key, UPLOADED), None)
+        st.session_state[f"{UPLOAD}_message"] = made
+    else:
+        st.session_state[f"{UPLOAD}_message"] = ""
+        st.session_state[SOURCE] = UPLOADED
+
+
+def _read_upload(data: bytes, vol: Volume) -> LabelMap:
+    if data[128:132] != b"DICM":
+        return nifti_labelmap(data, vol, max_bytes=_room())
+    header = segmentation_header(data, max_bytes=_room())
+    try:
+        match_segmentation(header, [vol])
+    except OverlayError:
+        s = state.study()
+        index = match_segmentation(header, s.volumes if s is not None else [])  # says "matches none" in words
+        raise OverlayError(f"This segmentation lies on series {index + 1}, not on the current one: pick that "
+                           "series on the first page.") from None
+    return segmentation_labelmap(data, vol, max_bytes=_room())
+
+
+def upload_ui(vol: Volume) -> None:
+    """The uploader of a label map for the current series, and its message."""
+    _uploaded(vol)
+    with st.expander("Add a segmentation for this series (DICOM SEG or NIfTI label map)"):
+        st.file_uploader(
+            "DICOM SEG (.dcm) or NIfTI label map (.nii, .nii.gz)", key=UPLOAD,
+            help="A NIfTI label map must have this series' grid: the same voxels and the same affine as the "
+                 "NIfTI export of this series. A DICOM SEG must lie on this series' slices.",
+        )
+        message = st.session_state.get(f"{UPLOAD}_message")
+        if message:
+            st.error(message)
+
+
+# -- the chooser -----------------------------------------------------------------------------------
+
+def _swatch(rgb: tuple[int, int, int]) -> str:
+    r, g, b = (int(c) for c in rgb)
+    return ("data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg' width='24' height='16'>"
+            f"<rect width='24' height='16' fill='rgb({r},{g},{b})'/></svg>")
+
+
+@st.cache_resource(scope="session", max_entries=8, show_spinner=False)
+def _counts(_labels: LabelMap, key: str) -> np.ndarray:
+    counts = np.zeros(256, dtype=np.int64)
+    for k in range(_labels.labels.shape[0]):
+        counts += np.bincount(_labels.labels[k].ravel(), minlength=256)
+    return counts
+
+
+def legend_table(vol: Volume, labels: LabelMap) -> pd.DataFrame:
+    """One row per label present: swatch, name, voxels and volume in mL."""
+    counts = _counts(labels, labels.key)
+    voxel_ml = float(np.prod(vol.spacing)) / 1000.0
+    rows = [{"Colour": _swatch(labels.colors.get(v, (255, 255, 255))), "Label": labels.names.get(v, f"Label {v}"),
+             "Voxels": int(counts[v]), "Volume (mL)": round(int(counts[v]) * voxel_ml, 1)}
+            for v in range(1, 256) if counts[v]]
+    return pd.DataFrame(rows, columns=["Colour", "Label", "Voxels", "Volume (mL)"])
+
+
+def legend_ui(vol: Volume, labels: LabelMap) -> None:
+    table = legend_table(vol, labels)
+    if table.empty:
+        st.info("This label map is empty: no voxel carries a label.")
+        return
+    st.dataframe(table, hide_index=True, key="explorer_overlay_legend", height=min(300, 36 + 35 * len(table)),
+                 column_config={"Colour": st.column_config.ImageColumn("Colour", width="small"),
+                                "Voxels": st.column_config.NumberColumn(format="%d")})
+
+
+def stats_ui(vol: Volume, labels: LabelMap) -> None:
+    """Mean, SD, min, max and volume of one label (padding excluded)."""
+    present = [v for v in range(1, 256) if _counts(labels, labels.key)[v]]
+    if not present:
+        return
+    if st.session_state.get(STATS_LABEL) not in present:
+        st.session_state[STATS_LABEL] = present[0]
+    value = st.selectbox("Statistics of the label", present, key=STATS_LABEL,
+                         format_func=lambda v: labels.names.get(v, f"Label {v}"))
+    s = _stats(vol, labels, int(value))
+    unit = f" {vol.units}" if vol.units else ""
+    st.caption(f"Mean {s.mean:.1f}{unit}, SD {s.sd:.1f}{unit}, min {s.min:g}{unit}, max {s.max:g}{unit}; "
+               f"{s.volume_ml:,.1f} mL in {s.n:,} voxels (padding left out)." if s.n else
+               "No voxel of this label lies inside the scan (all padding).")
+
+
+@st.cache_resource(scope="session", max_entries=16, show_spinner=False)
+def _stats_cached(_vol: Volume, _labels: LabelMap, key: str, value: int) -> Any:
+    return label_stats(_vol, _labels, value)
+
+
+def _stats(vol: Volume, labels: LabelMap, value: int) -> Any:
+    return _stats_cached(vol, labels, f"{vol.key}:{labels.key}", value)
+
+
+def downloads_ui(vol: Volume, labels: LabelMap) -> None:
+    """The shown overlay as DICOM SEG (on the series' images) and as NIfTI (the series' affine)."""
+    c1, c2 = st.columns(2)
+    empty = not _counts(labels, labels.key)[1:].any()
+    seg_ok = bool(vol.slice_headers) and not empty
+    c1.download_button(
+        "Download as DICOM SEG", data=lambda: seg_bytes(vol, labels), file_name="segmentation.dcm",
+        mime="application/dicom", on_click="ignore", disabled=not seg_ok, key="explorer_overlay_seg_download",
+        icon=":material/download:",
+        help="A Label Map Segmentation that refers to this series, so OHIF or 3D Slicer lay it on the same images."
+        if seg_ok else "Nothing to write: the label map is empty or the series has no DICOM headers.")
+    nifti_ok = on_one_grid(vol)
+    c2.download_button(
+        "Download as NIfTI", data=lambda: nifti_label_bytes(vol, labels), file_name="segmentation.nii.gz",
+        mime="application/gzip", on_click="ignore", disabled=not nifti_ok, key="explorer_overlay_nifti_download",
+        icon=":material/download:",
+        help="8-bit labels with the same affine as the NIfTI export of this series." if nifti_ok else
+        "The slices are not evenly spaced: use the corrected geometry (first page) for a NIfTI file.")
 
 
 def overlay_ui(vol: Volume) -> Overlay | None:
-    """The overlay chooser (source, opacity, outline); the chosen overlay, or None."""
-    s = state.study()
-    sources = [NONE]
-    if s is not None and s.is_sample and vol.shape == (120, 256, 256):
-        sources.append("Sample tissue labels")
+    """The overlay chooser (source, opacity, outline, legend, downloads); the chosen overlay, or None."""
+    _uploaded(vol)
+    sources = _sources(vol)
+    if st.session_state.get(SOURCE) not in sources:
+        st.session_state[SOURCE] = NONE
     c1, c2, c3 = st.columns([2, 2, 1])
-    choice = c1.selectbox("Segmentation overlay", sources, key=SOURCE)
+    choice = c1.selectbox("Segmentation overlay", list(sources), key=SOURCE, format_func=sources.__getitem__)
     opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.4, step=0.05, key=OPACITY)
     outline = c3.toggle("Outline only", key=OUTLINE)
+    upload_ui(vol)
     if choice == NONE:
         return None
-    return Overlay(_sample_labels(vol, vol.key), float(opacity), bool(outline))
+    made = _label_map(vol, choice)
+    if isinstance(made, str):
+        st.error(made)
+        return None
+    legend_ui(vol, made)
+    with st.expander("Statistics of a label, and downloads", expanded=False):
+        stats_ui(vol, made)
+        downloads_ui(vol, made)
+    return Overlay(made, float(opacity), bool(outline))
