@@ -99,11 +99,12 @@ def _image_region(volume: Volume, m: Measurement, evidence: dict[str, Dataset]) 
     outline = plane_outline(m)
     kind = GRAPHIC_TYPES[m.kind]
     header = volume.slice_headers[m.index] if m.axis == 0 and m.index < len(volume.slice_headers) else None
+    uid = str(header.get("SOPInstanceUID", "")) if header is not None else ""
     single_frame = header is not None and int(header.get("NumberOfFrames") or 1) == 1
-    if single_frame and not is_resampled(volume) and str(header.get("SOPInstanceUID", "")) in evidence:
+    if single_frame and not is_resampled(volume) and uid in evidence:
         # DICOM image coordinates put (0, 0) at the top left corner of the top left pixel: centres at +0.5.
         data = np.stack([outline[:, 1] + 0.5, outline[:, 0] + 0.5], axis=1)
-        source = hd.sr.SourceImageForRegion.from_source_image(evidence[str(header.SOPInstanceUID)])
+        source = hd.sr.SourceImageForRegion.from_source_image(evidence[uid])
         return hd.sr.ImageRegion(graphic_type=kind, graphic_data=data, source_image=source)
     data = np.array([patient_point(volume, m.axis, m.index, r, c) for r, c in outline])
     frame = str(next(iter(evidence.values())).get("FrameOfReferenceUID", "") or "")
