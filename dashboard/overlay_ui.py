@@ -315,3 +315,46 @@ def overlay_ui(vol: Volume) -> Overlay | None:
         stats_ui(vol, made)
         downloads_ui(vol, made)
     return Overlay(made, float(opacity), bool(outline))
+
+
+# -- other pages: the overlay's labels as a scope ------------------------------------------------------
+
+LABEL_SCOPE = "histogram_overlay_label"
+state.persist(LABEL_SCOPE)
+
+
+def shown_labels(vol: Volume) -> LabelMap | None:
+    """The label map chosen in the explorer's overlay chooser for ``vol`` (made now if it must be), or None."""
+    source = st.session_state.get(SOURCE, NONE)
+    if source == NONE or source not in _sources(vol):
+        return None
+    made = _label_map(vol, source)
+    return made if isinstance(made, LabelMap) else None
+
+
+def label_scope_ui(vol: Volume) -> tuple[str, int] | None:
+    """Pick one label of the explorer's overlay; ``(label map key, value)``, or None (with a note)."""
+    labels = shown_labels(vol)
+    present = [] if labels is None else [v for v in range(1, 256) if _counts(labels, labels.key)[v]]
+    if labels is None or not present:
+        st.info("No segmentation overlay with labels yet: choose one on the **Volume explorer** (Segmentation "
+                "overlay). Showing the whole volume meanwhile.")
+        return None
+    if st.session_state.get(LABEL_SCOPE) not in present:
+        st.session_state[LABEL_SCOPE] = present[0]
+    value = st.selectbox("Label", present, key=LABEL_SCOPE, format_func=lambda v: labels.names.get(v, f"Label {v}"))
+    return labels.key, int(value)
+
+
+def label_mask(vol: Volume, labels_key: str, value: int) -> np.ndarray:
+    """Where label ``value`` of the session's label map ``labels_key`` lies on ``vol``: (S, R, C) bool.
+
+    Raises
+    ------
+    KeyError
+        When this session no longer holds that label map.
+    """
+    for made in _maps().values():
+        if isinstance(made, LabelMap) and made.key == labels_key and made.labels.shape == vol.shape:
+            return made.labels == value
+    raise KeyError(labels_key)

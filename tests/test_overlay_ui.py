@@ -175,3 +175,33 @@ class TestFirstPage:
         assert "Segmentations in the study (1)" in text
         assert f"DICOM SEG 1: lies on series {index + 1}" in text
         assert "Secret" not in text
+
+
+class TestHistogramScope:
+    def test_a_label_of_the_overlay_is_counted_like_label_stats(self):
+        from core.overlay import label_stats, sample_tissue_labels
+        from core.sample import sample_ct
+        from tests.helpers import ROOT, page_test, table_with
+
+        at = page_test(ROOT / "pages" / "2_HU_histogram.py")
+        at.session_state["explorer_overlay_source"] = "sample"  # chosen on the explorer, kept across pages
+        at.run()
+        at.radio(key="histogram_scope").set_value("A label of the overlay").run()
+        assert not at.exception
+        at.selectbox(key="histogram_overlay_label").set_value(25).run()  # liver
+        assert not at.exception
+        vol = sample_ct()
+        truth = label_stats(vol, sample_tissue_labels(vol), 25)
+        caption = next(c.value for c in at.caption if "voxels counted" in c.value)
+        assert caption.startswith(f"{truth.n:,} voxels counted; 0 padding voxels")
+        stats = table_with(at, "Statistic").set_index("Statistic")
+        assert stats.loc["Mean", "Value"] == f"{truth.mean:.1f} HU"
+        assert stats.loc["Min", "Value"] == f"{truth.min:.1f} HU" and stats.loc["Max", "Value"] == f"{truth.max:.1f} HU"
+
+    def test_without_an_overlay_it_says_where_to_choose_one(self):
+        from tests.helpers import ROOT, page_test
+
+        at = page_test(ROOT / "pages" / "2_HU_histogram.py").run()
+        at.radio(key="histogram_scope").set_value("A label of the overlay").run()
+        assert not at.exception
+        assert any("No segmentation overlay with labels yet" in i.value for i in at.info)
