@@ -206,7 +206,8 @@ def segmentation_header(data: bytes, *, max_bytes: int) -> Dataset:
     data : bytes
         The file.
     max_bytes : int
-        What its decoded frames (one byte per pixel) may take at most.
+        What its decoded frames (one byte per pixel) may take at most (the label map itself is
+        the caller's to reserve: one byte per voxel of the volume).
 
     Raises
     ------
@@ -380,8 +381,6 @@ def segmentation_labelmap(data: bytes, volume: Volume, *, max_bytes: int) -> Lab
 
     header = segmentation_header(data, max_bytes=max_bytes)
     slices = _frame_slices(header, volume)
-    if volume.voxels.size > max_bytes:
-        raise OverlayError("A label map for this series needs more memory than this session may hold now.")
     try:
         seg = hd.seg.Segmentation.from_dataset(_read_full(data), copy=False)
         numbers = [int(n) for n in seg.segment_numbers]
@@ -482,7 +481,7 @@ def nifti_labelmap(data: bytes, volume: Volume, *, max_bytes: int, tolerance_mm:
         raise OverlayError(f"The label map is {' x '.join(map(str, shape))} voxels, the series "
                            f"{' x '.join(map(str, want))} (columns x rows x slices): it belongs to another series.")
     needed = offset + int(np.prod(shape)) * itemsize
-    if needed + volume.voxels.size > max_bytes:
+    if 2 * needed > max_bytes:  # the inflated file and the array read from it
         raise OverlayError(f"This label map would need {needed / 2**20:,.0f} MB: more than this session may hold now.")
     raw = _gunzip(data, needed) if gz else data[:needed]
     if len(raw) < needed:

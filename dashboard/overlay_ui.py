@@ -158,7 +158,11 @@ def _label_map(vol: Volume, source: str) -> LabelMap | str:
     if source.startswith("seg") and s is not None:
         data = s.segmentations[int(source[3:]) - 1][1]
         with st.spinner("Reading the segmentation…"):
-            return _made(vol, source, lambda: segmentation_labelmap(data, vol, max_bytes=_room()))
+            made = _made(vol, source, lambda: segmentation_labelmap(data, vol, max_bytes=_room()))
+        if isinstance(made, str) and vol not in s.volumes:
+            made += (" The segmentation lies on the slices as acquired: switch off the corrected geometry on the "
+                     "first page to see it.")
+        return made
     return _maps().get((vol.key, source), "Nothing to show.")
 
 
@@ -278,12 +282,15 @@ def downloads_ui(vol: Volume, labels: LabelMap) -> None:
     c1, c2 = st.columns(2)
     empty = not _counts(labels, labels.key)[1:].any()
     seg_ok = bool(vol.slice_headers) and not empty
+    seg_why = ("The label map is empty: nothing to write." if empty else
+               "This series has no images of its own to refer to (a corrected, resampled series): switch off the "
+               "corrected geometry on the first page for a DICOM SEG.")
     c1.download_button(
         "Download as DICOM SEG", data=lambda: seg_bytes(vol, labels), file_name="segmentation.dcm",
         mime="application/dicom", on_click="ignore", disabled=not seg_ok, key="explorer_overlay_seg_download",
         icon=":material/download:",
         help="A Label Map Segmentation that refers to this series, so OHIF or 3D Slicer lay it on the same images."
-        if seg_ok else "Nothing to write: the label map is empty or the series has no DICOM headers.")
+        if seg_ok else seg_why)
     nifti_ok = on_one_grid(vol)
     c2.download_button(
         "Download as NIfTI", data=lambda: nifti_label_bytes(vol, labels), file_name="segmentation.nii.gz",
