@@ -219,9 +219,13 @@ def upload_ui(vol: Volume) -> None:
 # -- the chooser -----------------------------------------------------------------------------------
 
 def _swatch(rgb: tuple[int, int, int]) -> str:
+    """A small square of one colour, as a data URL for an image column."""
+    import base64
+
     r, g, b = (int(c) for c in rgb)
-    return ("data:image/svg+xml;utf8,<svg xmlns='http://www.w3.org/2000/svg' width='24' height='16'>"
-            f"<rect width='24' height='16' fill='rgb({r},{g},{b})'/></svg>")
+    svg = (f"<svg xmlns='http://www.w3.org/2000/svg' width='24' height='16'>"
+           f"<rect width='24' height='16' fill='rgb({r},{g},{b})'/></svg>")
+    return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
 @st.cache_resource(scope="session", max_entries=8, show_spinner=False)
@@ -249,7 +253,7 @@ def legend_ui(vol: Volume, labels: LabelMap) -> None:
         return
     st.dataframe(table, hide_index=True, key="explorer_overlay_legend", height=min(300, 36 + 35 * len(table)),
                  column_config={"Colour": st.column_config.ImageColumn("Colour", width="small"),
-                                "Voxels": st.column_config.NumberColumn(format="%d")})
+                                "Voxels": st.column_config.NumberColumn(format="localized")})
 
 
 def stats_ui(vol: Volume, labels: LabelMap) -> None:
