@@ -60,7 +60,7 @@ class LabelMap:
         A colour (0-255 each) for every label value present.
     source : str
         Where it came from, in words ("Sample tissue labels", "Lungs (computed)",
-        "DICOM SEG: <series description>", "NIfTI label map").
+        "DICOM SEG", "NIfTI label map"). Never PHI: a SEG's series description is left out.
     """
 
     labels: np.ndarray
@@ -411,8 +411,8 @@ def segmentation_labelmap(data: bytes, volume: Volume, *, max_bytes: int) -> Lab
         number = int(item.ReferencedSegmentNumber) if item is not None else numbers[0]
         on = frame >= (max_fraction + 1) // 2 if kind == "FRACTIONAL" else frame > 0
         labels[k][on] = number
-    return LabelMap(labels=labels, names=names, colors=colors,
-                    source=f"DICOM SEG: {segmentation_description(header)}")
+    # Not its series description: that is PHI (DICOM PS3.15 Annex E), for the page to reveal or not.
+    return LabelMap(labels=labels, names=names, colors=colors, source="DICOM SEG")
 
 
 def _read_full(data: bytes) -> Dataset:
@@ -562,8 +562,9 @@ def seg_bytes(volume: Volume, labelmap: LabelMap, *, segmentation_type: str = "L
     Parameters
     ----------
     segmentation_type : {"LABELMAP", "BINARY"}
-        LABELMAP writes a Label Map Segmentation (one 8-bit frame per slice); BINARY writes a
-        classic Segmentation Storage object (one 1-bit frame per slice and segment).
+        LABELMAP writes a Label Map Segmentation (one 8-bit frame per slice, segment numbers
+        equal to the label values); BINARY writes a classic Segmentation Storage object (one
+        1-bit frame per slice and segment, segments numbered 1..N in the order of the values).
 
     Raises
     ------
@@ -581,9 +582,16 @@ def seg_bytes(volume: Volume, labelmap: LabelMap, *, segmentation_type: str = "L
     if not present:
         raise OverlayError("This label map is empty: there is no segment to write.")
     fallback = palette(max(present))
+    pixels = np.asarray(labelmap.labels)
+    numbers = dict(zip(present, present, strict=True))
+    if segmentation_type == "BINARY" and present != list(range(1, len(present) + 1)):
+        numbers = {v: i for i, v in enumerate(present, start=1)}  # highdicom numbers BINARY segments 1..N
+        table = np.zeros(256, dtype=np.uint8)
+        table[present] = list(numbers.values())
+        pixels = table[pixels]
     descriptions = [
         hd.seg.SegmentDescription(
-            segment_number=v,
+            segment_number=numbers[v],
             segment_label=labelmap.names.get(v, f"Label {v}")[:64],
             segmented_property_category=codes.SCT.Tissue,
             segmented_property_type=codes.SCT.Tissue,
@@ -597,7 +605,7 @@ def seg_bytes(volume: Volume, labelmap: LabelMap, *, segmentation_type: str = "L
     orientation = [*map(float, volume.row_direction), *map(float, volume.col_direction)]
     seg = hd.seg.Segmentation(
         source_images=sources,
-        pixel_array=np.asarray(labelmap.labels),
+        pixel_array=pixels,
         segmentation_type=segmentation_type,
         segment_descriptions=descriptions,
         series_instance_uid=hd.UID(),

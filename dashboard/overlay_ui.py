@@ -154,7 +154,7 @@ def _label_map(vol: Volume, source: str) -> LabelMap | str:
         return _made(vol, source, lambda: sample_tissue_labels(vol))
     if source == LUNGS:
         with st.spinner("Segmenting the lungs…"):
-            return _made(vol, source, lambda: lung_labels(vol), transient=4 * int(np.prod(vol.shape)))
+            return _made(vol, source, lambda: lung_labels(vol), transient=5 * int(np.prod(vol.shape)))
     if source.startswith("seg") and s is not None:
         data = s.segmentations[int(source[3:]) - 1][1]
         with st.spinner("Reading the segmentation…"):

@@ -111,7 +111,7 @@ class TestSegmentationLabelmap:
         assert lm.names == {1: "Nodule", 2: "Vessel"}
         assert lm.colors[1] == hd.color.CIELabColor(60.0, 40.0, 20.0).to_rgb(clip=True)
         assert lm.colors[2] == hd.color.CIELabColor(50.0, -30.0, 10.0).to_rgb(clip=True)
-        assert lm.source == "DICOM SEG: Nodules and vessels"
+        assert lm.source == "DICOM SEG"  # its description is PHI
 
     def test_seg_of_another_series_matches_none_in_words(self, study):
         files, other, _ = study
@@ -164,6 +164,18 @@ class TestSegmentationLabelmap:
         pos_theirs = theirs @ hv.affine[:3, :3].T + hv.affine[:3, 3]
         key = lambda p: sorted(map(tuple, np.round(p, 3)))  # noqa: E731
         assert key(pos_ours) == key(pos_theirs)
+
+    def test_binary_export_numbers_segments_from_one(self, study):
+        vol = _volume(study[0])
+        labels = _mask() * 3  # values 3 and 6
+        lm = LabelMap(labels=labels, names={3: "Three", 6: "Six"}, colors={3: (250, 0, 0), 6: (0, 0, 250)},
+                      source="test")
+        back = segmentation_labelmap(seg_bytes(vol, lm, segmentation_type="BINARY"), vol, max_bytes=BIG)
+        np.testing.assert_array_equal(back.labels, _mask())
+        assert back.names == {1: "Three", 2: "Six"}
+        lm_back = segmentation_labelmap(seg_bytes(vol, lm), vol, max_bytes=BIG)  # LABELMAP keeps the values
+        np.testing.assert_array_equal(lm_back.labels, labels)
+        assert lm_back.names == {3: "Three", 6: "Six"}
 
     def test_empty_label_map_is_not_exported(self, study):
         vol = _volume(study[0])
