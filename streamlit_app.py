@@ -41,7 +41,9 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
         st.session_state[state.LOADED_SIGNATURE] = None
         st.rerun()
     else:
-        st.session_state[state.LOAD_REPORT] = result.skipped
+        st.session_state[state.LOAD_REPORT] = result.skipped + [  # a SEG alone has no images to lie on
+            (name, "a segmentation (DICOM SEG) without its images: upload it with its series, or add it on the "
+                   "Volume explorer for the current series") for name, _ in result.segmentations]
 
 report = st.session_state[state.LOAD_REPORT]
 if report is not None:

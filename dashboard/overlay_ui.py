@@ -40,7 +40,7 @@ state.persist(SOURCE, OPACITY, OUTLINE, STATS_LABEL)
 NONE = "None"
 SAMPLE, LUNGS, UPLOADED = "sample", "lungs", "upload"
 _MAPS = "explorer_overlay_maps"  # session_state: {(volume key, source): LabelMap or message}
-_CATALOGUE = "explorer_overlay_catalogue"  # session_state: (id of the study, [SegEntry])
+_CATALOGUE = "explorer_overlay_catalogue"  # session_state: (ids of the study and its SEG files, [SegEntry])
 _KEEP = 4  # label maps kept per session
 
 
@@ -67,8 +67,9 @@ class SegEntry:
 
 def study_segmentations(study: state.Study) -> list[SegEntry]:
     """What each DICOM SEG of ``study`` is and which series it matches (parsed once per study)."""
+    identity = (id(study), *(id(data) for _, data in study.segmentations))
     cached = st.session_state.get(_CATALOGUE)
-    if cached is not None and cached[0] == id(study) and len(cached[1]) == len(study.segmentations):
+    if cached is not None and cached[0] == identity:
         return list(cached[1])
     entries = []
     for n, (_, data) in enumerate(study.segmentations, start=1):
@@ -78,7 +79,7 @@ def study_segmentations(study: state.Study) -> list[SegEntry]:
             entries.append(SegEntry(n, desc, match_segmentation(header, study.volumes), ""))
         except OverlayError as exc:
             entries.append(SegEntry(n, "DICOM SEG", None, str(exc)))
-    st.session_state[_CATALOGUE] = (id(study), entries)
+    st.session_state[_CATALOGUE] = (identity, entries)
     return entries
 
 
@@ -171,7 +172,12 @@ def _label_map(vol: Volume, source: str) -> LabelMap | str:
 def _uploaded(vol: Volume) -> None:
     """Read the file in the uploader (a DICOM SEG or a NIfTI label map) for ``vol``, once."""
     file = st.session_state.get(UPLOAD)
-    if file is None or st.session_state.get(f"{UPLOAD}_done") == (vol.key, file.file_id):
+    if file is None:  # removed from the uploader: its label map goes too
+        if st.session_state.pop(f"{UPLOAD}_done", None) is not None:
+            _maps().pop((vol.key, UPLOADED), None)
+            st.session_state[f"{UPLOAD}_message"] = ""
+        return
+    if st.session_state.get(f"{UPLOAD}_done") == (vol.key, file.file_id):
         return
     st.session_state[f"{UPLOAD}_done"] = (vol.key, file.file_id)
     _maps().pop((vol.key, UPLOADED), None)

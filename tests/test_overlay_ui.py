@@ -146,6 +146,17 @@ class TestUploads:
         assert any("affine does not match this series" in e.value for e in at.error)
         assert at.session_state["shown"] is None
 
+    def test_removing_the_upload_removes_its_label_map(self, study_app):
+        at, _ = study_app
+        vol = at.session_state[state.STUDY].volumes[0]
+        self._upload(at, "labels.nii", nib.Nifti1Image(_mask().transpose(2, 1, 0).copy(),
+                                                       nifti_affine(vol)).to_bytes())
+        assert at.session_state["shown"] is not None
+        at.file_uploader(key="explorer_overlay_upload").set_value(None).run()
+        assert not at.exception
+        assert at.session_state["shown"] is None
+        assert "Uploaded label map" not in at.selectbox(key="explorer_overlay_source").options
+
     def test_seg_of_no_loaded_series_says_so(self, study_app):
         at, _ = study_app
         self._upload(at, "seg.dcm", _seg(_files(3)))
@@ -175,6 +186,16 @@ class TestFirstPage:
         assert "Segmentations in the study (1)" in text
         assert f"DICOM SEG 1: lies on series {index + 1}" in text
         assert "Secret" not in text
+
+
+    def test_a_seg_alone_is_listed_as_not_used_and_why(self):
+        from tests.helpers import app_test
+
+        at = app_test().run()
+        at.file_uploader(key="load_files_0").set_value([("seg.dcm", _seg(_files(0)), "application/dicom")]).run()
+        assert not at.exception
+        assert at.session_state[state.STUDY].is_sample  # the open study stays
+        assert "a segmentation (DICOM SEG) without its images" in page_text(at)
 
 
 class TestHistogramScope:
