@@ -36,7 +36,9 @@ from dashboard.owner import session_owner
 
 SOURCE, OPACITY, OUTLINE = "explorer_overlay_source", "explorer_overlay_opacity", "explorer_overlay_outline"
 UPLOAD, STATS_LABEL = "explorer_overlay_upload", "explorer_overlay_stats_label"
-state.persist(SOURCE, OPACITY, OUTLINE, STATS_LABEL)
+LABEL_SCOPE = "histogram_overlay_label"  # the histogram page's pick of a label (label_scope_ui)
+PERSISTENT = (SOURCE, OPACITY, OUTLINE, STATS_LABEL, LABEL_SCOPE)
+state.persist(*PERSISTENT)
 NONE = "None"
 SAMPLE, LUNGS, UPLOADED = "sample", "lungs", "upload"
 _MAPS = "explorer_overlay_maps"  # session_state: {(volume key, source): LabelMap or message}
@@ -335,10 +337,6 @@ def overlay_ui(vol: Volume) -> Overlay | None:
 
 
 # -- other pages: the overlay's labels as a scope ------------------------------------------------------
-
-LABEL_SCOPE = "histogram_overlay_label"
-state.persist(LABEL_SCOPE)
-
 
 def shown_labels(vol: Volume) -> LabelMap | None:
     """The label map chosen in the explorer's overlay chooser for ``vol`` (made now if it must be), or None."""
