@@ -124,8 +124,8 @@ def _made(vol: Volume, source: str, make: Callable[[], LabelMap], *, transient: 
                 made = str(exc)
             else:
                 budget.hold(made, reservation)
-    except OverBudget as exc:
-        made = f"The overlay was not made: {exc}."
+    except OverBudget as exc:  # not remembered: the next run may find the memory free
+        return f"The overlay was not made: {exc}."
     _remember(key, made)
     return made
 

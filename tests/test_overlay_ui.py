@@ -93,6 +93,23 @@ class TestSources:
         source, *_, names = at.session_state["shown"]
         assert source == "Lungs (computed)" and names == {1: "Right lung", 2: "Left lung"}
 
+    def test_over_the_memory_budget_it_says_so_and_tries_again_later(self):
+        from core.memory import MemoryBudget, server_budget, set_server_budget
+
+        at = _app().run()
+        before = server_budget()
+        set_server_budget(MemoryBudget(total_bytes=2**20, session_bytes=2**20))
+        try:
+            at.selectbox(key="explorer_overlay_source").set_value("sample").run()
+        finally:
+            set_server_budget(before)
+        assert not at.exception
+        assert any(e.value.startswith("The overlay was not made: refused: the overlay's label map would need 8 MB")
+                   for e in at.error)
+        assert at.session_state["shown"] is None
+        at.run()  # the memory is there now
+        assert at.session_state["shown"][0] == "Sample tissue labels"
+
     def test_seg_of_the_study_is_offered_on_its_series_only(self):
         files, other = _files(0), _files(1)
         at = _with_study(_app(), other + files + [("seg.dcm", _seg(files))]).run()
