@@ -22,7 +22,6 @@ from core import hu
 from core.geometry import GeometryError, analyse_stack, orientation_name, slice_normal
 from core.headers import READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, inflate_deflated, lenient, read_header
 from core.memory import MemoryBudget, OverBudget, Reservation
-from core.overlay import SEG_SOP_CLASSES
 from core.sources import ZipLimits, expand_sources
 from core.volume import Volume
 
@@ -575,6 +574,8 @@ class _Load:
 
     def _kept_segmentation(self, i: int, entry: Any, header: FileHeader) -> bool:
         """Keep a DICOM SEG's bytes (True), or say nothing (False: not a segmentation)."""
+        from core.overlay import SEG_SOP_CLASSES
+
         if str(header.dataset.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
             return False
         kept = sum(len(data) for _, data in self.segmentations)

@@ -113,6 +113,17 @@ class TestSegmentationLabelmap:
         assert lm.colors[2] == hd.color.CIELabColor(50.0, -30.0, 10.0).to_rgb(clip=True)
         assert lm.source == "DICOM SEG"  # its description is PHI
 
+    def test_the_loader_keeps_segmentations_up_to_its_limit(self, study, monkeypatch):
+        import core.loader
+
+        files, _, _ = study
+        seg = _seg_file(files, _mask())
+        monkeypatch.setattr(core.loader, "MAX_SEGMENTATION_BYTES", len(seg) + 10)
+        result = load_series(files + [("a.dcm", seg), ("b.dcm", seg)])
+        assert len(result.volumes) == 1 and [n for n, _ in result.segmentations] == ["a.dcm"]
+        assert result.skipped == [("b.dcm", f"refused: a segmentation of {len(seg) / 2**20:,.1f} MB (at most 0 MB "
+                                            "of segmentations are kept)")]
+
     def test_seg_of_another_series_matches_none_in_words(self, study):
         files, other, _ = study
         seg = _seg_file(other, _mask())
