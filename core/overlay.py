@@ -527,10 +527,13 @@ _TYPE2 = ("PatientName", "PatientID", "PatientBirthDate", "PatientSex", "StudyDa
           "ReferringPhysicianName", "StudyID", "AccessionNumber")
 
 
-def source_images(volume: Volume) -> list[Dataset]:
+def source_images(volume: Volume, *, header_only: bool = False) -> list[Dataset]:
     """Copies of the series' headers, one per SOP instance, as highdicom wants its evidence.
 
     Missing type 2 patient and study attributes are added empty; nothing is changed otherwise.
+    With ``header_only``, a volume without slice headers (a corrected, resampled series) gives
+    its first slice's header instead: enough to name the study, the series and the frame of
+    reference, not to refer to images of its grid.
 
     Raises
     ------
@@ -538,7 +541,10 @@ def source_images(volume: Volume) -> list[Dataset]:
         When the volume has no DICOM headers (nothing to refer to).
     """
     seen: dict[str, Dataset] = {}
-    for h in volume.slice_headers:
+    headers = volume.slice_headers
+    if not headers and header_only and volume.header is not None:
+        headers = (volume.header,)
+    for h in headers:
         uid = str(h.get("SOPInstanceUID", ""))
         if uid and uid not in seen:
             ds = copy.copy(h)

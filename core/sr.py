@@ -123,7 +123,8 @@ def measurement_report(volume: Volume, measurements: Sequence[Measurement], valu
     One planar ROI measurement group (TID 1410) per measurement, tracked by its label (or
     "<kind> <n>") and a new UID, with its region: SCOORD on the referenced slice image for
     measurements on axial views of slices as acquired, SCOORD3D in the series' frame of
-    reference otherwise (coronal and sagittal views, resampled volumes). Values are written
+    reference otherwise (coronal and sagittal views, resampled volumes: their evidence is the
+    series' first slice, which names the study, series and frame of reference). Values are written
     with the concepts Length, Angle, Mean, Standard Deviation, Minimum, Maximum, Area (and
     Attenuation Coefficient for a point on CT); NaN values are left out. The SR belongs to the
     patient's study: patient and study identity come from the series (highdicom copies them
@@ -132,7 +133,7 @@ def measurement_report(volume: Volume, measurements: Sequence[Measurement], valu
     Raises
     ------
     ValueError
-        No measurement, lengths that differ, or a series without DICOM headers.
+        No measurement, lengths that differ, or a series without any DICOM header.
     """
     import highdicom as hd
     from pydicom.sr.codedict import codes
@@ -144,7 +145,7 @@ def measurement_report(volume: Volume, measurements: Sequence[Measurement], valu
     if len(values) != len(measurements):
         raise ValueError(f"{len(measurements)} measurements but {len(values)} sets of values")
     try:
-        sources = source_images(volume)
+        sources = source_images(volume, header_only=True)
     except OverlayError as exc:
         raise ValueError(str(exc)) from None
     evidence = {str(ds.SOPInstanceUID): ds for ds in sources}

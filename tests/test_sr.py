@@ -107,6 +107,20 @@ class TestMeasurementReport:
         assert {i.ReferencedSOPInstanceUID for i in evidence[0].ReferencedSOPSequence} == {
             h.SOPInstanceUID for h in vol.slice_headers}
 
+    def test_a_corrected_series_is_reported_in_patient_coordinates(self, vol):
+        uneven = load_series(ct_series(np.zeros((4, 6, 8), np.int16), positions=np.array(
+            [[0, 0, 0], [0, 0, 2.0], [0, 0, 4.0], [0, 0, 8.0]]), series_uid=generate_uid(),
+            extra={"FrameOfReferenceUID": "1.2.3.99"})).volumes[0]
+        corrected = uneven.corrected()
+        assert corrected.slice_headers == ()
+        m = Measurement("length", 0, 3, ((0.0, 0.0), (0.0, 5.0)))
+        sr = hd.sr.srread(io.BytesIO(measurement_report(corrected, [m], [{"length_mm": 4.0}])))
+        roi = sr.content.get_planar_roi_measurement_groups()[0].roi
+        assert isinstance(roi, hd.sr.ImageRegion3D) and roi.frame_of_reference_uid == "1.2.3.99"
+        np.testing.assert_array_equal(roi.value, np.asarray([corrected.positions[3], corrected.positions[3] +
+                                                             [5 * corrected.spacing[2], 0, 0]], dtype=np.float32))
+        assert sr.PatientName == "DOE^JANE"
+
     def test_patient_point_interpolates_between_slices(self, vol):
         p = patient_point(vol, 1, 3, 1.5, 2.0)
         np.testing.assert_allclose(p, [-7.0 + 2 * 0.8, 4.0 + 3 * 0.6, 100.0 + 1.5 * 3.0])
