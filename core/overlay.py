@@ -9,13 +9,15 @@ and every refusal is an :class:`OverlayError` whose text a user can read.
 from __future__ import annotations
 
 import colorsys
+import contextlib
 import copy
+import functools
 import io
 import secrets
 import zlib
-from collections.abc import Sequence
+from collections.abc import Callable, Iterator, Sequence
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
 
@@ -44,6 +46,33 @@ _DEFLATED = "1.2.840.10008.1.2.1.99"
 
 class OverlayError(ValueError):
     """A label map that cannot be used; ``str()`` says why in words a user understands."""
+
+
+_P = ParamSpec("_P")
+_R = TypeVar("_R")
+
+
+def _reads_uploads(what: str) -> Callable[[Callable[_P, _R]], Callable[_P, _R]]:
+    """Decorate a function that reads an uploaded file: see :func:`_hostile`."""
+    def decorate(func: Callable[_P, _R]) -> Callable[_P, _R]:
+        @functools.wraps(func)
+        def wrapper(*args: _P.args, **kwargs: _P.kwargs) -> _R:
+            with _hostile(what):
+                return func(*args, **kwargs)
+        return wrapper
+    return decorate
+
+
+@contextlib.contextmanager
+def _hostile(what: str) -> Iterator[None]:
+    """The boundary around reading an uploaded file: whatever its malformed values raise becomes
+    one OverlayError in words (memory refusals and interrupts pass through)."""
+    try:
+        yield
+    except (OverlayError, MemoryError):
+        raise
+    except Exception:  # noqa: BLE001 - pydicom and highdicom raise many types on malformed values
+        raise OverlayError(f"This {what} could not be read: it is damaged or breaks the rules of its format.") from None
 
 
 @dataclass(frozen=True, eq=False)
@@ -198,6 +227,7 @@ def is_segmentation(ds: Any) -> bool:
     return sop in SEG_SOP_CLASSES
 
 
+@_reads_uploads("segmentation")
 def segmentation_header(data: bytes, *, max_bytes: int) -> Dataset:
     """The header of an uploaded DICOM SEG (no pixels), checked before any pixel is decoded.
 
@@ -332,6 +362,7 @@ def _frame_of_reference(volume: Volume) -> str:
     return str(header.get("FrameOfReferenceUID", "")) if header is not None else ""
 
 
+@_reads_uploads("segmentation")
 def match_segmentation(ds: Dataset, volumes: Sequence[Volume]) -> int:
     """The index of the loaded series a SEG lies on.
 
@@ -363,6 +394,7 @@ def match_segmentation(ds: Dataset, volumes: Sequence[Volume]) -> int:
                        .replace(".:", ":"))
 
 
+@_reads_uploads("segmentation")
 def segmentation_labelmap(data: bytes, volume: Volume, *, max_bytes: int) -> LabelMap:
     """A DICOM SEG (BINARY, FRACTIONAL or LABELMAP) placed on ``volume``'s voxel grid.
 
@@ -448,6 +480,7 @@ def _segment_names_colors(seg: hd.seg.Segmentation, numbers: list[int]
 _NIFTI_HEADER = 348
 
 
+@_reads_uploads("NIfTI file")
 def nifti_labelmap(data: bytes, volume: Volume, *, max_bytes: int, tolerance_mm: float = POSITION_TOLERANCE_MM,
                    ) -> LabelMap:
     """A NIfTI-1 label map (``.nii`` or ``.nii.gz``) for ``volume``, checked against its affine.

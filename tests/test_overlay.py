@@ -233,6 +233,26 @@ class TestHostileSegmentation:
             segmentation_header(b"\0" * 300, max_bytes=BIG)
 
 
+    @pytest.mark.parametrize("kind", ["BINARY", "LABELMAP"])
+    @pytest.mark.filterwarnings("ignore::UserWarning")  # pydicom warns about the invalid values it reads
+    def test_damaged_files_are_refused_in_words_only(self, study, kind):
+        """Bytes changed at random (seeded): the file is read, or refused with an OverlayError; nothing else."""
+        files = study[0]
+        vol = _volume(files)
+        seg = _seg_file(files, _mask(), kind=kind)
+        rng = np.random.default_rng(7)
+        for t in range(120):
+            data = bytearray(seg)
+            for _ in range(int(rng.integers(1, 8))):
+                data[int(rng.integers(132, 6000 if t % 2 else len(data)))] = int(rng.integers(0, 256))
+            try:
+                header = segmentation_header(bytes(data), max_bytes=BIG)
+                match_segmentation(header, [vol])
+                segmentation_labelmap(bytes(data), vol, max_bytes=BIG)
+            except OverlayError as exc:
+                assert "Error" not in str(exc)
+
+
 class TestNiftiLabelmap:
     def test_matching_affine_loads_exactly(self, study):
         vol = _volume(study[0])
