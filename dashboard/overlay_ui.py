@@ -37,7 +37,8 @@ from dashboard.owner import session_owner
 SOURCE, OPACITY, OUTLINE = "explorer_overlay_source", "explorer_overlay_opacity", "explorer_overlay_outline"
 UPLOAD, STATS_LABEL = "explorer_overlay_upload", "explorer_overlay_stats_label"
 LABEL_SCOPE = "histogram_overlay_label"  # the histogram page's pick of a label (label_scope_ui)
-PERSISTENT = (SOURCE, OPACITY, OUTLINE, STATS_LABEL, LABEL_SCOPE)
+SEG_TYPE = "explorer_overlay_seg_type"
+PERSISTENT = (SOURCE, OPACITY, OUTLINE, STATS_LABEL, LABEL_SCOPE, SEG_TYPE)
 state.persist(*PERSISTENT)
 NONE = "None"
 SAMPLE, LUNGS, UPLOADED = "sample", "lungs", "upload"
@@ -289,27 +290,46 @@ def _stats(vol: Volume, labels: LabelMap, value: int) -> Any:
     return _stats_cached(vol, labels, f"{vol.key}:{labels.key}", value)
 
 
+SEG_TYPES = {"BINARY": "Binary (read by most viewers)", "LABELMAP": "Label map (smaller; newer viewers)"}
+
+
+def _reserved(make: Callable[[], bytes], nbytes: int, owner: str) -> Callable[[], bytes]:
+    """``make`` run with ``nbytes`` reserved for it: a download's bytes count against the budget."""
+    def run() -> bytes:
+        with server_budget().reserved(nbytes, owner=owner, what="writing the overlay's file"):
+            return make()
+    return run
+
+
 def downloads_ui(vol: Volume, labels: LabelMap) -> None:
     """The shown overlay as DICOM SEG (on the series' images) and as NIfTI (the series' affine)."""
-    c1, c2 = st.columns(2)
     empty = not _counts(labels, labels.key)[1:].any()
-    seg_ok = bool(vol.slice_headers) and not empty
+    need, owner = 4 * labels.labels.nbytes, session_owner()
+    room = _room() >= need
+    seg_ok = bool(vol.slice_headers) and not empty and room
     seg_why = ("The label map is empty: nothing to write." if empty else
                "This series has no images of its own to refer to (a corrected, resampled series): switch off the "
-               "corrected geometry on the first page for a DICOM SEG.")
+               "corrected geometry on the first page for a DICOM SEG." if not vol.slice_headers else
+               "Not enough memory left in this session to write the file now.")
+    kind = st.radio("DICOM SEG type", list(SEG_TYPES), key=SEG_TYPE, format_func=SEG_TYPES.__getitem__,
+                    horizontal=True, help="Binary: Segmentation Storage, one 1-bit frame per slice and label, read "
+                    "by OHIF and 3D Slicer. Label map: Label Map Segmentation Storage (DICOM 2024), one 8-bit frame "
+                    "per slice, much smaller.")
+    c1, c2 = st.columns(2)
     c1.download_button(
-        "Download as DICOM SEG", data=lambda: seg_bytes(vol, labels), file_name="segmentation.dcm",
-        mime="application/dicom", on_click="ignore", disabled=not seg_ok, key="explorer_overlay_seg_download",
-        icon=":material/download:",
-        help="A Label Map Segmentation that refers to this series, so OHIF or 3D Slicer lay it on the same images."
+        "Download as DICOM SEG", data=_reserved(lambda: seg_bytes(vol, labels, segmentation_type=kind), need, owner),
+        file_name="segmentation.dcm", mime="application/dicom", on_click="ignore", disabled=not seg_ok,
+        key="explorer_overlay_seg_download", icon=":material/download:",
+        help="A segmentation that refers to this series, so OHIF or 3D Slicer lay it on the same images."
         if seg_ok else seg_why)
-    nifti_ok = on_one_grid(vol)
+    nifti_ok = on_one_grid(vol) and room
     c2.download_button(
-        "Download as NIfTI", data=lambda: nifti_label_bytes(vol, labels), file_name="segmentation.nii.gz",
-        mime="application/gzip", on_click="ignore", disabled=not nifti_ok, key="explorer_overlay_nifti_download",
-        icon=":material/download:",
+        "Download as NIfTI", data=_reserved(lambda: nifti_label_bytes(vol, labels), need, owner),
+        file_name="segmentation.nii.gz", mime="application/gzip", on_click="ignore", disabled=not nifti_ok,
+        key="explorer_overlay_nifti_download", icon=":material/download:",
         help="8-bit labels with the same affine as the NIfTI export of this series." if nifti_ok else
-        "The slices are not evenly spaced: use the corrected geometry (first page) for a NIfTI file.")
+        "The slices are not evenly spaced: use the corrected geometry (first page) for a NIfTI file."
+        if room else "Not enough memory left in this session to write the file now.")
 
 
 def overlay_ui(vol: Volume) -> Overlay | None:
