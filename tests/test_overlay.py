@@ -156,6 +156,8 @@ class TestSegmentationLabelmap:
         data = seg_bytes(vol, lm, segmentation_type=kind)
         seg = hd.seg.segread(io.BytesIO(data))
         assert str(seg.segmentation_type.value) == kind
+        compressed = pydicom.uid.RLELossless if kind == "LABELMAP" else pydicom.uid.ExplicitVRLittleEndian
+        assert seg.file_meta.TransferSyntaxUID == compressed
         assert [s.SeriesInstanceUID for s in seg.ReferencedSeriesSequence] == [vol.series_uid]
         referenced = {uid for _, _, uid in seg.get_source_image_uids()}
         assert referenced == {h.SOPInstanceUID for h in vol.slice_headers}
