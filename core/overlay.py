@@ -105,12 +105,16 @@ class LabelMap:
             raise ValueError(f"labels must be a 3-D uint8 array, got {self.labels.dtype} of shape {self.labels.shape}")
         self.labels.flags.writeable = False
 
-    def present(self) -> list[int]:
-        """The label values that occur in ``labels``, ascending (0 left out)."""
+    def counts(self) -> np.ndarray:
+        """Voxels of each value 0..255: (256,) int64."""
         counts = np.zeros(256, dtype=np.int64)
         for k in range(self.labels.shape[0]):  # slice by slice: no int64 copy of the whole map
             counts += np.bincount(self.labels[k].ravel(), minlength=256)
-        return [int(v) for v in np.flatnonzero(counts[1:]) + 1]
+        return counts
+
+    def present(self) -> list[int]:
+        """The label values that occur in ``labels``, ascending (0 left out)."""
+        return [int(v) for v in np.flatnonzero(self.counts()[1:]) + 1]
 
 
 # -- colours and simple sources -------------------------------------------------------------------

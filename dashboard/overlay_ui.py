@@ -239,10 +239,7 @@ def _swatch(rgb: tuple[int, int, int]) -> str:
 
 @st.cache_resource(scope="session", max_entries=8, show_spinner=False)
 def _counts(_labels: LabelMap, key: str) -> np.ndarray:
-    counts = np.zeros(256, dtype=np.int64)
-    for k in range(_labels.labels.shape[0]):
-        counts += np.bincount(_labels.labels[k].ravel(), minlength=256)
-    return counts
+    return _labels.counts()
 
 
 def legend_table(vol: Volume, labels: LabelMap) -> pd.DataFrame:
