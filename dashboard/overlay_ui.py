@@ -346,8 +346,9 @@ def overlay_ui(vol: Volume) -> Overlay | None:
     if isinstance(made, str):
         st.error(made)
         return None
-    legend_ui(vol, made)
-    with st.expander("Statistics of a label, and downloads", expanded=False):
+    # Collapsed: the views carry their own compact legend, and the page's first screen stays for the images.
+    with st.expander("Labels (legend, volumes, statistics) and downloads", expanded=False):
+        legend_ui(vol, made)
         stats_ui(vol, made)
         downloads_ui(vol, made)
     return Overlay(made, float(opacity), bool(outline))
