@@ -20,7 +20,8 @@ __all__ = ["GRAPHIC_TYPES", "measurement_report", "patient_point", "plane_outlin
 
 GRAPHIC_TYPES = {"length": "POLYLINE", "angle": "POLYLINE", "point": "POINT", "ellipse": "ELLIPSE",
                  "rectangle": "POLYGON"}
-"""The SCOORD / SCOORD3D graphic type each kind of measurement is written as."""
+"""The SCOORD3D graphic type each kind of measurement is written as (SCOORD writes POLYGON as a closed
+POLYLINE: it has no POLYGON)."""
 
 
 def plane_outline(m: Measurement) -> np.ndarray:
@@ -105,7 +106,9 @@ def _image_region(volume: Volume, m: Measurement, evidence: dict[str, Dataset]) 
         # DICOM image coordinates put (0, 0) at the top left corner of the top left pixel: centres at +0.5.
         data = np.stack([outline[:, 1] + 0.5, outline[:, 0] + 0.5], axis=1)
         source = hd.sr.SourceImageForRegion.from_source_image(evidence[uid])
-        return hd.sr.ImageRegion(graphic_type=kind, graphic_data=data, source_image=source)
+        # SCOORD has no POLYGON: a closed POLYLINE (first point repeated) is its polygon.
+        return hd.sr.ImageRegion(graphic_type="POLYLINE" if kind == "POLYGON" else kind, graphic_data=data,
+                                 source_image=source)
     data = np.array([patient_point(volume, m.axis, m.index, r, c) for r, c in outline])
     frame = str(next(iter(evidence.values())).get("FrameOfReferenceUID", "") or "")
     if not frame:

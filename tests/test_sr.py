@@ -33,6 +33,7 @@ MEASUREMENTS = [
     Measurement("rectangle", 1, 7, ((0.5, 1.0), (3.5, 9.0))),  # coronal: rows are slices
     Measurement("point", 2, 12, ((2.25, 6.0),)),  # sagittal: rows slices, columns rows of the volume
     Measurement("length", 1, 3, ((0.0, 0.0), (4.0, 0.0))),  # coronal, along the slices
+    Measurement("rectangle", 0, 0, ((1.0, 2.0), (3.0, 5.0))),  # axial: a closed POLYLINE in SCOORD
 ]
 VALUES = [
     {"length_mm": 12.345678},
@@ -41,6 +42,7 @@ VALUES = [
     {"mean": 40.0, "sd": 0.0, "min": 40.0, "max": 40.0, "area_mm2": float("nan"), "n": 0},
     {"value": 55.0, "x_mm": 1.0, "y_mm": 2.0, "z_mm": 3.0},
     {"length_mm": 12.0},
+    {"mean": 0.0, "sd": 0.0, "min": 0.0, "max": 0.0, "area_mm2": 7.68, "n": 16},
 ]
 NAMES = {"length_mm": "Length", "angle_deg": "Angle", "mean": "Mean", "sd": "Standard Deviation", "min": "Minimum",
          "max": "Maximum", "area_mm2": "Area", "value": "Attenuation Coefficient"}
@@ -96,6 +98,11 @@ class TestMeasurementReport:
         assert np.linalg.norm(np.subtract(*expected[5])) == VALUES[5]["length_mm"]  # 4 slices of 3 mm
         assert groups[3].roi.graphic_type.value == "POLYGON" and groups[4].roi.graphic_type.value == "POINT"
 
+    def test_an_axial_rectangle_is_a_closed_polyline(self, vol, report):
+        roi = hd.sr.srread(io.BytesIO(report)).content.get_planar_roi_measurement_groups()[6].roi
+        assert isinstance(roi, hd.sr.ImageRegion) and roi.graphic_type.value == "POLYLINE"
+        np.testing.assert_array_equal(roi.value, [[2.5, 1.5], [5.5, 1.5], [5.5, 3.5], [2.5, 3.5], [2.5, 1.5]])
+
     def test_refers_to_the_series_and_belongs_to_its_study(self, vol, report):
         ds = pydicom.dcmread(io.BytesIO(report))
         assert ds.SOPClassUID == "1.2.840.10008.5.1.4.1.1.88.34"  # Comprehensive 3D SR
@@ -120,6 +127,21 @@ class TestMeasurementReport:
         np.testing.assert_array_equal(roi.value, np.asarray([corrected.positions[3], corrected.positions[3] +
                                                              [5 * corrected.spacing[2], 0, 0]], dtype=np.float32))
         assert sr.PatientName == "DOE^JANE"
+
+    @pytest.mark.parametrize("axis", [0, 1, 2])
+    @pytest.mark.parametrize("kind", ["length", "angle", "ellipse", "rectangle", "point"])
+    def test_every_kind_on_every_view_is_written_and_read_back(self, vol, kind, axis):
+        points = {"length": ((1.0, 1.0), (3.0, 4.0)), "angle": ((0.0, 0.0), (2.0, 2.0), (0.0, 4.0)),
+                  "ellipse": ((1.0, 1.0), (3.0, 6.0)), "rectangle": ((1.0, 1.0), (3.0, 6.0)), "point": ((2.0, 3.0),)}
+        values = {"length": {"length_mm": 1.0}, "angle": {"angle_deg": 90.0}, "point": {"value": -5.0},
+                  "ellipse": {"mean": 1.0, "sd": 0.5, "min": 0.0, "max": 2.0, "area_mm2": 3.0},
+                  "rectangle": {"mean": 1.0, "sd": 0.5, "min": 0.0, "max": 2.0, "area_mm2": 3.0}}
+        m = Measurement(kind, axis, 2, points[kind])
+        sr = hd.sr.srread(io.BytesIO(measurement_report(vol, [m], [values[kind]])))
+        group = sr.content.get_planar_roi_measurement_groups()[0]
+        assert len(group.roi.value) == len(plane_outline(m))
+        assert {x.name.meaning: x.value for x in group.get_measurements()} == {
+            NAMES[k]: v for k, v in values[kind].items()}
 
     def test_patient_point_interpolates_between_slices(self, vol):
         p = patient_point(vol, 1, 3, 1.5, 2.0)
