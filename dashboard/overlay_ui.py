@@ -337,7 +337,8 @@ def overlay_ui(vol: Volume) -> Overlay | None:
         st.session_state[SOURCE] = NONE
     c1, c2, c3 = st.columns([2, 2, 1])
     choice = c1.selectbox("Segmentation overlay", list(sources), key=SOURCE, format_func=sources.__getitem__)
-    opacity = c2.slider("Overlay opacity", 0.0, 1.0, 0.4, step=0.05, key=OPACITY)
+    st.session_state.setdefault(OPACITY, 0.4)  # kept across pages: no default given to the widget too
+    opacity = c2.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=OPACITY)
     outline = c3.toggle("Outline only", key=OUTLINE)
     upload_ui(vol)
     if choice == NONE:
