@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import loading, state, streamlit_internals
+from dashboard import loading, overlay_ui, state, streamlit_internals
 from dashboard.frame import page_frame
 
 page_frame("Load a study")
@@ -68,5 +68,5 @@ index = loading.pick_series_ui(study, show_phi=state.show_phi())
 loading.preview_ui(study.volumes[index])
 loading.geometry_ui(study, index)
 loading.memory_notice_ui(study.skipped)
-loading.segmentations_ui(study)
+overlay_ui.segmentations_ui(study)
 loading.skipped_ui(study.skipped)

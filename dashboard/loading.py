@@ -277,17 +277,3 @@ def preview_ui(vol: Volume) -> None:
         st.markdown(f"**{md_escape(describe_volume(vol))}**")
         st.markdown("\n".join(f"- {SUMMARY_LABELS[k]}: {md_escape(_fact(v))}" for k, v in vol.summary.items()
                                if k in SUMMARY_LABELS))
-
-
-def segmentations_ui(study: state.Study) -> None:
-    """The study's DICOM SEG files and the series each lies on, in words (issue 18)."""
-    from dashboard.overlay_ui import seg_name, study_segmentations
-
-    entries = study_segmentations(study)
-    if not entries:
-        return
-    lines = [f"{seg_name(e)}: " + (f"lies on series {e.series + 1}; show it with the Volume explorer's "
-                                  "segmentation overlay" if e.series is not None else e.problem)
-             for e in entries]
-    st.markdown(f"**Segmentations in the study ({len(entries)})**\n"
-                + "\n".join(f"- {md_escape(x, max_len=None)}" for x in lines))

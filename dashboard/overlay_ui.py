@@ -33,6 +33,7 @@ from core.overlay import (
 )
 from dashboard import state
 from dashboard.owner import session_owner
+from dashboard.text import md_escape
 
 SOURCE, OPACITY, OUTLINE = "explorer_overlay_source", "explorer_overlay_opacity", "explorer_overlay_outline"
 UPLOAD, STATS_LABEL = "explorer_overlay_upload", "explorer_overlay_stats_label"
@@ -89,6 +90,18 @@ def study_segmentations(study: state.Study) -> list[SegEntry]:
 def seg_name(entry: SegEntry) -> str:
     """How a study's SEG is named on the pages (its description is PHI: shown only when revealed)."""
     return f"DICOM SEG {entry.number}" + (f": {entry.description}" if state.show_phi() else "")
+
+
+def segmentations_ui(study: state.Study) -> None:
+    """On the first page: the study's DICOM SEG files and the series each lies on, in words."""
+    entries = study_segmentations(study)
+    if not entries:
+        return
+    lines = [f"{seg_name(e)}: " + (f"lies on series {e.series + 1}; show it with the Volume explorer's "
+                                  "segmentation overlay" if e.series is not None else e.problem)
+             for e in entries]
+    st.markdown(f"**Segmentations in the study ({len(entries)})**\n"
+                + "\n".join(f"- {md_escape(x, max_len=None)}" for x in lines))
 
 
 # -- label maps, cached per session --------------------------------------------------------------
@@ -269,7 +282,7 @@ def stats_ui(vol: Volume, labels: LabelMap) -> None:
         return
     if st.session_state.get(STATS_LABEL) not in present:
         st.session_state[STATS_LABEL] = present[0]
-    value = st.selectbox("Statistics of the label", present, key=STATS_LABEL,
+    value = st.selectbox("Statistics of the label", present, key=STATS_LABEL, persist_state="session",
                          format_func=lambda v: labels.names.get(v, f"Label {v}"))
     s = _stats(vol, labels, int(value))
     unit = f" {vol.units}" if vol.units else ""
@@ -309,6 +322,7 @@ def downloads_ui(vol: Volume, labels: LabelMap) -> None:
                "corrected geometry on the first page for a DICOM SEG." if not vol.slice_headers else
                "Not enough memory left in this session to write the file now.")
     kind = st.radio("DICOM SEG type", list(SEG_TYPES), key=SEG_TYPE, format_func=SEG_TYPES.__getitem__,
+                    persist_state="session",
                     horizontal=True, help="Binary: Segmentation Storage, one 1-bit frame per slice and label, read "
                     "by OHIF and 3D Slicer. Label map: Label Map Segmentation Storage (DICOM 2024), one 8-bit frame "
                     "per slice, much smaller.")
@@ -336,10 +350,11 @@ def overlay_ui(vol: Volume) -> Overlay | None:
     if st.session_state.get(SOURCE) not in sources:
         st.session_state[SOURCE] = NONE
     c1, c2, c3 = st.columns([2, 2, 1])
-    choice = c1.selectbox("Segmentation overlay", list(sources), key=SOURCE, format_func=sources.__getitem__)
+    choice = c1.selectbox("Segmentation overlay", list(sources), key=SOURCE, format_func=sources.__getitem__,
+                          persist_state="session")
     st.session_state.setdefault(OPACITY, 0.4)  # kept across pages: no default given to the widget too
-    opacity = c2.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=OPACITY)
-    outline = c3.toggle("Outline only", key=OUTLINE)
+    opacity = c2.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=OPACITY, persist_state="session")
+    outline = c3.toggle("Outline only", key=OUTLINE, persist_state="session")
     upload_ui(vol)
     if choice == NONE:
         return None
@@ -376,7 +391,8 @@ def label_scope_ui(vol: Volume) -> tuple[str, int] | None:
         return None
     if st.session_state.get(LABEL_SCOPE) not in present:
         st.session_state[LABEL_SCOPE] = present[0]
-    value = st.selectbox("Label", present, key=LABEL_SCOPE, format_func=lambda v: labels.names.get(v, f"Label {v}"))
+    value = st.selectbox("Label", present, key=LABEL_SCOPE, format_func=lambda v: labels.names.get(v, f"Label {v}"),
+                         persist_state="session")
     return labels.key, int(value)
 
 
