@@ -33,7 +33,7 @@ from core.overlay import (
 )
 from dashboard import state
 from dashboard.owner import session_owner
-from dashboard.text import md_escape
+from dashboard.text import file_part, md_escape
 
 SOURCE, OPACITY, OUTLINE = "explorer_overlay_source", "explorer_overlay_opacity", "explorer_overlay_outline"
 UPLOAD, STATS_LABEL = "explorer_overlay_upload", "explorer_overlay_stats_label"
@@ -326,17 +326,18 @@ def downloads_ui(vol: Volume, labels: LabelMap) -> None:
                     horizontal=True, help="Binary: Segmentation Storage, one 1-bit frame per slice and label, read "
                     "by OHIF and 3D Slicer. Label map: Label Map Segmentation Storage (DICOM 2024), one 8-bit frame "
                     "per slice, much smaller.")
+    name = f"{file_part(vol.modality)}_series{state.current_index() + 1}_segmentation"  # no PHI in file names
     c1, c2 = st.columns(2)
     c1.download_button(
         "Download as DICOM SEG", data=_reserved(lambda: seg_bytes(vol, labels, segmentation_type=kind), need, owner),
-        file_name="segmentation.dcm", mime="application/dicom", on_click="ignore", disabled=not seg_ok,
+        file_name=f"{name}.dcm", mime="application/dicom", on_click="ignore", disabled=not seg_ok,
         key="explorer_overlay_seg_download", icon=":material/download:",
         help="A segmentation that refers to this series, so OHIF or 3D Slicer lay it on the same images."
         if seg_ok else seg_why)
     nifti_ok = on_one_grid(vol) and room
     c2.download_button(
         "Download as NIfTI", data=_reserved(lambda: nifti_label_bytes(vol, labels), need, owner),
-        file_name="segmentation.nii.gz", mime="application/gzip", on_click="ignore", disabled=not nifti_ok,
+        file_name=f"{name}.nii.gz", mime="application/gzip", on_click="ignore", disabled=not nifti_ok,
         key="explorer_overlay_nifti_download", icon=":material/download:",
         help="8-bit labels with the same affine as the NIfTI export of this series." if nifti_ok else
         "The slices are not evenly spaced: use the corrected geometry (first page) for a NIfTI file."
