@@ -335,6 +335,21 @@ class TestLabelStats:
         assert empty.n == 0 and np.isnan(empty.mean)
 
 
+    def test_float_volume_and_a_map_of_another_shape(self):
+        from core.volume import Volume
+
+        rng = np.random.default_rng(3)
+        voxels = rng.normal(0, 1, (3, 5, 7)).astype(np.float32)
+        vol = Volume(voxels=voxels, spacing=(2.0, 0.5, 0.5), series_uid="1", modality="MR")
+        labels = (rng.random((3, 5, 7)) > 0.5).astype(np.uint8)
+        s = label_stats(vol, LabelMap(labels=labels, names={1: "a"}, colors={1: (1, 2, 3)}, source="x"), 1)
+        ref = voxels[labels == 1].astype(np.float64)
+        assert (s.n, s.mean, s.sd, s.min, s.max) == (ref.size, ref.mean(), ref.std(), ref.min(), ref.max())
+        assert s.volume_ml == ref.size * 0.5 / 1000
+        with pytest.raises(ValueError, match=r"label map of shape \(3, 5, 6\) does not fit"):
+            label_stats(vol, LabelMap(labels=np.zeros((3, 5, 6), np.uint8), names={}, colors={}, source="x"), 1)
+
+
 class TestSources:
     def test_sample_labels_keep_every_tissue_but_air(self):
         from core.sample import sample_ct, sample_labels
