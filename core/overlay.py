@@ -392,10 +392,9 @@ def match_segmentation(ds: Dataset, volumes: Sequence[Volume]) -> int:
                 why = why or str(exc)
                 continue
             return i
-    name = segmentation_description(ds)
-    raise OverlayError(f"The segmentation “{name}” matches none of the loaded series"
-                       + (f": {why}" if why else " (it refers to another series and frame of reference).")
-                       .replace(".:", ":"))
+    # Not named by its series description: that is PHI, and this message is shown as it is.
+    raise OverlayError("The segmentation matches none of the loaded series"
+                       + (f": {why}" if why else " (it refers to another series and frame of reference)."))
 
 
 @_reads_uploads("segmentation")

@@ -179,6 +179,7 @@ class TestUploads:
         self._upload(at, "seg.dcm", _seg(_files(3)))
         assert not at.exception
         assert any("matches none of the loaded series" in e.value for e in at.error)
+        assert "Secret" not in page_text(at)  # its series description is PHI
 
     def test_junk_is_refused_in_words(self, study_app):
         at, _ = study_app
