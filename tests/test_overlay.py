@@ -162,6 +162,12 @@ class TestSegmentationLabelmap:
         referenced = {uid for _, _, uid in seg.get_source_image_uids()}
         assert referenced == {h.SOPInstanceUID for h in vol.slice_headers}
         assert seg.FrameOfReferenceUID == vol.slice_headers[0].FrameOfReferenceUID
+        by_position = {tuple(np.round(p, 3)): h.SOPInstanceUID for p, h in zip(vol.positions, vol.slice_headers,
+                                                                               strict=True)}
+        for frame in seg.PerFrameFunctionalGroupsSequence:  # each frame names the slice it lies on
+            position = tuple(np.round([float(x) for x in frame.PlanePositionSequence[0].ImagePositionPatient], 3))
+            source = frame.DerivationImageSequence[0].SourceImageSequence[0].ReferencedSOPInstanceUID
+            assert source == by_position[position]
         assert seg.PatientID == vol.slice_headers[0].PatientID
         assert seg.StudyInstanceUID == vol.slice_headers[0].StudyInstanceUID
         back = segmentation_labelmap(data, vol, max_bytes=BIG)
