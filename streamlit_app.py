@@ -35,15 +35,16 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
         state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=what,
                                     segmentations=result.segmentations))
         st.session_state[state.LOAD_REPORT] = None
-        # The loader has released the uploads; forget any left in a replaced uploader too.
-        streamlit_internals.forget_stale_uploads()
-        st.session_state[state.UPLOAD_NONCE] += 1
-        st.session_state[state.LOADED_SIGNATURE] = None
-        st.rerun()
     else:
         st.session_state[state.LOAD_REPORT] = result.skipped + [  # a SEG alone has no images to lie on
             (name, "a segmentation (DICOM SEG) without its images: upload it with its series, or add it on the "
                    "Volume explorer for the current series") for name, _ in result.segmentations]
+    # New, empty uploaders either way: a failed upload does not linger in them, and the loader has
+    # released the files; forget any left in the replaced uploaders too.
+    streamlit_internals.forget_stale_uploads()
+    st.session_state[state.UPLOAD_NONCE] += 1
+    st.session_state[state.LOADED_SIGNATURE] = None
+    st.rerun()
 
 report = st.session_state[state.LOAD_REPORT]
 if report is not None:
@@ -65,6 +66,8 @@ n = len(study.volumes)
 st.caption(f"{study.source}: {n} series found, largest first. Pick the one to explore.")
 loading.show_series_table(study, show_phi=state.show_phi())
 index = loading.pick_series_ui(study, show_phi=state.show_phi())
+st.page_link("pages/1_Volume_explorer.py", label="Next: explore this series in three planes",
+             icon=":material/arrow_forward:")
 loading.preview_ui(study.volumes[index])
 loading.geometry_ui(study, index)
 loading.memory_notice_ui(study.skipped)

@@ -15,15 +15,18 @@ cases are measured there:
 - held key: presses 33 ms apart (a held arrow key), each timed to the paint of its slice;
 - jump: the slider set far away, to a plane the browser does not hold (a server round trip);
 - window step: one arrow press on the window center.
-The server-side time is the explorer fragment's own (shown on the page). Memory: each server's
-resident set after the steps.
+Memory: each server's resident set after the steps.
+
+A second part runs on the built-in sample (256x256x120, the one series with an overlay source
+today) in the explorer: the slice step without an overlay, the same step with the sample's tissue
+labels shown (label planes blended into the picture), and pointer movement while dragging the
+handle of a length measurement, timed from the pointermove to the redrawn measurement painted.
 """
 
 from __future__ import annotations
 
 import argparse
 import os
-import re
 import socket
 import statistics
 import subprocess
@@ -208,9 +211,58 @@ def canvas_step(page, label: str, key: str, axis: int = 0, expect: int | None = 
     return ms
 
 
-def server_ms(page) -> float:
-    text = page.get_by_text(re.compile(r"Views drawn in [\d.]+ ms")).inner_text()
-    return float(re.search(r"([\d.]+) ms", text).group(1))
+# Pointer movement while a measurement's handle is dragged: pointermove to the redrawn marks painted.
+MOVE_JS = """
+() => {
+""" + FIND_JS + """
+  const stage = hfFind('.hf-view[data-axis="0"] .hf-stage');
+  window.__t0 = null;
+  const before = stage.dataset.drawn;
+  stage.addEventListener('pointermove', () => { if (window.__t0 === null) window.__t0 = performance.now(); },
+                         {capture: true, once: true});
+  window.__lat = new Promise((resolve) => {
+    const obs = new MutationObserver(() => {
+      if (stage.dataset.drawn === before) return;
+      obs.disconnect();
+      requestAnimationFrame(() => setTimeout(() => resolve(performance.now() - window.__t0), 0));
+    });
+    obs.observe(stage, {attributes: true});
+    setTimeout(() => { obs.disconnect(); resolve(-1); }, 10000);
+  });
+}
+"""
+
+
+def overlay_case(page, steps: int) -> dict[str, list[float]]:
+    """On the sample: slice steps without and with the tissue overlay, then a length's handle dragged."""
+    out: dict[str, list[float]] = {"plain": [], "overlay": [], "move": []}
+    out["plain"] = [canvas_step(page, "Axial slice", "ArrowRight") for _ in range(steps)]
+    page.locator('[data-testid="stSelectbox"]').filter(has_text="Segmentation overlay").click()
+    page.get_by_role("option", name="Sample tissue labels").click()
+    page.locator('.hf-view[data-axis="0"] canvas[data-overlay]:not([data-overlay=""])').wait_for()
+    settle(page)
+    page.get_by_role("slider", name="Axial slice").focus()
+    page.keyboard.press("Home")
+    settle(page)
+    out["overlay"] = [canvas_step(page, "Axial slice", "ArrowRight") for _ in range(steps)]
+    page.locator('button[data-tool="length"]').click()
+    box = page.locator('.hf-view[data-axis="0"] .hf-stage').bounding_box()
+    x0, y0 = box["x"] + box["width"] * 0.3, box["y"] + box["height"] * 0.5
+    x1, y1 = box["x"] + box["width"] * 0.6, box["y"] + box["height"] * 0.5
+    page.mouse.move(x0, y0)
+    page.mouse.down()
+    page.mouse.move(x1, y1, steps=3)
+    page.mouse.up()
+    settle(page)
+    page.mouse.move(x1, y1)
+    page.mouse.down()  # on the length's end: its handle
+    for k in range(steps):
+        page.evaluate(MOVE_JS)
+        page.mouse.move(x1 + 2 * (k + 1), y1 + (k % 3))
+        out["move"].append(page.evaluate("window.__lat"))
+    page.mouse.up()
+    settle(page)
+    return out
 
 
 def pct(values: list[float], q: float) -> float:
@@ -239,7 +291,7 @@ def main() -> None:
                                                           ["--runner.postScriptGC", "false"], env),
             "explorer (as configured)": start(ROOT / "streamlit_app.py", [], env),
         }
-        kinds = ("slice", "held", "jump", "window", "server")
+        kinds = ("slice", "held", "jump", "window")
         results: dict[str, dict[str, list[float]]] = {name: {k: [] for k in kinds} for name in servers}
         missed = 0
         # Jump targets 20 planes apart (more than the prefetch reaches), where neither the steps
@@ -260,7 +312,7 @@ def main() -> None:
                         page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files(paths)
                         page.get_by_text(f"{len(paths)} uploaded files: 1 series found").wait_for(timeout=300_000)
                         page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Volume explorer").click()
-                        page.get_by_text("Views drawn in").wait_for()
+                        page.get_by_text("At the crosshair:").wait_for()
                         page.locator('.hf-view[data-axis="0"] canvas[data-painted]').wait_for()
                     settle(page)
                     pages[name] = page
@@ -274,7 +326,6 @@ def main() -> None:
                             continue
                         for _ in range(args.steps):
                             r["slice"].append(canvas_step(page, "Axial slice", "ArrowRight"))
-                            r["server"].append(server_ms(page))
                         held = page.evaluate(HELD_JS, [args.steps, 33])
                         r["held"] += held["times"]
                         missed += held["missed"]
@@ -284,11 +335,16 @@ def main() -> None:
                             settle(page)
                         for _ in range(args.steps):
                             r["window"].append(canvas_step(page, "Window center (HU)", "ArrowRight"))
-                            r["server"].append(server_ms(page))
                         page.get_by_role("slider", name="Axial slice").focus()
                         page.keyboard.press("Home")  # back to the start: the next round scrolls anew
                         settle(page)
                 mem = {name: rss_mb(proc.pid) for name, (proc, _) in servers.items()}
+                sample = browser.new_page(viewport={"width": 1600, "height": 1100})
+                sample.set_default_timeout(120_000)
+                sample.goto(servers["explorer (as configured)"][1] + "/Volume_explorer")
+                sample.locator('.hf-view[data-axis="0"] canvas[data-painted]').wait_for()
+                settle(sample)
+                overlay = overlay_case(sample, args.steps * args.rounds)
                 browser.close()
         finally:
             for proc, _ in servers.values():
@@ -303,12 +359,15 @@ def main() -> None:
     print(f"512x512x{args.slices} CT, {args.rounds} rounds x {args.steps} steps per kind, apps alternating; "
           "key press to new image painted, in headless Chromium (ms)")
     print(f"{'app':<38}{'slice med':>10}{'p95':>7}{'held med':>9}{'p95':>7}{'jump med':>9}"
-          f"{'window med':>11}{'p95':>7}{'server med':>11}{'RSS MB':>8}")
+          f"{'window med':>11}{'p95':>7}{'RSS MB':>8}")
     for name, r in results.items():
         print(f"{name:<38}{cell(r['slice']):>10}{cell(r['slice'], .95):>7}{cell(r['held']):>9}{cell(r['held'], .95):>7}"
-              f"{cell(r['jump']):>9}{cell(r['window']):>11}{cell(r['window'], .95):>7}{cell(r['server']):>11}"
-              f"{mem[name]:>8.0f}")
+              f"{cell(r['jump']):>9}{cell(r['window']):>11}{cell(r['window'], .95):>7}{mem[name]:>8.0f}")
     print(f"held key: {missed} presses never painted their own slice (skipped by a later one)")
+    print("\nBuilt-in sample (256x256x120) in the explorer (ms, median and p95):")
+    for label, key in (("slice step, no overlay", "plain"), ("slice step, tissue overlay at 0.4", "overlay"),
+                       ("pointer move to redrawn length", "move")):
+        print(f"  {label:<36}{cell(overlay[key]):>8}{cell(overlay[key], .95):>8}")
 
 
 if __name__ == "__main__":

@@ -60,7 +60,7 @@ async def user_session(browser, url: str, paths: list[str], results: list[dict])
         await page.get_by_text(f"{len(paths)} uploaded files: 1 series found").wait_for()
         rec["upload_s"] = time.perf_counter() - t1
         await page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Volume explorer").click()
-        await page.get_by_text("Views drawn in").wait_for()
+        await page.get_by_text("At the crosshair:").wait_for()
         await page.wait_for_selector(IDLE)
         canvas = page.locator('.hf-view[data-axis="0"] canvas')
         await page.locator('.hf-view[data-axis="0"] canvas[data-painted]').wait_for()

@@ -6,6 +6,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from core.numbers import decimal
+
 __all__ = [
     "GeometryError",
     "StackGeometry",
@@ -77,7 +79,7 @@ class StackGeometry:
 
 
 def _fmt(x: float) -> str:
-    return f"{x:.2f}".rstrip("0").rstrip(".") if abs(x) < 1e6 else f"{x:.3g}"
+    return decimal(x) if abs(x) < 1e6 else f"{x:.3g}"  # the app's one way to write a length (core.numbers)
 
 
 def analyse_stack(

@@ -19,11 +19,32 @@ __all__ = [
     "band_counts",
     "bin_edges",
     "hu_histogram",
+    "round_bin_width",
     "value_counts",
     "value_statistics",
 ]
 
-DEFAULT_HU_RANGE = (-1100, 2000)  # air to dense bone: what a CT histogram opens on
+# Air to the top of what 12-bit CT stores (3071 HU): what a CT histogram opens on.
+DEFAULT_HU_RANGE = (-1100, 3100)
+
+
+def round_bin_width(value_range: tuple[float, float], *, bins: int = 80) -> float:
+    """A round bin width (1, 2 or 5 times a power of ten, or 2.5 times one) that gives about ``bins`` bins.
+
+    ``(-1100, 3100)`` gives 50 (84 bins) instead of 52.5; ``(-1000, 1000)`` gives 25 (80 bins).
+
+    Raises
+    ------
+    ValueError
+        When the range is empty or ``bins`` is not positive.
+    """
+    lo, hi = value_range
+    if not hi > lo or bins < 1:
+        raise ValueError(f"value_range must be (low, high) with high > low and bins >= 1, got {value_range}, {bins}")
+    raw = (hi - lo) / bins
+    power = 10.0 ** np.floor(np.log10(raw))
+    candidates = [m * power for m in (1, 2, 2.5, 5, 10)]
+    return float(min(candidates, key=lambda w: (abs((hi - lo) / w - bins), w)))
 
 
 @dataclass(frozen=True)

@@ -22,6 +22,7 @@ from core import hu
 from core.geometry import GeometryError, analyse_stack, orientation_name, slice_normal
 from core.headers import READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, inflate_deflated, lenient, read_header
 from core.memory import MemoryBudget, OverBudget, Reservation
+from core.numbers import count, decimal
 from core.sources import ZipLimits, expand_sources
 from core.volume import Volume
 
@@ -249,7 +250,7 @@ def _plan_series(series_frames: list[FrameInfo], headers: dict[int, FileHeader],
                   or _positive_float(lenient(ds, "SliceThickness")) or 1.0)
             warnings = base_warnings + [
                 "No (0020,0032) Image Position / (0020,0037) Image Orientation: slices are ordered by "
-                f"InstanceNumber and frame, {dz:g} mm apart as declared, and the patient orientation is unknown."
+                f"InstanceNumber and frame, {decimal(dz)} mm apart as declared, and the patient orientation is unknown."
             ]
             if len(stack) == 1:
                 warnings.append("Single slice: a 2D image, so the coronal, sagittal and 3D views have nothing to show.")
@@ -824,7 +825,9 @@ def _without_missing(plan: _Plan, canvas: _Canvas,
         spacing = (geo.spacing, plan.spacing[1], plan.spacing[2])
         tilt_noted = any(x.startswith("Gantry") for x in warnings)
         warnings += [w for w in geo.warnings if not w.startswith("Gantry tilt") or not tilt_noted]
-    warnings.append(f"{len(plan.frames) - len(frames)} slice(s) of this stack could not be decoded and are left out.")
+    lost = len(plan.frames) - len(frames)
+    warnings.append(f"{count(lost, 'slice')} of this stack could not be decoded and "
+                    f"{'is' if lost == 1 else 'are'} left out.")
     new_plan = _Plan(frames, spacing, warnings, plan.orientation, plan.label)
     new_canvas = _Canvas.__new__(_Canvas)
     new_canvas.voxels = canvas.voxels[keep]

@@ -10,7 +10,7 @@ import numpy as np
 if TYPE_CHECKING:
     from core.volume import Volume
 
-__all__ = ["PointValue", "RoiStats", "roi_stats", "value_at"]
+__all__ = ["PointValue", "RoiStats", "roi_stats", "value_at", "values_stats"]
 
 
 @dataclass(frozen=True)
@@ -96,15 +96,20 @@ def roi_stats(volume: Volume, *, axis: int, index: int, rows: tuple[int, int], c
     mask = volume.padding_plane(axis, index)
     if mask is not None:
         values = values[~mask[r0:r1, c0:c1]]
-    values = np.asarray(values, dtype=np.float64).ravel()
     dz, dy, dx = volume.spacing
     pixel_area = {0: dy * dx, 1: dz * dx, 2: dz * dy}[axis]
-    depth = volume.spacing[axis]
+    return values_stats(values, pixel_area_mm2=pixel_area, depth_mm=volume.spacing[axis])
+
+
+def values_stats(values: np.ndarray, *, pixel_area_mm2: float, depth_mm: float = 0.0) -> RoiStats:
+    """Statistics of the voxel ``values`` of an ROI (any shape), each voxel ``pixel_area_mm2`` in the
+    plane and ``depth_mm`` deep. ``n == 0`` and NaN statistics when ``values`` is empty."""
+    values = np.asarray(values, dtype=np.float64).ravel()
     n = int(values.size)
     if n == 0:
         nan = float("nan")
         return RoiStats(0, nan, nan, nan, nan, 0.0, 0.0)
-    area = n * pixel_area
+    area = n * pixel_area_mm2
     return RoiStats(
         n=n,
         mean=float(values.mean()),
@@ -112,5 +117,5 @@ def roi_stats(volume: Volume, *, axis: int, index: int, rows: tuple[int, int], c
         min=float(values.min()),
         max=float(values.max()),
         area_mm2=float(area),
-        volume_ml=float(area * depth / 1000.0),
+        volume_ml=float(area * depth_mm / 1000.0),
     )

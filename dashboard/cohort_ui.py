@@ -31,6 +31,12 @@ UPLOADED, SERVER_FOLDER = "Uploaded zip of studies", "Folder on this server"
 EXPLORER = "pages/1_Volume_explorer.py"
 SHOWN = ["study", "status", "reason", "series_choice", "slices", "spacing_mm", "tilt_deg", "lung_volume_ml",
          "emphysema_index_pct", "perc15_hu", "mean_lung_hu", "warnings", "seconds"]
+# The table's columns as people read them (the CSV keeps the names scripts use).
+COLUMN_LABELS = {"study": "Study", "status": "Status", "reason": "Reason", "series_choice": "Series used",
+                 "slices": "Slices", "spacing_mm": "Spacing (mm)", "tilt_deg": "Tilt (°)",
+                 "lung_volume_ml": "Lung volume (mL)", "emphysema_index_pct": "Emphysema index (%)",
+                 "perc15_hu": "Perc15 (HU)", "mean_lung_hu": "Mean lung (HU)", "warnings": "Notes",
+                 "seconds": "Time (s)"}
 
 
 @dataclass(frozen=True)
@@ -85,14 +91,17 @@ def run_ui(allowed: hosting.CohortSettings) -> None:
                 "`python -m core.cohort ROOT --out DIR` on your own machine and open its cohort.csv here.")
         return
     sources = [UPLOADED, SERVER_FOLDER] if allowed.server_paths else [UPLOADED]
-    kind = st.radio("Studies", sources, key=SOURCE, horizontal=True) if len(sources) > 1 else UPLOADED
+    kind = st.radio("Studies", sources, key=SOURCE, persist_state="session",
+                    horizontal=True) if len(sources) > 1 else UPLOADED
     if kind == SERVER_FOLDER:
-        st.text_input("Folder of studies on this server (each sub-folder or .zip is one study)", key=PATH)
+        st.text_input("Folder of studies on this server (each sub-folder or .zip is one study)", key=PATH,
+                      persist_state="session")
         upload = None
     else:
         upload = st.file_uploader("A zip of studies (each top-level folder or .zip in it is one study)",
                                   type=["zip"], key=ZIP_FILE)
-    spacing = st.number_input("Isotropic voxel size (mm)", min_value=0.3, max_value=5.0, step=0.1, key=SPACING)
+    spacing = st.number_input("Isotropic voxel size (mm)", min_value=0.3, max_value=5.0, step=0.1, key=SPACING,
+                              persist_state="session")
     if not st.button("Run the cohort", key="cohort_run_button", type="primary"):
         return
     lock = _one_cohort_at_a_time()
@@ -242,13 +251,14 @@ def results_ui(df: pd.DataFrame) -> None:
             st.plotly_chart(heat, key="cohort_heatmap")
     st.subheader("Outliers")
     if found:
-        st.dataframe(pd.DataFrame(found, columns=["study", "measure", "value", "robust z"]), hide_index=True,
+        st.dataframe(pd.DataFrame(found, columns=["Study", "Measure", "Value", "Robust z"]), hide_index=True,
                      key="cohort_outliers")
     else:
         st.caption("No study is more than 3.5 robust standard deviations from the others on lung volume, "
                    "emphysema index, Perc15 or mean lung HU.")
     st.subheader("Studies")
-    st.dataframe(df[[c for c in SHOWN if c in df.columns]], hide_index=True, key="cohort_table")
+    st.dataframe(df[[c for c in SHOWN if c in df.columns]], hide_index=True, key="cohort_table",
+                 column_config={c: st.column_config.Column(label) for c, label in COLUMN_LABELS.items()})
     a, b = st.columns(2)
     a.download_button("cohort.csv", df.to_csv(index=False).encode(), "cohort.csv", "text/csv", key="cohort_csv")
     b.download_button("cohort.parquet", _parquet(df), "cohort.parquet", "application/octet-stream",
@@ -279,7 +289,7 @@ def open_in_explorer_ui(df: pd.DataFrame) -> None:
     ok = [str(s) for s in df.loc[df["status"] == "ok", "study"]]
     if not ok:
         return
-    name = st.selectbox("Study", ok, key=PICK)
+    name = st.selectbox("Study", ok, key=PICK, persist_state="session")
     if not st.button("Open in the explorer", key="cohort_open"):
         return
     items = _study_sources(origin, name)

@@ -13,7 +13,7 @@ from core.summary import summary_json
 from core.tags import TagRow, filter_rows, tag_rows
 from dashboard import state
 from dashboard.owner import session_owner
-from dashboard.text import md_escape
+from dashboard.text import count, md_escape
 
 INSTANCE, SEARCH, NESTED = "details_instance", "details_search", "details_nested"
 SHIFT_ON, SHIFT_DAYS, EXPORT = "details_shift_on", "details_shift_days", "details_export"
@@ -40,15 +40,16 @@ def header_of(vol: Volume, number: int):
 def tag_browser_ui(vol: Volume, *, show_phi: bool) -> None:
     c1, c2, c3 = st.columns([1, 2, 1])
     n = vol.shape[0]
-    number = c1.number_input(f"Slice (1 to {n})", 1, n, key=INSTANCE) if n > 1 else 1
-    query = c2.text_input("Search by tag, keyword or value", key=SEARCH, placeholder="e.g. 0028, Rescale, HU")
-    nested = c3.toggle("Show sequence items", key=NESTED)
+    number = c1.number_input(f"Slice (1 to {n})", 1, n, key=INSTANCE, persist_state="session") if n > 1 else 1
+    query = c2.text_input("Search by tag, keyword or value", key=SEARCH, persist_state="session",
+                          placeholder="e.g. 0028, Rescale, HU")
+    nested = c3.toggle("Show sequence items", key=NESTED, persist_state="session")
     ds = header_of(vol, int(number))
     if ds is None:
         st.info("This series has no DICOM header (it is the built-in synthetic sample).")
         return
     rows = filter_rows(tag_rows(ds, show_phi=show_phi, nested=nested), query)
-    st.caption(f"{len(rows)} element(s) shown. Private tags are marked; binary and long values are summarised"
+    st.caption(f"{count(len(rows), 'element')} shown. Private tags are marked; binary and long values are summarised"
                + ("" if show_phi else "; patient information is hidden (see the sidebar)") + ".")
     st.dataframe(tag_table(rows), hide_index=True,
                  key="details_tags", height=480,
@@ -75,10 +76,11 @@ def export_ui(vol: Volume) -> None:
     else:
         st.caption("The export holds the original slices, as acquired.")
     c1, c2 = st.columns([1, 1])
-    shift_on = c1.toggle("Shift dates instead of removing them", key=SHIFT_ON,
+    shift_on = c1.toggle("Shift dates instead of removing them", key=SHIFT_ON, persist_state="session",
                          help="Keeps intervals between dates (PS3.15 'Retain Longitudinal Temporal Information with "
                          "Modified Dates'). Use the same shift for every series of one patient.")
-    days = c2.number_input("Shift by (days)", -36500, 36500, key=SHIFT_DAYS, disabled=not shift_on)
+    days = c2.number_input("Shift by (days)", -36500, 36500, key=SHIFT_DAYS, persist_state="session",
+                           disabled=not shift_on)
     settings = (vol.key, bool(shift_on), int(days))
     if st.button("Prepare the de-identified series", key="details_prepare", icon=":material/shield:"):
         st.session_state.pop(EXPORT, None)  # the previous zip goes before the next one is built

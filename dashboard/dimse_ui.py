@@ -61,7 +61,7 @@ def connection_ui(settings: hosting.PacsSettings, dimse: hosting.DimseSettings) 
     if not options:
         st.info("This app does not connect to DIMSE peers for visitors: its operator has configured none for you.")
         return None
-    choice = st.selectbox("DIMSE peer", options, key=PEER)
+    choice = st.selectbox("DIMSE peer", options, key=PEER, persist_state="session")
     if choice != TYPED:
         peer = next(p for p in peers if p.name == choice)
         st.caption(f"Configured by this app's operator: {peer.ae_title} at {peer.host}:{peer.port}.")
@@ -71,13 +71,15 @@ def connection_ui(settings: hosting.PacsSettings, dimse: hosting.DimseSettings) 
     reach = ("" if settings.typed_policy.allow_private else
              " This server connects to public addresses only, not to localhost or private networks.")
     c1, c2, c3 = st.columns([3, 1, 2])
-    host = c1.text_input("Host", key=HOST, placeholder="pacs.example.org", help=f"Host name or address.{reach}")
-    port = c2.number_input("Port", 1, 65535, key=PORT, help="The peer's DICOM port (often 104 or 11112).")
-    aet = c3.text_input("Peer's AE title", key=AET, max_chars=16, placeholder="ARCHIVE")
+    host = c1.text_input("Host", key=HOST, persist_state="session", placeholder="pacs.example.org",
+                         help=f"Host name or address.{reach}")
+    port = c2.number_input("Port", 1, 65535, key=PORT, persist_state="session",
+                           help="The peer's DICOM port (often 104 or 11112).")
+    aet = c3.text_input("Peer's AE title", key=AET, persist_state="session", max_chars=16, placeholder="ARCHIVE")
     d1, d2 = st.columns([2, 1])
-    our = d1.text_input("Our AE title", key=OUR_AET, max_chars=16,
+    our = d1.text_input("Our AE title", key=OUR_AET, persist_state="session", max_chars=16,
                         help="The calling AE title; the peer must know it (with this server's address).")
-    timeout = d2.number_input("Timeout (s)", 1, 300, key=TIMEOUT)
+    timeout = d2.number_input("Timeout (s)", 1, 300, key=TIMEOUT, persist_state="session")
     if not host.strip() or not aet.strip():
         return None
     return DimsePeer(host.strip(), int(port), aet.strip(), our_ae_title=(our or DEFAULT_AE_TITLE).strip(),
@@ -134,7 +136,7 @@ def results_ui(peer: DimsePeer | None, dimse: hosting.DimseSettings, *, show_phi
     if j is None:
         return
     methods = [C_GET, C_MOVE] if dimse.move_port else [C_GET]
-    method = st.radio("Retrieve with", methods, key=METHOD, horizontal=True,
+    method = st.radio("Retrieve with", methods, key=METHOD, persist_state="session", horizontal=True,
                       help="C-GET needs no port open here. C-MOVE asks the peer to send the images to this app's "
                            f"AE title {peer.our_ae_title}, which the peer must know with this server's address"
                            + (f" and port {dimse.move_port}." if dimse.move_port else "."))

@@ -1,23 +1,23 @@
-"""The volume explorer's widgets: window/level, three linked views, a large view, ROI, downloads."""
+"""The volume explorer's widgets: window/level, the views with their measurements and overlay, downloads."""
 
 from __future__ import annotations
 
 import dataclasses
-import time
-from collections import OrderedDict
+import math
 
 import numpy as np
+import pandas as pd
 import streamlit as st
-from streamlit_image_coordinates import streamlit_image_coordinates
 
 from core import Volume
+from core.annotations import Measurement, measure, measurement_rows, measurements_csv
 from core.export import nifti_bytes, on_one_grid
-from core.measure import roi_stats, value_at
-from core.mpr import IN_PLANE, VIEW_AXES, VIEW_NAMES, SlabMode, plane_info, slab, slab_width_slices
+from core.measure import value_at
+from core.mpr import SlabMode, plane_info, slab, slab_width_slices
 from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
-from dashboard import mpr_view, state
-from dashboard.streamlit_internals import EncodedPNG as _EncodedPNG
+from dashboard import loading, mpr_view, state
+from dashboard.overlay_ui import Overlay, overlay_ui
 from dashboard.text import file_part, md_escape, unit_label
 
 # Session-state keys of this page.
@@ -25,13 +25,10 @@ SERIES_KEY = "explorer_series"
 SLICE = {0: "explorer_k", 1: "explorer_j", 2: "explorer_i"}
 CENTER, WIDTH, PRESET = "explorer_center", "explorer_width", "explorer_preset"
 CMAP, SLAB_MM, SLAB_MODE = "explorer_cmap", "explorer_slab_mm", "explorer_slab_mode"
-LARGE, ZOOM, LARGE_CLICK, LARGE_TF = "explorer_large", "explorer_zoom", "explorer_large_click", "explorer_large_tf"
-ROI_ROWS, ROI_COLS, ROI_ON = "explorer_roi_rows", "explorer_roi_cols", "explorer_roi_on"
-PNG_CACHE = "explorer_png_cache"
 LIVE_VIEW = "explorer_live_view"  # the view as last drawn, read by the PNG download when clicked
 # Keys whose values must survive visits to other pages (see frame.keep_widget_state): widget keys,
 # and the crosshair and window the views component reports.
-PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE, LARGE, ZOOM, ROI_ROWS, ROI_COLS, ROI_ON)
+PERSISTENT = (*SLICE.values(), CENTER, WIDTH, PRESET, CMAP, SLAB_MM, SLAB_MODE)
 state.persist(*PERSISTENT)
 
 CUSTOM, HEADER, AUTO = "Custom", "From the header", "Automatic (1st-99th percentile)"
@@ -61,7 +58,8 @@ class RoiBox:
 
 @dataclasses.dataclass(frozen=True)
 class Roi:
-    """The explorer's ROI: a box on the plane ``index`` of the view that holds ``axis`` fixed."""
+    """The explorer's ROI: a box on the plane ``index`` of the view that holds ``axis`` fixed
+    (the pixels whose centres lie in the last rectangle or ellipse drawn on the views)."""
 
     axis: int
     index: int
@@ -79,15 +77,9 @@ def init(vol: Volume) -> None:
         st.session_state[CENTER], st.session_state[WIDTH] = float(round(c)), float(max(1, round(w)))
         st.session_state[PRESET] = HEADER if vol.window is not None else (
             "Soft tissue" if vol.modality == "CT" else AUTO)
-        st.session_state[ROI_ON] = False
-        st.session_state[ROI_ROWS] = (vol.shape[1] // 2 - 10, vol.shape[1] // 2 + 10)
-        st.session_state[ROI_COLS] = (vol.shape[2] // 2 - 10, vol.shape[2] // 2 + 10)
-        st.session_state[PNG_CACHE] = OrderedDict()
     st.session_state.setdefault(CMAP, "grey")
     st.session_state.setdefault(SLAB_MM, 0.0)
     st.session_state.setdefault(SLAB_MODE, "mip")
-    st.session_state.setdefault(LARGE, "Off")
-    st.session_state.setdefault(ZOOM, 1.0)
 
 
 def presets_for(vol: Volume) -> list[str]:
@@ -127,12 +119,15 @@ def _apply_preset(vol: Volume) -> None:
 def window_ui(vol: Volume) -> Display:
     """Preset, colours and slab (Streamlit widgets). Center and width are set in the views. Returns the settings."""
     c1, c2, c3, c4 = st.columns([1.4, 1, 1.6, 1])
-    c1.selectbox("Window preset", presets_for(vol), key=PRESET, on_change=_apply_preset, args=(vol,),
+    c1.selectbox("Window preset", presets_for(vol), key=PRESET, persist_state="session", on_change=_apply_preset,
+                 args=(vol,),
                  help="Soft tissue 400/40, lung 1500/-600, bone 2500/480, brain 80/40, liver 150/90, "
                  "mediastinum 350/50 (width/level, HU), as the major viewers use them.")
-    cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP)
-    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM)
-    mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE)
+    cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP, persist_state="session")
+    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM,
+                        persist_state="session")
+    mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE,
+                        persist_state="session")
     return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, slab_mm, mode)
 
 
@@ -140,41 +135,26 @@ def _crosshair() -> dict[int, int]:
     return {axis: int(st.session_state[k]) for axis, k in SLICE.items()}
 
 
-def view_png(vol: Volume, axis: int, display: Display, point: dict[int, int], *, max_size: int = 480,
-             zoom: float = 1.0, box: tuple | None = None, overlays: bool = True,
-             cache: bool = True) -> tuple[bytes, object]:
-    """The PNG of one view drawn on the server (the large view, the download), from a small
-    per-session cache keyed by everything that shows."""
-    index = point[axis]
+def view_png(vol: Volume, axis: int, display: Display, index: int, *, max_size: int = 1024) -> bytes:
+    """The PNG of one view drawn on the server (the download): the plane ``index`` along ``axis``,
+    windowed, aspect-corrected, without crosshair or letters."""
     width = slab_width_slices(vol, axis, display.slab_mm)
-    others = {a: p for a, p in point.items() if a != axis} if overlays else None
-    down, across = IN_PLANE[axis]
-    center = (point[down], point[across]) if zoom > 1 else None  # the zoom follows the crosshair
-    key = (id(vol.voxels), axis, index, width, display.slab_mode, display.center, display.width,
-           display.colormap, max_size, zoom, tuple(sorted(others.items())) if others else None, box, overlays, center)
-    store: OrderedDict = st.session_state.setdefault(PNG_CACHE, OrderedDict()) if cache else OrderedDict()
-    if key in store:
-        store.move_to_end(key)
-        return store[key]
-    info = plane_info(vol, axis)
     plane = slab(vol.voxels, axis, index, width=width, mode=display.slab_mode)
     shown = window(plane, display.center, display.width, invert=vol.invert)
-    img, tf = render_view(shown, info, max_size=max_size, zoom=zoom, center=center, crosshair=others,
-                          letters=overlays, box=box)
-    out = (encode_png(img, display.colormap), tf)
-    store[key] = out
-    while len(store) > 48:
-        store.popitem(last=False)
-    return out
+    img, _ = render_view(shown, plane_info(vol, axis), max_size=max_size, letters=False)
+    return encode_png(img, display.colormap)
 
 
-def three_views_ui(vol: Volume, display: Display) -> None:
-    """Axial, coronal and sagittal side by side, windowed in the browser (see dashboard.mpr_view)."""
+def three_views_ui(vol: Volume, display: Display, overlay: Overlay | None = None) -> None:
+    """Axial, coronal and sagittal, windowed, zoomed and measured in the browser (see dashboard.mpr_view)."""
     mpr_view.views_ui(vol, point=_crosshair(), center=display.center, width=display.width,
                       colormap=display.colormap, slab_mm=display.slab_mm, slab_mode=display.slab_mode,
-                      window_range=_window_range(vol), unit=unit_label(vol.units))
-    st.caption("Scroll with the sliders or the mouse wheel over a view; click a view to move the crosshair; "
-               "drag on a view to set the window (across: width, up and down: center).")
+                      window_range=_window_range(vol), unit=unit_label(vol.units), overlay=overlay)
+    st.caption("Scroll with the mouse wheel, the sliders, or (after a click in a view) the arrow keys, Page Up/Down, "
+               "Home and End. Ctrl or ⌘ + wheel (or pinch) zooms; drag with the middle button or with Shift held "
+               "pans; double-click or R resets. With *Navigate*, a click moves the crosshair and a drag sets the "
+               "window; the other tools draw measurements, which you can drag by their handles and delete with "
+               "the Delete key.")
 
 
 def point_ui(vol: Volume) -> None:
@@ -185,52 +165,10 @@ def point_ui(vol: Volume) -> None:
     x, y, z = pv.patient_mm
     value = "padding (outside the scan)" if pv.padding else f"{pv.value:g} {unit}"
     st.markdown(
-        f"**At the crosshair:** {value} · voxel (slice {pv.index[0]}, row {pv.index[1]}, column {pv.index[2]}) · "
+        f"**At the crosshair:** {value} · voxel (slice {pv.index[0] + 1}, row {pv.index[1] + 1}, "
+        f"column {pv.index[2] + 1}) · "
         f"patient x {x:.1f}, y {y:.1f}, z {z:.1f} mm (LPS)"
     )
-
-
-def _on_large_click(vol: Volume, axis: int) -> None:
-    ev = st.session_state.get(LARGE_CLICK)
-    tf = st.session_state.get(LARGE_TF)
-    if not ev or tf is None:
-        return
-    sx = tf.size[1] / max(ev.get("width") or tf.size[1], 1)
-    sy = tf.size[0] / max(ev.get("height") or tf.size[0], 1)
-    x1, y1 = ev.get("x1", ev.get("x")), ev.get("y1", ev.get("y"))
-    x2, y2 = ev.get("x2", x1), ev.get("y2", y1)
-    r1, c1 = tf.to_array(x1 * sx, y1 * sy)
-    r2, c2 = tf.to_array(x2 * sx, y2 * sy)
-    down, across = IN_PLANE[axis]
-    if abs(x2 - x1) < 3 and abs(y2 - y1) < 3:
-        st.session_state[SLICE[down]] = r1
-        st.session_state[SLICE[across]] = c1
-    else:
-        st.session_state[ROI_ROWS] = (min(r1, r2), max(r1, r2) + 1)
-        st.session_state[ROI_COLS] = (min(c1, c2), max(c1, c2) + 1)
-        st.session_state[ROI_ON] = True
-
-
-def large_view_ui(vol: Volume, display: Display) -> int:
-    """One view, large, with zoom around the crosshair; click sets the point, drag draws an ROI box.
-
-    Returns the axis of the plane that ROI statistics refer to.
-    """
-    options = ["Off", *VIEW_AXES]
-    c1, c2 = st.columns([1, 2])
-    choice = c1.selectbox("Large view", options, key=LARGE,
-                          help="Click the large view to move the crosshair there; drag to draw an ROI box.")
-    zoom = c2.slider("Zoom (around the crosshair)", 1.0, 8.0, step=0.5, key=ZOOM)
-    axis = VIEW_AXES.get(choice, 0)
-    if choice == "Off":
-        return axis
-    point = _crosshair()
-    box = dataclasses.astuple(_roi_box()) if st.session_state.get(ROI_ON) else None
-    png, tf = view_png(vol, axis, display, point, max_size=800, zoom=zoom, box=box)
-    st.session_state[LARGE_TF] = tf
-    streamlit_image_coordinates(_EncodedPNG(png), key=LARGE_CLICK, click_and_drag=True,
-                                on_click=lambda: _on_large_click(vol, axis), cursor="crosshair", width="content")
-    return axis
 
 
 def current_window() -> tuple[float, float] | None:
@@ -252,65 +190,83 @@ def set_window(center: float, width: float) -> None:
 
 
 def current_roi(vol: Volume) -> Roi | None:
-    """The explorer's ROI box and the plane it is on, or None when it is off."""
-    if not st.session_state.get(ROI_ON) or ROI_ROWS not in st.session_state:
-        return None
-    large = st.session_state.get(LARGE, "Off")
-    axis = VIEW_AXES.get(large, 0)
-    return Roi(axis, current_slice(vol, axis), _roi_box())
+    """The rectangle or ellipse selected on the explorer's views (else the last one drawn), as the box
+    of pixels it spans (for the histogram page's scope), or None when there is none."""
+    selected = mpr_view.selected_measurement(vol)
+    ms = mpr_view.measurements(vol)
+    for m in sorted(reversed(ms), key=lambda m: m.id != selected):
+        if m.kind in ("rectangle", "ellipse"):
+            (ra, ca), (rb, cb) = m.points
+            r0, c0 = max(0, math.ceil(min(ra, rb))), max(0, math.ceil(min(ca, cb)))
+            r1, c1 = math.floor(max(ra, rb)) + 1, math.floor(max(ca, cb)) + 1
+            if r1 > r0 and c1 > c0:
+                return Roi(m.axis, m.index, RoiBox(r0, r1, c0, c1))
+    return None
 
 
-def _roi_box() -> RoiBox:
-    r0, r1 = st.session_state[ROI_ROWS]
-    c0, c1 = st.session_state[ROI_COLS]
-    return RoiBox(int(r0), int(r1), int(c0), int(c1))
-
-
-def roi_ui(vol: Volume, axis: int) -> None:
-    """A box typed as row/column ranges (or drawn on the large view) and its statistics."""
-    down, across = IN_PLANE[axis]
-    nr, nc = vol.shape[down], vol.shape[across]
-    for key, n in ((ROI_ROWS, nr), (ROI_COLS, nc)):
-        lo, hi = st.session_state[key]
-        lo = int(np.clip(lo, 0, n - 1))
-        st.session_state[key] = (lo, int(np.clip(max(hi, lo + 1), 1, n)))
-    st.toggle("Show ROI statistics", key=ROI_ON)
-    if not st.session_state[ROI_ON]:
+def measurements_ui(vol: Volume) -> None:
+    """The measurements drawn on the views, with their exact values (computed here from the volume)."""
+    ms = mpr_view.measurements(vol)
+    if not ms:
+        st.caption("No measurements yet: choose Length, Angle, Ellipse, Rectangle or Point above the views and "
+                   "draw on a view.")
         return
+    table = pd.DataFrame(measurement_rows(vol, ms)).dropna(axis=1, how="all")
+    table = table.round({"Length (mm)": 2, "Angle (degrees)": 1, "Mean": 1, "SD": 1, "Area (mm²)": 1,
+                         "x (mm, LPS)": 1, "y (mm, LPS)": 1, "z (mm, LPS)": 1})
+    unit = unit_label(vol.units)
+    table = table.rename(columns={c: f"{c} ({unit})" for c in ("Value", "Mean", "SD", "Min", "Max")
+                                  if c in table.columns})
+    if not table["Label"].astype(bool).any():
+        table = table.drop(columns="Label")
+    st.markdown("**Measurements** (values computed from the series itself)")
+    st.dataframe(table, hide_index=True, width="stretch")
+    st.button("Delete all measurements", key="explorer_clear_measurements", icon=":material/delete:",
+              on_click=mpr_view.clear_measurements, args=(vol,))
+
+
+def _measurement_downloads(vol: Volume) -> None:
+    """CSV and DICOM SR of the measurements, made when clicked from what the views last reported."""
+    store = mpr_view.measurement_store(vol)  # the same dict the views update: read at click time
+    idx = state.current_index()
+    name = f"{file_part(vol.modality)}_series{idx + 1}_measurements"
+
+    def current() -> list[Measurement]:
+        return list(store["measurements"])
+
+    def sr_bytes() -> bytes:
+        from core.sr import measurement_report
+
+        ms = current()
+        return measurement_report(vol, ms, [measure(vol, m) for m in ms])
+
     c1, c2 = st.columns(2)
-    c1.slider("ROI rows (start, stop)", 0, nr, key=ROI_ROWS)
-    c2.slider("ROI columns (start, stop)", 0, nc, key=ROI_COLS)
-    box = _roi_box()
-    index = int(st.session_state[SLICE[axis]])
-    try:
-        stats = roi_stats(vol, axis=axis, index=index, rows=(box.row_start, box.row_stop),
-                          cols=(box.col_start, box.col_stop))
-    except ValueError as exc:
-        st.warning(f"The ROI box is empty: {md_escape(exc)}. Drag the sliders apart.")
-        return
-    unit = md_escape(unit_label(vol.units))  # metric values render Markdown too
-    if stats.n == 0:
-        st.info("Every voxel in this box is padding (outside the scan); move the box onto the image.")
-        return
-    cols = st.columns(7)
-    for col, (label, value) in zip(cols, [
-        ("Mean", f"{stats.mean:.1f} {unit}"), ("SD", f"{stats.sd:.1f}"), ("Min", f"{stats.min:g}"),
-        ("Max", f"{stats.max:g}"), ("Area", f"{stats.area_mm2:.1f} mm²"), ("Volume", f"{stats.volume_ml:.3f} mL"),
-        ("Voxels", f"{stats.n}"),
-    ], strict=True):
-        col.metric(label, value)
-    st.caption(f"On the {VIEW_NAMES[axis].lower()} plane at slice {index}, one voxel deep; padding excluded.")
+    c1.download_button("Download the measurements as CSV", data=lambda: measurements_csv(vol, current()),
+                       mime="text/csv", key="explorer_dl_measurements_csv", on_click="ignore",
+                       file_name=f"{name}.csv", icon=":material/table:")
+    c2.download_button("Download the measurements as DICOM SR", data=sr_bytes, mime="application/dicom",
+                       key="explorer_dl_measurements_sr", on_click="ignore", file_name=f"{name}_sr.dcm",
+                       icon=":material/description:",
+                       help="A DICOM Structured Report (TID 1500 measurement report) that refers to this series: "
+                       "viewers such as OHIF and 3D Slicer show it with the images.")
 
 
 def warnings_ui(vol: Volume) -> None:
+    """The series' geometry warnings, with the corrected-geometry switch where it applies."""
+    study = state.study()
+    idx = state.current_index()
+    if study is not None and study.volumes and vol.shape[0] > 1 and (
+            not vol.is_regular or not study.volumes[idx].is_regular):
+        loading.geometry_ui(study, idx)
+        if state.current_volume() is not vol:  # just switched on: the corrected grid was made in this run
+            st.rerun()
+        return
     for w in vol.warnings:
         st.warning(md_escape(w, max_len=None), icon=":material/warning:")
-    if not vol.is_regular:
-        st.caption("Turn on **Use corrected geometry** on *Load a study* to view this series on a regular grid.")
 
 
 def png_download_ui(vol: Volume) -> None:
-    """The view as shown (the large view's plane, else axial), without overlays, encoded on click.
+    """The view as shown (the single view's plane in that layout, else axial), without overlays, encoded on click.
 
     Drawn outside the views' fragment: a button redrawn by a rerun while its file is being
     made cancels the download, and the views rerun as they fetch planes. The click reads the
@@ -322,13 +278,13 @@ def png_download_ui(vol: Volume) -> None:
     def view_bytes() -> bytes:
         # Runs when clicked, outside the script: it uses only what it holds.
         display, point, axis = live["view"]
-        return view_png(vol, axis, display, point, max_size=1024, overlays=False, cache=False)[0]
+        return view_png(vol, axis, display, point[axis])
 
     st.download_button(
         "Download the current view as PNG", data=view_bytes, mime="image/png", key="explorer_dl_png", on_click="ignore",
         file_name=f"{file_part(vol.modality)}_series{idx + 1}_view.png", icon=":material/image:",
-        help="The large view's plane (else the axial one) at the crosshair, windowed and aspect-corrected, "
-        "without crosshair or letters.",
+        help="The plane of the view shown alone (else the axial one) at the crosshair, windowed and "
+        "aspect-corrected, without crosshair or letters.",
     )
 
 
@@ -356,14 +312,19 @@ def downloads_ui(vol: Volume) -> None:
 
 @st.fragment
 def viewer(vol: Volume) -> None:
-    """Everything that changes as the user scrolls and windows: reruns on its own."""
-    start = time.perf_counter()
+    """Everything that changes as the user scrolls, windows and measures: reruns on its own."""
     if mpr_view.adopt(vol, _window_range(vol), slice_keys=SLICE, center_key=CENTER, width_key=WIDTH):
         st.session_state[PRESET] = CUSTOM  # the window was set by hand in the views
     display = window_ui(vol)
-    three_views_ui(vol, display)
+    overlay = overlay_ui(vol)
+    three_views_ui(vol, display, overlay)
     point_ui(vol)
-    axis = large_view_ui(vol, display)
-    roi_ui(vol, axis)
+    measurements_ui(vol)
+    layout = mpr_view.view_ui_settings(vol).get("layout", "all")
+    axis = int(layout) if layout in ("0", "1", "2") else 0
     st.session_state.setdefault(LIVE_VIEW, {})["view"] = (display, _crosshair(), axis)  # for the PNG download
-    st.caption(f"Views drawn in {(time.perf_counter() - start) * 1000:.1f} ms on the server.")
+
+
+def measurement_downloads_ui(vol: Volume) -> None:
+    """CSV and DICOM SR of the measurements (outside the views' fragment: see png_download_ui)."""
+    _measurement_downloads(vol)

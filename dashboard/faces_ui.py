@@ -154,9 +154,9 @@ def uploaded_image(_data: bytes, key: tuple) -> np.ndarray:
 
 def source_ui() -> tuple[np.ndarray | None, tuple]:
     """The photo to work on, and a key naming it (its first part is a safe base for file names)."""
-    choice = st.radio("Photo", ["Sample photo", "Upload"], key=SOURCE, horizontal=True)
+    choice = st.radio("Photo", ["Sample photo", "Upload"], key=SOURCE, persist_state="session", horizontal=True)
     if choice == "Sample photo":
-        name = st.selectbox("Sample", list(SAMPLES), key=SAMPLE)
+        name = st.selectbox("Sample", list(SAMPLES), key=SAMPLE, persist_state="session")
         return sample_image(SAMPLES[name]), (SAMPLES[name],)
     up = st.file_uploader("A PNG, JPEG or DICOM image", type=["png", "jpg", "jpeg", "dcm", "dicom"], key=UPLOAD)
     if up is None:
@@ -176,16 +176,16 @@ def source_ui() -> tuple[np.ndarray | None, tuple]:
 
 def settings_ui() -> dict:
     c1, c2, c3, c4 = st.columns(4)
-    cascade = c1.selectbox("Cascade", [c for c in CASCADES if c != "eye"], key=CASCADE,
+    cascade = c1.selectbox("Cascade", [c for c in CASCADES if c != "eye"], key=CASCADE, persist_state="session",
                            help="Lienhart's frontal face detectors (default, alt, alt2) and the profile detector.")
-    scale = c2.slider("Scale factor", 1.01, 1.5, step=0.01, key=SCALE,
+    scale = c2.slider("Scale factor", 1.01, 1.5, step=0.01, key=SCALE, persist_state="session",
                       help="Step between searched face sizes: smaller finds more, slower.")
-    neighbors = c3.slider("Min neighbours", 0, 15, key=NEIGHBORS,
+    neighbors = c3.slider("Min neighbours", 0, 15, key=NEIGHBORS, persist_state="session",
                           help="Overlapping hits needed to keep a face: higher means fewer false faces.")
-    min_size = c4.slider("Min face size (px)", 10, 300, key=MINSIZE)
+    min_size = c4.slider("Min face size (px)", 10, 300, key=MINSIZE, persist_state="session")
     d1, d2 = st.columns(2)
-    equalize = d1.toggle("Equalise the histogram", key=EQUALIZE)
-    eyes = d2.toggle("Find eyes in each face", key=EYES)
+    equalize = d1.toggle("Equalise the histogram", key=EQUALIZE, persist_state="session")
+    eyes = d2.toggle("Find eyes in each face", key=EYES, persist_state="session")
     return dict(cascade=cascade, scale_factor=float(scale), min_neighbors=int(neighbors),
                 min_size=(int(min_size), int(min_size)), equalize=bool(equalize), eyes=bool(eyes))
 
@@ -270,9 +270,9 @@ def parse_boxes(text: str) -> tuple[np.ndarray, list[str]]:
 def anonymise_ui(image: np.ndarray, boxes: np.ndarray, key: tuple) -> None:
     base = key[0]
     c1, c2 = st.columns(2)
-    method = c1.radio("Method", ["blur", "pixelate"], key=METHOD, horizontal=True)
-    strength = c2.slider("Strength", 0.5, 3.0, step=0.1, key=STRENGTH)
-    extra_text = st.text_area("More boxes to hide (x, y, w, h per line)", key=EXTRA,
+    method = c1.radio("Method", ["blur", "pixelate"], key=METHOD, persist_state="session", horizontal=True)
+    strength = c2.slider("Strength", 0.5, 3.0, step=0.1, key=STRENGTH, persist_state="session")
+    extra_text = st.text_area("More boxes to hide (x, y, w, h per line)", key=EXTRA, persist_state="session",
                               help="Faces the detector missed, name tags, anything else identifying.")
     extra, bad = parse_boxes(extra_text)
     if bad:
@@ -289,7 +289,7 @@ def anonymise_ui(image: np.ndarray, boxes: np.ndarray, key: tuple) -> None:
 
 
 def ct_check_ui(vol: Volume | None) -> None:
-    if st.radio("CT to check", CT_SOURCES, key=CT_SOURCE, horizontal=True,
+    if st.radio("CT to check", CT_SOURCES, key=CT_SOURCE, persist_state="session", horizontal=True,
                 help="The synthetic head (a skull, brain, and a face: nose, orbits, lips, ears) is built in, "
                      "with its label map; the check finds its face.") == CT_SOURCES[1]:
         vol = head_ct()

@@ -10,7 +10,7 @@ from core import Volume
 from core.geometry import orientation_name
 from core.privacy import MASK, display_description
 from dashboard import state, streamlit_internals
-from dashboard.text import md_escape, unit_label
+from dashboard.text import count, md_escape, spacing_mm, unit_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -46,6 +46,7 @@ def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
     state.init()
     keep_widget_state()
     volume = state.current_volume()
+    reload_guard_ui()
     with st.sidebar:
         _sidebar(volume)
     if needs_volume and volume is None:
@@ -60,10 +61,53 @@ def keep_widget_state() -> None:
 
     Streamlit drops a widget's value when a run does not draw the widget; values the
     script itself assigned are kept, so every settings key is re-assigned on each run.
+    Widgets also pass ``persist_state="session"`` (Streamlit 1.67): this re-assignment alone
+    lost values after the explorer's fragment reruns in a real browser (docs/CONTRIBUTING.md).
     """
     for key in state.persistent_keys():  # each page's UI module registers its own
         if key in st.session_state:
             st.session_state[key] = st.session_state[key]
+
+
+# The browser's side of the reload warning: fixed code, no text from a file or a visitor in it. A study
+# loaded here lives in this session's server memory only, and a reload starts a new session. While one
+# is held, the page asks the browser to confirm leaving (browsers show their own words, and only after
+# the person has interacted with the page) and notes it in sessionStorage, which survives the reload;
+# a new session that finds the note says the study is gone, once.
+_RELOAD_GUARD = """
+<div id="hf-study-gone" role="status" hidden style="padding:0.75rem 1rem;border-radius:0.5rem;
+background:rgba(255,189,69,0.15);color:inherit;margin-bottom:0.5rem">
+The study you had loaded is no longer open: reloading or closing the page ends its session, and loaded files
+are kept only in that session's memory. Load it again below, or on <b>Load a study</b>.</div>
+<script>
+(() => {
+  const MODE = "%s", KEY = "hounsfield-study-held";
+  const w = window.parent && window.parent !== window ? window.parent : window;
+  const warn = (e) => { e.preventDefault(); e.returnValue = ""; return ""; };
+  if (w.__hfWarn) { w.removeEventListener("beforeunload", w.__hfWarn); w.__hfWarn = null; }
+  if (MODE === "held") {
+    w.sessionStorage.setItem(KEY, "1");
+    w.__hfWarn = warn;
+    w.addEventListener("beforeunload", warn);
+  } else {
+    if (MODE === "fresh" && w.sessionStorage.getItem(KEY) === "1") {
+      document.getElementById("hf-study-gone").hidden = false;
+    }
+    w.sessionStorage.removeItem(KEY);
+  }
+})();
+</script>
+"""
+
+
+def reload_guard_ui() -> None:
+    """Warn before a reload drops a loaded study, and say so after one did (see ``_RELOAD_GUARD``)."""
+    study = state.study()
+    held = study is not None and not study.is_sample
+    if held:
+        st.session_state[state.HELD_A_STUDY] = True
+    mode = "held" if held else ("released" if st.session_state.get(state.HELD_A_STUDY) else "fresh")
+    st.html(_RELOAD_GUARD % mode, unsafe_allow_javascript=True)
 
 
 def _sync_phi() -> None:
@@ -83,11 +127,10 @@ def _sidebar(volume: Volume | None) -> None:
         idx = state.current_index()
         st.markdown("**Current series**")
         st.caption(md_escape(display_description(volume, idx, show_phi=show)))
-        dz, dy, dx = volume.spacing
         facts = {
             "Modality": volume.modality,
             "Voxels": " x ".join(str(n) for n in volume.shape),
-            "Spacing (mm)": f"{dz:g} x {dy:g} x {dx:g}",
+            "Spacing": spacing_mm(volume.spacing),
             "Orientation": orientation_name(volume.normal),
             "Values": f"{volume.voxels.dtype}, {unit_label(volume.units)}",
             "Source": study.source,
@@ -102,11 +145,12 @@ def _sidebar(volume: Volume | None) -> None:
                 facts[label] = (str(value) or "—") if show else MASK
         st.markdown("\n".join(f"- **{k}**: {md_escape(v)}" for k, v in facts.items()))
         if volume.warnings:
-            st.warning(f"{len(volume.warnings)} geometry note(s): see **Load a study**.", icon=":material/warning:")
+            st.warning(f"{count(len(volume.warnings), 'geometry note')}: see **Load a study**.",
+                       icon=":material/warning:")
     st.session_state[state.SHOW_PHI_WIDGET] = state.show_phi()
     st.toggle(
         "Show patient information (PHI)",
-        key=state.SHOW_PHI_WIDGET,
+        key=state.SHOW_PHI_WIDGET, persist_state="session",
         on_change=_sync_phi,
         help="Names, IDs, dates and descriptions (DICOM PS3.15 Annex E), and the names of uploaded files, stay "
         "hidden unless you reveal them, for this browser session only.",

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import io
 from dataclasses import dataclass
-from typing import Any, cast
+from typing import cast
 
 import numpy as np
 import pandas as pd
@@ -19,18 +19,19 @@ from core.histogram import (
     array_statistics,
     band_counts,
     hu_histogram,
+    round_bin_width,
     value_counts,
     value_statistics,
 )
 from core.mpr import slab
 from dashboard import explorer, state
-from dashboard.text import md_escape, plotly_escape, unit_label
+from dashboard.text import count, decimal, md_escape, ordinal, plotly_escape, unit_label
 
 SCOPE, BIN_WIDTH, RANGE = "histogram_scope", "histogram_bin_width", "histogram_range"
 LOG, CUMULATIVE, BANDS = "histogram_log", "histogram_cumulative", "histogram_bands"
-OVERLAY, CHART = "histogram_overlay", "histogram_chart"
+OVERLAY, CHART, BAND_PICK = "histogram_overlay", "histogram_chart", "histogram_band_pick"
 SLAB_SLICES = "histogram_slab_slices"
-PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES)
+PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES, BAND_PICK)
 state.persist(*PERSISTENT)
 SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box", "Segmented lungs",
           "A label of the overlay")
@@ -93,7 +94,7 @@ def _range_limits(vol: Volume) -> tuple[float, float]:
 
 def _classic_bins(vol: Volume) -> None:
     lo, hi = st.session_state[RANGE]
-    st.session_state[BIN_WIDTH] = float(max(1.0, round((hi - lo) / 80, 1)))
+    st.session_state[BIN_WIDTH] = max(1.0, round_bin_width((lo, hi), bins=80))
 
 
 def controls_ui(vol: Volume) -> Controls:
@@ -101,18 +102,22 @@ def controls_ui(vol: Volume) -> Controls:
     k = explorer.current_slice(vol)
     roi = explorer.current_roi(vol)
     c1, c2 = st.columns([2, 1])
-    kind = c1.radio("Voxels counted", SCOPES, key=SCOPE, horizontal=True,
+    kind = c1.radio("Voxels counted", SCOPES, key=SCOPE, persist_state="session", horizontal=True,
                     help="Padding (outside the scan circle) is always left out. The current slice and the ROI box "
                     "are the explorer's.")
     scope = Scope("volume")
     if kind == "Current slice":
         scope = Scope("slab", index=k, half=0)
     elif kind == "Slab of slices":
-        n = c2.number_input("Slices in the slab", 1, vol.shape[0], key=SLAB_SLICES)
+        n = c2.number_input("Slices in the slab", 1, vol.shape[0], key=SLAB_SLICES, persist_state="session")
         scope = Scope("slab", index=k, half=int(n) // 2)
-    elif kind == "Explorer ROI box":
+    if scope.kind == "slab":
+        first, last = max(0, k - scope.half) + 1, min(vol.shape[0], k + scope.half + 1)
+        where = f"slice {first}" if first == last else f"slices {first} to {last}"
+        c2.caption(f"Axial {where} of {vol.shape[0]}, around the explorer's slice {k + 1}.")
+    if kind == "Explorer ROI box":
         if roi is None:
-            st.info("No ROI box yet: draw or type one on the **Volume explorer** (Show ROI statistics). "
+            st.info("No ROI box yet: draw a rectangle or an ellipse on a view of the **Volume explorer**. "
                     "Showing the whole volume meanwhile.")
         else:
             scope = Scope("roi", index=roi.index, axis=roi.axis, box=roi.box)
@@ -144,14 +149,17 @@ def controls_ui(vol: Volume) -> Controls:
     lo, hi = _range_limits(vol)
     unit = md_escape(unit_label(vol.units))  # labels render Markdown
     d1, d2, d3 = st.columns([1, 1, 2])
-    bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH)
-    d2.button("Classic 80 bins", key="histogram_classic", on_click=_classic_bins, args=(vol,))
+    bw = d1.number_input(f"Bin width ({unit})", min_value=1.0, max_value=500.0, step=1.0, key=BIN_WIDTH, format="%g",
+                         persist_state="session")
+    d2.button("About 80 bins", key="histogram_classic", on_click=_classic_bins, args=(vol,),
+              help="A round bin width (10, 20, 25, 50 …) that gives about 80 bins over the range.")
     # init() gives the key a (low, high) pair, so the slider is a range slider.
-    rng = cast(tuple[float, float], d3.slider(f"Range ({unit})", lo, hi, key=RANGE, step=1.0))
+    rng = cast(tuple[float, float], d3.slider(f"Range ({unit})", lo, hi, key=RANGE, persist_state="session", step=1.0,
+                                                        format="%g"))
     e1, e2, e3 = st.columns(3)
-    log = e1.toggle("Log counts", key=LOG)
-    cum = e2.toggle("Cumulative", key=CUMULATIVE)
-    bands = e3.toggle("Tissue bands", key=BANDS, disabled=vol.units != "HU")
+    log = e1.toggle("Log counts", key=LOG, persist_state="session")
+    cum = e2.toggle("Cumulative", key=CUMULATIVE, persist_state="session")
+    bands = e3.toggle("Tissue bands", key=BANDS, persist_state="session", disabled=vol.units != "HU")
     return Controls(scope, float(bw), (float(rng[0]), float(rng[1])), log, cum, bands and vol.units == "HU")
 
 
@@ -276,30 +284,51 @@ def band_at(x: float):
     return None
 
 
+def _clicked() -> None:
+    """A click on a bar inside a tissue band sets the explorer's window to it. A callback: it runs before
+    the page is drawn, so the chart's window box and the band picker already show the new window."""
+    event = st.session_state.get(CHART) or {}
+    points = (event.get("selection") or {}).get("points") or []
+    band = band_at(float(points[0]["x"])) if points else None
+    if band is not None:
+        set_window_to_band(band.name)
+
+
 def chart_ui(fig: go.Figure) -> None:
     """Show the chart; a click on a bar inside a tissue band sets the explorer's window to it."""
-    event = st.plotly_chart(fig, key=CHART, on_select="rerun", selection_mode=("points", "box"), width="stretch")
-    selection: dict[str, Any] = event.get("selection", {}) if event else {}
-    points = selection.get("points", [])
-    if points:
-        band = band_at(float(points[0]["x"]))
-        if band is not None:
-            set_window_to_band(band.name)
+    st.plotly_chart(fig, key=CHART, on_select=_clicked, selection_mode=("points", "box"), width="stretch")
+
+
+def bins_caption(edges: np.ndarray, unit: str) -> None:
+    """Say what the bars are: how many bins, how wide, over which range."""
+    n = len(edges) - 1
+    if n > 0:
+        width = decimal(float(edges[1] - edges[0]))
+        st.caption(f"{count(n, 'bin')} of {width} {md_escape(unit)}, from {decimal(float(edges[0]))} to "
+                   f"{decimal(float(edges[-1]))} {md_escape(unit)}.")
 
 
 def set_window_to_band(name: str) -> None:
+    """Set the explorer's window to a tissue band, and the band picker to its name (called from callbacks)."""
     band = next(b for b in TISSUE_BANDS if b.name == name)
     lo, hi = max(band.low, hu.AIR), min(band.high, hu.TOP)
     explorer.set_window(round((lo + hi) / 2), max(1, round(hi - lo)))
+    st.session_state[BAND_PICK] = name
     st.session_state["histogram_window_note"] = f"Explorer window set to the {name.lower()} band: {lo:g} to {hi:g} HU."
 
 
+def _apply_band() -> None:
+    set_window_to_band(st.session_state[BAND_PICK])
+
+
 def band_window_ui() -> None:
+    """The band picker: shows the band the explorer's window is set to, and sets the window to another."""
     names = [b.name for b in TISSUE_BANDS]
+    st.session_state.setdefault(BAND_PICK, names[0])
     c1, c2 = st.columns([2, 1])
-    choice = c1.selectbox("Set the explorer's window to a band", names, key="histogram_band_pick",
-                          help="The same as clicking a bar inside the band on the chart.")
-    c2.button("Apply", key="histogram_band_apply", on_click=set_window_to_band, args=(choice,))
+    c1.selectbox("Set the explorer's window to a band", names, key=BAND_PICK, persist_state="session",
+                 help="The same as clicking a bar inside the band on the chart.")
+    c2.button("Apply", key="histogram_band_apply", on_click=_apply_band)
     note = st.session_state.pop("histogram_window_note", None)
     if note:
         st.success(note)
@@ -311,17 +340,33 @@ def stats_tables(stats: dict, vc: ValueCounts | None, vol: Volume, n_pad: int, u
     if n == 0:
         st.info("No voxels in this scope.")
         return None
-    rows = [("Count", f"{n:,}")] + [(k.capitalize() if not k.startswith("p") else f"{k[1:]}th percentile",
-                                      f"{v:.1f} {unit}") for k, v in stats.items() if k != "count"]
+    rows = [("Count", f"{n:,}")] + [(statistic_label(k), f"{decimal(v, places=1)} {unit}")
+                                     for k, v in stats.items() if k != "count"]
     c1, c2 = st.columns([1, 2])
-    c1.dataframe(pd.DataFrame(rows, columns=["Statistic", "Value"]), hide_index=True, key="histogram_stats_table")
+    c1.dataframe(pd.DataFrame(rows, columns=["Statistic", "Value"]), hide_index=True, key="histogram_stats_table",
+                 height=_table_height(len(rows)))  # every row, none behind a scroll bar
     table = None
     if vc is not None and vol.units == "HU":
         table = band_table(vc, vol)
-        c2.dataframe(table, hide_index=True, key="histogram_band_table",
+        c2.dataframe(table, hide_index=True, key="histogram_band_table", height=_table_height(len(table)),
                      column_config={"Fraction (%)": st.column_config.NumberColumn(format="%.2f"),
                                     "Volume (mL)": st.column_config.NumberColumn(format="%.1f")})
+        c2.caption("Each band counts the voxels in its HU range, wherever they are: on a head CT the lung band "
+                   "holds air in the sinuses and around the head, not lungs.")
     return table
+
+
+def statistic_label(key: str) -> str:
+    """A statistic's name as people write it: "SD", "Median", "1st percentile"."""
+    if key.startswith("p") and key[1:].replace(".", "", 1).isdigit():
+        number = float(key[1:])
+        return f"{ordinal(int(number))} percentile" if number.is_integer() else f"{key[1:]}th percentile"
+    return {"sd": "SD", "min": "Minimum", "max": "Maximum"}.get(key, key.capitalize())
+
+
+def _table_height(rows: int) -> int:
+    """Pixels that show a table's header and ``rows`` rows without a scroll bar (35 px a row)."""
+    return 35 * (rows + 1) + 3
 
 
 def band_table(vc: ValueCounts, vol: Volume) -> pd.DataFrame:
@@ -369,10 +414,10 @@ def overlay_ui(vol: Volume, scope: Scope, bw: float, rng: tuple[float, float]) -
 
     options: list[int | None] = [None, *others]
     choice = st.selectbox(
-        "Overlay another series", options, key=OVERLAY, format_func=label,
+        "Overlay another series", options, key=OVERLAY, persist_state="session", format_func=label,
         help="Compare kernels or phases: both are drawn as % of their voxels. The whole volume of the other series.",
     )
     if choice is None:
         return None
     other = volumes[choice]
-    return f"Series {choice + 1}", histogram_of(other, Scope("volume"), bw, rng).counts
+    return f"Series #{choice + 1}", histogram_of(other, Scope("volume"), bw, rng).counts

@@ -93,20 +93,21 @@ def settings_ui(vol: Volume) -> Settings:
     names = list(PRESETS) if ct else ["Custom"]
     unit = md_escape(unit_label(vol.units))  # labels render Markdown
     c1, c2 = st.columns([1, 2])
-    preset = c1.selectbox("Surface", names, key=PRESET, on_change=_apply_preset)
+    preset = c1.selectbox("Surface", names, key=PRESET, persist_state="session", on_change=_apply_preset)
     lo, hi = (-1000.0, 3000.0) if ct else vol.value_range
     level = c2.slider(f"Threshold ({unit})", lo, hi, step=10.0 if ct else max((hi - lo) / 400, 1e-3), key=LEVEL,
+                      persist_state="session",
                       disabled=preset == LUNGS, help="Marching cubes finds where the volume crosses this value.")
     d1, d2, d3 = st.columns(3)
     cap = max_triangles_allowed()
-    budget = d1.number_input("Triangle budget", MIN_TRIANGLES, cap, step=50_000, key=BUDGET,
+    budget = d1.number_input("Triangle budget", MIN_TRIANGLES, cap, step=50_000, key=BUDGET, persist_state="session",
                              help=f"The sampling step is chosen to meet it; past that the mesh is decimated. "
                              f"This server allows up to {cap:,} triangles.")
-    keep = d2.number_input("Keep the largest parts (0 = all)", 0, 50, key=KEEP,
+    keep = d2.number_input("Keep the largest parts (0 = all)", 0, 50, key=KEEP, persist_state="session",
                            help="1 or 2 drops the table, loose specks and noise.")
     n = vol.shape[0]
     # init() gives the key a (first, stop) pair, so the slider is a range slider.
-    crop = cast(tuple[int, int], d3.slider("Slices used", 0, n, key=CROP)) if n > 1 else (0, n)
+    crop = cast(tuple[int, int], d3.slider("Slices used", 0, n, key=CROP, persist_state="session")) if n > 1 else (0, n)
     return Settings(preset, float(level), int(budget), int(keep), (int(crop[0]), int(crop[1])))
 
 

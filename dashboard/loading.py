@@ -10,12 +10,13 @@ import streamlit as st
 
 from core import LoadResult, Volume, ZipLimits, load_series
 from core.memory import server_budget
-from core.privacy import display_description
+from core.numbers import spacing_mm
+from core.privacy import MASK, display_description, series_identity
 from dashboard import state
 from dashboard.images import middle_slice_preview, thumbnail_data_url
 from dashboard.owner import session_owner
 from dashboard.streamlit_internals import refused_upload_reason, release_uploads, upload_instances
-from dashboard.text import md_escape
+from dashboard.text import count, decimal, md_escape
 
 
 def upload_ui() -> tuple[list[Any], str]:
@@ -125,22 +126,40 @@ def load_with_progress(files: list[Any]) -> LoadResult:
     return result
 
 
+def geometry_label(vol: Volume) -> str:
+    """A series' geometry in a few words for a table cell: "Regular", or each note's name ("Gantry tilt 25°")."""
+    names = []
+    for w in vol.warnings:
+        name = w.split(":")[0]
+        names.append(f"{name} {vol.tilt_degrees:.1f}°" if name == "Gantry tilt" else name)
+    return "; ".join(dict.fromkeys(names)) or "Regular"
+
+
 def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
+    """One row per series: what tells it apart with patient information hidden (core.privacy.series_identity)."""
     rows = []
     for i, vol in enumerate(study.volumes):
-        dz, dy, dx = vol.spacing
+        ident = series_identity(vol, show_phi=show_phi)
         rows.append(
             {
                 "Preview": thumbnail_data_url(vol, vol.key),
-                "Series": display_description(vol, i, show_phi=show_phi).split(" — ")[0],
-                "Modality": vol.modality,
+                "#": i + 1,
+                "Series number": ident.number or "—",
+                "Description": ident.description or ("—" if show_phi else MASK),
+                "Slice thickness": ident.thickness or "—",
+                "Kernel": ident.kernel or "—",
+                "Body part": ident.body_part or "—",
+                "Contrast": "yes" if ident.contrast else "—",
+                "Geometry": geometry_label(vol),
                 "Slices": vol.shape[0],
-                "Matrix": f"{vol.shape[1]} x {vol.shape[2]}",
-                "Spacing (mm)": f"{dz:.3g} x {dy:.3g} x {dx:.3g}",
-                "Geometry": " ".join(w.split(":")[0] + "." for w in vol.warnings) or "Regular",
+                "Spacing": spacing_mm(vol.spacing),
+                "Modality": vol.modality,
+                "Date": ident.date or "—",
             }
         )
-    return pd.DataFrame(rows)
+    table = pd.DataFrame(rows)
+    # Hidden, every date would read the same: the column is left out (the table fits the page).
+    return table if show_phi else table.drop(columns=["Date"])
 
 
 def show_series_table(study: state.Study, *, show_phi: bool) -> None:
@@ -149,11 +168,26 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
         hide_index=True,
         column_config={
             "Preview": st.column_config.ImageColumn("Preview", width="small"),
-            "Slices": st.column_config.NumberColumn(format="%d"),
+            "#": st.column_config.NumberColumn(format="%d", width=40),
+            "Series number": st.column_config.TextColumn("Number", width=60),
+            "Description": st.column_config.TextColumn(width=150),
+            "Body part": st.column_config.TextColumn(width=80),
+            "Kernel": st.column_config.TextColumn(width=70),
+            "Slice thickness": st.column_config.TextColumn("Thickness", width=80),
+            "Contrast": st.column_config.TextColumn(width=70),
+            "Date": st.column_config.TextColumn(width=90),
+            "Modality": st.column_config.TextColumn(width=70),
+            "Slices": st.column_config.NumberColumn(format="%d", width=60),
+            "Spacing": st.column_config.TextColumn(width=130),
+            "Geometry": st.column_config.TextColumn(width=170),
         },
         row_height=64,
         key="load_series_table",
     )
+    if not show_phi:
+        st.caption("With patient information hidden, a description is shown when every word of it is a number, a "
+                   "scanner code or a word of anatomy or reconstruction; others may hold a name and stay hidden, "
+                   "with the dates.")
 
 
 def pick_series_ui(study: state.Study, *, show_phi: bool) -> int:
@@ -170,7 +204,7 @@ def pick_series_ui(study: state.Study, *, show_phi: bool) -> int:
         "Current series",
         options,
         format_func=descriptions.__getitem__,
-        key="load_pick",
+        key="load_pick", persist_state="session",
         on_change=_changed,
     )
 
@@ -191,7 +225,7 @@ def geometry_ui(study: state.Study, index: int) -> None:
         st.session_state[key] = index in study.use_corrected
         st.toggle(
             "Use corrected geometry (resample onto a regular grid at true patient positions)",
-            key=key,
+            key=key, persist_state="session",
             on_change=_changed,
             help="Each slice is placed by its own Image Position (Patient), so gantry tilt and uneven spacing no "
             "longer distort distances, reformats or 3D. The raw stack stays available: switch this off.",
@@ -238,34 +272,40 @@ def skipped_ui(skipped: list[tuple[str, str]], *, expanded: bool = False) -> Non
 
 
 def describe_volume(vol: Volume) -> str:
-    dz, dy, dx = vol.spacing
-    return f"{vol.modality}, {vol.shape[0]} slices of {vol.shape[1]} x {vol.shape[2]}, {dz:g} x {dy:g} x {dx:g} mm"
+    return (f"{vol.modality}, {count(vol.shape[0], 'slice')} of {vol.shape[1]} x {vol.shape[2]}, "
+            f"{spacing_mm(vol.spacing)}")
 
 
-# The labels of the loader's summary (core keys it by DICOM keyword or a snake_case name).
+# The labels of the loader's summary (core keys it by DICOM keyword or a snake_case name), and the
+# unit that follows the value.
 SUMMARY_LABELS = {
-    "Modality": "Modality",
-    "Manufacturer": "Manufacturer",
-    "ManufacturerModelName": "Model",
-    "ConvolutionKernel": "Reconstruction kernel",
-    "KVP": "Tube voltage (kVp)",
-    "SliceThickness": "Slice thickness (mm)",
-    "MagneticFieldStrength": "Field strength (T)",
-    "SequenceName": "Sequence",
-    "ScanningSequence": "Scanning sequence",
-    "spacing_mm": "Spacing (mm)",
-    "orientation": "Orientation",
-    "transfer_syntax": "Transfer syntax",
-    "BitsStored": "Bits stored",
-    "PhotometricInterpretation": "Photometric interpretation",
+    "Modality": ("Modality", ""),
+    "Manufacturer": ("Manufacturer", ""),
+    "ManufacturerModelName": ("Model", ""),
+    "ConvolutionKernel": ("Reconstruction kernel", ""),
+    "KVP": ("Tube voltage", "kVp"),
+    "SliceThickness": ("Slice thickness", "mm"),
+    "MagneticFieldStrength": ("Field strength", "T"),
+    "SequenceName": ("Sequence", ""),
+    "ScanningSequence": ("Scanning sequence", ""),
+    "spacing_mm": ("Spacing", "mm"),
+    "orientation": ("Orientation", ""),
+    "transfer_syntax": ("Transfer syntax", ""),
+    "BitsStored": ("Bits stored", ""),
+    "PhotometricInterpretation": ("Photometric interpretation", ""),
 }
 
 
-def _fact(value: object) -> str:
-    """A summary value as text: several numbers as "2.5 x 1.4 x 1.4", not a tuple."""
-    if isinstance(value, (tuple, list)):
-        return " x ".join(f"{v:g}" if isinstance(v, float) else str(v) for v in value)
-    return str(value)
+def _fact(value: object, unit: str = "") -> str:
+    """A summary value as text: numbers written one way ("0.977"), several as "2.5 x 1.4 x 1.4", then the unit."""
+    def one(v: object) -> str:
+        try:
+            return decimal(float(str(v))) if isinstance(v, (int, float, str)) and str(v).strip() else str(v)
+        except ValueError:
+            return str(v)
+
+    text = " x ".join(one(v) for v in value) if isinstance(value, (tuple, list)) else one(value)
+    return f"{text} {unit}" if unit else text
 
 
 def preview_ui(vol: Volume) -> None:
@@ -275,5 +315,5 @@ def preview_ui(vol: Volume) -> None:
         st.image(middle_slice_preview(vol, size=320), caption="Middle slice, default window", width=320)
     with right:
         st.markdown(f"**{md_escape(describe_volume(vol))}**")
-        st.markdown("\n".join(f"- {SUMMARY_LABELS[k]}: {md_escape(_fact(v))}" for k, v in vol.summary.items()
-                               if k in SUMMARY_LABELS))
+        st.markdown("\n".join(f"- {SUMMARY_LABELS[k][0]}: {md_escape(_fact(v, SUMMARY_LABELS[k][1]))}"
+                               for k, v in vol.summary.items() if k in SUMMARY_LABELS))

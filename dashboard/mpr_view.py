@@ -7,9 +7,13 @@ wants next (those ahead of the scroll). Each rerun answers with a few missing pl
 zlib-compressed, except the planes the browser is waiting for at the crosshair, which go as
 they are.
 
-Values set on the Python side (presets, a click on the large view, the histogram page)
-go to the browser with a new revision number (one for the crosshair, one for the window),
-which it adopts.
+Values set on the Python side (presets, the histogram page) go to the browser with a new
+revision number (one for the crosshair, one for the window), which it adopts.
+
+A segmentation overlay travels as uint8 label planes (zlib), cut and flipped like the image
+planes (a slab shows its centre slice's labels). The measurements drawn in the browser and its
+layout come back in the same state and are kept here per series (``measurements``), outside any
+widget, so that they survive visits to other pages and come back to the browser when it mounts.
 """
 
 from __future__ import annotations
@@ -18,19 +22,27 @@ import json
 import struct
 import zlib
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import streamlit as st
 
 from core import Volume
+from core.annotations import Measurement
 from core.mpr import IN_PLANE, VIEW_NAMES, SlabMode, plane_info, slab, slab_width_slices
 from core.render import colormap_table
 
-__all__ = ["MAX_PLANES", "encode_plane", "pack", "read_view", "view_layouts", "views_ui"]
+if TYPE_CHECKING:
+    from dashboard.overlay_ui import Overlay
+
+__all__ = ["MAX_PLANES", "clear_measurements", "encode_plane", "measurement_store", "measurements", "new_sync",
+           "pack", "payload", "read_view", "selected_measurement", "view_layouts", "view_ui_settings", "views_ui"]
 
 KEY = "explorer_mpr"  # the component's key (its state holds the browser's ``view``)
 SYNC = "explorer_mpr_sync"  # what this session has agreed with and sent to the browser
+STORE = "explorer_mpr_store"  # the series' measurements and view settings (not a widget: kept across pages)
 MAX_PLANES = 6  # planes sent per rerun at most: the crosshair's first; the browser asks again for the rest
+MAX_LABEL_PLANES = 12  # label planes per rerun (uint8, compressed: small)
 SLAB_LABELS: dict[SlabMode, str] = {"mip": "MIP", "minip": "MinIP", "mean": "mean"}
 
 _HERE = Path(__file__).parent
@@ -101,6 +113,54 @@ def _display_plane(vol: Volume, axis: int, index: int, width: int, mode: SlabMod
     return plane[::-1] if flip else plane
 
 
+_MAX_MEASUREMENTS = 200
+_POINTS = {"length": 2, "angle": 3, "ellipse": 2, "rectangle": 2, "point": 1}
+
+
+def _read_measurements(raw: object, vol: Volume) -> list[Measurement] | None:
+    """The browser's measurements, checked: kinds, views, slices and points inside their plane."""
+    if not isinstance(raw, list):
+        return None
+    out = []
+    for item in raw[:_MAX_MEASUREMENTS]:
+        try:
+            kind, axis, index = str(item["kind"]), int(item["axis"]), int(item["index"])
+            if kind not in _POINTS or axis not in (0, 1, 2) or not 0 <= index < vol.shape[axis]:
+                continue
+            down, across = IN_PLANE[axis]
+            points = tuple((float(np.clip(float(r), -0.5, vol.shape[down] - 0.5)),
+                            float(np.clip(float(c), -0.5, vol.shape[across] - 0.5))) for r, c in item["points"])
+            if len(points) != _POINTS[kind] or not all(np.isfinite(points).ravel()):
+                continue
+            out.append(Measurement(kind, axis, index, points, label=str(item.get("label", ""))[:80],  # type: ignore[arg-type]
+                                   id=str(item.get("id", ""))[:40]))
+        except (KeyError, TypeError, ValueError, OverflowError):
+            continue
+    return out
+
+
+def _read_pairs(raw: object, vol: Volume) -> list[tuple[int, int]]:
+    if not isinstance(raw, list):
+        return []
+    want = [(int(a), int(i)) for a, i in raw[:32] if int(a) in (0, 1, 2)]
+    return [(a, i) for a, i in want if 0 <= i < vol.shape[a]]
+
+
+def _read_ui(raw: object) -> dict:
+    """The browser's layout, tool and cine settings, kept so that they survive page visits."""
+    ui = raw if isinstance(raw, dict) else {}
+    out: dict = {}
+    if ui.get("layout") in ("all", "0", "1", "2"):
+        out["layout"] = ui["layout"]
+    if ui.get("tool") in ("navigate", *_POINTS):
+        out["tool"] = ui["tool"]
+    if isinstance(ui.get("fps"), int | float) and 1 <= ui["fps"] <= 60:
+        out["fps"] = int(ui["fps"])
+    if ui.get("cine") in (0, 1, 2):
+        out["cine"] = int(ui["cine"])
+    return out
+
+
 def read_view(raw: object, vol: Volume, window_range: tuple[float, float, float]) -> dict | None:
     """The browser's ``view`` state, checked and clipped; None when it is missing, malformed or
     about another series than ``vol``."""
@@ -112,13 +172,17 @@ def read_view(raw: object, vol: Volume, window_range: tuple[float, float, float]
         lo, hi, wmax = window_range
         center = float(np.clip(round(float(raw["center"])), lo, hi))
         width = float(np.clip(round(float(raw["width"])), 1, wmax))
-        want = [(int(a), int(i)) for a, i in (raw.get("want") or [])[:32] if int(a) in (0, 1, 2)]
-        want = [(a, i) for a, i in want if 0 <= i < vol.shape[a]]
+        want = _read_pairs(raw.get("want"), vol)
+        lwant = _read_pairs(raw.get("lwant"), vol)
         edits = tuple(int(e) for e in raw["edits"])
         if len(edits) != 2:
             return None
+        mrev = raw.get("mrev")
         return {"seq": int(raw["seq"]), "epoch": str(raw.get("epoch", ""))[:40], "edits": edits, "point": point,
-                "center": center, "width": width, "want": want}
+                "center": center, "width": width, "want": want, "lwant": lwant,
+                "mrev": int(mrev) if isinstance(mrev, int) else None,
+                "measurements": _read_measurements(raw.get("measurements"), vol), "ui": _read_ui(raw.get("ui")),
+                "selected": str(raw.get("selected") or "")[:40]}
     except (KeyError, TypeError, ValueError, OverflowError):
         return None
 
@@ -130,15 +194,20 @@ def adopt(vol: Volume, window_range: tuple[float, float, float], *, slice_keys: 
     component = st.session_state.get(KEY)
     view = read_view(component.get("view") if component is not None and hasattr(component, "get") else None,
                      vol, window_range)
-    sync["want"] = []
+    sync["want"], sync["lwant"] = [], []
     if view is None:
         return False
     if view["epoch"] != sync["epoch"]:  # a new mount of the component: its cache may be empty
-        sync["epoch"], sync["sent"], sync["edits"] = view["epoch"], set(), (0, 0)
+        sync["epoch"], sync["sent"], sync["lsent"], sync["edits"] = view["epoch"], set(), set(), (0, 0)
     if view["seq"] == sync["seq"]:
-        sync["want"] = view["want"]
+        sync["want"], sync["lwant"] = view["want"], view["lwant"]
         return False
-    sync["seq"], sync["want"], sync["fresh"] = view["seq"], view["want"], True
+    sync["seq"], sync["want"], sync["lwant"], sync["fresh"] = view["seq"], view["want"], view["lwant"], True
+    # Measurements and layout: the browser's, once it has taken the page's latest list.
+    store = _store(vol)
+    if view["mrev"] == sync["mrev"] and view["measurements"] is not None:
+        store["measurements"] = view["measurements"]
+    store["ui"], store["selected"] = view["ui"], view["selected"]
     # Adopt only what the user changed in the browser: a state sent to ask for planes, or a
     # scroll reported late, must not undo a preset chosen on the page in between.
     point_edited, window_edited = (a != b for a, b in zip(view["edits"], sync["edits"], strict=True))
@@ -155,20 +224,88 @@ def adopt(vol: Volume, window_range: tuple[float, float, float], *, slice_keys: 
     return window_changed
 
 
+def new_sync(vol: Volume) -> dict:
+    """What a session has agreed with and sent to the browser, before anything was."""
+    return {"vol": vol.key, "rev": [0, 0], "seq": None, "epoch": None, "edits": (0, 0), "agreed": [None, None],
+            "sent": set(), "want": [], "lsent": set(), "lwant": [], "fresh": False, "mrev": 0, "present": {}}
+
+
 def _sync(vol: Volume) -> dict:
-    token = vol.key
     sync = st.session_state.get(SYNC)
-    if sync is None or sync["vol"] != token:
-        sync = {"vol": token, "rev": [0, 0], "seq": None, "epoch": None, "edits": (0, 0), "agreed": [None, None],
-                "sent": set(), "want": [], "fresh": False}
+    if sync is None or sync["vol"] != vol.key:
+        sync = new_sync(vol)
         st.session_state[SYNC] = sync
     return sync
 
 
-def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float, colormap: str,
-             slab_mm: float, slab_mode: SlabMode, window_range: tuple[float, float, float], unit: str) -> None:
-    """Mount the three views with the current settings and the planes the browser lacks."""
-    sync = _sync(vol)
+def _store(vol: Volume) -> dict:
+    """This series' measurements and view settings (layout, tool, cine), kept across page visits."""
+    store = st.session_state.setdefault(STORE, {})
+    if vol.key not in store:
+        # Measurements belong to the series they were drawn on.
+        store[vol.key] = {"measurements": [], "ui": {}, "selected": ""}
+        while len(store) > 16:
+            store.pop(next(iter(store)))
+    return store[vol.key]
+
+
+def measurement_store(vol: Volume) -> dict:
+    """The dict that holds ``vol``'s measurements (``"measurements"``), updated in place as the
+    browser reports: a download made on click reads it then."""
+    return _store(vol)
+
+
+def measurements(vol: Volume) -> list[Measurement]:
+    """The measurements drawn on ``vol`` in this session."""
+    return list(_store(vol)["measurements"])
+
+
+def clear_measurements(vol: Volume) -> None:
+    """Delete every measurement of ``vol`` (the browser drops them too at its next update)."""
+    _store(vol)["measurements"] = []
+    _sync(vol)["mrev"] += 1
+
+
+def selected_measurement(vol: Volume) -> str:
+    """The id of the measurement selected in the views ("" when none is)."""
+    return str(_store(vol).get("selected", ""))
+
+
+def view_ui_settings(vol: Volume) -> dict:
+    """The layout, tool and cine settings the browser last reported."""
+    return dict(_store(vol)["ui"])
+
+
+def _overlay_header(vol: Volume, overlay: Overlay | None, sync: dict) -> dict | None:
+    if overlay is None:
+        return None
+    labels = overlay.labels
+    if labels.key not in sync["present"]:  # counted once per label map
+        counts = np.bincount(labels.labels.ravel(), minlength=256)
+        sync["present"] = {labels.key: [int(v) for v in np.nonzero(counts[1:])[0] + 1]}
+    present = sync["present"][labels.key]
+    return {
+        "key": labels.key, "opacity": float(np.clip(overlay.opacity, 0.0, 1.0)), "outline": bool(overlay.outline),
+        "colors": {str(v): [int(c) for c in labels.colors.get(v, (255, 0, 0))] for v in present},
+        "legend": [[v, labels.names.get(v, f"Label {v}")] for v in present],
+    }
+
+
+def _label_plane(labels: np.ndarray, axis: int, index: int, flip: bool) -> np.ndarray:
+    """The label plane shown with an image plane, flipped like it; with a slab, its centre slice's
+    (core.mpr.slab centres the slab on ``index``)."""
+    plane = np.take(labels, index, axis=axis)
+    return plane[::-1] if flip else plane
+
+
+def payload(vol: Volume, sync: dict, *, point: dict[int, int], center: float, width: float, colormap: str,
+            slab_mm: float, slab_mode: SlabMode, window_range: tuple[float, float, float], unit: str,
+            overlay: Overlay | None = None, measurements: list[Measurement] | tuple = (), ui: dict | None = None,
+            ) -> bytes:
+    """The bytes the views component gets: settings, and the planes (and label planes) it lacks.
+
+    Records in ``sync`` what was sent, so that the next call sends only what is still missing.
+    """
     current = (tuple(point[a] for a in (0, 1, 2)), float(center), float(width))
     # Changed on this side: the browser adopts it. The crosshair and the window are counted
     # apart, so that a preset does not undo a scroll the browser has not reported yet.
@@ -192,7 +329,7 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
     blobs: list[bytes] = []
     seen: set[tuple[int, int]] = set()
     for axis, index in order:
-        if (axis, index) in seen or len(blobs) >= MAX_PLANES:
+        if (axis, index) in seen or len(seen) >= MAX_PLANES:
             continue
         seen.add((axis, index))
         layout = layouts[axis]
@@ -202,11 +339,51 @@ def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float,
                       "rows": int(plane.shape[0]), "cols": int(plane.shape[1])})
         blobs.append(blob)
         sync["sent"].add((axis, index, render[axis]))
+        pad = vol.padding_plane(axis, index)
+        if pad is not None:  # which pixels are outside the scan (ROI statistics leave them out), as bits
+            pad = pad[::-1] if layout["flip"] else pad
+            metas.append({"axis": axis, "index": index, "render": render[axis], "dtype": "b1", "raw": 0,
+                          "rows": int(pad.shape[0]), "cols": int(pad.shape[1])})
+            blobs.append(zlib.compress(np.packbits(pad.ravel()).tobytes(), 1))
+    if overlay is not None:
+        key = overlay.labels.key
+        lorder = [(a, point[a]) for a in (0, 1, 2) if (key, a, point[a]) not in sync["lsent"]]
+        lorder += [(a, i) for a, i in sync["lwant"] if fresh or (key, a, i) not in sync["lsent"]]
+        lorder = list(dict.fromkeys(lorder))
+        for axis, index in lorder[:MAX_LABEL_PLANES]:
+            plane = _label_plane(overlay.labels.labels, axis, index, layouts[axis]["flip"])
+            blob = zlib.compress(np.ascontiguousarray(plane).tobytes(), 1)
+            metas.append({"axis": axis, "index": index, "key": key, "dtype": "u1", "raw": 0,
+                          "rows": int(plane.shape[0]), "cols": int(plane.shape[1])})
+            blobs.append(blob)
+            sync["lsent"].add((key, axis, index))
     header = {
         "vol": sync["vol"], "rev": list(sync["rev"]), "views": layouts, "range": list(window_range), "unit": unit,
         "point": list(current[0]), "center": current[1], "width": current[2],
         "cmap": colormap_table(colormap).ravel().tolist(), "invert": bool(vol.invert),
-        "render": render, "slab": slab_text, "slices": metas,
+        "render": render, "slab": slab_text, "slices": metas, "geom": _geometry(vol),
+        "overlay": _overlay_header(vol, overlay, sync), "mrev": sync["mrev"],
+        "measurements": [{"id": m.id, "kind": m.kind, "axis": m.axis, "index": m.index,
+                          "points": [list(p) for p in m.points], "label": m.label} for m in measurements],
+        "ui": ui or {},
     }
-    COMPONENT(data=pack(header, blobs), key=KEY, default={"view": None}, on_view_change=lambda: None,
-              width="stretch")
+    return pack(header, blobs)
+
+
+def _geometry(vol: Volume) -> dict:
+    """What the browser needs for the patient position under the pointer (Volume.patient_position)."""
+    _, dy, dx = vol.spacing
+    return {"positions": np.round(np.asarray(vol.positions, float), 4).tolist(),
+            "row_dir": [float(v) for v in vol.row_direction], "col_dir": [float(v) for v in vol.col_direction],
+            "dy": float(dy), "dx": float(dx)}
+
+
+def views_ui(vol: Volume, *, point: dict[int, int], center: float, width: float, colormap: str,
+             slab_mm: float, slab_mode: SlabMode, window_range: tuple[float, float, float], unit: str,
+             overlay: Overlay | None = None) -> None:
+    """Mount the three views with the current settings and the planes the browser lacks."""
+    store = _store(vol)
+    data = payload(vol, _sync(vol), point=point, center=center, width=width, colormap=colormap, slab_mm=slab_mm,
+                   slab_mode=slab_mode, window_range=window_range, unit=unit, overlay=overlay,
+                   measurements=store["measurements"], ui=store["ui"])
+    COMPONENT(data=data, key=KEY, default={"view": None}, on_view_change=lambda: None, width="stretch")

@@ -12,8 +12,9 @@ from core import load_series
 from core.dimse import Matches
 from core.memory import server_budget
 from core.pacs import PacsConnection, PacsError, RetrievedSeries, retrieve_series, search_series, search_studies
-from core.privacy import MASK
+from core.privacy import MASK, is_safe_description
 from dashboard import hosting, state
+from dashboard.text import count, keyword_label
 
 URL, AUTH, USER, PASSWORD, TOKEN = "pacs_url", "pacs_auth", "pacs_user", "pacs_password", "pacs_token"
 NAME, MODALITY, ACCESSION = "pacs_name", "pacs_modality", "pacs_accession"
@@ -82,7 +83,7 @@ def connection_ui(settings: hosting.PacsSettings) -> PacsConnection | None:
         st.stop()
     reach = ("" if settings.typed_policy.allow_private else
              " This server connects to public addresses only, not to localhost or private networks.")
-    url = st.text_input("DICOMweb address", key=URL, placeholder="https://pacs.example.org/dicom-web",
+    url = st.text_input("DICOMweb address", key=URL, persist_state="session", placeholder="https://pacs.example.org/dicom-web",
                         help=f"The DICOMweb root, often ending in /dicom-web.{reach}")
     url = url.strip().rstrip("/")
     if granted and pacs is not None and url == pacs.url:
@@ -96,14 +97,15 @@ def connection_ui(settings: hosting.PacsSettings) -> PacsConnection | None:
     if granted and url:
         st.caption("This is not the address of this app's own PACS, so its stored credentials are not sent: "
                    "enter this server's own credentials if it needs them.")
-    auth = st.radio("Authentication", ["None", "User and password", "Token"], key=AUTH, horizontal=True)
+    auth = st.radio("Authentication", ["None", "User and password", "Token"], key=AUTH, persist_state="session",
+                    horizontal=True)
     user = password = token = None
     if auth == "User and password":
         c1, c2 = st.columns(2)
-        user = c1.text_input("User", key=USER)
-        password = c2.text_input("Password", type="password", key=PASSWORD)
+        user = c1.text_input("User", key=USER, persist_state="session")
+        password = c2.text_input("Password", type="password", key=PASSWORD, persist_state="session")
     elif auth == "Token":
-        token = st.text_input("Bearer token", type="password", key=TOKEN)
+        token = st.text_input("Bearer token", type="password", key=TOKEN, persist_state="session")
     st.caption("Credentials stay in this browser session's memory and are never stored.")
     if not url:
         return None
@@ -121,12 +123,14 @@ def search_form(prefix: str, *, button: str, disabled: bool, name_label: str = "
     """The study filters (keys ``<prefix>_name``, ...); once submitted, the search's keyword arguments, else None."""
     with st.form(f"{prefix}_search"):
         c1, c2, c3 = st.columns(3)
-        c1.text_input(name_label, key=f"{prefix}_name")
-        c2.text_input("Patient ID", key=f"{prefix}_id")
-        c3.text_input("Accession number", key=f"{prefix}_accession")
+        c1.text_input(name_label, key=f"{prefix}_name", persist_state="session")
+        c2.text_input("Patient ID", key=f"{prefix}_id", persist_state="session")
+        c3.text_input("Accession number", key=f"{prefix}_accession", persist_state="session")
         d1, d2 = st.columns(2)
-        dates = d1.date_input("Study date range", value=[], key=f"{prefix}_dates", min_value=datetime.date(1900, 1, 1))
-        d2.selectbox("Modality", ["", "CT", "MR", "PT", "CR", "DX", "US", "NM", "XA", "MG"], key=f"{prefix}_modality")
+        dates = d1.date_input("Study date range", value=[], key=f"{prefix}_dates", persist_state="session",
+                              min_value=datetime.date(1900, 1, 1))
+        d2.selectbox("Modality", ["", "CT", "MR", "PT", "CR", "DX", "US", "NM", "XA", "MG"],
+                     key=f"{prefix}_modality", persist_state="session")
         submitted = st.form_submit_button(button, icon=":material/search:", disabled=disabled)
     if not submitted or disabled:
         return None
@@ -159,7 +163,7 @@ def _masked(rows: list[dict], show_phi: bool) -> pd.DataFrame:
         for col in PHI_COLUMNS:
             if col in df:
                 df[col] = MASK
-    return df.drop(columns=[c for c in df.columns if c.endswith("InstanceUID")])
+    return df.drop(columns=[c for c in df.columns if c.endswith("InstanceUID")]).rename(columns=keyword_label)
 
 
 def results_ui(conn: PacsConnection | None, *, show_phi: bool) -> None:
@@ -199,7 +203,8 @@ def pick_study(prefix: str, studies: list[dict], *, show_phi: bool) -> int:
         who = f"{s['PatientName']}, {s['StudyDate']}, {s['StudyDescription']}" if show_phi else f"Study {i + 1}"
         return f"{who} ({s['ModalitiesInStudy']}, {s['NumberOfStudyRelatedSeries']} series)"
 
-    return st.selectbox("Study", range(len(studies)), format_func=label, key=f"{prefix}_study_pick")
+    return st.selectbox("Study", range(len(studies)), format_func=label, key=f"{prefix}_study_pick",
+                        persist_state="session")
 
 
 def pick_series(prefix: str, series: list[dict], *, show_phi: bool, where: str) -> int | None:
@@ -213,10 +218,18 @@ def pick_series(prefix: str, series: list[dict], *, show_phi: bool, where: str) 
 
     def slabel(j: int) -> str:
         s = series[j]
-        desc = s["SeriesDescription"] if show_phi else f"Series {j + 1}"
-        return f"{desc} ({s['Modality']}, {s['NumberOfSeriesRelatedInstances']} images)"
+        number = str(s.get("SeriesNumber") or "").strip()
+        desc = str(s.get("SeriesDescription") or "").strip()
+        name = f"Series {number}" if number else f"Series #{j + 1}"
+        if desc and (show_phi or is_safe_description(desc)):
+            name += f" ({desc})"
+        images = str(s.get("NumberOfSeriesRelatedInstances") or "").strip()
+        facts = [str(s.get("Modality") or ""), str(s.get("BodyPartExamined") or "").lower(),
+                 count(int(images), "image") if images.isdigit() else ""]
+        return f"{name}: " + ", ".join(f for f in facts if f)
 
-    return st.selectbox("Series", range(len(series)), format_func=slabel, key=f"{prefix}_series_pick")
+    return st.selectbox("Series", range(len(series)), format_func=slabel, key=f"{prefix}_series_pick",
+                        persist_state="session")
 
 
 def retrieve_ui(conn: PacsConnection, study_uid: str, series_uid: str) -> None:

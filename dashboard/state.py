@@ -21,6 +21,7 @@ SHOW_PHI_WIDGET = "sidebar_show_phi"
 LOAD_REPORT = "load_report"
 LOADED_SIGNATURE = "load_signature"
 UPLOAD_NONCE = "load_upload_nonce"
+HELD_A_STUDY = "load_held_a_study"  # this session has held a loaded study (not the sample) at some point
 
 # Keys whose values must survive visits to other pages (widget keys: Streamlit drops a widget's
 # value when a run does not draw it). Each page's UI module registers its own when it is imported,
@@ -126,7 +127,10 @@ def current_volume() -> Volume | None:
     if s is None or not s.volumes:
         return None
     i = current_index()
-    if i in s.use_corrected and i in s.corrected:
+    if i in s.use_corrected:
+        if i not in s.corrected:  # made here, before the sidebar and the page ask: one series shown everywhere
+            with st.spinner("Resampling onto a regular grid…"):
+                s.corrected[i] = s.volumes[i].corrected()
         return s.corrected[i]
     return s.volumes[i]
 

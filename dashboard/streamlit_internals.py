@@ -2,11 +2,10 @@
 
 Nothing else in the app reaches past Streamlit's public API (two reads aside, named below the
 table); callers import from here. Checked
-with Streamlit 1.67.0 (its Starlette server, Starlette 1.10.0) and streamlit-image-coordinates
-0.4.1. :func:`install` checks the versions once per process and logs a warning when they are
-not the tested ones; each patch or read logs one warning (once per process) when it cannot apply,
-and the app then goes on without it: no patch is needed for a page to work (the last row, a
-duck-typed image, is the exception).
+with Streamlit 1.67.0 (its Starlette server, Starlette 1.10.0). :func:`install` checks the
+versions once per process and logs a warning when they are not the tested ones; each patch or
+read logs one warning (once per process) when it cannot apply, and the app then goes on without
+it: no patch is needed for a page to work.
 
 ==================================  ======================================  ============  ============================
 Patch or read                       Why it exists                           Checked on    Lost if it cannot apply
@@ -54,11 +53,6 @@ upload_instances:                   Finds every UploadedFile object the     Stre
 get_session_state()._state, its     widget state holds (the previous run's  1.67.0        held with three 300-file
 _old_state and                      too), so that all are closed and the                  uploads; nothing stale
 _new_widget_state.states            bytes freed                                           removed
-
-EncodedPNG: a duck-typed PIL image  Hands the cached PNG bytes to the       image-        Not skippable: the large
-for streamlit_image_coordinates     click component: no decode and          coordinates   view breaks if the component
-(it calls save(fp, format=...))     re-encode per click                     0.4.1         stops calling save (tests:
-                                                                                          test_explorer_page.py)
 ==================================  ======================================  ============  ============================
 
 Names in the first column are this module's. Left outside it: ``get_script_run_ctx().session_id``
@@ -83,7 +77,7 @@ from dashboard import state
 log = logging.getLogger(__name__)
 
 # The minor versions every patch here was checked on (see the table above).
-TESTED = {"streamlit": ("1.67",), "starlette": ("1.10",), "streamlit-image-coordinates": ("0.4",)}
+TESTED = {"streamlit": ("1.67",), "starlette": ("1.10",)}
 
 UPLOAD_STEP = 16 * 1024**2  # bytes reserved at a time while an upload arrives
 SPOOL_MAX = 2 * 1024**3  # above server.maxUploadSize: no upload rolls over to a file
@@ -119,7 +113,7 @@ def untested_versions() -> list[str]:
 
 
 def check_versions() -> None:
-    """Warn once per process when Streamlit, Starlette or the click component are not the tested minors."""
+    """Warn once per process when Streamlit or Starlette are not the tested minors."""
     with _lock:
         if "versions" in _warned:
             return
@@ -627,23 +621,6 @@ def forget_stale_uploads() -> int:
 def refused_upload_reason(session_id: str) -> str | None:
     """Why the upload endpoint last refused a file of this session (once), or None."""
     return REAPER.refused.pop(session_id, None)
-
-
-# -- A third-party component's duck typing ----------------------------------------------------------
-
-class EncodedPNG:
-    """Already-encoded PNG bytes, handed to ``streamlit_image_coordinates`` as if a PIL image.
-
-    The component (0.4.1) accepts "an object with a save method" and calls
-    ``save(buffer, format="PNG", compress_level=...)``: writing the cached bytes saves a decode and
-    a re-encode per click. The keyword arguments are ignored: the bytes are PNG already.
-    """
-
-    def __init__(self, data: bytes) -> None:
-        self.data = data
-
-    def save(self, fp, **_: object) -> None:
-        fp.write(self.data)
 
 
 def _remove_upload(ctx: Any, file_id: str) -> None:

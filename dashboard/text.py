@@ -18,7 +18,11 @@ from __future__ import annotations
 import html
 import re
 
-__all__ = ["file_part", "md_escape", "plotly_escape"]
+# How numbers and units are written (one rule for every page; see docs/CONTRIBUTING.md).
+from core.numbers import count, decimal, length_mm, ordinal, spacing_mm
+
+__all__ = ["count", "decimal", "file_part", "keyword_label", "length_mm", "md_escape", "ordinal", "plotly_escape",
+           "spacing_mm", "unit_label"]
 
 # Characters that Markdown, GitHub's extensions or Streamlit's own syntax (":red[...]",
 # ":material/x:", emoji shortcodes, "$" for LaTeX, "&" for entities) give a meaning to anywhere
@@ -77,3 +81,24 @@ def unit_label(units: str | None) -> str:
     """The unit of a volume's values as shown next to a number: ``units`` ("HU", "%", from the file),
     or "stored units" when the file names none. Not escaped: it may come from a file."""
     return units or "stored units"
+
+
+# Labels of DICOM keywords where splitting the words would not say what people call them.
+KEYWORD_LABELS = {
+    "PatientName": "Patient", "PatientID": "Patient ID", "PatientBirthDate": "Birth date",
+    "NumberOfStudyRelatedSeries": "Series", "NumberOfSeriesRelatedInstances": "Images",
+    "NumberOfStudyRelatedInstances": "Images", "ModalitiesInStudy": "Modalities", "KVP": "Tube voltage (kVp)",
+    "ConvolutionKernel": "Reconstruction kernel", "ManufacturerModelName": "Model",
+}
+
+
+def keyword_label(keyword: str) -> str:
+    """A DICOM keyword or a snake_case name as a label: "SliceThickness" reads "Slice thickness",
+    "StudyInstanceUID" "Study instance UID", "lung_volume_ml" "Lung volume ml"."""
+    if keyword in KEYWORD_LABELS:
+        return KEYWORD_LABELS[keyword]
+    words = re.findall(r"[A-Z]{2,}(?=[A-Z][a-z]|\b|_|\d)|[A-Z]?[a-z]+|[A-Z]+|\d+", keyword.replace("_", " "))
+    if not words:
+        return keyword
+    out = [w if (w.isupper() and len(w) > 1) else w.lower() for w in words]
+    return out[0][:1].upper() + out[0][1:] + (" " + " ".join(out[1:]) if len(out) > 1 else "")

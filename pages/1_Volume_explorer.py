@@ -1,4 +1,4 @@
-"""Volume explorer: linked axial, coronal and sagittal views with window/level, slabs, values and ROI."""
+"""Volume explorer: linked axial, coronal and sagittal views with window/level, slabs, measurements and overlays."""
 
 from __future__ import annotations
 
@@ -13,5 +13,6 @@ st.title("Volume explorer")
 explorer.init(vol)
 explorer.warnings_ui(vol)
 explorer.viewer(vol)
+explorer.measurement_downloads_ui(vol)
 explorer.png_download_ui(vol)
 explorer.downloads_ui(vol)

@@ -25,6 +25,7 @@ window = explorer.current_window()
 fig = histogram_ui.figure(hist.counts, hist.edges, log=ask.log, cumulative=ask.cumulative, bands=ask.bands,
                           window=window, unit=unit, overlay=overlay)
 histogram_ui.chart_ui(fig)
+histogram_ui.bins_caption(hist.edges, unit)
 if vol.units == "HU":
     histogram_ui.band_window_ui()
 table = histogram_ui.stats_tables(hist.stats, hist.value_counts, vol, hist.padding_left_out, unit)

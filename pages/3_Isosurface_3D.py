@@ -19,7 +19,7 @@ if vol.shape[0] < 2:
 if not vol.is_regular:
     st.warning("This stack is sheared or unevenly spaced: the surface follows the true slice positions, but turn on "
                "**Use corrected geometry** on *Load a study* for exact distances between slices.")
-if not st.toggle("Show the 3D surface", key=iso_ui.SHOW):
+if not st.toggle("Show the 3D surface", key=iso_ui.SHOW, persist_state="session"):
     st.stop()
 
 built = iso_ui.surface_ui(vol, settings)

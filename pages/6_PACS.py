@@ -15,7 +15,8 @@ st.markdown("Search an archive and bring a series here, in memory, without expor
             "DIMSE as hospital archives and DICOM nodes speak it.")
 settings = pacs_ui.settings_or_stop()
 dimse = dimse_ui.settings_or_none()
-kind = st.radio("Connection", [DICOMWEB, DIMSE] if dimse else [DICOMWEB], key="pacs_kind", horizontal=True,
+kind = st.radio("Connection", [DICOMWEB, DIMSE] if dimse else [DICOMWEB], key="pacs_kind", persist_state="session",
+                horizontal=True,
                 label_visibility="collapsed") if dimse else DICOMWEB
 pacs_ui.done_ui()
 if kind == DIMSE and dimse is not None:  # only the chosen kind is drawn (and runs)

@@ -71,6 +71,39 @@ class TestFirstPage:
         assert at.error and "No image series could be assembled" in at.error[0].value
         assert at.session_state["study"].source == "Built-in sample"
         assert list(table_with(at, "Reason")["File"]) == ["file 1 of the upload"]  # names are PHI too
+        # The failed upload is cleared from the uploader: a new, empty one, and the report stays.
+        assert at.session_state["load_upload_nonce"] == 1
+        assert at.file_uploader(key="load_files_1").value in (None, [])
+        at.run()
+        assert at.error and "No image series could be assembled" in at.error[0].value
+
+    def test_series_of_one_scan_told_apart_with_phi_hidden(self):
+        """Two 1 mm kernels of one head scan, as a Philips scanner writes them; one description names the patient."""
+        def series(uid, prefix, number, kernel, description):
+            return [(name, data, "application/dicom") for name, data in ct_series(
+                ramp_volume((3, 16, 12)), series_uid=uid, patient_name="DOE^JANE", names=lambda k: f"{prefix}{k}.dcm",
+                extra={"SeriesNumber": number, "ConvolutionKernel": kernel, "SliceThickness": 1.0,
+                       "BodyPartExamined": "HEAD", "SeriesDescription": description, "StudyDate": "20240115"})]
+
+        at = app_test().run()
+        files = series("1.2.3.1", "a", 3, "UB", "Brain 1.0") + series("1.2.3.2", "b", 4, "YC", "Bone DOE 1.0")
+        at.file_uploader(key="load_files_0").set_value(files).run()
+        assert not at.exception
+        assert at.selectbox(key="load_pick").options == ["#1 Series 3 (Brain 1.0) — head, kernel UB, 1 mm, CT 3x16x12",
+                                                         "#2 Series 4 — head, kernel YC, 1 mm, CT 3x16x12"]
+        table = table_with(at, "Kernel")
+        assert list(table["Kernel"]) == ["UB", "YC"] and "Date" not in table.columns
+        assert "DOE" not in page_text(at) and "2024" not in page_text(at)
+        at.toggle(key="sidebar_show_phi").set_value(True).run()
+        assert at.selectbox(key="load_pick").options[1] == (
+            "#2 Series 4 (Bone DOE 1.0) — head, kernel YC, 1 mm, 2024-01-15, CT 3x16x12")
+        assert list(table_with(at, "Kernel")["Date"]) == ["2024-01-15"] * 2
+
+    def test_a_link_to_the_explorer(self):
+        at = app_test().run()
+        links = [link for link in at.get("page_link") if link.proto.label.startswith("Next")]
+        assert [(link.proto.label, link.proto.page) for link in links] == [
+            ("Next: explore this series in three planes", "Volume_explorer")]
 
     def test_pick_series_sets_the_current_one(self):
         at = app_test().run()
@@ -103,6 +136,13 @@ class TestFirstPage:
         study = at.session_state["study"]
         assert 0 in study.use_corrected and study.corrected[0].is_regular
         assert any("gantry tilt of 20.0° removed" in c.value for c in at.caption)
+        # The sidebar shows the corrected series in the same run: its shape and its own notes.
+        corrected = study.corrected[0]
+        sidebar = " ".join(m.value for m in at.sidebar.markdown)
+        assert " x ".join(str(n) for n in corrected.shape) in sidebar
+        assert corrected.shape != study.volumes[0].shape
+        assert [w.value for w in at.sidebar.warning] == ["1 geometry note: see **Load a study**."]
+        assert corrected.warnings != study.volumes[0].warnings and len(corrected.warnings) == 1
 
     def test_close_and_reload_sample(self):
         at = app_test().run()
@@ -177,4 +217,5 @@ def test_uploads_are_never_spooled_to_disk():
 def test_series_facts_read_as_text():
     at = app_test().run()
     facts = " ".join(m.value for m in at.markdown)
-    assert "- Spacing (mm): 2.5 x 1.4 x 1.4" in facts and "(2.5, 1.4, 1.4)" not in facts
+    assert "- Spacing: 2.5 x 1.4 x 1.4 mm" in facts and "(2.5, 1.4, 1.4)" not in facts
+    assert "CT, 120 slices of 256 x 256, 2.5 x 1.4 x 1.4 mm" in facts

@@ -33,15 +33,22 @@ def _readout(at) -> str:
     return next(m.value for m in at.markdown if m.value.startswith("**At the crosshair:**"))
 
 
-def _payload(at) -> tuple[dict, dict]:
-    """The views component's header and its planes, decoded as the browser decodes them."""
+def _blobs(at):
+    """The views component's header, and each plane's meta with its bytes."""
     (element,) = at.get("bidi_component")
     data = element.proto.bytes
     n = struct.unpack("<I", data[:4])[0]
     header = json.loads(data[4:4 + n])
+    return header, [(m, data[4 + n + m["offset"]: 4 + n + m["offset"] + m["length"]]) for m in header["slices"]]
+
+
+def _payload(at) -> tuple[dict, dict]:
+    """The views component's header and its planes, decoded as the browser decodes them."""
+    header, blobs = _blobs(at)
     planes = {}
-    for meta in header["slices"]:
-        blob = data[4 + n + meta["offset"]: 4 + n + meta["offset"] + meta["length"]]
+    for meta, blob in blobs:
+        if meta["dtype"] in ("u1", "b1"):  # a label plane of the overlay, or padding bits
+            continue
         k = 2 if meta["dtype"] == "i2" else 4
         if meta["raw"] < len(blob):  # prefetched: byte planes, the high half compressed
             planes_ = blob[:meta["raw"]] + zlib.decompress(blob[meta["raw"]:])
@@ -53,8 +60,9 @@ def _payload(at) -> tuple[dict, dict]:
     return header, planes
 
 
-def _browser_view(at, seq: int, point, center, width, want=(), epoch="tab1", vol=None, edits=None):
-    """Set the views' state as the browser does after a scroll, a click or a window drag.
+def _browser_view(at, seq: int, point, center, width, want=(), epoch="tab1", vol=None, edits=None,
+                  measurements=None, mrev=0, ui=None, lwant=()):
+    """Set the views' state as the browser does after a scroll, a click, a window drag or a measurement.
 
     ``edits`` counts the user's changes of the crosshair and of the window (by default both
     changed with every state)."""
@@ -62,15 +70,26 @@ def _browser_view(at, seq: int, point, center, width, want=(), epoch="tab1", vol
     edits = list(edits) if edits is not None else [seq, seq]
     at.session_state["explorer_mpr"] = {"view": {"seq": seq, "epoch": epoch, "vol": vol, "edits": edits,
                                                  "point": list(point), "center": center, "width": width,
-                                                 "want": [list(w) for w in want]}}
+                                                 "want": [list(w) for w in want], "lwant": [list(w) for w in lwant],
+                                                 "measurements": measurements or [], "mrev": mrev, "ui": ui or {}}}
     return at.run()
+
+
+def _label_planes(at) -> dict:
+    """The overlay's label planes in the views' payload, by (axis, index)."""
+    out = {}
+    for meta, blob in _blobs(at)[1]:
+        if meta["dtype"] == "u1":
+            out[(meta["axis"], meta["index"])] = np.frombuffer(zlib.decompress(blob), np.uint8).reshape(
+                meta["rows"], meta["cols"])
+    return out
 
 
 def test_three_views_open_at_the_middle_with_their_planes(at):
     from core import sample_ct
 
     vol = sample_ct().voxels
-    assert "voxel (slice 60, row 128, column 128)" in _readout(at)
+    assert "voxel (slice 61, row 129, column 129)" in _readout(at)
     header, planes = _payload(at)
     assert header["point"] == [60, 128, 128] and (header["center"], header["width"]) == (40.0, 400.0)
     assert [v["name"] for v in header["views"]] == ["Axial", "Coronal", "Sagittal"]
@@ -92,7 +111,7 @@ def test_browser_scroll_moves_the_crosshair_and_gets_the_planes_it_wants(at):
     _browser_view(at, 2, (100, 128, 128), 40, 400, want=[(0, 100), (0, 101), (0, 102)])
     assert not at.exception
     text = _readout(at)
-    assert "slice 100" in text and "z 100.0 mm" in text  # the sample's slice k sits at z = 2.5 k - 150
+    assert "slice 101" in text and "z 100.0 mm" in text  # the sample's slice k sits at z = 2.5 k - 150
     assert f"{vol[100, 128, 128]} HU" in text
     header, planes = _payload(at)
     assert set(planes) == {(0, 100, "1")}  # a plane the browser lacks at the crosshair goes alone, first
@@ -111,7 +130,7 @@ def test_browser_scroll_moves_the_crosshair_and_gets_the_planes_it_wants(at):
 
 def test_a_state_about_another_series_is_ignored(at):
     _browser_view(at, 1, (100, 10, 10), 500, 100, vol="another-series")
-    assert "voxel (slice 60, row 128, column 128)" in _readout(at)
+    assert "voxel (slice 61, row 129, column 129)" in _readout(at)
     assert at.session_state["explorer_center"] == 40.0
 
 
@@ -124,13 +143,13 @@ def test_a_new_mount_of_the_views_gets_its_planes_again(at):
 def test_browser_state_is_clipped_and_bad_state_ignored(at):
     _browser_view(at, 1, (10_000, -5, 128), 1e9, -3, want=[(7, 1), (0, 10_000), (1, 3)])
     assert not at.exception
-    assert "voxel (slice 119, row 0, column 128)" in _readout(at)
+    assert "voxel (slice 120, row 1, column 129)" in _readout(at)
     assert (at.session_state["explorer_center"], at.session_state["explorer_width"]) == (3000.0, 1.0)
     assert set(_payload(at)[1]) == {(0, 119, "1"), (1, 0, "1"), (2, 128, "1")}
     at.session_state["explorer_mpr"] = {"view": {"seq": "x", "point": "nonsense"}}
     at.run()
     assert not at.exception
-    assert "voxel (slice 119, row 0, column 128)" in _readout(at)
+    assert "voxel (slice 120, row 1, column 129)" in _readout(at)
 
 
 def test_presets_set_center_and_width_and_reach_the_browser(at):
@@ -150,33 +169,13 @@ def test_presets_set_center_and_width_and_reach_the_browser(at):
     _browser_view(at, 2, (70, 128, 128), 100, 2500, edits=(1, 1), want=[(0, 71)])
     assert at.selectbox(key="explorer_preset").value == "Lung"
     assert (at.session_state["explorer_center"], at.session_state["explorer_width"]) == (-600, 1500)
-    assert "voxel (slice 70," in _readout(at)
+    assert "voxel (slice 71," in _readout(at)
     _browser_view(at, 3, (70, 128, 128), 100, 2500, edits=(1, 1), want=[(0, 72)])
     assert (at.session_state["explorer_center"], _payload(at)[0]["center"]) == (-600, -600)
     assert not at.exception
 
 
-def test_roi_statistics_of_a_lung_box(at):
-    from scipy.ndimage import binary_erosion
-
-    lab = sample_labels()[75]
-    lung3 = (sample_labels()[74:77] == LABELS["lung"]).all(axis=0)  # lung in this slice and both neighbours
-    inner = binary_erosion(lung3, structure=np.ones((11, 11)))  # the box and its blur are all lung
-    rows, cols = np.nonzero(inner)
-    r0, c0 = int(rows[0]) - 4, int(cols[0]) - 4
-    assert (lab[r0:r0 + 8, c0:c0 + 8] == LABELS["lung"]).all()
-    at.session_state["explorer_k"] = 75
-    at.toggle(key="explorer_roi_on").set_value(True).run()
-    at.slider(key="explorer_roi_rows").set_value((r0, r0 + 8)).run()
-    at.slider(key="explorer_roi_cols").set_value((c0, c0 + 8)).run()
-    assert not at.exception
-    metrics = {m.label: m.value for m in at.metric}
-    assert metrics["Voxels"] == "64"
-    assert abs(float(metrics["Mean"].split()[0]) - TISSUE_HU["lung"]) < 5
-    assert metrics["Area"] == f"{64 * 1.4 * 1.4:.1f} mm²"
-
-
-def test_slab_and_colormap_and_large_view(at):
+def test_slab_and_colormap(at):
     at.slider(key="explorer_slab_mm").set_value(10.0).run()
     at.selectbox(key="explorer_slab_mode").set_value("minip").run()
     # The views get MinIP slabs of 10 mm: 4 slices of 2.5 mm along the axial axis, 7 of 1.4 mm across.
@@ -188,11 +187,7 @@ def test_slab_and_colormap_and_large_view(at):
     assert header["slab"][0] == "MinIP 10 mm"
     np.testing.assert_array_equal(planes[(0, 60, "4minip")], slab(sample_ct().voxels, 0, 60, width=4, mode="minip"))
     at.selectbox(key="explorer_cmap").set_value("viridis").run()
-    at.selectbox(key="explorer_large").set_value("Coronal").run()
-    at.slider(key="explorer_zoom").set_value(3.0).run()
     assert not at.exception
-    cache = at.session_state["explorer_png_cache"]
-    assert any(key[1] == 1 and key[4] == "minip" and key[7] == "viridis" and key[9] == 3.0 for key in cache)
     assert _payload(at)[0]["cmap"][3 * 255:] == [253, 231, 37]  # viridis ends in yellow (OpenCV's table)
 
 
@@ -225,12 +220,8 @@ def test_each_volume_goes_to_the_browser_under_its_own_random_name(at):
     assert _payload(at)[0]["point"] == [0, 64, 64]  # the new series opens at its own middle
 
 
-def test_nifti_of_an_uneven_stack_is_offered_on_its_regular_grid():
-    import gzip
-
-    import nibabel as nib
-
-    from core.export import nifti_bytes
+def _uneven_stack_page():
+    """The explorer on a 5-slice series with slices at z = 0, 2, 4, 10 and 12 mm (a gap)."""
     from dashboard.state import Study
     from tests.factory import ct_series
 
@@ -239,7 +230,17 @@ def test_nifti_of_an_uneven_stack_is_offered_on_its_regular_grid():
     vol = load_series(ct_series(hu, positions=np.array([[0.0, 0.0, zz] for zz in z]), spacing=(2, 1, 1))).volumes[0]
     at = page_test(PAGE)
     at.session_state["study"] = Study(volumes=[vol], skipped=[], source="test")
-    at.run()
+    return at.run(), vol
+
+
+def test_nifti_of_an_uneven_stack_is_offered_on_its_regular_grid():
+    import gzip
+
+    import nibabel as nib
+
+    from core.export import nifti_bytes
+
+    at, vol = _uneven_stack_page()
     assert not at.exception
     (button,) = [b for b in at.get("download_button") if b.proto.id.endswith("explorer_dl_nifti")]
     assert button.proto.label == "Download the series as NIfTI on a regular grid (.nii.gz)"
@@ -254,3 +255,126 @@ def test_nifti_of_an_uneven_stack_is_offered_on_its_regular_grid():
 def test_nifti_of_an_even_stack_is_the_plain_download(at):
     labels = [b.proto.label for b in at.get("download_button")]
     assert "Download the series as NIfTI (.nii.gz)" in labels
+
+
+def _lung_box():
+    from scipy.ndimage import binary_erosion
+
+    lab = sample_labels()[75]
+    lung3 = (sample_labels()[74:77] == LABELS["lung"]).all(axis=0)  # lung in this slice and both neighbours
+    inner = binary_erosion(lung3, structure=np.ones((11, 11)))  # the box and its blur are all lung
+    rows, cols = np.nonzero(inner)
+    r0, c0 = int(rows[0]) - 4, int(cols[0]) - 4
+    assert (lab[r0:r0 + 8, c0:c0 + 8] == LABELS["lung"]).all()
+    return r0, c0
+
+
+def _lung_rectangle(r0: int, c0: int) -> dict:
+    return {"id": "a", "kind": "rectangle", "axis": 0, "index": 75,
+            "points": [[r0 - 0.4, c0 - 0.4], [r0 + 7.4, c0 + 7.4]]}
+
+
+def test_measurements_from_the_views_are_listed_with_exact_values_and_kept_across_pages(at):
+    r0, c0 = _lung_box()
+    ms = [
+        # Pixel centres r0..r0+7 and c0..c0+7: 64 voxels of lung.
+        _lung_rectangle(r0, c0),
+        # 20 rows of 2.5 mm on the coronal view: 50 mm, whatever the columns' 1.4 mm.
+        {"id": "b", "kind": "length", "axis": 1, "index": 128, "points": [[10, 30], [30, 30]]},
+        {"id": "c", "kind": "angle", "axis": 0, "index": 60, "points": [[0, 10], [0, 0], [10, 0]]},
+        {"id": "d", "kind": "point", "axis": 2, "index": 100, "points": [[50.2, 60.7]]},
+        {"id": "bad", "kind": "spiral", "axis": 0, "index": 1, "points": [[0, 0]]},
+    ]
+    _browser_view(at, 1, (60, 128, 128), 40, 400, measurements=ms)
+    assert not at.exception
+    table = next(df.value for df in at.dataframe if "Measurement" in df.value.columns)
+    assert list(table["Measurement"]) == ["Rectangle 1", "Length 2", "Angle 3", "Point 4"]
+    assert list(table["Slice"]) == [76, 129, 61, 101]  # counted from 1
+    assert list(table["View"]) == ["Axial", "Coronal", "Axial", "Sagittal"]
+    rect = table.iloc[0]
+    assert rect["Voxels"] == 64 and rect["Area (mm²)"] == round(64 * 1.4 * 1.4, 1)
+    assert abs(rect["Mean (HU)"] - TISSUE_HU["lung"]) < 5
+    assert table.iloc[1]["Length (mm)"] == pytest.approx(50.0)
+    assert table.iloc[2]["Angle (degrees)"] == pytest.approx(90.0)
+    from core import sample_ct
+
+    assert table.iloc[3]["Value (HU)"] == sample_ct().voxels[50, 61, 100]
+    store = at.session_state["explorer_mpr_store"]
+    (entry,) = store.values()
+    assert [m.id for m in entry["measurements"]] == ["a", "b", "c", "d"]
+    # To another page and back: the list is still there, and goes back to the browser.
+    at.switch_page("pages/2_HU_histogram.py").run()
+    assert not at.exception
+    at.switch_page("pages/1_Volume_explorer.py").run()
+    assert not at.exception
+    header, _ = _payload(at)
+    assert [m["id"] for m in header["measurements"]] == ["a", "b", "c", "d"]
+    assert header["measurements"][1]["points"] == [[10.0, 30.0], [30.0, 30.0]]
+
+
+def test_the_histogram_scope_is_the_last_roi_drawn(at):
+    r0, c0 = _lung_box()
+    ms = [_lung_rectangle(r0, c0)]
+    _browser_view(at, 1, (60, 128, 128), 40, 400, measurements=ms)
+    at.switch_page("pages/2_HU_histogram.py").run()
+    at.radio(key="histogram_scope").set_value("Explorer ROI box").run()
+    assert not at.exception
+    assert "No ROI box yet" not in "".join(i.value for i in at.info)
+
+
+def test_delete_all_and_a_stale_list_from_the_browser_does_not_undo_it(at):
+    ms = [{"id": "a", "kind": "length", "axis": 0, "index": 60, "points": [[0, 0], [0, 10]]}]
+    _browser_view(at, 1, (60, 128, 128), 40, 400, measurements=ms)
+    assert _payload(at)[0]["mrev"] == 0
+    at.button(key="explorer_clear_measurements").click().run()
+    header = _payload(at)[0]
+    assert (header["mrev"], header["measurements"]) == (1, [])
+    _browser_view(at, 2, (60, 128, 128), 40, 400, measurements=ms, mrev=0)  # sent before it saw the clear
+    assert _payload(at)[0]["measurements"] == []
+    assert "No measurements yet" in " ".join(c.value for c in at.caption)
+    _browser_view(at, 3, (60, 128, 128), 40, 400, measurements=ms, mrev=1)  # drawn again after it
+    assert [m["id"] for m in _payload(at)[0]["measurements"]] == ["a"]
+
+
+def test_the_geometry_switch_is_on_the_explorer():
+    at, vol = _uneven_stack_page()
+    assert at.toggle(key="load_corrected_0").value is False
+    at.toggle(key="load_corrected_0").set_value(True).run()
+    assert not at.exception
+    header, _ = _payload(at)
+    assert header["views"][0]["n"] == vol.corrected().shape[0]  # the views show the regular grid now
+    assert at.toggle(key="load_corrected_0").value is True
+
+
+def test_the_layout_chosen_in_the_views_is_kept(at):
+    _browser_view(at, 1, (60, 128, 128), 40, 400, ui={"layout": "1", "tool": "ellipse", "fps": 12, "cine": 2})
+    at.switch_page("pages/2_HU_histogram.py").run()
+    at.switch_page("pages/1_Volume_explorer.py").run()
+    assert _payload(at)[0]["ui"] == {"layout": "1", "tool": "ellipse", "fps": 12, "cine": 2}
+
+
+def test_the_sample_tissue_overlay_goes_as_label_planes_flipped_like_the_views(at):
+    at.selectbox(key="explorer_overlay_source").set_value("Sample tissue labels").run()
+    assert not at.exception
+    header, _ = _payload(at)
+    labels = np.where(sample_labels() > 1, sample_labels(), 0).astype(np.uint8)
+    overlay = header["overlay"]
+    assert overlay["opacity"] == 0.4 and overlay["outline"] is False
+    present = sorted(int(v) for v in np.unique(labels) if v)
+    assert [v for v, _ in overlay["legend"]] == present  # only the labels present
+    assert set(overlay["colors"]) == {str(v) for v in present}
+    planes = _label_planes(at)
+    assert set(planes) == {(0, 60), (1, 128), (2, 128)}
+    np.testing.assert_array_equal(planes[(0, 60)], labels[60])
+    np.testing.assert_array_equal(planes[(1, 128)], labels[:, 128, :][::-1])
+    np.testing.assert_array_equal(planes[(2, 128)], labels[:, :, 128][::-1])
+    # The browser asks for the label planes it lacks; a slab shows its centre slice's labels.
+    at.slider(key="explorer_slab_mm").set_value(10.0).run()
+    _browser_view(at, 1, (61, 128, 128), 40, 400, want=[(0, 62)], lwant=[(0, 61), (0, 62)])
+    planes = _label_planes(at)
+    assert (0, 62) in planes
+    np.testing.assert_array_equal(planes[(0, 62)], labels[62])
+    assert _payload(at)[0]["render"][0] == "4mip"
+    # Nothing is sent again.
+    at.run()
+    assert _label_planes(at) == {}

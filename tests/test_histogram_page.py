@@ -59,10 +59,11 @@ def test_slice_and_slab_scopes(at, scope, expected):
 def test_roi_scope_uses_the_explorer_box(at):
     at.radio(key="histogram_scope").set_value("Explorer ROI box").run()
     assert any("No ROI box yet" in i.value for i in at.info)
-    at.session_state["explorer_roi_on"] = True
-    at.session_state["explorer_roi_rows"] = (100, 110)
-    at.session_state["explorer_roi_cols"] = (120, 125)
-    at.session_state["explorer_k"] = 60
+    from core.annotations import Measurement
+
+    key = at.session_state["study"].volumes[0].key  # a rectangle drawn on the explorer's axial slice 60:
+    rect = Measurement("rectangle", 0, 60, ((100.0, 120.0), (109.0, 124.0)))  # rows 100-109, columns 120-124
+    at.session_state["explorer_mpr_store"] = {key: {"measurements": [rect], "ui": {}, "selected": ""}}
     at.run()
     assert not at.exception
     assert _caption(at).startswith("50 voxels counted")
@@ -78,6 +79,39 @@ def test_bins_range_and_classic(at):
     at.button(key="histogram_classic").click().run()
     assert not at.exception
     assert at.session_state["histogram_bin_width"] == 25.0  # (1000 - -1000) / 80
+    assert "80 bins of 25 HU, from -1000 to 1000 HU." in [c.value for c in at.caption]
+    at.slider(key="histogram_range").set_value((-1100.0, 2000.0)).run()
+    at.button(key="histogram_classic").click().run()
+    assert at.session_state["histogram_bin_width"] == 50.0  # a round width, not 38.75
+    assert "62 bins of 50 HU, from -1100 to 2000 HU." in [c.value for c in at.caption]
+
+
+def test_opens_on_the_whole_range_scanners_store(at):
+    assert at.slider(key="histogram_range").value == (-1100.0, 3100.0)  # 12-bit CT stores up to 3071 HU
+    stats = table_with(at, "Statistic")
+    assert list(stats["Statistic"]) == ["Count", "Mean", "Median", "SD", "Minimum", "Maximum", "1st percentile",
+                                        "5th percentile", "25th percentile", "75th percentile", "95th percentile",
+                                        "99th percentile"]
+
+
+def test_a_click_on_a_bar_sets_the_window_and_the_band_picker():
+    from streamlit.testing.v1 import AppTest
+
+    def script():
+        import streamlit as st
+
+        from dashboard import histogram_ui
+
+        if st.button("click", key="click"):
+            st.session_state[histogram_ui.CHART] = {"selection": {"points": [{"x": -700.0}]}}
+            histogram_ui._clicked()
+        histogram_ui.band_window_ui()
+
+    at = AppTest.from_function(script).run()
+    at.button(key="click").click().run()
+    assert not at.exception
+    assert at.selectbox(key="histogram_band_pick").value == "Lung"
+    assert (at.session_state["explorer_center"], at.session_state["explorer_width"]) == (-725.0, 450.0)
 
 
 def test_band_sets_the_explorer_window(at):
@@ -138,3 +172,39 @@ def test_lungs_scope_without_lungs_says_so():
     assert not at.exception
     assert any(i.value.startswith("No lungs to count") for i in at.info)
     assert np.isfinite(float(_caption(at).split()[0].replace(",", "")))
+
+
+@pytest.mark.browser
+def test_a_bar_click_moves_the_window_box_and_the_band_picker_in_chromium(page, app_url):
+    """One state shown the same everywhere: after a click on a lung bar, the chart's window box spans the
+    lung band and the band picker says "Lung", in the run the click started."""
+    from playwright.sync_api import expect
+
+    from tests.browser import no_exception, wait_idle
+
+    page.goto(app_url + "/HU_histogram")
+    wait_idle(page)
+    page.wait_for_function("() => document.querySelectorAll('.js-plotly-plot .bars path').length > 100")
+    pos = page.evaluate("""() => {
+        const gd = document.querySelector('.js-plotly-plot');
+        const r = gd.querySelector('.nsewdrag').getBoundingClientRect();
+        return {x: r.left + gd._fullLayout.xaxis.l2p(-855), y: r.bottom - 8};
+    }""")
+    page.mouse.click(pos["x"], pos["y"])
+    page.get_by_text("Explorer window set to the lung band").wait_for(timeout=30_000)
+    wait_idle(page)
+    no_exception(page)
+    expect(page.get_by_role("combobox", name="Set the explorer's window to a band")).to_have_value("Lung")
+    page.wait_for_function("""() => {
+        const gd = document.querySelector('.js-plotly-plot');
+        const box = (gd.layout.shapes || []).find(s => s.line && s.line.dash === 'dash');
+        return box && box.x0 === -950 && box.x1 === -500;
+    }""")
+
+
+def test_the_slices_counted_are_numbered_from_one(at):
+    at.radio(key="histogram_scope").set_value("Current slice").run()
+    assert "Axial slice 61 of 120, around the explorer's slice 61." in [c.value for c in at.caption]
+    at.radio(key="histogram_scope").set_value("Slab of slices").run()
+    at.number_input(key="histogram_slab_slices").set_value(5).run()
+    assert "Axial slices 59 to 63 of 120, around the explorer's slice 61." in [c.value for c in at.caption]

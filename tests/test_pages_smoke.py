@@ -59,7 +59,11 @@ def test_page_with_series(page, name, volumes):
         at.button(key="details_prepare").click().run()
         assert any("files de-identified" in s.value for s in at.success)
     elif "Volume_explorer" in page.name:
-        at.toggle(key="explorer_roi_on").set_value(True).run()
-        metrics = {m.label: m.value for m in at.metric}
-        assert int(metrics["Voxels"]) > 0 and metrics["Mean"].endswith(vol.units or "stored units")
+        from core.annotations import Measurement
+
+        box = ((0.0, 0.0), (vol.shape[1] - 1.0, vol.shape[2] - 1.0))  # the whole axial plane, as if drawn
+        at.session_state["explorer_mpr_store"][vol.key]["measurements"] = [Measurement("rectangle", 0, 0, box)]
+        at.run()
+        table = next(df.value for df in at.dataframe if "Voxels" in df.value.columns)
+        assert int(table["Voxels"][0]) > 0 and f"Mean ({vol.units or 'stored units'})" in table.columns
     assert not at.exception

@@ -15,7 +15,7 @@ from pydicom.sequence import Sequence
 from core import load_series, sample_ct
 from core.deid import deidentified_zip, deidentify
 from core.dicom_writer import series_datasets
-from core.privacy import MASK
+from core.privacy import MASK, SeriesIdentity, display_description, is_safe_description, series_identity
 from core.summary import summary_json
 from core.tags import filter_rows, tag_rows
 from tests.factory import ct_series, ramp_volume
@@ -344,3 +344,50 @@ class TestMaskedSkipped:
                          ("file 3 of the upload", "truncated")]
         assert "DOE" not in str(shown) and "SMITH" not in str(shown)
         assert masked_skipped(skipped, show_phi=True) == skipped
+
+
+class TestIsSafeDescription:
+    @pytest.mark.parametrize("text", ["Brain 1.0 H31s", "CHEST W/O C+ 5mm", "Thorax 1.0 B70f", "Bone 1.0 FC30",
+                                      "AX 5.0", "Lung 1.25mm", "Surview", "iDose 3", "CTA Head/Neck 0.625",
+                                      "Abdomen Pelvis Portal Venous 3mm", "Br64 Hr38 Qr40 D45f",
+                                      "BONEPLUS 0.625"])
+    def test_scanner_words_numbers_and_codes_pass(self, text):
+        assert is_safe_description(text)
+
+    @pytest.mark.parametrize("text", ["Head SMITH", "Jane's brain", "J DOE", "CHEST secret protocol", "O BRIEN",
+                                      "", "   ", "Brain for Dr Who", "Chest <b>", "Brain 1.0 ABCDEFG7", "Head Smith2",
+                                      "Brain " + "1 " * 40])
+    def test_anything_that_may_be_a_name_fails(self, text):
+        assert not is_safe_description(text)
+
+
+def _series(description: str, **extra):
+    files = ct_series(ramp_volume((3, 16, 12)), patient_name="SECRET^PATIENT",
+                      extra={"SeriesDescription": description, "StudyDate": "20240115", **extra})
+    return load_series(files).volumes[0]
+
+
+class TestSeriesIdentity:
+    def test_facts_that_tell_series_apart(self):
+        vol = _series("Brain 1.0 H31s", SeriesNumber=3, BodyPartExamined="HEAD", ConvolutionKernel="H31s",
+                      SliceThickness=0.9765625, ContrastBolusAgent="IOMERON 350")
+        ident = series_identity(vol, show_phi=False)
+        assert ident == SeriesIdentity(number="3", description="Brain 1.0 H31s", body_part="head", kernel="H31s",
+                                       thickness="0.977 mm", contrast="contrast", date="")
+        assert display_description(vol, 1, show_phi=False) == (
+            "#2 Series 3 (Brain 1.0 H31s) — head, kernel H31s, 0.977 mm, contrast, CT 3x16x12")
+
+    def test_a_description_that_may_hold_a_name_shows_only_when_revealed(self):
+        vol = _series("Head SMITH", SeriesNumber=4)
+        assert series_identity(vol, show_phi=False).description == ""
+        assert display_description(vol, 0, show_phi=False) == "#1 Series 4 — CT 3x16x12"
+        assert "SMITH" not in display_description(vol, 0, show_phi=False)
+        assert display_description(vol, 0, show_phi=True) == "#1 Series 4 (Head SMITH) — 2024-01-15, CT 3x16x12"
+
+    def test_no_header_facts(self):
+        vol = _series("generated")
+        assert display_description(vol, 4, show_phi=False) == "#5 Series — CT 3x16x12"
+        assert series_identity(vol, show_phi=False).contrast == ""
+
+    def test_the_sample_keeps_its_description(self):
+        assert display_description(sample_ct(), 0, show_phi=False).startswith("#1 Synthetic chest CT")

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import io
 import logging
 
 import pytest
@@ -78,16 +77,6 @@ class TestPatchesApply:
         with caplog.at_level(logging.WARNING, logger=internals.__name__):
             assert internals.upload_instances() == {}
         assert "'upload_instances' cannot apply (AttributeError" in caplog.records[0].getMessage()
-
-
-class TestEncodedPNG:
-    def test_the_click_component_gets_the_bytes_as_they_are(self):
-        from streamlit_image_coordinates import streamlit_image_coordinates  # noqa: F401 - the component it feeds
-
-        buf = io.BytesIO()
-        internals.EncodedPNG(b"\x89PNG-bytes").save(buf, format="PNG", compress_level=6)
-        assert buf.getvalue() == b"\x89PNG-bytes"
-
 
 
 # -- The spooling patch, in a real server ---------------------------------------------------------

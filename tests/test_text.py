@@ -68,3 +68,34 @@ def test_file_part():
     assert file_part("../../etc/passwd") == "etcpasswd"
     assert file_part("") == file_part("///") == "series"
     assert len(file_part("A" * 100)) == 16
+
+
+class TestNumbers:
+    """One way to write numbers and units (core.numbers, docs/CONTRIBUTING.md)."""
+
+    @pytest.mark.parametrize(("value", "text"), [(0.9765625, "0.977"), (0.976562, "0.977"), (0.9766, "0.977"),
+                                                 (1.0, "1"), (2.5, "2.5"), (-0.0001, "0"), (1234.5, "1234.5"),
+                                                 (float("nan"), "—"), (0.625, "0.625"), (3.0, "3")])
+    def test_decimal(self, value, text):
+        from core.numbers import decimal
+
+        assert decimal(value) == text
+
+    def test_lengths_and_spacing(self):
+        from core.numbers import length_mm, spacing_mm
+
+        assert length_mm(0.9765625) == "0.977 mm"
+        assert spacing_mm((1.25, 0.9765625, 0.9765625)) == "1.25 x 0.977 x 0.977 mm"
+
+    @pytest.mark.parametrize(("n", "text"), [(1, "1 slice"), (0, "0 slices"), (2, "2 slices"), (2048, "2,048 slices")])
+    def test_count(self, n, text):
+        from core.numbers import count
+
+        assert count(n, "slice") == text
+
+    @pytest.mark.parametrize(("n", "text"), [(1, "1st"), (2, "2nd"), (3, "3rd"), (4, "4th"), (11, "11th"),
+                                             (12, "12th"), (13, "13th"), (21, "21st"), (75, "75th"), (99, "99th")])
+    def test_ordinal(self, n, text):
+        from core.numbers import ordinal
+
+        assert ordinal(n) == text
