@@ -6,6 +6,7 @@ Label maps are computed or read when chosen and kept in this browser session onl
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -17,6 +18,7 @@ import streamlit as st
 from core import Volume
 from core.export import on_one_grid
 from core.memory import OverBudget, server_budget
+from core.numbers import count, decimal
 from core.overlay import (
     LabelMap,
     OverlayError,
@@ -286,8 +288,9 @@ def stats_ui(vol: Volume, labels: LabelMap) -> None:
                          format_func=lambda v: labels.names.get(v, f"Label {v}"))
     s = _stats(vol, labels, int(value))
     unit = f" {vol.units}" if vol.units else ""
-    st.caption(f"Mean {s.mean:.1f}{unit}, SD {s.sd:.1f}{unit}, min {s.min:g}{unit}, max {s.max:g}{unit}; "
-               f"{s.volume_ml:,.1f} mL in {s.n:,} voxels (padding left out)." if s.n else
+    d = functools.partial(decimal, places=1)
+    st.caption(f"Mean {d(s.mean)}{unit}, SD {d(s.sd)}{unit}, minimum {d(s.min)}{unit}, maximum {d(s.max)}{unit}; "
+               f"{d(s.volume_ml)} mL in {count(s.n, 'voxel')} (padding left out)." if s.n else
                "No voxel of this label lies inside the scan (all padding).")
 
 
