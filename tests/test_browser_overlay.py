@@ -2,20 +2,15 @@
 
 from __future__ import annotations
 
-import io
 from pathlib import Path
 
-import highdicom as hd
 import numpy as np
-import pydicom
 import pytest
-from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
 
 from core import load_series
 from core.overlay import nifti_labelmap, segmentation_labelmap
 from tests.browser import no_exception, wait_idle
-from tests.factory import ct_series
+from tests.factory import segmentable_series, segmentation_file
 
 pytestmark = pytest.mark.browser
 
@@ -24,10 +19,7 @@ SHAPE = (6, 24, 20)
 
 def _series(n: int, seed: int) -> list[tuple[str, bytes]]:
     hu = np.random.default_rng(seed).integers(-1000, 400, (n, *SHAPE[1:])).astype(np.int16)
-    extra = {"FrameOfReferenceUID": generate_uid(), "StudyDate": "", "StudyTime": "", "PatientBirthDate": "",
-             "PatientSex": "", "ReferringPhysicianName": "", "StudyID": "", "AccessionNumber": ""}
-    return ct_series(hu, spacing=(2.5, 0.6, 0.8), series_uid=generate_uid(), slice_thickness=2.5, extra=extra,
-                     names=lambda k: f"s{seed}_{k:02d}.dcm")
+    return segmentable_series(hu, spacing=(2.5, 0.6, 0.8), names=lambda k: f"s{seed}_{k:02d}.dcm")
 
 
 def _mask() -> np.ndarray:
@@ -38,18 +30,7 @@ def _mask() -> np.ndarray:
 
 
 def _seg(files: list[tuple[str, bytes]]) -> bytes:
-    descriptions = [hd.seg.SegmentDescription(
-        segment_number=n, segment_label=label, segmented_property_category=codes.SCT.Tissue,
-        segmented_property_type=codes.SCT.Tissue, algorithm_type="MANUAL") for n, label in ((1, "Tumour"),
-                                                                                           (2, "Cyst"))]
-    seg = hd.seg.Segmentation(
-        source_images=[pydicom.dcmread(io.BytesIO(b)) for _, b in files], pixel_array=_mask(),
-        segmentation_type="BINARY", segment_descriptions=descriptions, series_instance_uid=hd.UID(),
-        series_number=7, sop_instance_uid=hd.UID(), instance_number=1, manufacturer="t", manufacturer_model_name="t",
-        software_versions="1", device_serial_number="1")
-    buf = io.BytesIO()
-    seg.save_as(buf)
-    return buf.getvalue()
+    return segmentation_file(files, _mask(), {1: "Tumour", 2: "Cyst"})
 
 
 def test_a_seg_uploaded_with_its_study_is_shown_and_downloaded_back(page, app_url, tmp_path):

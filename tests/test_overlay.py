@@ -11,7 +11,6 @@ import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.sr.codedict import codes
 from pydicom.uid import generate_uid
 
 from core import load_series
@@ -30,7 +29,7 @@ from core.overlay import (
     segmentation_header,
     segmentation_labelmap,
 )
-from tests.factory import ct_series
+from tests.factory import segmentable_series, segmentation_file
 
 SPACING = (2.5, 0.7, 0.9)
 SHAPE = (6, 20, 24)
@@ -38,12 +37,8 @@ BIG = 1 << 30
 
 
 def _series(*, series_uid: str, frame_uid: str, origin=(-10.0, 5.0, 30.0), seed: int = 0) -> list[tuple[str, bytes]]:
-    rng = np.random.default_rng(seed)
-    hu = rng.integers(-1000, 1000, SHAPE).astype(np.int16)
-    return ct_series(hu, spacing=SPACING, origin=origin, series_uid=series_uid, slice_thickness=SPACING[0],
-                     extra={"FrameOfReferenceUID": frame_uid, "StudyDate": "20260101", "StudyTime": "120000",
-                            "PatientBirthDate": "", "PatientSex": "O", "ReferringPhysicianName": "",
-                            "StudyID": "1", "AccessionNumber": ""})
+    hu = np.random.default_rng(seed).integers(-1000, 1000, SHAPE).astype(np.int16)
+    return segmentable_series(hu, spacing=SPACING, origin=origin, series_uid=series_uid, frame_uid=frame_uid)
 
 
 def _mask() -> np.ndarray:
@@ -57,26 +52,8 @@ def _mask() -> np.ndarray:
 def _seg_file(files: list[tuple[str, bytes]], mask: np.ndarray, *, kind: str = "BINARY",
               reverse: bool = False) -> bytes:
     """A DICOM SEG of ``mask`` on ``files``, made by highdicom from the image files themselves."""
-    sources = [pydicom.dcmread(io.BytesIO(b)) for _, b in files]
-    if reverse:  # highdicom takes the frames in the order of its sources
-        sources, mask = sources[::-1], mask[::-1]
-    descriptions = [
-        hd.seg.SegmentDescription(
-            segment_number=n, segment_label=label, segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue, algorithm_type="MANUAL",
-            display_color=hd.color.CIELabColor(l_star, a, b),
-        )
-        for n, label, (l_star, a, b) in ((1, "Nodule", (60.0, 40.0, 20.0)), (2, "Vessel", (50.0, -30.0, 10.0)))
-    ]
-    seg = hd.seg.Segmentation(
-        source_images=sources, pixel_array=np.ascontiguousarray(mask), segmentation_type=kind,
-        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9, sop_instance_uid=hd.UID(),
-        instance_number=1, manufacturer="test", manufacturer_model_name="test", software_versions="1",
-        device_serial_number="1", series_description="Nodules and vessels",
-    )
-    buf = io.BytesIO()
-    seg.save_as(buf)
-    return buf.getvalue()
+    return segmentation_file(files, mask, {1: "Nodule", 2: "Vessel"}, kind=kind, reverse=reverse,
+                             colors={1: (60.0, 40.0, 20.0), 2: (50.0, -30.0, 10.0)}, description="Nodules and vessels")
 
 
 @pytest.fixture(scope="module")

@@ -4,19 +4,16 @@ from __future__ import annotations
 
 import io
 
-import highdicom as hd
 import nibabel as nib
 import numpy as np
 import pydicom
 import pytest
-from pydicom.sr.codedict import codes
-from pydicom.uid import generate_uid
 from streamlit.testing.v1 import AppTest
 
 from core import load_series
 from core.export import nifti_affine
 from dashboard import state
-from tests.factory import ct_series
+from tests.factory import segmentable_series, segmentation_file
 from tests.helpers import page_text
 
 SCRIPT = """
@@ -37,10 +34,7 @@ def _app() -> AppTest:
 
 def _files(seed: int = 0) -> list[tuple[str, bytes]]:
     hu = np.random.default_rng(seed).integers(-1000, 500, SHAPE).astype(np.int16)
-    extra = {"FrameOfReferenceUID": generate_uid(), "StudyDate": "", "StudyTime": "", "PatientBirthDate": "",
-             "PatientSex": "", "ReferringPhysicianName": "", "StudyID": "", "AccessionNumber": ""}
-    return ct_series(hu, spacing=(2.0, 0.5, 0.75), series_uid=generate_uid(), slice_thickness=2.0, extra=extra,
-                     names=lambda k: f"s{seed}/{k}.dcm")
+    return segmentable_series(hu, spacing=(2.0, 0.5, 0.75), names=lambda k: f"s{seed}/{k}.dcm")
 
 
 def _mask() -> np.ndarray:
@@ -50,17 +44,7 @@ def _mask() -> np.ndarray:
 
 
 def _seg(files: list[tuple[str, bytes]]) -> bytes:
-    seg = hd.seg.Segmentation(
-        source_images=[pydicom.dcmread(io.BytesIO(b)) for _, b in files], pixel_array=_mask(),
-        segmentation_type="BINARY", segment_descriptions=[hd.seg.SegmentDescription(
-            segment_number=1, segment_label="Tumour", segmented_property_category=codes.SCT.Tissue,
-            segmented_property_type=codes.SCT.Tissue, algorithm_type="MANUAL")],
-        series_instance_uid=hd.UID(), series_number=5, sop_instance_uid=hd.UID(), instance_number=1,
-        manufacturer="t", manufacturer_model_name="t", software_versions="1", device_serial_number="1",
-        series_description="Secret tumour outline")
-    buf = io.BytesIO()
-    seg.save_as(buf)
-    return buf.getvalue()
+    return segmentation_file(files, _mask(), {1: "Tumour"}, description="Secret tumour outline")
 
 
 def _with_study(at: AppTest, files: list[tuple[str, bytes]]) -> AppTest:
