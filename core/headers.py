@@ -16,8 +16,10 @@ from pydicom.dataset import Dataset
 from pydicom.errors import BytesLengthException, InvalidDicomError
 from pydicom.uid import UID
 
-__all__ = ["Budget", "FileHeader", "FrameInfo", "READ_ERRORS", "SkipFile", "inflate_deflated", "lenient", "quoted",
-           "shown", "read_header"]
+from core.colour import COLOUR_SAMPLES
+
+__all__ = ["Budget", "FileHeader", "FrameInfo", "READ_ERRORS", "SkipFile", "frame_time_ms", "inflate_deflated",
+           "lenient", "quoted", "read_header", "shown", "spacing_calibration", "voi_lut_table"]
 
 # Exceptions that a malformed file is known to raise inside pydicom or numpy. The loader turns
 # every exception of a file into a "skipped" line; these ones are expected and not logged.
@@ -499,11 +501,16 @@ def _image_format(ds: Dataset, budget: Budget) -> _Format:
     if nbytes > budget.max_file_bytes:
         raise SkipFile(f"refused: the pixel data would take {nbytes / 1e9:.1f} GB, above the limit of "
                        f"{budget.max_file_bytes / 1e9:.1f} GB")
-    if samples != 1 or photometric not in ("MONOCHROME1", "MONOCHROME2"):
-        raise SkipFile(
-            f"a colour image ((0028,0004) Photometric Interpretation {shown(photometric, limit=20)}, "
-            f"{samples} samples per pixel); only greyscale CT/MR-like images form volumes"
-        )
+    known = {"MONOCHROME1": 1, "MONOCHROME2": 1, **COLOUR_SAMPLES}
+    if photometric not in known:
+        raise SkipFile(f"unsupported colour encoding: (0028,0004) Photometric Interpretation "
+                       f"{quoted(photometric, limit=20)} ({samples} samples per pixel) cannot be shown")
+    if samples != known[photometric]:
+        needed = "1 sample" if known[photometric] == 1 else f"{known[photometric]} samples"
+        raise SkipFile(f"invalid: (0028,0004) Photometric Interpretation {shown(photometric, limit=20)} needs "
+                       f"{needed} per pixel, (0028,0002) Samples per Pixel says {samples}")
+    if photometric in COLOUR_SAMPLES and bits_allocated == 1:
+        raise SkipFile(f"unsupported: a colour image with (0028,0100) Bits Allocated {bits_allocated}")
     return _Format(rows, cols, bits_allocated, bits_stored, samples, signed, n_frames, photometric)
 
 
@@ -521,7 +528,9 @@ def _native_pixel_offset(p: _Parsed, fmt: _Format, file_size: int | None) -> int
     if len(length_bytes) < 4:
         raise SkipFile("truncated: the file ends inside the (7FE0,0010) Pixel Data header")
     length = int.from_bytes(length_bytes, "big" if p.big_endian else "little")
-    expected = (fmt.rows * fmt.cols * fmt.n_frames * fmt.bits_allocated + 7) // 8
+    # YBR_FULL_422 keeps two samples per pixel (PS3.3 C.7.6.3.1.2); other colour keeps every sample.
+    samples = 2 if fmt.photometric == "YBR_FULL_422" else fmt.samples
+    expected = (fmt.rows * fmt.cols * fmt.n_frames * samples * fmt.bits_allocated + 7) // 8
     available = (file_size if file_size is not None and not p.deflated else len(data)) - start
     if length == 0xFFFFFFFF:
         raise SkipFile("invalid: compressed (encapsulated) pixel data in a file that says it is uncompressed")
@@ -755,3 +764,93 @@ def read_header(
         padding_limit=padding_limit,
         deflated=p.deflated,
     )
+
+
+# ---------------------------------------------------------------------------------------
+# Facts of 2-D images: the loop's rate, what the spacing means, the VOI LUT
+# ---------------------------------------------------------------------------------------
+
+
+def frame_time_ms(ds: Dataset) -> float | None:
+    """Milliseconds between frames: Frame Time (0018,1063), else 1000 / Cine Rate (0018,0040), else
+    1000 / Recommended Display Frame Rate (0008,2144), else the mean of Frame Time Vector (0018,1065)
+    after its first entry (which is 0); None when none of them is a positive number."""
+    for keyword, per_second in (("FrameTime", False), ("CineRate", True), ("RecommendedDisplayFrameRate", True)):
+        try:
+            value = float(_first(lenient(ds, keyword)))
+        except (TypeError, ValueError):
+            continue
+        if math.isfinite(value) and value > 0:
+            ms = 1000.0 / value if per_second else value
+            if 1e-3 <= ms <= 1e5:
+                return ms
+    vector = lenient(ds, "FrameTimeVector")
+    try:
+        steps = [float(v) for v in list(vector or [])[1:]]
+    except (TypeError, ValueError):
+        return None
+    mean = sum(steps) / len(steps) if steps else 0.0
+    return mean if math.isfinite(mean) and 1e-3 <= mean <= 1e5 else None
+
+
+def spacing_calibration(ds: Dataset) -> str:
+    """What the in-plane spacing of a projection image means (see ``core.volume.CALIBRATIONS``).
+
+    ``"calibrated"`` with a usable Pixel Spacing (0028,0030), which PS3.3 C.7.6.2.1.1 defines
+    at the patient for projection images; ``"detector"`` with Imager Pixel Spacing (0018,1164)
+    alone (distances at the detector: objects look larger by the geometric magnification);
+    ``"pixels"`` otherwise.
+    """
+    for keyword, meaning in (("PixelSpacing", "calibrated"), ("ImagerPixelSpacing", "detector")):
+        value = lenient(ds, keyword)
+        try:
+            numbers = [float(v) for v in value] if value not in (None, "") else []
+        except (TypeError, ValueError):
+            continue
+        if len(numbers) == 2 and all(math.isfinite(v) and v > 0 for v in numbers):
+            return meaning
+    return "pixels"
+
+
+def voi_lut_table(ds: Dataset, *, max_entries: int = 65536) -> tuple[float, np.ndarray] | None:
+    """The first VOI LUT (0028,3010) as grey levels: ``(first, table)``, or None without a usable one.
+
+    ``table`` is uint8 (0-255): ``table[i]`` is the displayed grey level of the modality value
+    ``first + i``, values below ``first`` take ``table[0]`` and above the end ``table[-1]``
+    (PS3.3 C.11.2.1.1). The LUT's own outputs come from ``pydicom.pixels.apply_voi`` and are
+    scaled from its (0028,3002) LUT Descriptor's bit depth to 8 bits.
+    """
+    from pydicom.pixels import apply_voi
+
+    items = lenient(ds, "VOILUTSequence")
+    if not items:
+        return None
+    item = items[0]
+    descriptor = lenient(item, "LUTDescriptor")
+    if descriptor is None or "LUTData" not in item or len(descriptor) != 3:
+        return None
+    try:
+        count, first, bits = (int(v) for v in descriptor)
+    except (TypeError, ValueError):
+        return None
+    count = count or 65536
+    if not (0 < count <= max_entries) or not (1 <= bits <= 16):
+        return None
+    signed = lenient(ds, "PixelRepresentation", 0) == 1
+    if signed and first >= 32768:  # stored as US: the first value mapped is signed (PS3.3 C.11.2.1.1)
+        first -= 65536
+    probe = Dataset()
+    probe.VOILUTSequence = items
+    probe.PixelRepresentation = int(signed)
+    probe.file_meta = pydicom.dataset.FileMetaDataset()  # apply_voi reads OW LUT Data by its endianness
+    big = getattr(ds, "original_encoding", (None, True))[1] is False
+    probe.file_meta.TransferSyntaxUID = UID("1.2.840.10008.1.2.2" if big else EXPLICIT_LE)
+    probe.BitsStored = 16
+    try:
+        out = np.asarray(apply_voi(np.arange(first, first + count, dtype=np.int64), probe, index=0), dtype=float)
+    except READ_ERRORS:
+        return None
+    if out.shape != (count,):
+        return None
+    table = np.rint(out / ((1 << bits) - 1) * 255).clip(0, 255).astype(np.uint8)
+    return float(first), table

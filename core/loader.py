@@ -19,12 +19,26 @@ import pydicom
 from pydicom.pixels import apply_modality_lut, pixel_array
 
 from core import hu
+from core.colour import luminance, rgb8
 from core.geometry import GeometryError, analyse_stack, orientation_name, slice_normal
-from core.headers import READ_ERRORS, Budget, FileHeader, FrameInfo, SkipFile, inflate_deflated, lenient, read_header
+from core.headers import (
+    READ_ERRORS,
+    Budget,
+    FileHeader,
+    FrameInfo,
+    SkipFile,
+    frame_time_ms,
+    inflate_deflated,
+    lenient,
+    read_header,
+    spacing_calibration,
+    voi_lut_table,
+)
 from core.memory import MemoryBudget, OverBudget, Reservation
 from core.numbers import count, decimal
 from core.sources import ZipLimits, expand_sources
 from core.volume import Volume
+from core.windowing import window
 
 __all__ = ["LoadResult", "load_series"]
 
@@ -103,13 +117,19 @@ def _reraise_interrupts(exc: BaseException) -> None:
         raise exc
 
 
-def _positive_float(value: Any) -> float | None:
-    """A finite number above zero from a DS value (``"abcd"``, NaN, 0 and lists give None)."""
+def _finite_float(value: Any) -> float | None:
+    """A finite number from a DS value (the first of several), or None (``"abcd"``, NaN, empty)."""
     try:
         f = float(value[0] if isinstance(value, (list, tuple, pydicom.multival.MultiValue)) else value)
     except (TypeError, ValueError, IndexError):
         return None
-    return f if np.isfinite(f) and f > 0 else None
+    return f if np.isfinite(f) else None
+
+
+def _positive_float(value: Any) -> float | None:
+    """A finite number above zero from a DS value (``"abcd"``, NaN, 0 and lists give None)."""
+    f = _finite_float(value)
+    return f if f is not None and f > 0 else None
 
 
 # ---------------------------------------------------------------------------------------
@@ -124,6 +144,8 @@ class _Plan:
     warnings: list[str]
     orientation: np.ndarray
     label: str = ""
+    kind: str = "volume"
+    colour: bool = False
 
 
 def _cluster_orientation(frames: list[FrameInfo]) -> list[list[FrameInfo]]:
@@ -221,14 +243,114 @@ def _plan_volumes(frames: list[FrameInfo], headers: dict[int, FileHeader]) -> tu
     return plans, skipped
 
 
+# Modalities whose single frames are projection images (PS3.3 C.7.3.1.1.1), each shown on its own.
+_PROJECTION = {"CR", "DX", "MG", "XA", "RF", "IO", "PX"}
+# Modalities that never stack into volumes: their images without a position form a gallery.
+_NOT_STACKS = {"US", "XC", "ES", "OP", "GM", "SM", "DOC", "OT", "SC", "KO", "PR", "VL"}
+_SECONDARY_CAPTURE = "1.2.840.10008.5.1.4.1.1.7"
+_IDENTITY = np.array([1.0, 0, 0, 0, 1.0, 0])
+
+
+_TOMOGRAPHIC = {"CT", "MR", "PT", "NM", "RTDOSE"}
+
+
+def _is_loop(frames: list[FrameInfo], header: FileHeader) -> bool:
+    """A multi-frame file whose frames share one position, or have none: a loop, not a stack.
+
+    A CT, MR, PET, NM or RT dose file without positions stays a stack (old multi-frame files ordered
+    by frame, dose grids with their Grid Frame Offset Vector), unless it gives a frame rate.
+    """
+    if len(frames) < 2 or "GridFrameOffsetVector" in header.dataset:
+        return False
+    positions = [fr.position for fr in frames]
+    if any(p is None for p in positions):
+        return header.modality not in _TOMOGRAPHIC or frame_time_ms(header.dataset) is not None
+    return bool(np.all(np.abs(np.array(positions) - positions[0]) < 1e-3))
+
+
+def _plan_images(series_frames: list[FrameInfo], headers: dict[int, FileHeader],
+                 plans: list[_Plan]) -> list[FrameInfo]:
+    """Plans for what is not a stack (loops, projections, a gallery); returns the frames left to stack."""
+    by_file: dict[int, list[FrameInfo]] = defaultdict(list)
+    for fr in series_frames:
+        by_file[fr.entry].append(fr)
+    rest: list[FrameInfo] = []
+    gallery: list[FrameInfo] = []
+    for entry, frames in by_file.items():
+        header = headers[entry]
+        colour = header.photometric not in ("MONOCHROME1", "MONOCHROME2")
+        ds = header.dataset
+        sop_class = str(lenient(ds, "SOPClassUID", "") or "")
+        spacing = (1.0, *(frames[0].pixel_spacing or (1.0, 1.0)))
+        if header.n_frames > 1 and _is_loop(frames, header):
+            frames.sort(key=lambda fr: fr.frame or 0)
+            plans.append(_Plan(frames, spacing, [], _IDENTITY, "", "loop", colour))
+        elif header.n_frames == 1 and not colour and header.modality in _PROJECTION:
+            plans.append(_Plan(frames, spacing, [], _IDENTITY, "", "projection", False))
+        elif header.n_frames == 1 and (colour or (frames[0].position is None and (
+                header.modality in _NOT_STACKS or sop_class.startswith(_SECONDARY_CAPTURE)))):
+            gallery.extend(frames)
+        else:
+            rest.extend(frames)
+    if gallery:
+        gallery.sort(key=lambda fr: (fr.instance_number is None, fr.instance_number or 0, fr.name))
+        colour = any(headers[fr.entry].photometric not in ("MONOCHROME1", "MONOCHROME2") for fr in gallery)
+        plans.append(_Plan(gallery, (1.0, 1.0, 1.0), [], _IDENTITY, "", "gallery", colour))
+    return rest
+
+
+def _at_one_place(stack: list[FrameInfo]) -> bool:
+    """Two images or more, each its own file, all at one position: frames of a loop."""
+    if len({fr.sop_uid for fr in stack}) < 2 or any(fr.position is None or fr.frame is not None for fr in stack):
+        return False
+    positions = np.array([fr.position for fr in stack])
+    return bool(np.all(np.abs(positions - positions[0]) < 1e-3))
+
+
+def _one_place_loop(stack: list[FrameInfo], skipped: list[tuple[str, str]]) -> _Plan:
+    """A loop of single-frame files at one position, in Trigger Time order (then Instance Number)."""
+    seen: dict[str, FrameInfo] = {}
+    for fr in stack:
+        if fr.sop_uid in seen:
+            skipped.append((fr.name, f"duplicate of {seen[fr.sop_uid].name} (same SOP Instance UID)"))
+        else:
+            seen[fr.sop_uid] = fr
+
+    def order(fr: FrameInfo) -> tuple:
+        trigger = _finite_float(fr.split_keys.get("TriggerTime"))
+        return (trigger is None, trigger or 0.0, fr.instance_number is None, fr.instance_number or 0, fr.name)
+
+    frames = sorted(seen.values(), key=order)
+    spacing = (1.0, *(frames[0].pixel_spacing or (1.0, 1.0)))
+    return _Plan(frames, spacing, [], _IDENTITY if frames[0].orientation is None else frames[0].orientation, "",
+                 "loop", False)
+
+
+def _trigger_step_ms(frames: list[FrameInfo]) -> float | None:
+    """The median step of Trigger Time (0018,1060) between a loop's frames, in ms, if they give one."""
+    times = [_finite_float(fr.split_keys.get("TriggerTime")) for fr in frames]
+    if len(times) < 2 or any(t is None for t in times):
+        return None
+    steps = np.diff(np.array(times, dtype=float))
+    step = float(np.median(steps))
+    return step if step > 0 else None
+
+
 def _plan_series(series_frames: list[FrameInfo], headers: dict[int, FileHeader], plans: list[_Plan],
                  skipped: list[tuple[str, str]]) -> None:
-    """Plans for one series: its stacks, sorted along their normal, with geometry warnings."""
+    """Plans for one series: loops, projections and a gallery apart, then its stacks, sorted
+    along their normal, with geometry warnings."""
+    series_frames = _plan_images(series_frames, headers, plans)
+    if not series_frames:
+        return
     stacks = _cluster_orientation(series_frames)
     stacks.sort(key=len, reverse=True)
     for stack_no, stack in enumerate(stacks):
         first = stack[0]
         ds = headers[first.entry].dataset
+        if _at_one_place(stack):  # single-frame files of one position over time: cine, not a stack
+            plans.append(_one_place_loop(stack, skipped))
+            continue
         dy, dx = first.pixel_spacing or (1.0, 1.0)
         base_warnings: list[str] = []
         if first.spacing_note:
@@ -308,14 +430,27 @@ def _fix_bits(arr: np.ndarray, header: FileHeader) -> np.ndarray:
 
 
 def _decoded_frames(data: bytes, header: FileHeader, wanted: list[int],
-                    base: int | None = None) -> dict[int, np.ndarray]:
-    """Raw stored values of the wanted frames (``base``: where pixel data starts in ``data``)."""
+                    base: int | None = None) -> dict[int, np.ndarray | BaseException]:
+    """Raw stored values of the wanted frames (``base``: where pixel data starts in ``data``).
+
+    A compressed frame that does not decode is given as its exception, so that the other frames
+    of a loop survive it; when none decodes, the first exception is raised.
+    """
     if header.native:
         return {f: _native_frame(data, header, f, base) for f in wanted}
     ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data), force=True)
     if header.n_frames == 1:
         return {0: pixel_array(ds, raw=True)}
-    return {f: pixel_array(ds, index=f, raw=True) for f in wanted}
+    out: dict[int, np.ndarray | BaseException] = {}
+    for f in wanted:
+        try:
+            out[f] = pixel_array(ds, index=f, raw=True)
+        except READ_ERRORS as exc:
+            out[f] = exc
+    failed = [v for v in out.values() if isinstance(v, BaseException)]
+    if len(failed) == len(out) and failed:
+        raise failed[0]
+    return out
 
 
 def _padding_of(raw: np.ndarray, header: FileHeader) -> np.ndarray | None:
@@ -336,16 +471,22 @@ class _Canvas:
     """
 
     def __init__(self, plan: _Plan, modality: str, memory: MemoryBudget | None = None, owner: str = "local") -> None:
-        shape = (len(plan.frames), plan.frames[0].rows, plan.frames[0].cols)
-        integral = all(float(fr.slope).is_integer() and float(fr.intercept).is_integer() for fr in plan.frames)
-        dtype = np.dtype(np.int16 if integral else np.float32)
+        shape = _plan_shape(plan)
         self.memory, self.owner = memory, owner
         self.reservations: list[Reservation] = []
-        self._reserve(int(np.prod(shape)) * dtype.itemsize, shape)
-        self.voxels = np.empty(shape, dtype=dtype)
+        self._reserve(_plan_bytes(plan), shape)
+        self.rgb: np.ndarray | None = None
+        if plan.colour:  # luminance (uint8) beside the colour
+            self.rgb = np.zeros((*shape, 3), dtype=np.uint8)
+            self.voxels = np.zeros(shape, dtype=np.uint8)
+        else:
+            integral = all(float(fr.slope).is_integer() and float(fr.intercept).is_integer() for fr in plan.frames)
+            self.voxels = (np.zeros if plan.kind == "gallery" else np.empty)(
+                shape, dtype=np.int16 if integral else np.float32)
         self.padding: np.ndarray | None = None
         self.done = np.zeros(shape[0], dtype=bool)
         self.modality = modality
+        self.kind = plan.kind
 
     def _reserve(self, nbytes: int, shape: tuple[int, ...]) -> None:
         if self.memory is not None:
@@ -357,7 +498,25 @@ class _Canvas:
             res.release()
         self.reservations = []
 
+    def put_rgb(self, k: int, rgb: np.ndarray) -> None:
+        """Frame ``k`` in colour (padded at the bottom and right in a gallery)."""
+        assert self.rgb is not None, "colour goes to a colour canvas"
+        r, c = rgb.shape[:2]
+        self.rgb[k, :r, :c] = rgb
+        self.voxels[k, :r, :c] = luminance(rgb)
+        self.done[k] = True
+
     def put(self, k: int, values: np.ndarray, pad: np.ndarray | None) -> None:
+        if self.kind == "gallery":
+            pad = None  # a gallery's frames differ in size: no padding mask
+            r, c = values.shape
+            if self.voxels.dtype == np.int16 and values.size and (
+                    values.min() < -32768 or values.max() > 32767 or not np.issubdtype(values.dtype, np.integer)):
+                self._reserve(self.voxels.size * 2, self.voxels.shape)
+                self.voxels = self.voxels.astype(np.float32)
+            self.voxels[k, :r, :c] = values
+            self.done[k] = True
+            return
         if self.voxels.dtype == np.int16:
             lo, hi = (values.min(), values.max()) if values.size else (0, 0)
             if lo < -32768 or hi > 32767 or not np.issubdtype(values.dtype, np.integer):
@@ -374,10 +533,32 @@ class _Canvas:
         self.done[k] = True
 
 
+def _value_window(values: np.ndarray) -> tuple[float, float]:
+    """A window over all of ``values`` (center, width), for a grey image without one."""
+    lo, hi = (float(values.min()), float(values.max())) if values.size else (0.0, 1.0)
+    return (lo + hi) / 2, max(hi - lo, 1.0)
+
+
+def _plan_shape(plan: _Plan) -> tuple[int, int, int]:
+    """(frames, rows, cols) of a plan's array: a gallery's frames padded to the largest."""
+    return (len(plan.frames), max(fr.rows for fr in plan.frames), max(fr.cols for fr in plan.frames))
+
+
+def _plan_bytes(plan: _Plan) -> int:
+    """Bytes a plan's arrays take: colour 3 bytes per pixel and 1 of luminance, grey 2 or 4."""
+    pixels = int(np.prod(_plan_shape(plan)))
+    if plan.colour:
+        return 4 * pixels
+    integral = all(float(fr.slope).is_integer() and float(fr.intercept).is_integer() for fr in plan.frames)
+    return pixels * (2 if integral else 4)
+
+
 def _modality_values(raw: np.ndarray, fr: FrameInfo, header: FileHeader) -> np.ndarray:
     """Stored values to modality units (HU for CT) with this frame's own rescale."""
     if header.modality_lut:
         return np.asarray(apply_modality_lut(raw, header.dataset))
+    if fr.slope == 1.0 and fr.intercept == 0 and raw.dtype.kind in "iu" and raw.dtype.itemsize <= 2:
+        return raw  # as stored: no widened copy (the canvas takes int16, or widens once)
     if fr.slope == 1.0 and float(fr.intercept).is_integer() and abs(fr.intercept) < 2**30:
         out = raw.astype(np.int32)
         if fr.intercept:
@@ -401,6 +582,10 @@ def _safe_summary(plan: _Plan, header: FileHeader, shape: tuple[int, int, int]) 
     out["slices"], out["rows"], out["columns"] = shape
     out["spacing_mm"] = tuple(round(float(x), 4) for x in plan.spacing)
     out["orientation"] = orientation_name(slice_normal(plan.orientation))
+    if plan.kind != "volume":  # a 2-D image: no orientation to speak of, spacing only if the file gives one
+        del out["orientation"]
+        if plan.frames[0].pixel_spacing is None or plan.kind == "gallery":
+            del out["spacing_mm"]
     out["transfer_syntax"] = header.transfer_syntax.name
     out["BitsStored"] = header.bits_stored
     out["PhotometricInterpretation"] = header.photometric
@@ -425,6 +610,8 @@ def _volume_from(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -
     units = "HU" if modality == "CT" else str(lenient(ds, "RescaleType", "") or "").strip()
     if units.upper() == "HU":
         units = "HU"
+    if canvas.rgb is not None or (plan.kind == "gallery" and units == "HU"):
+        units = ""  # colour, or a CT study's screenshots and dose pages: no Hounsfield units
     return Volume(
         voxels=canvas.voxels,
         spacing=plan.spacing,
@@ -435,7 +622,7 @@ def _volume_from(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -
         row_direction=row_dir,
         col_direction=col_dir,
         description=description,
-        window=first.window,
+        window=first.window if canvas.rgb is None else None,
         summary=_safe_summary(plan, header, canvas.voxels.shape),
         header=ds,
         padding=canvas.padding,
@@ -443,7 +630,30 @@ def _volume_from(plan: _Plan, canvas: _Canvas, headers: dict[int, FileHeader]) -
         units=units,
         source_names=tuple(fr.name for fr in plan.frames),
         slice_headers=tuple(headers[fr.entry].dataset for fr in plan.frames),
+        **_kind_fields(plan, canvas, header),
     )
+
+
+def _kind_fields(plan: _Plan, canvas: _Canvas, header: FileHeader) -> dict[str, Any]:
+    """The Volume fields of a loop, a projection or a gallery (nothing for a stack)."""
+    if plan.kind == "volume":
+        return {}
+    first, ds = plan.frames[0], header.dataset
+    if plan.kind == "gallery" or first.pixel_spacing is None:
+        calibration = "pixels"
+    elif header.modality in _PROJECTION:
+        calibration = spacing_calibration(ds)
+    else:
+        calibration = "calibrated"
+    grey = canvas.rgb is None
+    return {
+        "kind": plan.kind,
+        "rgb": canvas.rgb,
+        "frame_time_ms": (frame_time_ms(ds) or _trigger_step_ms(plan.frames)) if plan.kind == "loop" else None,
+        "calibration": calibration,
+        "frame_sizes": tuple((fr.rows, fr.cols) for fr in plan.frames) if plan.kind == "gallery" else (),
+        "voi_lut": voi_lut_table(ds) if grey and plan.kind != "gallery" else None,
+    }
 
 
 def load_series(
@@ -643,7 +853,45 @@ class _Load:
             self.tick()
             self.finished(i)
 
+    def _decode_colour_file(self, i: int, header: FileHeader, slots: list[tuple[FrameInfo, _Canvas, int]]) -> None:
+        """Colour frames decoded one at a time by pydicom (YBR converted to RGB), palettes applied."""
+        rows, cols = header.frames[0].rows, header.frames[0].cols
+        frame_bytes = rows * cols * 3 * max(header.bits_allocated, 8) // 8
+        try:
+            entry = self.entries[i]
+            if header.deflated:
+                limit = self.inflate_limit()
+                with self.transient(2 * limit, "inflating this deflated file"):
+                    data = inflate_deflated(entry.read(), max_bytes=limit)
+            else:
+                data = entry.read()
+                if not header.native:
+                    _check_codestream_size(data, header)
+            ds = pydicom.dcmread(pydicom.filebase.DicomBytesIO(data), force=True)
+            if "TransferSyntaxUID" not in ds.file_meta:  # a file without meta: its encoding as read
+                ds.file_meta.TransferSyntaxUID = header.transfer_syntax
+        except BaseException as exc:  # noqa: BLE001 - the per-file boundary
+            _reraise_interrupts(exc)
+            self.skipped.extend((fr.name, _decode_reason(exc, header)) for fr, _, _ in slots)
+            return
+        for fr, canvas, k in slots:
+            try:
+                # pydicom's decoded frame, its RGB copy, the float copy of the luminance: reserved.
+                with self.transient(frame_bytes * 4 + rows * cols * 8, "decoding this file's pixels"):
+                    decoded = pixel_array(ds, index=fr.frame if header.n_frames > 1 else None)
+                    if decoded.shape[:2] != (fr.rows, fr.cols):
+                        raise SkipFile(f"damaged: the decoded image is {' x '.join(map(str, decoded.shape[:2]))} "
+                                       f"pixels, the header says {fr.rows} x {fr.cols}")
+                    canvas.put_rgb(k, rgb8(decoded, ds, photometric=header.photometric,
+                                           bits_stored=header.bits_stored))
+            except BaseException as exc:  # noqa: BLE001 - one frame must not end the load
+                _reraise_interrupts(exc)
+                self.skipped.append((fr.name, _decode_reason(exc, header)))
+
     def _decode_file(self, i: int, header: FileHeader, slots: list[tuple[FrameInfo, _Canvas, int]]) -> None:
+        if header.photometric not in ("MONOCHROME1", "MONOCHROME2"):
+            self._decode_colour_file(i, header, slots)
+            return
         wanted = sorted({fr.frame or 0 for fr, _, _ in slots})
         try:
             raw_frames = self._raw_frames(i, header, wanted)
@@ -655,10 +903,18 @@ class _Load:
         for fr, canvas, k in slots:
             try:
                 raw = raw_frames[fr.frame or 0]
+                if isinstance(raw, BaseException):
+                    self.skipped.append((fr.name, _decode_reason(raw, header)))
+                    continue
                 if raw.shape != (fr.rows, fr.cols):
                     raise SkipFile(f"damaged: the decoded image is {' x '.join(map(str, raw.shape))} pixels, "
                                    f"the header says {fr.rows} x {fr.cols}")
                 values = _modality_values(raw, fr, header)
+                if canvas.rgb is not None:  # a grey image in a gallery that holds colour
+                    c, w = fr.window or ((128.0, 256.0) if header.bits_stored <= 8 else _value_window(values))
+                    grey = window(values, c, w, invert=header.photometric == "MONOCHROME1")
+                    canvas.put_rgb(k, np.repeat(grey[..., None], 3, axis=-1))
+                    continue
                 pad = _padding_of(raw, header)
                 if canvas.modality == "CT":
                     low = values <= hu.PADDING_BELOW
@@ -672,7 +928,7 @@ class _Load:
                     "pixel values could not be converted to modality units (the rescale or LUT does not fit them)")
                 self.skipped.append((fr.name, reason))
 
-    def _raw_frames(self, i: int, header: FileHeader, wanted: list[int]) -> dict[int, np.ndarray]:
+    def _raw_frames(self, i: int, header: FileHeader, wanted: list[int]) -> dict[int, np.ndarray | BaseException]:
         entry = self.entries[i]
         frame_bytes = header.frames[0].rows * header.frames[0].cols * max(header.bits_allocated, 8) // 8
         if header.deflated:
@@ -787,9 +1043,8 @@ def _within_memory_budget(plans: list[_Plan], headers: dict[int, FileHeader], bu
                           skipped: list[tuple[str, str]]) -> list[_Plan]:
     """Keep the largest volumes whose voxels fit the study budget; explain the others."""
     kept, used = [], 0
-    for plan in sorted(plans, key=lambda p: len(p.frames) * p.frames[0].rows * p.frames[0].cols, reverse=True):
-        integral = all(float(fr.slope).is_integer() and float(fr.intercept).is_integer() for fr in plan.frames)
-        size = len(plan.frames) * plan.frames[0].rows * plan.frames[0].cols * (2 if integral else 4)
+    for plan in sorted(plans, key=_plan_bytes, reverse=True):
+        size = _plan_bytes(plan)
         if used + size > budget.max_study_bytes:
             reason = (f"refused: this series needs {size / 1e6:,.0f} MB and the study would exceed the memory "
                       f"budget of {budget.max_study_bytes / 1e6:,.0f} MB; load it on its own")
@@ -819,18 +1074,21 @@ def _without_missing(plan: _Plan, canvas: _Canvas,
     frames = [plan.frames[k] for k in keep]
     warnings = [w for w in plan.warnings if not w.startswith(("Missing slices", "Non-uniform", "Single slice"))]
     spacing = plan.spacing
-    if frames[0].position is not None:
+    if frames[0].position is not None and plan.kind == "volume":
         geo = analyse_stack(np.array([fr.position for fr in frames]), slice_normal(plan.orientation),
                             nominal_spacing=plan.spacing[0])
         spacing = (geo.spacing, plan.spacing[1], plan.spacing[2])
         tilt_noted = any(x.startswith("Gantry") for x in warnings)
         warnings += [w for w in geo.warnings if not w.startswith("Gantry tilt") or not tilt_noted]
     lost = len(plan.frames) - len(frames)
-    warnings.append(f"{count(lost, 'slice')} of this stack could not be decoded and "
+    noun, whole = {"loop": ("frame", "loop"), "gallery": ("image", "gallery")}.get(plan.kind, ("slice", "stack"))
+    warnings.append(f"{count(lost, noun)} of this {whole} could not be decoded and "
                     f"{'is' if lost == 1 else 'are'} left out.")
-    new_plan = _Plan(frames, spacing, warnings, plan.orientation, plan.label)
+    new_plan = _Plan(frames, spacing, warnings, plan.orientation, plan.label, plan.kind, plan.colour)
     new_canvas = _Canvas.__new__(_Canvas)
     new_canvas.voxels = canvas.voxels[keep]
+    new_canvas.rgb = None if canvas.rgb is None else canvas.rgb[keep]
+    new_canvas.kind = canvas.kind
     new_canvas.padding = None if canvas.padding is None else canvas.padding[keep]
     new_canvas.done = np.ones(len(keep), dtype=bool)
     new_canvas.modality = canvas.modality

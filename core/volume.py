@@ -14,7 +14,15 @@ from core.resample import resample_regular
 if TYPE_CHECKING:
     from pydicom import Dataset
 
-__all__ = ["Volume"]
+__all__ = ["CALIBRATIONS", "KINDS", "Volume"]
+
+KINDS = ("volume", "loop", "projection", "gallery")
+"""What a series is: a stack of slices, a multi-frame loop of one position, one projection
+image (CR, DX, MG, XA), or a gallery of images without a position (reports, screenshots, photos)."""
+CALIBRATIONS = ("", "calibrated", "detector", "pixels")
+"""What the in-plane spacing of a 2-D image means: ``""`` (a volume's ordinary Pixel Spacing),
+``"calibrated"`` (Pixel Spacing at the patient), ``"detector"`` (Imager Pixel Spacing, at the
+detector, not corrected for magnification), ``"pixels"`` (no spacing: distances are in pixels)."""
 
 
 @dataclass(frozen=True, eq=False)
@@ -63,6 +71,23 @@ class Volume:
     slice_headers : tuple of pydicom.Dataset
         The header (no pixel data) each slice came from, for the tag browser and the
         de-identified export; a multi-frame file's header appears once per frame. Holds PHI.
+    kind : {"volume", "loop", "projection", "gallery"}
+        What the series is (:data:`KINDS`); ``"volume"`` by default. A loop holds its frames
+        along axis 0, a projection one image (shape ``(1, R, C)``), a gallery images without a
+        position, each padded at the bottom and right to the largest (see ``frame_sizes``).
+    rgb : (S, R, C, 3) uint8 ndarray or None
+        True colour, for colour images (RGB, YBR, palette); ``voxels`` then holds the
+        luminance (ITU-R BT.601, uint8), so that code expecting grey values still works.
+    frame_time_ms : float or None
+        Time between the frames of a loop, from Frame Time (0018,1063), Cine Rate (0018,0040)
+        or Recommended Display Frame Rate (0008,2144); None when the file gives none.
+    calibration : str
+        What the in-plane spacing of a 2-D image means (:data:`CALIBRATIONS`).
+    frame_sizes : tuple of (rows, cols)
+        A gallery's images' own sizes (each frame is padded to the largest); empty otherwise.
+    voi_lut : (first, table) or None
+        The header's VOI LUT (0028,3010): the modality value mapped to ``table[0]``, and the
+        grey level (uint8, 0-255) for each value from there on.
     """
 
     voxels: np.ndarray
@@ -82,6 +107,12 @@ class Volume:
     units: str = ""
     source_names: tuple[str, ...] = ()
     slice_headers: tuple[Dataset, ...] = ()
+    kind: str = "volume"
+    rgb: np.ndarray | None = None
+    frame_time_ms: float | None = None
+    calibration: str = ""
+    frame_sizes: tuple[tuple[int, int], ...] = ()
+    voi_lut: tuple[float, np.ndarray] | None = None
     key: str = field(init=False, repr=False, compare=False)
     """A random name of this volume, new for every Volume (copies made with `with_changes` too):
     the one identity caches and the browser use; nothing of the series goes with it."""
@@ -93,6 +124,17 @@ class Volume:
         if len(self.spacing) != 3 or not all(np.isfinite(s) and s > 0 for s in self.spacing):
             raise ValueError(f"spacing must be three positive numbers in mm, got {self.spacing!r}")
         self.voxels.flags.writeable = False
+        if self.kind not in KINDS:
+            raise ValueError(f"kind must be one of {', '.join(KINDS)}, got {self.kind!r}")
+        if self.calibration not in CALIBRATIONS:
+            raise ValueError(f"calibration must be one of {CALIBRATIONS}, got {self.calibration!r}")
+        if self.rgb is not None:
+            if self.rgb.shape != (*self.voxels.shape, 3) or self.rgb.dtype != np.uint8:
+                raise ValueError(f"rgb must be uint8 of shape {(*self.voxels.shape, 3)}, got {self.rgb.dtype} "
+                                 f"{self.rgb.shape}")
+            self.rgb.flags.writeable = False
+        if self.frame_time_ms is not None and not (np.isfinite(self.frame_time_ms) and self.frame_time_ms > 0):
+            raise ValueError(f"frame_time_ms must be a positive number of milliseconds, got {self.frame_time_ms!r}")
         if len(self.positions) == 0:
             dz = self.spacing[0]
             n = np.cross(self.row_direction, self.col_direction)
@@ -105,6 +147,11 @@ class Volume:
     def shape(self) -> tuple[int, int, int]:
         """(slices, rows, cols)."""
         return tuple(self.voxels.shape)
+
+    @property
+    def is_colour(self) -> bool:
+        """True when the series holds true colour (``rgb``)."""
+        return self.rgb is not None
 
     @property
     def normal(self) -> np.ndarray:

@@ -12,8 +12,7 @@ from core import LoadResult, Volume, ZipLimits, load_series
 from core.memory import server_budget
 from core.numbers import spacing_mm
 from core.privacy import MASK, display_description, series_identity
-from dashboard import state
-from dashboard.images import middle_slice_preview, thumbnail_data_url
+from dashboard import kinds, state
 from dashboard.owner import session_owner
 from dashboard.streamlit_internals import refused_upload_reason, release_uploads, upload_instances
 from dashboard.text import count, decimal, md_escape
@@ -142,7 +141,8 @@ def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
         ident = series_identity(vol, show_phi=show_phi)
         rows.append(
             {
-                "Preview": thumbnail_data_url(vol, vol.key),
+                "Preview": kinds.preview_data_url(vol),
+                "Kind": kinds.kind_label(vol),
                 "#": i + 1,
                 "Series number": ident.number or "—",
                 "Description": ident.description or ("—" if show_phi else MASK),
@@ -272,6 +272,8 @@ def skipped_ui(skipped: list[tuple[str, str]], *, expanded: bool = False) -> Non
 
 
 def describe_volume(vol: Volume) -> str:
+    if vol.kind != "volume":
+        return f"{vol.modality}: {kinds.describe(vol)}"
     return (f"{vol.modality}, {count(vol.shape[0], 'slice')} of {vol.shape[1]} x {vol.shape[2]}, "
             f"{spacing_mm(vol.spacing)}")
 
@@ -312,7 +314,8 @@ def preview_ui(vol: Volume) -> None:
     """The chosen series' middle slice, windowed, beside its facts."""
     left, right = st.columns([1, 2])
     with left:
-        st.image(middle_slice_preview(vol, size=320), caption="Middle slice, default window", width=320)
+        image, caption = kinds.preview(vol, size=320)
+        st.image(image, caption=caption, width=320)
     with right:
         st.markdown(f"**{md_escape(describe_volume(vol))}**")
         st.markdown("\n".join(f"- {SUMMARY_LABELS[k][0]}: {md_escape(_fact(v, SUMMARY_LABELS[k][1]))}"

@@ -4,13 +4,14 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import explorer, histogram_ui
+from dashboard import explorer, histogram_ui, kinds
 from dashboard.frame import page_frame
 from dashboard.text import unit_label
 
 vol = page_frame("HU histogram", needs_volume=True)
 
 st.title("HU histogram")
+kinds.needs(vol, what="The histogram", kinds=("volume", "loop", "projection"))
 st.caption(
     "How many voxels hold each value. Tissue bands are approximate ranges at 120 kVp (air below -950, lung "
     "-950 to -500, fat -190 to -30, water and fluid -30 to 20, soft tissue 20 to 80, blood with contrast 80 to "

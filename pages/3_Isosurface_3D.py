@@ -4,12 +4,13 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import iso_ui
+from dashboard import iso_ui, kinds
 from dashboard.frame import page_frame
 
 vol = page_frame("3D isosurface", needs_volume=True)
 
 st.title("3D isosurface")
+kinds.needs(vol, what="A 3D surface")
 st.caption("Marching cubes at a threshold, in millimetres, within a triangle budget. Built when you ask for it.")
 iso_ui.init(vol)
 settings = iso_ui.settings_ui(vol)

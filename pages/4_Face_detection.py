@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import faces_ui
+from dashboard import faces_ui, kinds
 from dashboard.frame import page_frame
 
 vol = page_frame("Face detection")
@@ -23,4 +23,5 @@ if image is not None:
     st.subheader("Anonymise")
     faces_ui.anonymise_ui(image, boxes, key)
 st.subheader("Privacy check of the current CT")
+kinds.needs(vol, what="The privacy check of CT")
 faces_ui.ct_check_ui(vol)

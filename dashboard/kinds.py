@@ -1,0 +1,134 @@
+"""What kind of image a series is, in words and thumbnails, and the pages' guards for it."""
+
+from __future__ import annotations
+
+import base64
+
+import cv2
+import numpy as np
+import streamlit as st
+
+from core import Volume
+from core.png import png_bytes
+from core.windowing import default_window, window
+from dashboard.images import middle_slice_preview, thumbnail_data_url
+
+__all__ = ["describe", "frame_data_url", "frame_image", "kind_label", "needs", "preview", "preview_data_url",
+           "thumbnail"]
+
+# What each page needs, and what it says when the series is something else.
+_NEEDS_VOLUME = {
+    "loop": "a loop (frames of one place over time)",
+    "projection": "a projection image (one radiograph)",
+    "gallery": "a gallery of images without a position",
+}
+
+
+def kind_label(vol: Volume) -> str:
+    """The kind as the series table shows it: volume, loop, projection, gallery or image (a gallery of
+    one), with colour said ("colour loop")."""
+    label = "image" if vol.kind == "gallery" and vol.shape[0] == 1 else vol.kind
+    return f"colour {label}" if vol.rgb is not None else label
+
+
+def _rate(vol: Volume) -> str:
+    if vol.frame_time_ms is None:
+        return "no frame rate in the file"
+    return f"{1000.0 / vol.frame_time_ms:.3g} frames per second"
+
+
+def describe(vol: Volume) -> str:
+    """One sentence on what the series is, for the explorer's caption."""
+    colour = " in colour" if vol.rgb is not None else ""
+    rows, cols = vol.shape[1:]
+    if vol.kind == "loop":
+        return f"A loop of {vol.shape[0]} frames{colour}, {cols} x {rows} pixels, {_rate(vol)}."
+    if vol.kind == "projection":
+        return f"A projection image{colour}, {cols} x {rows} pixels."
+    if vol.kind == "gallery" and vol.shape[0] == 1:
+        return f"A single image{colour} without a position in the patient, {cols} x {rows} pixels."
+    if vol.kind == "gallery":
+        count = vol.shape[0]
+        return (f"A gallery of {count} image{'s' if count != 1 else ''}{colour} without a position in the patient "
+                "(reports, screenshots or photos): pick one to see it large.")
+    return f"A volume of {vol.shape[0]} slices{colour}."
+
+
+def frame_image(vol: Volume, index: int) -> np.ndarray:
+    """Frame ``index`` as shown: (R, C, 3) uint8 for colour, (R, C) uint8 grey (windowed) otherwise,
+    cropped to its own size in a gallery."""
+    index = int(np.clip(index, 0, vol.shape[0] - 1))
+    rows, cols = vol.frame_sizes[index] if vol.frame_sizes else vol.shape[1:]
+    if vol.rgb is not None:
+        return np.asarray(vol.rgb[index, :rows, :cols])
+    plane = vol.voxels[index, :rows, :cols]
+    if vol.voi_lut is not None:
+        first, table = vol.voi_lut
+        grey = table[np.clip(plane.astype(np.int64) - int(first), 0, len(table) - 1)]
+        return 255 - grey if vol.invert else grey
+    c, w = default_window(vol)
+    return window(plane, c, w, invert=vol.invert)
+
+
+def thumbnail(vol: Volume, index: int = 0, *, size: int = 96) -> np.ndarray:
+    """:func:`frame_image` shrunk to fit ``size`` pixels, its aspect kept."""
+    img = frame_image(vol, index)
+    scale = size / max(img.shape[:2])
+    out = (max(1, round(img.shape[1] * scale)), max(1, round(img.shape[0] * scale)))
+    return cv2.resize(img, out, interpolation=cv2.INTER_AREA)
+
+
+@st.cache_resource(scope="session", max_entries=256, show_spinner=False)
+def _frame_data_url(_vol: Volume, key: str, index: int) -> str:
+    return "data:image/png;base64," + base64.b64encode(png_bytes(thumbnail(_vol, index))).decode()
+
+
+def frame_data_url(vol: Volume, index: int) -> str:
+    """A PNG data URL of one frame's thumbnail (cached per session)."""
+    return _frame_data_url(vol, vol.key, index)
+
+
+def preview_data_url(vol: Volume) -> str:
+    """The series table's preview: the middle slice of a volume, the first frame of anything else."""
+    if vol.kind == "volume" and vol.rgb is None:
+        return thumbnail_data_url(vol, vol.key)
+    return frame_data_url(vol, 0)
+
+
+def preview(vol: Volume, *, size: int) -> tuple[np.ndarray, str]:
+    """The Load page's preview of a series and its caption: a volume's middle slice, else the first frame."""
+    if vol.kind == "volume" and vol.rgb is None:
+        return middle_slice_preview(vol, size=size), "Middle slice, default window"
+    what = {"loop": "First frame", "projection": "The image", "gallery": "First image"}.get(vol.kind, "First frame")
+    return thumbnail(vol, 0, size=size), what
+
+
+def needs(vol: Volume | None, *, what: str, kinds: tuple[str, ...] = ("volume",), colour: bool = False) -> None:
+    """Stop the page with a message when ``vol`` is not of a kind it works on.
+
+    Parameters
+    ----------
+    vol : Volume or None
+        The current series (None: nothing to check, the page says so itself).
+    what : str
+        What the page does, in words ("A 3D surface"), to start the message with.
+    kinds : tuple of str
+        The kinds the page works on.
+    colour : bool
+        Whether it works on colour images too.
+    """
+    if vol is None:
+        return
+    if vol.kind not in kinds:
+        needed = " or ".join(
+            {"volume": "a volume (a stack of slices)", "loop": "a loop", "projection": "a projection image",
+             "gallery": "a gallery"}[k] for k in kinds)
+        st.info(f"{what} needs {needed}; the current series is {_NEEDS_VOLUME.get(vol.kind, vol.kind)}. Choose "
+                "another series on **Load a study**, or look at this one in the **Volume explorer**.",
+                icon=":material/info:")
+        st.stop()
+    if vol.rgb is not None and not colour:
+        st.info(f"{what} works on grey values (CT numbers, signal intensities); the current series is in colour, "
+                "where a single value per pixel means nothing. Look at it in the **Volume explorer**.",
+                icon=":material/info:")
+        st.stop()
