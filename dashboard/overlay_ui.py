@@ -221,6 +221,9 @@ def _read_upload(data: bytes, vol: Volume) -> LabelMap:
     except OverlayError:
         s = state.study()
         index = match_segmentation(header, s.volumes if s is not None else [])  # says "matches none" in words
+        if index == state.current_index():  # the current series, shown on its corrected grid
+            raise OverlayError("This segmentation lies on the slices as acquired: switch off the corrected "
+                               "geometry on the first page to see it.") from None
         raise OverlayError(f"This segmentation lies on series {index + 1}, not on the current one: pick that "
                            "series on the first page.") from None
     return segmentation_labelmap(data, vol, max_bytes=_room())

@@ -165,6 +165,17 @@ class TestUploads:
         assert any("matches none of the loaded series" in e.value for e in at.error)
         assert "Secret" not in page_text(at)  # its series description is PHI
 
+    def test_seg_of_another_loaded_series_names_that_series(self):
+        files, other = _files(0), _files(1)
+        at = _with_study(_app(), files + other).run()
+        s = at.session_state[state.STUDY]
+        other_uid = pydicom.dcmread(io.BytesIO(other[0][1])).SeriesInstanceUID
+        j = [v.series_uid for v in s.volumes].index(other_uid)
+        at.session_state[state.CURRENT] = 1 - j
+        self._upload(at.run(), "seg.dcm", _seg(other))
+        assert not at.exception
+        assert any(f"lies on series {j + 1}, not on the current one" in e.value for e in at.error)
+
     def test_junk_is_refused_in_words(self, study_app):
         at, _ = study_app
         self._upload(at, "x.nii.gz", b"\x1f\x8b" + b"\0" * 50)
