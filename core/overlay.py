@@ -252,22 +252,23 @@ def segmentation_header(data: bytes, *, max_bytes: int) -> Dataset:
     import pydicom
     from pydicom.errors import InvalidDicomError
 
-    if data[128:132] != b"DICM":
-        raise OverlayError("This file is not a DICOM file.")
-    try:  # the file meta group alone: a deflated body must not be inflated to learn its size
-        fp = io.BytesIO(data)
-        fp.seek(132)
-        meta = pydicom.filereader.read_dataset(fp, is_implicit_VR=False, is_little_endian=True,
-                                               stop_when=lambda tag, vr, length: tag.group != 2)
-    except (InvalidDicomError, ValueError, EOFError, OSError, KeyError, TypeError):
-        raise OverlayError("This file is not a DICOM file.") from None
-    if str(meta.get("TransferSyntaxUID", "")) == _DEFLATED:
-        raise OverlayError("Deflated DICOM SEG files are not read: their size is unknown until inflated.")
-    try:
-        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True)
+    if data[128:132] == b"DICM":
+        try:  # the file meta group alone: a deflated body must not be inflated to learn its size
+            fp = io.BytesIO(data)
+            fp.seek(132)
+            meta = pydicom.filereader.read_dataset(fp, is_implicit_VR=False, is_little_endian=True,
+                                                   stop_when=lambda tag, vr, length: tag.group != 2)
+        except (InvalidDicomError, ValueError, EOFError, OSError, KeyError, TypeError):
+            raise OverlayError("This file is not a DICOM file.") from None
+        if str(meta.get("TransferSyntaxUID", "")) == _DEFLATED:
+            raise OverlayError("Deflated DICOM SEG files are not read: their size is unknown until inflated.")
+    try:  # without a preamble: a bare dataset (never deflated, which needs the file meta to say so)
+        ds = pydicom.dcmread(io.BytesIO(data), stop_before_pixels=True, force=True)
     except Exception:  # noqa: BLE001 - any parse failure of a hostile file is "unreadable"
         raise OverlayError("This DICOM file could not be read (damaged or cut short).") from None
     if not is_segmentation(ds):
+        if data[128:132] != b"DICM" and "SOPClassUID" not in ds:
+            raise OverlayError("This file is not a DICOM file.")
         raise OverlayError("This DICOM file is not a segmentation (DICOM SEG).")
     try:
         frames, rows, cols = int(ds.get("NumberOfFrames") or 1), int(ds.Rows), int(ds.Columns)
@@ -452,11 +453,17 @@ def segmentation_labelmap(data: bytes, volume: Volume, *, max_bytes: int) -> Lab
 
 def _read_full(data: bytes) -> Dataset:
     import pydicom
+    from pydicom.uid import ExplicitVRBigEndian, ExplicitVRLittleEndian, ImplicitVRLittleEndian
 
     try:
-        return pydicom.dcmread(io.BytesIO(data))
+        ds = pydicom.dcmread(io.BytesIO(data), force=True)
     except Exception:  # noqa: BLE001 - checked by segmentation_header already; a late failure is still words
         raise OverlayError("This DICOM file could not be read (damaged or cut short).") from None
+    if "TransferSyntaxUID" not in ds.file_meta:  # a bare dataset: its encoding as pydicom found it
+        implicit, little = ds.original_encoding
+        ds.file_meta.TransferSyntaxUID = (ImplicitVRLittleEndian if implicit else
+                                          ExplicitVRLittleEndian if little else ExplicitVRBigEndian)
+    return ds
 
 
 def _segment_names_colors(seg: hd.seg.Segmentation, numbers: list[int]

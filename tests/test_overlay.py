@@ -101,6 +101,16 @@ class TestSegmentationLabelmap:
         assert result.skipped == [("b.dcm", f"refused: a segmentation of {len(seg) / 2**20:,.1f} MB (at most 0 MB "
                                             "of segmentations are kept)")]
 
+    def test_a_seg_without_preamble_and_file_meta_is_read(self, study):
+        files, _, _ = study
+        data = _seg_file(files, _mask())
+        meta_length = int.from_bytes(data[140:144], "little")  # (0002,0000) UL: the file meta group's length
+        bare = data[144 + meta_length:]  # no preamble, no file meta: the dataset alone
+        assert bare[:2] == b"\x08\x00" and bare[128:132] != b"DICM"
+        vol = _volume(files)
+        assert match_segmentation(segmentation_header(bare, max_bytes=BIG), [vol]) == 0
+        np.testing.assert_array_equal(segmentation_labelmap(bare, vol, max_bytes=BIG).labels, _mask())
+
     def test_seg_of_another_series_matches_none_in_words(self, study):
         files, other, _ = study
         seg = _seg_file(other, _mask())
