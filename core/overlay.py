@@ -28,7 +28,8 @@ if TYPE_CHECKING:
     from core.volume import Volume
 
 __all__ = [
-    "SEG_SOP_CLASSES", "LabelMap", "LabelStats", "OverlayError", "is_segmentation", "label_stats", "lung_labels",
+    "SEG_SOP_CLASSES", "LabelMap", "LabelStats", "OverlayError", "is_segmentation", "label_stats", "looks_like_nifti",
+    "lung_labels",
     "match_segmentation", "nifti_label_bytes", "nifti_labelmap", "palette", "sample_tissue_labels", "seg_bytes",
     "segmentation_description", "segmentation_header", "segmentation_labelmap", "source_images",
 ]
@@ -488,6 +489,12 @@ def _segment_names_colors(seg: hd.seg.Segmentation, numbers: list[int]
 # -- NIfTI label maps -----------------------------------------------------------------------------
 
 _NIFTI_HEADER = 348
+
+
+def looks_like_nifti(data: bytes) -> bool:
+    """Whether ``data`` starts as a NIfTI file does (gzip, or a NIfTI-1 or -2 header size), not as DICOM."""
+    sizes = {n.to_bytes(4, "little") for n in (348, 540)} | {n.to_bytes(4, "big") for n in (348, 540)}
+    return data[:2] == b"\x1f\x8b" or data[:4] in sizes
 
 
 @_reads_uploads("NIfTI file")

@@ -23,6 +23,7 @@ from core.overlay import (
     LabelMap,
     OverlayError,
     label_stats,
+    looks_like_nifti,
     lung_labels,
     match_segmentation,
     nifti_label_bytes,
@@ -213,7 +214,7 @@ def _uploaded(vol: Volume) -> None:
 
 
 def _read_upload(data: bytes, vol: Volume) -> LabelMap:
-    if data[128:132] != b"DICM":
+    if looks_like_nifti(data):
         return nifti_labelmap(data, vol, max_bytes=_room())
     header = segmentation_header(data, max_bytes=_room())
     try:

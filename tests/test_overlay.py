@@ -19,6 +19,7 @@ from core.overlay import (
     LabelMap,
     OverlayError,
     label_stats,
+    looks_like_nifti,
     lung_labels,
     match_segmentation,
     nifti_label_bytes,
@@ -249,6 +250,12 @@ class TestHostileSegmentation:
 
 
 class TestNiftiLabelmap:
+    def test_told_apart_from_dicom(self, study):
+        vol = _volume(study[0])
+        nifti = nifti_label_bytes(vol, LabelMap(labels=_mask(), names={}, colors={}, source="x"), compress=False)
+        assert looks_like_nifti(nifti) and looks_like_nifti(gzip.compress(nifti))
+        assert not looks_like_nifti(_seg_file(study[0], _mask())) and not looks_like_nifti(study[0][0][1])
+
     def test_matching_affine_loads_exactly(self, study):
         vol = _volume(study[0])
         lm = LabelMap(labels=_mask(), names={}, colors={}, source="x")
