@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import loading, state, streamlit_internals
+from dashboard import loading, overlay_ui, state, streamlit_internals
 from dashboard.frame import page_frame
 
 page_frame("Load a study")
@@ -32,10 +32,13 @@ if files and loading.signature(files) != st.session_state[state.LOADED_SIGNATURE
     result = loading.load_with_progress(files)
     st.session_state[state.LOADED_SIGNATURE] = loading.signature(files)
     if result.volumes:
-        state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=what))
+        state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=what,
+                                    segmentations=result.segmentations))
         st.session_state[state.LOAD_REPORT] = None
     else:
-        st.session_state[state.LOAD_REPORT] = result.skipped
+        st.session_state[state.LOAD_REPORT] = result.skipped + [  # a SEG alone has no images to lie on
+            (name, "a segmentation (DICOM SEG) without its images: upload it with its series, or add it on the "
+                   "Volume explorer for the current series") for name, _ in result.segmentations]
     # New, empty uploaders either way: a failed upload does not linger in them, and the loader has
     # released the files; forget any left in the replaced uploaders too.
     streamlit_internals.forget_stale_uploads()
@@ -68,4 +71,5 @@ st.page_link("pages/1_Volume_explorer.py", label="Next: explore this series in t
 loading.preview_ui(study.volumes[index])
 loading.geometry_ui(study, index)
 loading.memory_notice_ui(study.skipped)
+overlay_ui.segmentations_ui(study)
 loading.skipped_ui(study.skipped)

@@ -47,6 +47,7 @@ ProgressCallback = Callable[[int, int], Any]
 log = logging.getLogger(__name__)
 
 _HEADER_PREFIX = 64 * 1024
+MAX_SEGMENTATION_BYTES = 256 * 1024**2  # DICOM SEG files kept whole in one study (issue 18)
 
 _SUMMARY_KEYWORDS = (
     "Manufacturer",
@@ -74,6 +75,9 @@ class LoadResult:
 
     volumes: list[Volume] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
+    segmentations: list[tuple[str, bytes]] = field(default_factory=list)
+    """DICOM SEG files found among the inputs, as ``(name, file bytes)``: kept, not decoded
+    (``core.overlay`` places them on a series when the user shows one)."""
 
 
 def unusable_reason(exc: BaseException, *, stage: str = "read") -> str:
@@ -711,7 +715,7 @@ def load_series(
     load.drop_unused(frames, plans)
     load.decode(plans, canvases, headers)
     volumes = load.assemble(plans, canvases, headers)
-    return LoadResult(volumes=volumes, skipped=load.skipped)
+    return LoadResult(volumes=volumes, skipped=load.skipped, segmentations=load.segmentations)
 
 
 class _Load:
@@ -722,6 +726,7 @@ class _Load:
                  memory: MemoryBudget | None, owner: str) -> None:
         self.entries: list[Any]
         self.entries, self.skipped = expand_sources(sources, limits=zip_limits)
+        self.segmentations: list[tuple[str, bytes]] = []
         self.total, self.done = len(self.entries), 0
         self.progress, self.release_source = progress, release_source
         self.budget, self.memory, self.owner = budget, memory, owner
@@ -770,9 +775,33 @@ class _Load:
                 self.tick()
                 self.finished(i)
                 continue
+            if self._kept_segmentation(i, entry, header):
+                continue
             headers[i] = header
             frames.extend(header.frames)
         return headers, frames
+
+    # -- segmentations (issue 18): kept whole for core.overlay, not stacked as images ----------
+
+    def _kept_segmentation(self, i: int, entry: Any, header: FileHeader) -> bool:
+        """Keep a DICOM SEG's bytes (True), or say nothing (False: not a segmentation)."""
+        from core.overlay import SEG_SOP_CLASSES
+
+        if str(header.dataset.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
+            return False
+        kept = sum(len(data) for _, data in self.segmentations)
+        if kept + entry.size > MAX_SEGMENTATION_BYTES:
+            self.skipped.append((entry.name, f"refused: a segmentation of {entry.size / 2**20:,.1f} MB (at most "
+                                             f"{MAX_SEGMENTATION_BYTES // 2**20} MB of segmentations are kept)"))
+        else:
+            try:
+                self.segmentations.append((entry.name, bytes(entry.read())))
+            except BaseException as exc:  # noqa: BLE001 - the per-file boundary, as read_headers
+                _reraise_interrupts(exc)
+                self.skipped.append((entry.name, unusable_reason(exc)))
+        self.tick()
+        self.finished(i)
+        return True
 
     def _header_of(self, i: int, entry: Any) -> FileHeader:
         if entry.read_range is not None and entry.size > _HEADER_PREFIX:

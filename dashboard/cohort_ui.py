@@ -303,7 +303,8 @@ def open_in_explorer_ui(df: pd.DataFrame) -> None:
         return
     uid = str(df.loc[df["study"] == name, "series_uid"].iloc[0])
     index = next((i for i, v in enumerate(result.volumes) if v.series_uid == uid), 0)
-    state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=f"Cohort study {name}"))
+    state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=f"Cohort study {name}",
+                                segmentations=result.segmentations))
     st.session_state[state.CURRENT] = index
     st.switch_page(EXPLORER)
 

@@ -33,7 +33,8 @@ OVERLAY, CHART, BAND_PICK = "histogram_overlay", "histogram_chart", "histogram_b
 SLAB_SLICES = "histogram_slab_slices"
 PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES, BAND_PICK)
 state.persist(*PERSISTENT)
-SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box", "Segmented lungs")
+SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box", "Segmented lungs",
+          "A label of the overlay")
 
 
 @dataclass(frozen=True)
@@ -45,6 +46,7 @@ class Scope:
     half: int = 0
     axis: int = 0
     box: explorer.RoiBox | None = None
+    labels: str = ""  # "label" scope: the overlay's label map (its key); ``index`` is the label value
 
 
 @dataclass(frozen=True)
@@ -137,6 +139,13 @@ def controls_ui(vol: Volume) -> Controls:
                 st.info(f"No lungs to count: {md_escape(failed[key])}. Showing the whole volume meanwhile.")
             else:
                 scope = Scope("lungs")
+    elif kind == "A label of the overlay":
+        from dashboard.overlay_ui import label_scope_ui
+
+        with c2:
+            picked = label_scope_ui(vol)
+        if picked is not None:
+            scope = Scope("label", index=picked[1], labels=picked[0])
     lo, hi = _range_limits(vol)
     unit = md_escape(unit_label(vol.units))  # labels render Markdown
     d1, d2, d3 = st.columns([1, 1, 2])
@@ -185,6 +194,15 @@ def counts_for(_vol: Volume, key: str, scope: Scope) -> tuple[ValueCounts | np.n
         with st.spinner("Segmenting the lungs…"):
             lungs, _ = lungs_for(_vol, key)
         return value_counts(v, mask=lungs), 0
+    if scope.kind == "label":
+        from dashboard.overlay_ui import label_mask
+
+        inside = label_mask(_vol, scope.labels, scope.index)
+        padding = _vol.padding_mask()
+        n_label_pad = 0 if padding is None else int(np.count_nonzero(inside & padding))
+        if v.dtype in (np.int16, np.uint16, np.int8, np.uint8):
+            return value_counts(v, mask=inside, padding=_vol.padding), n_label_pad
+        return np.asarray(v[inside if padding is None else inside & ~padding], dtype=np.float32), n_label_pad
     n_pad = 0
     if pad is not None:
         n_pad = int(np.unpackbits(pad, axis=-1, count=v.shape[-1]).sum())

@@ -259,7 +259,8 @@ def load_retrieved(files: RetrievedSeries, bar, *, source: str, how: str) -> Non
         st.error("The retrieved images could not be assembled into a volume; see the reasons below.")
         st.dataframe(pd.DataFrame(result.skipped, columns=["File", "Reason"]), hide_index=True)
         return
-    state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=source))
+    state.set_study(state.Study(volumes=result.volumes, skipped=result.skipped, source=source,
+                                segmentations=result.segmentations))
     # Rerun so that the sidebar shows the new series; the message waits in the session.
     st.session_state["pacs_done"] = (f"Retrieved {len(files)} images{how}: {len(result.volumes)} series loaded. "
                                      f"Open the volume explorer to look.")

@@ -49,6 +49,7 @@ class Study:
     source: str
     corrected: dict[int, Volume] = field(default_factory=dict)
     use_corrected: set[int] = field(default_factory=set)
+    segmentations: list[tuple[str, bytes]] = field(default_factory=list)  # DICOM SEG files (name, bytes)
 
     @property
     def is_sample(self) -> bool:

@@ -152,3 +152,48 @@ def sample_at_full_size(*, slices: int = 300, size: int = 512, noise: int = 0, s
     if noise:
         vol += np.random.default_rng(seed).integers(-noise, noise + 1, vol.shape, dtype=np.int16)
     return vol
+
+
+# Highdicom copies these type 2 attributes from the images it refers to: present, even if empty.
+_TYPE2_EMPTY = {"StudyDate": "", "StudyTime": "", "PatientBirthDate": "", "PatientSex": "",
+                "ReferringPhysicianName": "", "StudyID": "", "AccessionNumber": ""}
+
+
+def segmentable_series(volume_hu: np.ndarray, *, spacing: tuple[float, float, float], frame_uid: str | None = None,
+                       series_uid: str | None = None, **kwargs) -> list[tuple[str, bytes]]:
+    """A CT series (as :func:`ct_series`) with a frame of reference and what highdicom needs of its sources."""
+    extra = {"FrameOfReferenceUID": frame_uid or generate_uid(), **_TYPE2_EMPTY, **kwargs.pop("extra", {})}
+    return ct_series(volume_hu, spacing=spacing, series_uid=series_uid or generate_uid(), slice_thickness=spacing[0],
+                     extra=extra, **kwargs)
+
+
+def segmentation_file(files: list[tuple[str, bytes]], mask: np.ndarray, labels: dict[int, str], *,
+                      kind: str = "BINARY", colors: dict[int, tuple[float, float, float]] | None = None,
+                      description: str = "", reverse: bool = False) -> bytes:
+    """A DICOM SEG of ``mask`` (values = segment numbers) made by highdicom from the image ``files`` themselves.
+
+    ``colors`` are CIELab display colours per segment; ``reverse`` hands highdicom the images (and
+    the mask) in the opposite order, for frames stored against the slice order.
+    """
+    import highdicom as hd
+    from pydicom.sr.codedict import codes
+
+    sources = [pydicom.dcmread(io.BytesIO(b)) for _, b in files]
+    if reverse:
+        sources, mask = sources[::-1], mask[::-1]
+    descriptions = [
+        hd.seg.SegmentDescription(
+            segment_number=n, segment_label=label, segmented_property_category=codes.SCT.Tissue,
+            segmented_property_type=codes.SCT.Tissue, algorithm_type="MANUAL",
+            display_color=hd.color.CIELabColor(*colors[n]) if colors and n in colors else None)
+        for n, label in sorted(labels.items())
+    ]
+    seg = hd.seg.Segmentation(
+        source_images=sources, pixel_array=np.ascontiguousarray(mask), segmentation_type=kind,
+        segment_descriptions=descriptions, series_instance_uid=hd.UID(), series_number=9, sop_instance_uid=hd.UID(),
+        instance_number=1, manufacturer="test", manufacturer_model_name="test", software_versions="1",
+        device_serial_number="1", series_description=description or None,
+    )
+    buf = io.BytesIO()
+    seg.save_as(buf)
+    return buf.getvalue()
