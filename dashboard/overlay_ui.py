@@ -281,15 +281,25 @@ def legend_ui(vol: Volume, labels: LabelMap) -> None:
                                 "Voxels": st.column_config.NumberColumn(format="localized")})
 
 
+def label_options(labels: LabelMap, present: list[int]) -> dict[str, int]:
+    """The labels ``present`` by their names, as a picker offers them (a repeated name gets its value added):
+    the widget keeps the name, so that its value reads the same wherever it is shown."""
+    options: dict[str, int] = {}
+    for v in present:
+        name = labels.names.get(v) or f"Label {v}"
+        options[name if name not in options else f"{name} ({v})"] = v
+    return options
+
+
 def stats_ui(vol: Volume, labels: LabelMap) -> None:
     """Mean, SD, min, max and volume of one label (padding excluded)."""
     present = [v for v in range(1, 256) if _counts(labels, labels.key)[v]]
     if not present:
         return
-    if st.session_state.get(STATS_LABEL) not in present:
-        st.session_state[STATS_LABEL] = present[0]
-    value = st.selectbox("Statistics of the label", present, key=STATS_LABEL, persist_state="session",
-                         format_func=lambda v: labels.names.get(v, f"Label {v}"))
+    options = label_options(labels, present)
+    if st.session_state.get(STATS_LABEL) not in options:
+        st.session_state[STATS_LABEL] = next(iter(options))
+    value = options[st.selectbox("Statistics of the label", list(options), key=STATS_LABEL, persist_state="session")]
     s = _stats(vol, labels, int(value))
     unit = f" {vol.units}" if vol.units else ""
     d = functools.partial(decimal, places=1)
@@ -397,10 +407,10 @@ def label_scope_ui(vol: Volume) -> tuple[str, int] | None:
         st.info("No segmentation overlay with labels yet: choose one on the **Volume explorer** (Segmentation "
                 "overlay). Showing the whole volume meanwhile.")
         return None
-    if st.session_state.get(LABEL_SCOPE) not in present:
-        st.session_state[LABEL_SCOPE] = present[0]
-    value = st.selectbox("Label", present, key=LABEL_SCOPE, format_func=lambda v: labels.names.get(v, f"Label {v}"),
-                         persist_state="session")
+    options = label_options(labels, present)
+    if st.session_state.get(LABEL_SCOPE) not in options:
+        st.session_state[LABEL_SCOPE] = next(iter(options))
+    value = options[st.selectbox("Label", list(options), key=LABEL_SCOPE, persist_state="session")]
     return labels.key, int(value)
 
 

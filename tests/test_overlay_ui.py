@@ -223,7 +223,7 @@ class TestHistogramScope:
         at.run()
         at.radio(key="histogram_scope").set_value("A label of the overlay").run()
         assert not at.exception
-        at.selectbox(key="histogram_overlay_label").set_value(25).run()  # liver
+        at.selectbox(key="histogram_overlay_label").set_value("Liver").run()
         assert not at.exception
         vol = sample_ct()
         truth = label_stats(vol, sample_tissue_labels(vol), 25)
