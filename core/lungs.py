@@ -12,7 +12,7 @@ from core import hu
 if TYPE_CHECKING:
     from core.volume import Volume
 
-__all__ = ["LungStats", "lung_statistics", "segment_lungs"]
+__all__ = ["LungStats", "check_lungs", "lung_statistics", "segment_lungs"]
 
 
 def segment_lungs(volume: Volume, *, threshold: float = -320.0, min_fraction: float = 0.2) -> np.ndarray:
@@ -103,3 +103,32 @@ def lung_statistics(volume: Volume, lungs: np.ndarray, *, emphysema_hu: float = 
         emphysema_index=100.0 * float(np.count_nonzero(values < emphysema_hu)) / n,
         mean_hu=float(values.mean()),
     )
+
+
+# Lungs hold tissue and blood: their mean is about -850 HU (-900 with much emphysema). An air
+# space whose mean is near -1000 HU is air (a head CT's air around the head, a gas-filled bowel),
+# and less than 100 mL is a sinus or an airway, not a lung.
+MIN_LUNG_ML = 100.0
+MAX_LUNG_MEAN_HU = -500.0
+MIN_LUNG_MEAN_HU = -970.0
+
+
+def check_lungs(stats: LungStats) -> None:
+    """Raise :class:`ValueError`, in words, when what :func:`segment_lungs` found is not plausibly lungs.
+
+    Parameters
+    ----------
+    stats : LungStats
+        From :func:`lung_statistics` of the segmentation.
+
+    Raises
+    ------
+    ValueError
+        If it holds less than 100 mL, or its mean is not between -970 and -500 HU (pure air, or tissue).
+    """
+    if stats.volume_ml < MIN_LUNG_ML:
+        raise ValueError(f"no lungs found: the largest air space inside the body holds {stats.volume_ml:,.0f} mL, "
+                         "too little for lungs")
+    if not MIN_LUNG_MEAN_HU <= stats.mean_hu <= MAX_LUNG_MEAN_HU:
+        raise ValueError(f"no lungs found: the largest air space inside the body averages {stats.mean_hu:,.0f} HU, "
+                         "air rather than lung tissue")
