@@ -245,7 +245,7 @@ def extract_isosurface(
     step = plan.step if plan is not None else _sampling(v, spacing, level, max_triangles)[0]
     sub = v[::step[0], ::step[1], ::step[2]]
     if smooth > 0 or upper is not None:
-        sub = _prepare(sub, float(level), smooth=smooth, upper=upper)
+        sub = _prepare(v, step, float(level), smooth=smooth, upper=upper)
         if sub.max() <= level:
             raise ValueError(f"the level {level:g} is not crossed inside the volume once smoothed"
                              + (f" and values from {upper:g} left out" if upper is not None else ""))
@@ -276,16 +276,23 @@ def extract_isosurface(
                 enclosed_ml=enclosed)
 
 
-def _prepare(sub: np.ndarray, level: float, *, smooth: float, upper: float | None) -> np.ndarray:
-    """The sampled voxels smoothed (Gaussian ``smooth``), and with ``upper`` the hard parts left out: float32."""
+def _prepare(v: np.ndarray, step: tuple[int, int, int], level: float, *, smooth: float,
+             upper: float | None) -> np.ndarray:
+    """``v`` sampled at ``step``, smoothed (Gaussian ``smooth``), with ``upper`` the hard parts left out: float32."""
     from scipy import ndimage
 
-    field = sub.astype(np.float32)
+    field = v[::step[0], ::step[1], ::step[2]].astype(np.float32)
     if smooth > 0:
         field = ndimage.gaussian_filter(field, float(smooth), mode="nearest", truncate=3.0)
     if upper is None:
         return field
+    # Bone where any voxel of a sampled cell is bone: a thin rib, skipped by the step or blurred
+    # below ``upper`` by the smoothing, would otherwise become a "vessel".
     hard = field >= upper
+    over = v >= upper
+    for offset in np.ndindex(*step):
+        part = over[offset[0]::step[0], offset[1]::step[1], offset[2]::step[2]]
+        hard[tuple(slice(0, n) for n in part.shape)] |= part
     # The rim next to bone (partial volume between bone and soft tissue) is never a vessel.
     inside = (field > level) & ~ndimage.binary_dilation(hard)
     labels, n = ndimage.label(inside)

@@ -89,6 +89,7 @@ class LungStats:
     volume_ml: float
     emphysema_index: float  # % of lung voxels below -950 HU
     mean_hu: float
+    air_share: float = 0.0  # % of voxels below -975 HU: air rather than lung tissue
 
 
 def lung_statistics(volume: Volume, lungs: np.ndarray, *, emphysema_hu: float = hu.LOW_ATTENUATION) -> LungStats:
@@ -102,15 +103,16 @@ def lung_statistics(volume: Volume, lungs: np.ndarray, *, emphysema_hu: float = 
         volume_ml=n * voxel_ml,
         emphysema_index=100.0 * float(np.count_nonzero(values < emphysema_hu)) / n,
         mean_hu=float(values.mean()),
+        air_share=100.0 * float(np.count_nonzero(values < AIR_HU)) / n,
     )
 
 
-# Lungs hold tissue and blood: their mean is about -850 HU (-900 with much emphysema). An air
-# space whose mean is near -1000 HU is air (a head CT's air around the head, a gas-filled bowel),
-# and less than 100 mL is a sinus or an airway, not a lung.
+# Lungs hold tissue and blood: their median is about -850 HU, -930 with severe emphysema. A space
+# whose voxels are mostly below -975 HU is air (around a head in its holder, a gas-filled bowel),
+# whatever tissue the hole filling took in with it; less than 100 mL is a sinus or an airway.
 MIN_LUNG_ML = 100.0
-MAX_LUNG_MEAN_HU = -500.0
-MIN_LUNG_MEAN_HU = -970.0
+AIR_HU = -975.0
+MAX_AIR_SHARE = 50.0
 
 
 def check_lungs(stats: LungStats) -> None:
@@ -124,11 +126,11 @@ def check_lungs(stats: LungStats) -> None:
     Raises
     ------
     ValueError
-        If it holds less than 100 mL, or its mean is not between -970 and -500 HU (pure air, or tissue).
+        If it holds less than 100 mL, or half of its voxels or more are below -975 HU (air, not lung).
     """
     if stats.volume_ml < MIN_LUNG_ML:
         raise ValueError(f"no lungs found: the largest air space inside the body holds {stats.volume_ml:,.0f} mL, "
                          "too little for lungs")
-    if not MIN_LUNG_MEAN_HU <= stats.mean_hu <= MAX_LUNG_MEAN_HU:
-        raise ValueError(f"no lungs found: the largest air space inside the body averages {stats.mean_hu:,.0f} HU, "
-                         "air rather than lung tissue")
+    if stats.air_share >= MAX_AIR_SHARE:
+        raise ValueError(f"no lungs found: the largest air space inside the body is {stats.air_share:.0f} % air "
+                         f"(below {AIR_HU:g} HU) rather than lung tissue")

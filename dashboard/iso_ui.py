@@ -119,23 +119,23 @@ def settings_ui(vol: Volume) -> Settings:
     ct = vol.units == "HU"
     names = list(PRESETS) if ct else [CUSTOM]
     unit = md_escape(unit_label(vol.units))  # labels render Markdown
-    preset = st.selectbox("Surface", names, key=PRESET, on_change=_apply_preset)
+    preset = st.selectbox("Surface", names, key=PRESET, on_change=_apply_preset, persist_state="session")
     lo, hi = (-1000.0, 3000.0) if ct else vol.value_range
     level = st.slider(f"Threshold ({unit})", lo, hi, step=10.0 if ct else max((hi - lo) / 400, 1e-3), key=LEVEL,
-                      format="%.0f" if ct else "%g", disabled=preset == LUNGS,
+                      persist_state="session", format="%.0f" if ct else "%g", disabled=preset == LUNGS,
                       help="The surface is where the values cross this threshold.")
-    smooth = st.toggle(SMOOTH_LABEL, key=SMOOTH,
+    smooth = st.toggle(SMOOTH_LABEL, key=SMOOTH, persist_state="session",
                        help="A Gaussian filter (σ of 1 voxel) averages each voxel with its neighbours before the "
                        "surface is built, so that image noise does not turn into specks (needed for soft tissue).")
     n = vol.shape[0]
     # init() gives the key a (first, stop) pair, so the slider is a range slider.
-    crop = cast(tuple[int, int], st.slider("Slices used", 0, n, key=CROP)) if n > 1 else (0, n)
+    crop = cast(tuple[int, int], st.slider("Slices used", 0, n, key=CROP, persist_state="session")) if n > 1 else (0, n)
     c1, c2 = st.columns(2)
     cap = max_triangles_allowed()
-    budget = c1.number_input("Triangles at most", MIN_TRIANGLES, cap, step=50_000, key=BUDGET,
+    budget = c1.number_input("Triangles at most", MIN_TRIANGLES, cap, step=50_000, key=BUDGET, persist_state="session",
                              help=f"Fewer triangles draw faster; the surface is built coarser or simplified to "
                              f"meet the number. This server allows up to {cap:,}.")
-    keep = c2.number_input("Largest parts", 0, 50, key=KEEP,
+    keep = c2.number_input("Largest parts", 0, 50, key=KEEP, persist_state="session",
                            help="Keep only this many of the largest connected parts (0 keeps all): 1 or 2 drop "
                            "the table, loose specks and noise.")
     return Settings(preset, float(level), int(budget), int(keep), (int(crop[0]), int(crop[1])), bool(smooth))

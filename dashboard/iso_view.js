@@ -5,7 +5,8 @@
 // offset that is a multiple of 4. The vertices go to the GPU as they are: no JSON, no per-vertex
 // objects. Normals are computed here. The camera is kept per series in this module, so it
 // survives new surfaces, reruns and visits to other pages (the module outlives remounts).
-// After the first frame that shows a surface, the root gets data-drawn="<surface id>".
+// After the first frame that shows a surface, the root gets data-drawn="<surface id>"; data-camera
+// says where the camera is (azimuth, elevation in radians, distance and target in mm).
 
 const CAMERAS = new Map(); // series key -> {az, el, dist, target}
 const FOV = (30 * Math.PI) / 180;
@@ -170,6 +171,8 @@ class View {
     this.pending = requestAnimationFrame(() => {
       this.pending = 0;
       this.draw();
+      const cam = this.camera();
+      if (cam) this.root.setAttribute("data-camera", [cam.az, cam.el, cam.dist, ...cam.target].map((v) => v.toFixed(3)).join(","));
       if (this.id !== undefined && this.root.getAttribute("data-drawn") !== this.id) {
         const id = this.id;
         requestAnimationFrame(() => this.root.setAttribute("data-drawn", id)); // after the frame is shown

@@ -21,8 +21,8 @@ with view:
     if not vol.is_regular:
         st.warning("This stack is sheared or unevenly spaced: the surface follows the true slice positions. "
                    "Turn on **Use corrected geometry** on *Load a study* for exact distances between slices.")
-    if not iso_ui.show_on_arrival(vol) and not st.toggle("Show the 3D surface", key=iso_ui.SHOW,
-                                                          help="Large series take a few seconds."):
+    if not iso_ui.show_on_arrival(vol) and not st.toggle(
+            "Show the 3D surface", key=iso_ui.SHOW, persist_state="session", help="Large series take a few seconds."):
         st.stop()
     built = iso_ui.surface_ui(vol, settings)
     if built is None:
