@@ -311,13 +311,44 @@ def ct_check_ui(vol: Volume | None) -> None:
         return
     {"likely": st.error, "possible": st.warning, "not found": st.info}[evidence.level](evidence.verdict)
     st.dataframe(evidence_table(evidence), hide_index=True, key="faces_evidence")
-    cols = st.columns(3)
-    for n, ((azimuth, lighting), img) in enumerate(evidence.renders.items()):
-        cols[n % 3].image(img, caption=f"{azimuth:+.0f}°, {lighting}", width="stretch")
+    st.caption("The renderings, with what the detectors found: frontal faces in blue, profiles in orange.")
+    figures = rendering_figures(evidence)
+    azimuths = sorted({azimuth for azimuth, _ in figures})
+    cols = st.columns(len(azimuths))
+    for (azimuth, lighting), img in figures.items():
+        cols[azimuths.index(azimuth)].image(img, caption=f"{azimuth:+.0f}°, {lighting}", width="stretch")
     front = evidence.renders.get((0.0, "front light"))
     if front is not None:
         st.download_button("Download the front rendering (PNG)", png_bytes(front), "skin_render_front.png", "image/png",
                            key="faces_dl_render", on_click="ignore", icon=":material/download:")
+
+
+FRONTAL_COLOR = (79, 195, 247)  # RGB, as the photo's boxes
+PROFILE_COLOR = (255, 167, 38)
+
+
+def rendering_figures(evidence: PrivacyEvidence) -> dict[tuple[float, str], np.ndarray]:
+    """Each rendering as RGB with the boxes every detector setting found on it, all at one size.
+
+    Renderings turned to the side are wider than the front view: each is centred on a black
+    canvas the size of the largest, so that the grid's pictures share one scale.
+    """
+    h = max(img.shape[0] for img in evidence.renders.values())
+    w = max(img.shape[1] for img in evidence.renders.values())
+    out = {}
+    for key, img in evidence.renders.items():
+        canvas = np.zeros((h, w, 3), dtype=np.uint8)
+        top, left = (h - img.shape[0]) // 2, (w - img.shape[1]) // 2
+        canvas[top:top + img.shape[0], left:left + img.shape[1]] = img[:, :, None] if img.ndim == 2 else img[:, :, :3]
+        t = max(2, min(h, w) // 150)
+        for d in evidence.detections:
+            if (d.azimuth, d.lighting) != key:
+                continue
+            for boxes, color in ((d.frontal_boxes, FRONTAL_COLOR), (d.profile_boxes, PROFILE_COLOR)):
+                for x, y, bw, bh in boxes:
+                    cv2.rectangle(canvas, (left + x, top + y), (left + x + bw - 1, top + y + bh - 1), color, t)
+        out[key] = canvas
+    return out
 
 
 def evidence_table(evidence: PrivacyEvidence) -> pd.DataFrame:
