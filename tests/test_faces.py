@@ -326,3 +326,36 @@ class TestPage:
         ev = at.session_state["faces_ct_check"].evidence
         assert list(evidence["Frontal faces"]) == [d.frontal_faces for d in ev.detections]
         assert len(at.get("image")) >= 1 + 6
+
+
+class TestPageSettings:
+    def test_every_detector_is_named_in_words(self):
+        from core.faces import CASCADES
+        from dashboard.faces_ui import DETECTORS
+
+        assert set(DETECTORS) == set(CASCADES) - {"eye"}
+        assert all("_" not in label for label in DETECTORS.values())
+
+    def test_settings_survive_a_visit_to_every_other_page(self):
+        pages = PAGE.parent
+        at = page_test(PAGE).run()
+        values = {"faces_sample": "Cameraman", "faces_cascade": "profileface", "faces_scale": 1.2,
+                  "faces_neighbors": 3, "faces_min_size": 40, "faces_equalize": True, "faces_eyes": True,
+                  "faces_method": "pixelate", "faces_strength": 2.0, "faces_extra_boxes": "1, 2, 3, 4",
+                  "faces_ct_source": "Built-in synthetic head"}
+        kinds = {"faces_sample": "selectbox", "faces_cascade": "selectbox", "faces_scale": "slider",
+                 "faces_neighbors": "slider", "faces_min_size": "slider", "faces_equalize": "toggle",
+                 "faces_eyes": "toggle", "faces_method": "radio", "faces_strength": "slider",
+                 "faces_extra_boxes": "text_area", "faces_ct_source": "radio"}
+        for key, value in values.items():
+            getattr(at, kinds[key])(key=key).set_value(value).run()
+        assert not at.exception
+        for other in sorted(pages.glob("*.py")):
+            if other.name == PAGE.name:
+                continue
+            at.switch_page(str(other.relative_to(pages.parent))).run()
+            at.switch_page(str(PAGE.relative_to(pages.parent))).run()
+            assert not at.exception
+            got = {key: getattr(at, kinds[key])(key=key).value for key in values}
+            assert got == values, other.name
+        assert "(s)" not in "".join(str(i.value) for i in at.caption)
