@@ -20,7 +20,7 @@ from core.faces import (
     to_gray,
 )
 from core.skin import render_skin
-from tests.helpers import page_test
+from tests.helpers import page_test, visits_to_other_pages
 
 TRUE_FACE = (172, 60, 110, 110)  # the astronaut's face, x y w h (by eye, generous)
 
@@ -337,7 +337,6 @@ class TestPageSettings:
         assert all("_" not in label for label in DETECTORS.values())
 
     def test_settings_survive_a_visit_to_every_other_page(self):
-        pages = PAGE.parent
         at = page_test(PAGE).run()
         values = {"faces_sample": "Cameraman", "faces_cascade": "profileface", "faces_scale": 1.2,
                   "faces_neighbors": 3, "faces_min_size": 40, "faces_equalize": True, "faces_eyes": True,
@@ -350,11 +349,7 @@ class TestPageSettings:
         for key, value in values.items():
             getattr(at, kinds[key])(key=key).set_value(value).run()
         assert not at.exception
-        for other in sorted(pages.glob("*.py")):
-            if other.name == PAGE.name:
-                continue
-            at.switch_page(str(other.relative_to(pages.parent))).run()
-            at.switch_page(str(PAGE.relative_to(pages.parent))).run()
+        for other in visits_to_other_pages(at, PAGE):
             assert not at.exception
             got = {key: getattr(at, kinds[key])(key=key).value for key in values}
             assert got == values, other.name

@@ -11,7 +11,7 @@ from core import LABELS, sample_ct, sample_labels
 from core.sample import LUNG_LABELS
 from dashboard import iso_ui
 from dashboard.iso_ui import DEFAULT_TRIANGLES
-from tests.helpers import page_test
+from tests.helpers import page_test, visits_to_other_pages
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "3_Isosurface_3D.py"
 
@@ -107,9 +107,6 @@ def test_no_lungs_in_a_head_ct_is_said():
     assert any("no lungs found" in e.value and "% air" in e.value for e in at.error)
 
 
-PAGES = Path(__file__).resolve().parents[1] / "pages"
-
-
 def test_settings_survive_a_visit_to_every_other_page():
     at = page_test(PAGE).run()
     values = {"iso_preset": iso_ui.SKIN, "iso_level": -250.0, "iso_smooth": False, "iso_crop": (10, 110),
@@ -121,11 +118,7 @@ def test_settings_survive_a_visit_to_every_other_page():
     at.number_input(key="iso_budget").set_value(values["iso_budget"]).run()
     at.number_input(key="iso_keep").set_value(values["iso_keep"]).run()
     assert not at.exception
-    for other in sorted(PAGES.glob("*.py")):
-        if other.name == PAGE.name:
-            continue
-        at.switch_page(str(other.relative_to(PAGES.parent))).run()
-        at.switch_page(str(PAGE.relative_to(PAGES.parent))).run()
+    for other in visits_to_other_pages(at, PAGE):
         assert not at.exception
         got = {"iso_preset": at.selectbox(key="iso_preset").value, "iso_level": at.slider(key="iso_level").value,
                "iso_smooth": at.toggle(key="iso_smooth").value, "iso_crop": tuple(at.slider(key="iso_crop").value),
