@@ -71,9 +71,12 @@ def _signed_volume_ml(points_mm: np.ndarray, faces: np.ndarray) -> float:
     return float(abs(signed) / 1000.0)
 
 
-def _estimate_triangles(v: np.ndarray, level: float) -> float:
+def _estimate_triangles(v: np.ndarray, level: float, upper: float | None = None) -> float:
     """Triangles marching cubes would make at full resolution, from a stride-2 sample."""
-    b = v[::2, ::2, ::2] > level
+    sample = v[::2, ::2, ::2]
+    b = sample > level
+    if upper is not None:
+        b &= sample < upper
     crossings = sum(int(np.count_nonzero(np.diff(b, axis=a))) for a in range(3))
     # Each crossing face at stride 2 stands for ~4 at full resolution; ~2 triangles each.
     return 8.0 * crossings
@@ -141,9 +144,9 @@ _RAW_OVER_ESTIMATE = 1.5
 
 
 def _sampling(v: np.ndarray, spacing: tuple[float, float, float], level: float,
-              max_triangles: int) -> tuple[tuple[int, int, int], float]:
+              max_triangles: int, upper: float | None = None) -> tuple[tuple[int, int, int], float]:
     """The sampling step that brings ``v``'s surface near ``max_triangles``, and the full-resolution estimate."""
-    estimate = _estimate_triangles(v, level) if v.size else 0.0
+    estimate = _estimate_triangles(v, level, upper) if v.size else 0.0
     factor = max(1.0, float(np.sqrt(estimate / max_triangles))) if estimate > max_triangles else 1.0
     step = _steps_for(spacing, factor) if factor > 1 else (1, 1, 1)
     return step, estimate
@@ -162,7 +165,7 @@ def plan_isosurface(volume: Volume, level: float, *, max_triangles: int = 300_00
     if max_triangles <= 0:
         raise ValueError(f"max_triangles must be positive, got {max_triangles!r}")
     v = volume.voxels[crop or (slice(None), slice(None), slice(None))]
-    step, estimate = _sampling(v, volume.spacing, level, max_triangles)
+    step, estimate = _sampling(v, volume.spacing, level, max_triangles, upper)
     sampled = int(np.prod([-(-n // k) for n, k in zip(v.shape, step, strict=True)]))
     raw = _RAW_OVER_ESTIMATE * estimate / float(np.prod(step)) ** (2 / 3)
     nbytes = max(8 * sampled, 4 * sampled + int(_BYTES_PER_RAW_TRIANGLE * raw))
@@ -242,7 +245,7 @@ def extract_isosurface(
     if v.size == 0 or v.max() <= level or v.min() > level:
         raise ValueError(f"the level {level:g} is not crossed inside the volume (values {v.min():g} to {v.max():g})")
     spacing = volume.spacing  # floats: Volume converts them
-    step = plan.step if plan is not None else _sampling(v, spacing, level, max_triangles)[0]
+    step = plan.step if plan is not None else _sampling(v, spacing, level, max_triangles, upper)[0]
     sub = v[::step[0], ::step[1], ::step[2]]
     if smooth > 0 or upper is not None:
         sub = _prepare(v, step, float(level), smooth=smooth, upper=upper)
@@ -305,8 +308,10 @@ def _prepare(v: np.ndarray, step: tuple[int, int, int], level: float, *, smooth:
         wrapped = touching > 0.5 * np.maximum(total, 1)
         wrapped[0] = False
         inside &= ~wrapped[labels]
-    floor = np.float32(min(level - 1.0, float(field.min())))
-    return np.where(inside, field, floor)
+    # Left-out voxels just below the level; the others keep their values, so that the surface
+    # is interpolated between voxels as usual (a far floor would pull it onto voxel centres).
+    field[~inside & (field > level)] = np.float32(level - 1.0)
+    return field
 
 
 def patient_positions(volume: Volume, kji: np.ndarray) -> np.ndarray:

@@ -25,7 +25,7 @@ LUNGS = "Lungs (segmented)"
 BONE = "Bone (400 HU)"
 SKIN = f"Skin ({hu.SKIN:g} HU)"
 SOFT = "Soft tissue (40 HU)"
-VESSELS = "Vessels with contrast (150 to 400 HU)"
+VESSELS = "Vessels (150 to 400 HU)"
 CUSTOM = "Custom"
 
 
@@ -119,7 +119,9 @@ def settings_ui(vol: Volume) -> Settings:
     ct = vol.units == "HU"
     names = list(PRESETS) if ct else [CUSTOM]
     unit = md_escape(unit_label(vol.units))  # labels render Markdown
-    preset = st.selectbox("Surface", names, key=PRESET, on_change=_apply_preset, persist_state="session")
+    preset = st.selectbox("Surface", names, key=PRESET, on_change=_apply_preset, persist_state="session",
+                          help="Vessels: the contrast-filled vessels and heart chambers of a CT with contrast, "
+                          "bone and what it encloses left out. Lungs: segmented, with their volume.")
     lo, hi = (-1000.0, 3000.0) if ct else vol.value_range
     level = st.slider(f"Threshold ({unit})", lo, hi, step=10.0 if ct else max((hi - lo) / 400, 1e-3), key=LEVEL,
                       persist_state="session", format="%.0f" if ct else "%g", disabled=preset == LUNGS,
@@ -204,14 +206,15 @@ def chart_ui(vol: Volume, mesh: Mesh, preset: str) -> None:
         st.error(f"The surface is built but not drawn now: {md_escape(exc, max_len=None)}.")
 
 
-def facts(mesh: Mesh, lungs: LungStats | None, settings: Settings) -> dict[str, str]:
+def facts(mesh: Mesh, lungs: LungStats | None, settings: Settings, spacing: tuple[float, float, float]
+          ) -> dict[str, str]:
     """What the page says about the surface: label -> value, short enough for the side column."""
     out = {
         "Triangles": f"{mesh.n_triangles:,}",
         "Surface area": f"{mesh.area_mm2 / 100:,.1f} cm²",
         "Enclosed volume": f"{mesh.enclosed_ml:,.1f} mL" if mesh.enclosed_ml is not None else "open surface",
-        "Detail": ("every voxel" if mesh.step == (1, 1, 1) else "every " + " x ".join(str(s) for s in mesh.step)
-                   + " voxels") + (", simplified" if mesh.decimated else ""),
+        "Detail": " x ".join(f"{k * d:.1f}" for k, d in zip(mesh.step, spacing, strict=True)) + " mm"
+                  + (", simplified" if mesh.decimated else ""),
         "Smoothing": "Gaussian, σ 1 voxel" if settings.smooth else "none",
     }
     if lungs is not None:
@@ -220,10 +223,11 @@ def facts(mesh: Mesh, lungs: LungStats | None, settings: Settings) -> dict[str, 
     return out
 
 
-def facts_ui(mesh: Mesh, lungs: LungStats | None, settings: Settings) -> None:
-    lines = [f"**{k}**: {v}" for k, v in facts(mesh, lungs, settings).items()]
-    st.markdown("  \n".join(lines), help="Emphysema index: the share of lung voxels below -950 HU."
-                if lungs is not None else None)
+def facts_ui(vol: Volume, mesh: Mesh, lungs: LungStats | None, settings: Settings) -> None:
+    lines = [f"**{k}**: {v}" for k, v in facts(mesh, lungs, settings, vol.spacing).items()]
+    st.markdown("  \n".join(lines), help="Detail: the size of the voxels the surface was built on (slices, "
+                "rows, columns); simplified: fewer triangles than the surface had, to meet the number asked for."
+                + (" Emphysema index: the share of lung voxels below -950 HU." if lungs is not None else ""))
 
 
 def downloads_ui(mesh: Mesh, settings: Settings) -> None:

@@ -158,10 +158,14 @@ class View {
   }
 
   home() {
+    // The front view, the volume's height (or width, on a narrow view) filling the view.
     const [lo, hi] = this.bounds;
     const target = [0, 1, 2].map((a) => (lo[a] + hi[a]) / 2);
-    const radius = Math.max(1, Math.hypot(hi[0] - lo[0], hi[1] - lo[1], hi[2] - lo[2]) / 2);
-    return { az: 0, el: 0.12, dist: (radius / Math.sin(FOV / 2)) * 1.02, target, radius };
+    const half = [0, 1, 2].map((a) => Math.max(0.5, (hi[a] - lo[a]) / 2));
+    const radius = Math.hypot(...half);
+    const aspect = Math.max(0.5, this.canvas.clientWidth / Math.max(1, this.canvas.clientHeight));
+    const dist = (1.08 * Math.max(half[2], half[0] / aspect)) / Math.tan(FOV / 2) + half[1];
+    return { az: 0, el: 0.12, dist, target, radius };
   }
 
   camera() { return CAMERAS.get(this.scene); }

@@ -30,5 +30,5 @@ with view:
     mesh, lungs = built
     iso_ui.chart_ui(vol, mesh, settings.preset)
 with side:
-    iso_ui.facts_ui(mesh, lungs, settings)
+    iso_ui.facts_ui(vol, mesh, lungs, settings)
     iso_ui.downloads_ui(mesh, settings)
