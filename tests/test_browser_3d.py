@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import pytest
 from playwright.sync_api import expect
 
@@ -21,7 +23,7 @@ def _open(page, app_url):
 
 def _drawn(page) -> str:
     view = page.locator(VIEW)
-    expect(view).to_have_attribute("data-drawn", __import__("re").compile(r"^[0-9a-f]{16}$"), timeout=60_000)
+    expect(view).to_have_attribute("data-drawn", re.compile(r"^[0-9a-f]{16}$"), timeout=60_000)
     return view.get_attribute("data-drawn")
 
 
@@ -65,6 +67,13 @@ def test_the_camera_stays_when_the_surface_changes(page, app_url):
     _choose(page, "Surface", "Skin (-300 HU)")
     expect(view).not_to_have_attribute("data-drawn", first, timeout=60_000)
     assert view.get_attribute("data-camera") == turned
+    # And after a visit to another page.
+    page.get_by_role("link", name="HU histogram").first.click()
+    wait_idle(page)
+    page.get_by_role("link", name="3D isosurface").first.click()
+    wait_idle(page)
+    _drawn(page)
+    assert page.locator(VIEW).get_attribute("data-camera") == turned
     no_exception(page)
 
 
