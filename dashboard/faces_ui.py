@@ -304,7 +304,7 @@ def ct_check_ui(vol: Volume | None) -> None:
     if vol is None:
         st.info("Load a head CT on **Load a study** to check it.")
         return
-    if st.button("Check the current CT for a recognisable face", key="faces_check_button", icon=":material/face:"):
+    if st.button("Check this CT for a recognisable face", key="faces_check_button", icon=":material/face:"):
         with st.spinner("Rendering the skin and searching it…"):
             head, reason = has_head(vol)
             st.session_state[CHECK] = CtCheck(vol.key, head, reason, privacy_check(vol) if head else None)

@@ -320,7 +320,7 @@ def test_face_detection_page(page, app_url):
     _no_exception(page)
     img = page.locator('[data-testid="stImage"] img').first
     assert _is_not_blank(img.screenshot())
-    page.get_by_role("button", name="Check the current CT for a recognisable face").click()
+    page.get_by_role("button", name="Check this CT for a recognisable face").click()
     page.get_by_text("Not checked: no head in this volume").wait_for(timeout=30_000)
     _no_exception(page)
 
