@@ -7,8 +7,8 @@ arguments: no GPU, so WebGL runs on the CPU, as on most servers and CI machines)
 session per run and times, from the mouse press to the first frame drawn with the new surface:
 
 - ``arrive``: a click on "3D isosurface" in the sidebar (from the first page) to the default
-  surface drawn; when the page asks for a click first ("Show the 3D surface", "Build the
-  surface"), that click is timed instead and the row says so;
+  surface drawn; when the page asks for a click first ("Show the 3D surface"), that click is
+  timed instead and the row says so;
 - ``change``: choosing another surface (bone to skin) to it drawn.
 
 "Drawn" is read in the page: for Plotly's chart, the mesh3d trace in the gl3d scene plus two
@@ -52,9 +52,9 @@ BIG_CT = textwrap.dedent(f"""
     cli.main()
 """)
 
-# Resolves with performance.now() at the first frame drawn with a surface other than ``before``.
-DRAWN = """
-(before) => new Promise((resolve) => {
+# Defines token(): the surface drawn now (the app's own view: its data-drawn attribute, found in
+# its shadow root; Plotly's chart: its mesh3d trace once the gl3d scene holds it), or null.
+TOKEN = """
   const deep = (sel) => {
     const found = document.querySelector(sel);
     if (found) return found;
@@ -76,40 +76,26 @@ DRAWN = """
     }
     return null;
   };
+"""
+
+# Resolves with [token, performance.now()] at the first frame drawn with a surface other than ``before``.
+DRAWN = "(before) => new Promise((resolve) => {" + TOKEN + """
   const poll = () => {
     const now = token();
     if (now !== null && now !== before) {
-      // Plotly draws the scene on its next animation frame: wait for it, and one more.
+      // Plotly draws the scene on its next animation frame: wait for it, and one more. (The app's
+      // view sets data-drawn one frame after drawing: this adds two frames more to its figures.)
       requestAnimationFrame(() => requestAnimationFrame(() => resolve([now, performance.now()])));
     } else {
       requestAnimationFrame(poll);
     }
   };
   poll();
-})
-"""
+})"""
+
+CURRENT = "() => {" + TOKEN + "return token(); }"
 
 PRESS = "document.addEventListener('pointerdown', () => { window.__pressed = performance.now(); }, true)"
-
-
-CURRENT = """
-() => {
-  const deep = (sel) => {
-    const found = document.querySelector(sel);
-    if (found) return found;
-    for (const host of document.querySelectorAll('*')) {
-      const hit = host.shadowRoot && host.shadowRoot.querySelector(sel);
-      if (hit) return hit;
-    }
-    return null;
-  };
-  const own = deep('[data-drawn]');
-  if (own) return own.getAttribute('data-drawn') || null;
-  const gd = document.querySelector('.js-plotly-plot');
-  const trace = gd && (gd._fullData || []).find((t) => t.type === 'mesh3d');
-  return trace ? (trace.__bench || (trace.__bench = String(Math.random()))) : null;
-}
-"""
 
 
 def _wait_drawn(page, before: str | None) -> float:
@@ -131,10 +117,8 @@ def one_run(browser, url: str) -> dict[str, float | str]:
         before = None
         page.wait_for_function(
             "() => document.querySelector('.js-plotly-plot, .stBidiComponent') ||"
-            " [...document.querySelectorAll('label, button')].some((e) => /Show the 3D surface|Build the surface/"
-            ".test(e.textContent))")
-        ask = page.locator("label, button").filter(has_text="Show the 3D surface").or_(
-            page.locator("button").filter(has_text="Build the surface"))
+            " [...document.querySelectorAll('label')].some((e) => e.textContent.includes('Show the 3D surface'))")
+        ask = page.locator("label").filter(has_text="Show the 3D surface")
         if not page.locator(".js-plotly-plot, .stBidiComponent").count() and ask.count():
             wait_idle(page)
             ask.first.click()
