@@ -114,7 +114,10 @@ class View {
     this.help = document.createElement("div");
     this.help.className = "hf-iso-help";
     this.help.textContent = "Drag to turn · Shift-drag to move · Scroll to zoom · Double-click for the front view";
-    root.replaceChildren(this.canvas, this.help);
+    this.triad = document.createElementNS("http://www.w3.org/2000/svg", "svg");
+    this.triad.setAttribute("class", "hf-iso-triad");
+    this.triad.setAttribute("viewBox", "-40 -40 80 80");
+    root.replaceChildren(this.canvas, this.help, this.triad);
     const opts = { antialias: !softwareRendering(), preserveDrawingBuffer: true };
     this.gl = this.canvas.getContext("webgl2", opts) || this.canvas.getContext("webgl", opts);
     if (!this.gl) {
@@ -230,6 +233,19 @@ class View {
     }
     gl.bindBuffer(gl.ELEMENT_ARRAY_BUFFER, this.buffers.index);
     gl.drawElements(gl.TRIANGLES, this.count, this.indexType, 0);
+    this.drawTriad(view);
+  }
+
+  drawTriad(view) {
+    // The patient's axes as the camera sees them: L(eft), P(osterior), S(uperior), LPS as DICOM.
+    const axes = [["L", "#e06666"], ["P", "#6fbf73"], ["S", "#6fa8dc"]];
+    const parts = axes.map(([letter, color], a) => {
+      const x = view[a * 4] * 26, y = -view[a * 4 + 1] * 26; // the axis in eye space, y up
+      return { letter, color, x, y, z: view[a * 4 + 2] };
+    }).sort((p, q) => p.z - q.z); // farthest first
+    this.triad.innerHTML = parts.map(({ letter, color, x, y }) =>
+      `<line x1="0" y1="0" x2="${x.toFixed(1)}" y2="${y.toFixed(1)}" stroke="${color}" stroke-width="2.5"/>` +
+      `<text x="${(x * 1.28).toFixed(1)}" y="${(y * 1.28 + 4).toFixed(1)}" fill="${color}">${letter}</text>`).join("");
   }
 
   listen() {

@@ -176,6 +176,24 @@ class TestSmoothing:
         # The ball's volume (4.19 mL at 1 mm voxels) is kept within 5 %.
         assert smooth.enclosed_ml == pytest.approx(4 / 3 * np.pi * 10**3 / 1000, rel=0.05)
 
+    def test_coarser_sampling_averages(self):
+        from core.isosurface import _block_mean
+
+        v = np.arange(3 * 5 * 4, dtype=np.int16).reshape(3, 5, 4)
+        got = _block_mean(v, (2, 2, 3))
+        want = np.array([[[v[a:a + 2, b:b + 2, c:c + 3].mean() for c in (0, 3)] for b in (0, 2, 4)] for a in (0, 2)])
+        assert got.dtype == np.float32 and got.shape == (2, 3, 2)
+        np.testing.assert_allclose(got, want, rtol=1e-6)
+
+    def test_thin_bone_stays_whole_when_sampled_coarser(self):
+        # The sample's ribs at the page's default budget (every second row and column): averaged
+        # then smoothed, they break into no more pieces than unsmoothed (picking every second
+        # voxel then smoothing broke them into twice as many).
+        plain = extract_isosurface(sample_ct(), 400.0, max_triangles=150_000)
+        smooth = extract_isosurface(sample_ct(), 400.0, max_triangles=150_000, smooth=1.0)
+        assert smooth.step == plain.step == (1, 2, 2)
+        assert _parts(smooth) <= _parts(plain)
+
     def test_not_crossed_once_smoothed(self):
         vox = np.zeros((9, 9, 9), np.float32)
         vox[4, 4, 4] = 100.0  # a single voxel over 50: a Gaussian of sigma 1 brings it to 6
