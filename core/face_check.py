@@ -65,8 +65,11 @@ class PrivacyEvidence:
 
 
 LIGHTS = {"front light": (0.0, 0.0, 1.0), "light from above-left": (-0.5, 0.5, 0.7)}
-SETTINGS: dict[str, dict[str, Any]] = {"default (1.1, 5)": {"scale_factor": 1.1, "min_neighbors": 5, "equalize": False},
-            "tuned for renders (1.05, 3, equalised)": {"scale_factor": 1.05, "min_neighbors": 3, "equalize": True}}
+# Named for the evidence table; the numbers are OpenCV's scale factor and minimum neighbours.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "as for photos": {"scale_factor": 1.1, "min_neighbors": 5, "equalize": False},
+    "tuned for renderings": {"scale_factor": 1.05, "min_neighbors": 3, "equalize": True},
+}
 
 
 def privacy_check(volume: Volume, *, level: float = hu.SKIN,

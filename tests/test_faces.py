@@ -163,7 +163,7 @@ class TestPrivacyCheck:
 
 
 def _detection(azimuth, *, frontal=0, eyes=0, profile=0):
-    return Detection(azimuth, "front light", "default (1.1, 5)", frontal, eyes, profile)
+    return Detection(azimuth, "front light", "as for photos", frontal, eyes, profile)
 
 
 class TestFaceVerdict:
