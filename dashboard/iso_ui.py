@@ -71,9 +71,10 @@ def max_triangles_allowed() -> int:
 
 
 # Bytes a mesh holds per triangle once built (float32 vertices, int32 faces), and what the 3D
-# view's message takes while it is sent (about 18 bytes per triangle, twice).
+# view's message takes while it is sent (about 18 bytes per triangle: the payload, then its copies
+# in the protobuf message and its serialised form).
 MESH_BYTES_PER_TRIANGLE = 24
-FIGURE_BYTES_PER_TRIANGLE = 40  # the view's bytes (float32 vertices, uint32 triangles) and their copy
+FIGURE_BYTES_PER_TRIANGLE = 60  # the view's message (float32 vertices, uint32 triangles) and its copies
 
 
 @dataclass(frozen=True)

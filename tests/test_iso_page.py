@@ -165,3 +165,30 @@ class TestVisitorLimits:
         at.slider(key="iso_crop").set_value((2, 118)).run()
         assert not at.exception
         assert server_budget().used() > before  # the cached mesh's share
+
+
+@pytest.mark.parametrize("n_vertices, index", [(4, "u2"), (70_000, "u4")])
+def test_the_views_bytes_hold_the_mesh_exactly(n_vertices, index):
+    # What the browser reads: uint32 header length, the JSON header, then float32 vertices and
+    # uint16/uint32 triangles at the offsets the header gives, each a multiple of 4.
+    import json
+    import struct
+
+    from core.isosurface import Mesh
+    from dashboard.iso_view import mesh_payload
+
+    rng = np.random.default_rng(0)
+    mesh = Mesh(rng.normal(0, 100, (n_vertices, 3)).astype(np.float32),
+                rng.integers(0, n_vertices, (2 * n_vertices, 3)).astype(np.int32))
+    data = mesh_payload(mesh, scene="s", color="#f2efe4", bounds=[[0, 0, 0], [1, 2, 3]], height=500)
+    n = struct.unpack("<I", data[:4])[0]
+    head = json.loads(data[4:4 + n])
+    assert head["index"] == index and head["vertices"] % 4 == 0 and head["faces"] % 4 == 0
+    assert (head["nv"], head["nf"], head["height"], head["color"]) == (n_vertices, 2 * n_vertices, 500, "#f2efe4")
+    vertices = np.frombuffer(data, "<f4", n_vertices * 3, head["vertices"]).reshape(-1, 3)
+    faces = np.frombuffer(data, "<u2" if index == "u2" else "<u4", 2 * n_vertices * 3, head["faces"]).reshape(-1, 3)
+    assert np.array_equal(vertices, mesh.vertices) and np.array_equal(faces, mesh.faces)
+    assert len(data) == head["faces"] + faces.nbytes
+    # The id names the content: the same mesh gives the same id, another mesh another.
+    again = mesh_payload(mesh, scene="s", color="#fff", bounds=[[0, 0, 0], [1, 1, 1]])
+    assert json.loads(again[4:4 + struct.unpack("<I", again[:4])[0]])["id"] == head["id"]
