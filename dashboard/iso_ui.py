@@ -44,7 +44,7 @@ PRESETS: dict[str, Preset] = {
     LUNGS: Preset(None, "#7fb8e6"),
     CUSTOM: Preset(None, "#c8c8c8"),
 }
-SMOOTH_SIGMA = 1.0  # voxels of the grid the surface is built on
+SMOOTH_SIGMA = 1.0  # voxels of the volume (see core.isosurface.extract_isosurface)
 SMOOTH_LABEL = "Smooth first (σ 1 voxel)"
 # Up to this many voxels the surface is drawn when the page opens (the sample has 7.9 million);
 # larger series wait for a click, so that a visit to the page does not start seconds of work.
@@ -62,9 +62,9 @@ def max_triangles_allowed() -> int:
     """The largest triangle budget a visitor may ask for: ``HOUNSFIELD_MAX_TRIANGLES``, else 500,000.
 
     The default fits a 2.7 GB, 2-core host: on a 300 x 512 x 512 CT, 500,000 triangles take
-    1 to 3 s and at most about 320 MB to build, and 12 MB to send; 2 million took 4 to 26 s,
-    up to 1 GB and 46 MB. An operator with a larger host raises it (a value that is not a whole
-    number of at least 10,000 is ignored).
+    1 to 3 s and at most about 320 MB to build, and 9 MB to send to the 3D view (it was 12 MB of
+    Plotly JSON); 2 million took 4 to 26 s and up to 1 GB. An operator with a larger host raises
+    it (a value that is not a whole number of at least 10,000 is ignored).
     """
     text = os.environ.get("HOUNSFIELD_MAX_TRIANGLES", "").strip().replace("_", "")
     return int(text) if text.isdigit() and int(text) >= MIN_TRIANGLES else DEFAULT_MAX_TRIANGLES
