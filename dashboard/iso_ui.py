@@ -10,7 +10,7 @@ import numpy as np
 import streamlit as st
 
 from core import Volume, hu
-from core.isosurface import Mesh, extract_isosurface, mesh_bytes, plan_isosurface
+from core.isosurface import IsoPlan, Mesh, extract_isosurface, mesh_bytes, plan_isosurface
 from core.lungs import LungStats, check_lungs, lung_statistics, segment_lungs
 from core.memory import OverBudget, server_budget
 from dashboard import iso_view, state
@@ -171,10 +171,20 @@ def mesh_for(_vol: Volume, key: str, settings: Settings) -> Mesh:
         source, level = _vol, settings.level
     smooth = SMOOTH_SIGMA if settings.smooth else 0.0
     upper = None if settings.preset == LUNGS else settings.upper
+    def build(plan: IsoPlan) -> Mesh:
+        with budget.reserved(plan.nbytes, owner=owner, what="building this surface"):
+            return extract_isosurface(source, level, max_triangles=settings.budget, crop=crop,
+                                      keep_largest=settings.keep, plan=plan, smooth=smooth, upper=upper)
+
     plan = plan_isosurface(source, level, max_triangles=settings.budget, crop=crop, smooth=smooth, upper=upper)
-    with budget.reserved(plan.nbytes, owner=owner, what="building this surface"):
-        mesh = extract_isosurface(source, level, max_triangles=settings.budget, crop=crop,
-                                  keep_largest=settings.keep, plan=plan, smooth=smooth, upper=upper)
+    mesh = build(plan)
+    if upper is not None and plan.step != (1, 1, 1) and 3 * mesh.n_triangles < settings.budget:
+        # The step was chosen for everything in the band, bone rims and marrow included; what is
+        # left (the vessels) is far smaller: built again as finely as the budget allows.
+        more = settings.budget * settings.budget // max(mesh.n_triangles, 1)
+        finer = plan_isosurface(source, level, max_triangles=more, crop=crop, smooth=smooth, upper=upper)
+        if finer.step != plan.step:
+            mesh = build(finer)
     budget.hold(mesh, budget.reserve(MESH_BYTES_PER_TRIANGLE * mesh.n_triangles, owner=owner, what="this surface"))
     return mesh
 
