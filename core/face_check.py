@@ -14,7 +14,7 @@ from core.skin import render_skin
 if TYPE_CHECKING:
     from core.volume import Volume
 
-__all__ = ["Detection", "PrivacyEvidence", "face_verdict", "has_head", "privacy_check"]
+__all__ = ["Detection", "PrivacyEvidence", "angle_text", "face_verdict", "has_head", "privacy_check"]
 
 
 def has_head(volume: Volume, *, level: float = hu.SKIN) -> tuple[bool, str]:
@@ -46,6 +46,8 @@ class Detection:
     frontal_faces: int
     eyes: int  # in the most confident frontal face
     profile_faces: int
+    frontal_boxes: tuple[tuple[int, int, int, int], ...] = ()  # x, y, w, h in the rendering's pixels
+    profile_boxes: tuple[tuple[int, int, int, int], ...] = ()
 
     @property
     def found_face(self) -> bool:
@@ -63,8 +65,11 @@ class PrivacyEvidence:
 
 
 LIGHTS = {"front light": (0.0, 0.0, 1.0), "light from above-left": (-0.5, 0.5, 0.7)}
-SETTINGS: dict[str, dict[str, Any]] = {"default (1.1, 5)": {"scale_factor": 1.1, "min_neighbors": 5, "equalize": False},
-            "tuned for renders (1.05, 3, equalised)": {"scale_factor": 1.05, "min_neighbors": 3, "equalize": True}}
+# Named for the evidence table; the numbers are OpenCV's scale factor and minimum neighbours.
+SETTINGS: dict[str, dict[str, Any]] = {
+    "as for photos": {"scale_factor": 1.1, "min_neighbors": 5, "equalize": False},
+    "tuned for renderings": {"scale_factor": 1.05, "min_neighbors": 3, "equalize": True},
+}
 
 
 def privacy_check(volume: Volume, *, level: float = hu.SKIN,
@@ -85,28 +90,41 @@ def privacy_check(volume: Volume, *, level: float = hu.SKIN,
                 faces = detect_faces(img, min_size=(side, side), max_side=None, **kw)
                 eyes = sum(len(detect_eyes(img, f, min_neighbors=3)) for f in faces[:1])
                 profile = detect_faces(img, cascade="profileface", min_size=(side, side), max_side=None, **kw)
-                detections.append(Detection(float(az), lname, sname, len(faces), eyes, len(profile)))
+                detections.append(Detection(float(az), lname, sname, len(faces), eyes, len(profile),
+                                            _boxes(faces), _boxes(profile)))
     lvl, verdict = face_verdict(detections)
     return PrivacyEvidence(detections, renders, verdict, lvl)
+
+
+def _boxes(found: np.ndarray) -> tuple[tuple[int, int, int, int], ...]:
+    return tuple((int(x), int(y), int(w), int(h)) for x, y, w, h in np.asarray(found).reshape(-1, 4))
+
+
+def angle_text(azimuths: set[float] | list[float]) -> str:
+    """View angles in words, in order: ``"-25°, +0° and +25°"`` (as the evidence table writes them)."""
+    names = [f"{a:+.0f}°" for a in sorted(set(azimuths))]
+    return names[0] if len(names) == 1 else ", ".join(names[:-1]) + " and " + names[-1]
 
 
 def face_verdict(detections: list[Detection]) -> tuple[str, str]:
     """The level ("likely", "possible" or "not found") and the verdict in words.
 
     Likely: faces from at least two view angles, with eyes in at least one. Possible: a face
-    from one angle, or faces without eyes. Not found: no face in any rendering.
+    from one angle, or faces without eyes. Not found: no face in any rendering. The verdict
+    names the angles of the renderings where a face was found, from the same detections as the
+    evidence table, so that the two always agree.
     """
     with_face = [d for d in detections if d.found_face]
     strong = [d for d in with_face if d.eyes > 0]
     views = {d.azimuth for d in with_face}
     n = len(detections)
+    where = f"A face was found in {len(with_face)} of {n} renderings, at {angle_text(views) if views else ''}"
     if strong and len(views) >= 2:
-        return "likely", (f"A face was found in {len(with_face)} of {n} renderings ({len(views)} view angles, with "
-                          f"eyes): people can be recognised from renderings like these. Treat this series as "
-                          f"identifiable; deface it before sharing.")
+        return "likely", (f"{where}, with eyes: people can be recognised from renderings like these. Treat this "
+                          f"series as identifiable; deface it before sharing.")
     if with_face:
-        angles = "from one angle only" if len(views) == 1 else f"from {len(views)} angles, without eyes"
-        return "possible", (f"A face was found in {len(with_face)} of {n} renderings, {angles}: recognition is "
-                            f"possible. Treat the series as potentially identifiable.")
+        how = " only" if len(views) == 1 else ", without eyes"
+        return "possible", (f"{where}{how}: recognition is possible. Treat the series as potentially "
+                            f"identifiable.")
     return "not found", (f"No face found in {n} renderings. This is not proof of anonymity: the detectors "
                          f"were trained on photographs and miss many renderings.")

@@ -71,9 +71,12 @@ def _signed_volume_ml(points_mm: np.ndarray, faces: np.ndarray) -> float:
     return float(abs(signed) / 1000.0)
 
 
-def _estimate_triangles(v: np.ndarray, level: float) -> float:
+def _estimate_triangles(v: np.ndarray, level: float, upper: float | None = None) -> float:
     """Triangles marching cubes would make at full resolution, from a stride-2 sample."""
-    b = v[::2, ::2, ::2] > level
+    sample = v[::2, ::2, ::2]
+    b = sample > level
+    if upper is not None:
+        b &= sample < upper
     crossings = sum(int(np.count_nonzero(np.diff(b, axis=a))) for a in range(3))
     # Each crossing face at stride 2 stands for ~4 at full resolution; ~2 triangles each.
     return 8.0 * crossings
@@ -141,31 +144,37 @@ _RAW_OVER_ESTIMATE = 1.5
 
 
 def _sampling(v: np.ndarray, spacing: tuple[float, float, float], level: float,
-              max_triangles: int) -> tuple[tuple[int, int, int], float]:
+              max_triangles: int, upper: float | None = None) -> tuple[tuple[int, int, int], float]:
     """The sampling step that brings ``v``'s surface near ``max_triangles``, and the full-resolution estimate."""
-    estimate = _estimate_triangles(v, level) if v.size else 0.0
+    estimate = _estimate_triangles(v, level, upper) if v.size else 0.0
     factor = max(1.0, float(np.sqrt(estimate / max_triangles))) if estimate > max_triangles else 1.0
     step = _steps_for(spacing, factor) if factor > 1 else (1, 1, 1)
     return step, estimate
 
 
 def plan_isosurface(volume: Volume, level: float, *, max_triangles: int = 300_000,
-                    crop: tuple[slice, slice, slice] | None = None, mask: np.ndarray | None = None) -> IsoPlan:
+                    crop: tuple[slice, slice, slice] | None = None, mask: np.ndarray | None = None,
+                    smooth: float = 0.0, upper: float | None = None) -> IsoPlan:
     """The sampling step and the memory :func:`extract_isosurface` will use, before it runs.
 
     Costs one stride-2 pass over the volume; pass the plan to :func:`extract_isosurface`.
     With a ``mask`` the step is estimated on the unmasked voxels (more surface, so a coarser
-    or equal step and an upper bound on memory).
+    or equal step and an upper bound on memory). ``smooth`` and ``upper`` as for
+    :func:`extract_isosurface` (each adds copies of the sampled voxels).
     """
     if max_triangles <= 0:
         raise ValueError(f"max_triangles must be positive, got {max_triangles!r}")
     v = volume.voxels[crop or (slice(None), slice(None), slice(None))]
-    step, estimate = _sampling(v, volume.spacing, level, max_triangles)
+    step, estimate = _sampling(v, volume.spacing, level, max_triangles, upper)
     sampled = int(np.prod([-(-n // k) for n, k in zip(v.shape, step, strict=True)]))
     raw = _RAW_OVER_ESTIMATE * estimate / float(np.prod(step)) ** (2 / 3)
     nbytes = max(8 * sampled, 4 * sampled + int(_BYTES_PER_RAW_TRIANGLE * raw))
     if mask is not None:
         nbytes += 4 * v.size  # the masked float copy of the cropped volume
+    if smooth > 0:
+        nbytes += 8 * sampled  # the block mean and the filter's output, float32
+    if upper is not None:
+        nbytes += 12 * sampled  # int32 part labels, boolean masks and the float32 result
     return IsoPlan(step=step, estimate=estimate, nbytes=nbytes)
 
 
@@ -178,6 +187,8 @@ def extract_isosurface(
     crop: tuple[slice, slice, slice] | None = None,
     keep_largest: int = 0,
     plan: IsoPlan | None = None,
+    smooth: float = 0.0,
+    upper: float | None = None,
 ) -> Mesh:
     """The surface where the volume crosses ``level``, within a triangle budget.
 
@@ -202,6 +213,14 @@ def extract_isosurface(
         Keep only this many largest connected parts (0 keeps all).
     plan : IsoPlan, optional
         From :func:`plan_isosurface` with the same arguments (made here when not given).
+    smooth : float
+        Gaussian sigma in voxels of the volume, applied before meshing (0: none); when the volume
+        is sampled coarser, each sampled voxel is first the mean of those it stands for. Image
+        noise of a few HU around a soft-tissue level makes a surface of specks; sigma 1 removes it.
+    upper : float, optional
+        Values at or above this (bone, metal) are left out, with the rim of partial volume around
+        them and the parts they enclose (marrow): with ``level`` 150 and ``upper`` 400, the
+        contrast-filled vessels and heart chambers of an enhanced CT without the skeleton.
 
     Returns
     -------
@@ -227,8 +246,13 @@ def extract_isosurface(
     if v.size == 0 or v.max() <= level or v.min() > level:
         raise ValueError(f"the level {level:g} is not crossed inside the volume (values {v.min():g} to {v.max():g})")
     spacing = volume.spacing  # floats: Volume converts them
-    step = plan.step if plan is not None else _sampling(v, spacing, level, max_triangles)[0]
+    step = plan.step if plan is not None else _sampling(v, spacing, level, max_triangles, upper)[0]
     sub = v[::step[0], ::step[1], ::step[2]]
+    if smooth > 0 or upper is not None:
+        sub = _prepare(v, step, float(level), smooth=smooth, upper=upper)
+        if sub.max() <= level:
+            raise ValueError(f"the level {level:g} is not crossed inside the volume once smoothed"
+                             + (f" and values from {upper:g} left out" if upper is not None else ""))
     low = np.array(min(float(level) - 1.0, float(sub.min())), dtype=np.float32)
     padded = np.pad(sub.astype(np.float32, copy=False), 1, mode="constant", constant_values=low)
     verts, faces, _, _ = marching_cubes(padded, level=float(level), allow_degenerate=False)
@@ -254,6 +278,62 @@ def extract_isosurface(
     lps = patient_positions(volume, verts)
     return Mesh(vertices=lps.astype(np.float32), faces=faces, step=step, decimated=decimated,
                 enclosed_ml=enclosed)
+
+
+def _block_mean(v: np.ndarray, step: tuple[int, int, int]) -> np.ndarray:
+    """Each cell of the grid sampled at ``step`` as the mean of the voxels it stands for: float32.
+
+    Sums the ``prod(step)`` strided views (no copy of the whole volume); cells at the far edges
+    average the voxels they have.
+    """
+    shape = tuple(-(-n // k) for n, k in zip(v.shape, step, strict=True))
+    total = np.zeros(shape, dtype=np.float32)
+    for offset in np.ndindex(*step):
+        part = v[offset[0]::step[0], offset[1]::step[1], offset[2]::step[2]]
+        total[tuple(slice(0, n) for n in part.shape)] += part
+    counts = [np.array([len(range(i * k, min((i + 1) * k, n))) for i in range(m)], dtype=np.float32)
+              for n, k, m in zip(v.shape, step, shape, strict=True)]
+    total /= counts[0][:, None, None] * counts[1][None, :, None] * counts[2][None, None, :]
+    return total
+
+
+def _prepare(v: np.ndarray, step: tuple[int, int, int], level: float, *, smooth: float,
+             upper: float | None) -> np.ndarray:
+    """``v`` sampled at ``step``, smoothed (Gaussian ``smooth``), with ``upper`` the hard parts left out: float32."""
+    from scipy import ndimage
+
+    if smooth > 0:
+        # Averaged, not picked, when sampled coarser: noise and thin bone are not aliased; then a
+        # Gaussian of ``smooth`` voxels of the volume (``smooth / step`` cells of the grid).
+        field = _block_mean(v, step) if step != (1, 1, 1) else v.astype(np.float32)
+        field = ndimage.gaussian_filter(field, tuple(float(smooth) / k for k in step), mode="nearest", truncate=3.0)
+    else:
+        field = v[::step[0], ::step[1], ::step[2]].astype(np.float32)
+    if upper is None:
+        return field
+    # Bone where any voxel of a sampled cell is bone: a thin rib, skipped by the step or blurred
+    # below ``upper`` by the smoothing, would otherwise become a "vessel".
+    hard = field >= upper
+    over = v >= upper
+    for offset in np.ndindex(*step):
+        part = over[offset[0]::step[0], offset[1]::step[1], offset[2]::step[2]]
+        hard[tuple(slice(0, n) for n in part.shape)] |= part
+    # The rim next to bone (partial volume between bone and soft tissue) is never a vessel.
+    inside = (field > level) & ~ndimage.binary_dilation(hard)
+    labels, n = ndimage.label(inside)
+    if n:
+        # A part whose boundary lies mostly against bone is inside it (marrow, a vertebral body).
+        edge = inside & ~ndimage.binary_erosion(inside)
+        near = ndimage.binary_dilation(hard, iterations=2)
+        total = np.bincount(labels[edge], minlength=n + 1)
+        touching = np.bincount(labels[edge & near], minlength=n + 1)
+        wrapped = touching > 0.5 * np.maximum(total, 1)
+        wrapped[0] = False
+        inside &= ~wrapped[labels]
+    # Left-out voxels just below the level; the others keep their values, so that the surface
+    # is interpolated between voxels as usual (a far floor would pull it onto voxel centres).
+    field[~inside & (field > level)] = np.float32(level - 1.0)
+    return field
 
 
 def patient_positions(volume: Volume, kji: np.ndarray) -> np.ndarray:

@@ -12,7 +12,7 @@ from core import hu
 if TYPE_CHECKING:
     from core.volume import Volume
 
-__all__ = ["LungStats", "lung_statistics", "segment_lungs"]
+__all__ = ["LungStats", "check_lungs", "lung_statistics", "segment_lungs"]
 
 
 def segment_lungs(volume: Volume, *, threshold: float = -320.0, min_fraction: float = 0.2) -> np.ndarray:
@@ -89,6 +89,7 @@ class LungStats:
     volume_ml: float
     emphysema_index: float  # % of lung voxels below -950 HU
     mean_hu: float
+    air_share: float = 0.0  # % of voxels below -975 HU: air rather than lung tissue
 
 
 def lung_statistics(volume: Volume, lungs: np.ndarray, *, emphysema_hu: float = hu.LOW_ATTENUATION) -> LungStats:
@@ -102,4 +103,34 @@ def lung_statistics(volume: Volume, lungs: np.ndarray, *, emphysema_hu: float = 
         volume_ml=n * voxel_ml,
         emphysema_index=100.0 * float(np.count_nonzero(values < emphysema_hu)) / n,
         mean_hu=float(values.mean()),
+        air_share=100.0 * float(np.count_nonzero(values < AIR_HU)) / n,
     )
+
+
+# Lungs hold tissue and blood: their median is about -850 HU, -930 with severe emphysema. A space
+# whose voxels are mostly below -975 HU is air (around a head in its holder, a gas-filled bowel),
+# whatever tissue the hole filling took in with it; less than 100 mL is a sinus or an airway.
+MIN_LUNG_ML = 100.0
+AIR_HU = -975.0
+MAX_AIR_SHARE = 50.0
+
+
+def check_lungs(stats: LungStats) -> None:
+    """Raise :class:`ValueError`, in words, when what :func:`segment_lungs` found is not plausibly lungs.
+
+    Parameters
+    ----------
+    stats : LungStats
+        From :func:`lung_statistics` of the segmentation.
+
+    Raises
+    ------
+    ValueError
+        If it holds less than 100 mL, or half of its voxels or more are below -975 HU (air, not lung).
+    """
+    if stats.volume_ml < MIN_LUNG_ML:
+        raise ValueError(f"no lungs found: the largest air space inside the body holds {stats.volume_ml:,.0f} mL, "
+                         "too little for lungs")
+    if stats.air_share >= MAX_AIR_SHARE:
+        raise ValueError(f"no lungs found: the largest air space inside the body is {stats.air_share:.0f} % air "
+                         f"(below {AIR_HU:g} HU) rather than lung tissue")

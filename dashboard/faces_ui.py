@@ -13,7 +13,7 @@ import streamlit as st
 
 from core import Volume, hu
 from core.face_check import PrivacyEvidence, has_head, privacy_check
-from core.faces import CASCADES, blur_regions, detect_eyes, detect_faces_scored
+from core.faces import blur_regions, detect_eyes, detect_faces_scored
 from core.head_sample import head_ct
 from core.memory import OverBudget, server_budget
 from core.png import png_bytes
@@ -29,6 +29,8 @@ CHECK, CT_SOURCE = "faces_ct_check", "faces_ct_source"
 PERSISTENT = (SOURCE, SAMPLE, CASCADE, SCALE, NEIGHBORS, MINSIZE, EQUALIZE, EYES, METHOD, STRENGTH, EXTRA, CT_SOURCE)
 state.persist(*PERSISTENT)
 CT_SOURCES = ("Current series", "Built-in synthetic head")
+DETECTORS = {"frontalface_default": "Frontal", "frontalface_alt": "Frontal (alt)",
+             "frontalface_alt2": "Frontal (alt 2)", "profileface": "Profile"}
 SAMPLES = {"Astronaut (Eileen Collins)": "astronaut", "Cameraman": "camera", "Cat (Chelsea)": "chelsea",
            "Coffee cup": "coffee"}
 MAX_PIXELS = 50_000_000
@@ -154,7 +156,7 @@ def uploaded_image(_data: bytes, key: tuple) -> np.ndarray:
 
 def source_ui() -> tuple[np.ndarray | None, tuple]:
     """The photo to work on, and a key naming it (its first part is a safe base for file names)."""
-    choice = st.radio("Photo", ["Sample photo", "Upload"], key=SOURCE, persist_state="session", horizontal=True)
+    choice = st.radio("Photo", ["Sample photo", "Upload"], key=SOURCE, horizontal=True, persist_state="session")
     if choice == "Sample photo":
         name = st.selectbox("Sample", list(SAMPLES), key=SAMPLE, persist_state="session")
         return sample_image(SAMPLES[name]), (SAMPLES[name],)
@@ -176,13 +178,17 @@ def source_ui() -> tuple[np.ndarray | None, tuple]:
 
 def settings_ui() -> dict:
     c1, c2, c3, c4 = st.columns(4)
-    cascade = c1.selectbox("Cascade", [c for c in CASCADES if c != "eye"], key=CASCADE, persist_state="session",
-                           help="Lienhart's frontal face detectors (default, alt, alt2) and the profile detector.")
-    scale = c2.slider("Scale factor", 1.01, 1.5, step=0.01, key=SCALE, persist_state="session",
-                      help="Step between searched face sizes: smaller finds more, slower.")
-    neighbors = c3.slider("Min neighbours", 0, 15, key=NEIGHBORS, persist_state="session",
-                          help="Overlapping hits needed to keep a face: higher means fewer false faces.")
-    min_size = c4.slider("Min face size (px)", 10, 300, key=MINSIZE, persist_state="session")
+    cascade = c1.selectbox("Detector", list(DETECTORS), key=CASCADE, format_func=DETECTORS.__getitem__,
+                           persist_state="session",
+                           help="OpenCV's Haar cascades: Lienhart's three frontal face detectors, and one for "
+                           "faces in profile.")
+    scale = c2.slider("Size step", 1.01, 1.5, step=0.01, key=SCALE, persist_state="session",
+                      help="Ratio between the face sizes searched (OpenCV's scale factor): smaller finds more, "
+                      "slower.")
+    neighbors = c3.slider("Hits to keep a face", 0, 15, key=NEIGHBORS, persist_state="session",
+                          help="Overlapping hits needed to keep a face (OpenCV's minimum neighbours): higher means "
+                          "fewer false faces.")
+    min_size = c4.slider("Smallest face (pixels)", 10, 300, key=MINSIZE, persist_state="session")
     d1, d2 = st.columns(2)
     equalize = d1.toggle("Equalise the histogram", key=EQUALIZE, persist_state="session")
     eyes = d2.toggle("Find eyes in each face", key=EYES, persist_state="session")
@@ -236,10 +242,10 @@ def detections(_image: np.ndarray, key: tuple, settings: tuple) -> Detections:
 
 def detect_ui(image: np.ndarray, key: tuple, settings: dict) -> np.ndarray:
     found = detections(image, key, tuple(sorted(settings.items())))
-    boxes, scores, eyes, ms = found.boxes, found.scores, found.eyes, found.ms
+    boxes, scores, eyes = found.boxes, found.scores, found.eyes
     h, w = image.shape[:2]
-    st.markdown(f"**{len(boxes)} face{'s' if len(boxes) != 1 else ''} found** in {ms:.0f} ms "
-                f"({w} x {h} pixels){', numbered from the most confident' if len(boxes) > 1 else ''}.")
+    st.markdown(f"**{len(boxes)} face{'s' if len(boxes) != 1 else ''} found** in this {w} x {h} pixel photo"
+                f"{', numbered from the most confident' if len(boxes) > 1 else ''}.")
     st.image(draw_boxes(image, boxes, eyes), width=min(w, 760))
     if len(boxes):
         st.dataframe(pd.DataFrame({"Face": np.arange(1, len(boxes) + 1), "x": boxes[:, 0], "y": boxes[:, 1],
@@ -270,7 +276,8 @@ def parse_boxes(text: str) -> tuple[np.ndarray, list[str]]:
 def anonymise_ui(image: np.ndarray, boxes: np.ndarray, key: tuple) -> None:
     base = key[0]
     c1, c2 = st.columns(2)
-    method = c1.radio("Method", ["blur", "pixelate"], key=METHOD, persist_state="session", horizontal=True)
+    method = c1.radio("Method", ["blur", "pixelate"], key=METHOD, horizontal=True, persist_state="session",
+                      format_func=str.capitalize)
     strength = c2.slider("Strength", 0.5, 3.0, step=0.1, key=STRENGTH, persist_state="session")
     extra_text = st.text_area("More boxes to hide (x, y, w, h per line)", key=EXTRA, persist_state="session",
                               help="Faces the detector missed, name tags, anything else identifying.")
@@ -282,21 +289,22 @@ def anonymise_ui(image: np.ndarray, boxes: np.ndarray, key: tuple) -> None:
         st.caption("No face found and no box typed: nothing to hide.")
         return
     out = blur_regions(image, all_boxes, method=method, strength=strength)
-    st.image(out, caption=f"{len(all_boxes)} region(s) {'blurred' if method == 'blur' else 'pixelated'}",
+    n = len(all_boxes)
+    st.image(out, caption=f"{n} region{'s' if n != 1 else ''} {'blurred' if method == 'blur' else 'pixelated'}",
              width=min(out.shape[1], 760))
     st.download_button("Download the anonymised image (PNG)", png_bytes(out), f"{base}_anonymised.png", "image/png",
                        key="faces_dl", on_click="ignore", icon=":material/download:")
 
 
 def ct_check_ui(vol: Volume | None) -> None:
-    if st.radio("CT to check", CT_SOURCES, key=CT_SOURCE, persist_state="session", horizontal=True,
+    if st.radio("CT to check", CT_SOURCES, key=CT_SOURCE, horizontal=True, persist_state="session",
                 help="The synthetic head (a skull, brain, and a face: nose, orbits, lips, ears) is built in, "
                      "with its label map; the check finds its face.") == CT_SOURCES[1]:
         vol = head_ct()
     if vol is None:
         st.info("Load a head CT on **Load a study** to check it.")
         return
-    if st.button("Check the current CT for a recognisable face", key="faces_check_button", icon=":material/face:"):
+    if st.button("Check this CT for a recognisable face", key="faces_check_button", icon=":material/face:"):
         with st.spinner("Rendering the skin and searching it…"):
             head, reason = has_head(vol)
             st.session_state[CHECK] = CtCheck(vol.key, head, reason, privacy_check(vol) if head else None)
@@ -311,13 +319,44 @@ def ct_check_ui(vol: Volume | None) -> None:
         return
     {"likely": st.error, "possible": st.warning, "not found": st.info}[evidence.level](evidence.verdict)
     st.dataframe(evidence_table(evidence), hide_index=True, key="faces_evidence")
-    cols = st.columns(3)
-    for n, ((azimuth, lighting), img) in enumerate(evidence.renders.items()):
-        cols[n % 3].image(img, caption=f"{azimuth:+.0f}°, {lighting}", width="stretch")
+    st.caption("The renderings, with what the detectors found: frontal faces in blue, profiles in orange.")
+    figures = rendering_figures(evidence)
+    azimuths = sorted({azimuth for azimuth, _ in figures})
+    cols = st.columns(len(azimuths))
+    for (azimuth, lighting), img in figures.items():
+        cols[azimuths.index(azimuth)].image(img, caption=f"{azimuth:+.0f}°, {lighting}", width="stretch")
     front = evidence.renders.get((0.0, "front light"))
     if front is not None:
         st.download_button("Download the front rendering (PNG)", png_bytes(front), "skin_render_front.png", "image/png",
                            key="faces_dl_render", on_click="ignore", icon=":material/download:")
+
+
+FRONTAL_COLOR = (79, 195, 247)  # RGB, as the photo's boxes
+PROFILE_COLOR = (255, 167, 38)
+
+
+def rendering_figures(evidence: PrivacyEvidence) -> dict[tuple[float, str], np.ndarray]:
+    """Each rendering as RGB with the boxes every detector setting found on it, all at one size.
+
+    Renderings turned to the side are wider than the front view: each is centred on a black
+    canvas the size of the largest, so that the grid's pictures share one scale.
+    """
+    h = max(img.shape[0] for img in evidence.renders.values())
+    w = max(img.shape[1] for img in evidence.renders.values())
+    out = {}
+    for key, img in evidence.renders.items():
+        canvas = np.zeros((h, w, 3), dtype=np.uint8)
+        top, left = (h - img.shape[0]) // 2, (w - img.shape[1]) // 2
+        canvas[top:top + img.shape[0], left:left + img.shape[1]] = img[:, :, None] if img.ndim == 2 else img[:, :, :3]
+        t = max(2, min(h, w) // 150)
+        for d in evidence.detections:
+            if (d.azimuth, d.lighting) != key:
+                continue
+            for boxes, color in ((d.frontal_boxes, FRONTAL_COLOR), (d.profile_boxes, PROFILE_COLOR)):
+                for x, y, bw, bh in boxes:
+                    cv2.rectangle(canvas, (left + x, top + y), (left + x + bw - 1, top + y + bh - 1), color, t)
+        out[key] = canvas
+    return out
 
 
 def evidence_table(evidence: PrivacyEvidence) -> pd.DataFrame:

@@ -11,9 +11,8 @@ vol = page_frame("Face detection")
 
 st.title("Face detection")
 st.markdown(
-    "OpenCV's Haar cascades (Viola-Jones, with Lienhart's trained frontal and profile detectors) find faces "
-    "in photos, so that they can be hidden before sharing. Renderings of head CT can show a recognisable "
-    "face too: the check at the bottom looks for one."
+    "Finds faces in photos with OpenCV's face detectors, so that they can be hidden before sharing. "
+    "Renderings of a head CT can show a recognisable face too: the check at the bottom looks for one."
 )
 faces_ui.init()
 image, key = faces_ui.source_ui()
@@ -22,6 +21,6 @@ if image is not None:
     boxes = faces_ui.detect_ui(image, key, settings)
     st.subheader("Anonymise")
     faces_ui.anonymise_ui(image, boxes, key)
-st.subheader("Privacy check of the current CT")
+st.subheader("Privacy check of a head CT")
 kinds.needs(vol, what="The privacy check of CT")
 faces_ui.ct_check_ui(vol)

@@ -12,7 +12,8 @@ from streamlit.testing.v1 import AppTest
 
 from tests.factory import ct_series, ramp_volume
 
-__all__ = ["APP", "PAGE_FILES", "ROOT", "app_test", "page_test", "page_text", "table_with", "upload_files"]
+__all__ = ["APP", "PAGE_FILES", "ROOT", "app_test", "page_test", "page_text", "table_with", "upload_files",
+           "visits_to_other_pages"]
 
 ROOT = Path(__file__).resolve().parents[1]
 APP = ROOT / "streamlit_app.py"
@@ -29,6 +30,15 @@ def page_test(page: Path, *, timeout: int = 120) -> AppTest:
     at = AppTest.from_file(str(APP), default_timeout=timeout)
     at.switch_page(str(page.relative_to(ROOT)))
     return at
+
+
+def visits_to_other_pages(at: AppTest, page: Path):
+    """Visit every other page of the app (the first page too) and come back to ``page``: yields each page visited."""
+    for other in [APP, *PAGE_FILES]:
+        if other != page:
+            at.switch_page(str(other.relative_to(ROOT))).run()
+            at.switch_page(str(page.relative_to(ROOT))).run()
+            yield other
 
 
 def upload_files(n=4, uid="1.2.3.1", patient="DOE^JANE", prefix="a", seed=0) -> list[tuple[str, bytes, str]]:

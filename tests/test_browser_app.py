@@ -268,13 +268,11 @@ def test_histogram_renders_and_a_click_sets_the_window(page, app_url):
 def test_isosurface_renders(page, app_url):
     page.goto(app_url + "/Isosurface_3D")
     _wait_idle(page)
-    page.get_by_text("Show the 3D surface").click()
-    page.locator(".js-plotly-plot .gl-container canvas").first.wait_for(timeout=60_000)
+    page.locator(".hf-iso[data-drawn]").wait_for(timeout=60_000)  # the sample's surface, drawn on arrival
     _wait_idle(page)
     _no_exception(page)
-    assert page.get_by_text("Triangles").is_visible()
-    # WebGL paints the surface in a later frame: wait until the plot shows something.
-    plot = page.locator(".js-plotly-plot").first
+    assert page.get_by_text("Triangles", exact=True).is_visible()
+    plot = page.locator(".hf-iso").first
     _eventually(lambda: _is_not_blank(plot.screenshot()), "the 3D plot stayed blank")
 
 
@@ -305,7 +303,7 @@ def test_face_detection_page(page, app_url):
     _no_exception(page)
     img = page.locator('[data-testid="stImage"] img').first
     assert _is_not_blank(img.screenshot())
-    page.get_by_role("button", name="Check the current CT for a recognisable face").click()
+    page.get_by_role("button", name="Check this CT for a recognisable face").click()
     page.get_by_text("Not checked: no head in this volume").wait_for(timeout=30_000)
     _no_exception(page)
 

@@ -20,7 +20,7 @@ from core.faces import (
     to_gray,
 )
 from core.skin import render_skin
-from tests.helpers import page_test
+from tests.helpers import page_test, visits_to_other_pages
 
 TRUE_FACE = (172, 60, 110, 110)  # the astronaut's face, x y w h (by eye, generous)
 
@@ -152,7 +152,8 @@ class TestPrivacyCheck:
         ev = privacy_check(_head())
         assert all(d.frontal_faces >= 1 for d in ev.detections)
         assert any(d.eyes >= 1 for d in ev.detections)
-        assert ev.level == "likely" and ev.verdict.startswith("A face was found in 12 of 12 renderings (3 view angles")
+        assert ev.level == "likely"
+        assert ev.verdict.startswith("A face was found in 12 of 12 renderings, at -25°, +0° and +25°, with eyes")
 
     def test_a_blank_rendering_finds_nothing(self, monkeypatch):
         monkeypatch.setattr(face_check, "render_skin", lambda *a, **k: np.zeros((240, 200), np.uint8))
@@ -162,7 +163,7 @@ class TestPrivacyCheck:
 
 
 def _detection(azimuth, *, frontal=0, eyes=0, profile=0):
-    return Detection(azimuth, "front light", "default (1.1, 5)", frontal, eyes, profile)
+    return Detection(azimuth, "front light", "as for photos", frontal, eyes, profile)
 
 
 class TestFaceVerdict:
@@ -173,15 +174,67 @@ class TestFaceVerdict:
         level, words = face_verdict([_detection(-25.0, frontal=1, eyes=2), _detection(25.0, profile=1),
                                      _detection(0.0)])
         assert level == "likely"
-        assert words.startswith("A face was found in 2 of 3 renderings (2 view angles, with eyes)")
+        assert words.startswith("A face was found in 2 of 3 renderings, at -25° and +25°, with eyes")
 
     def test_one_angle_with_eyes_is_possible(self):
         level, words = face_verdict([_detection(0.0, frontal=1, eyes=2), _detection(0.0, frontal=1), _detection(25.0)])
-        assert level == "possible" and "2 of 3 renderings, from one angle only" in words
+        assert level == "possible" and "2 of 3 renderings, at +0° only:" in words
 
     def test_two_angles_without_eyes_is_possible(self):
         level, words = face_verdict([_detection(-25.0, frontal=1), _detection(25.0, profile=2)])
-        assert level == "possible" and "from 2 angles, without eyes" in words
+        assert level == "possible" and "at -25° and +25°, without eyes" in words
+
+    def test_three_angles_without_eyes_names_all_three(self):
+        # The real GE head CT's case: frontal faces at -25 and 0 degrees, a profile at +25.
+        level, words = face_verdict([_detection(0.0, frontal=1), _detection(-25.0, frontal=2),
+                                     _detection(25.0, profile=1), _detection(25.0)])
+        assert level == "possible" and "3 of 4 renderings, at -25°, +0° and +25°, without eyes" in words
+
+
+class TestRenderingFigures:
+    """The renderings as the page shows them: the detectors' boxes drawn, one size for all."""
+
+    @pytest.fixture(scope="class")
+    def evidence(self):
+        from core.head_sample import head_ct
+
+        return privacy_check(head_ct())
+
+    def test_one_size(self, evidence):
+        from dashboard.faces_ui import rendering_figures
+
+        figures = rendering_figures(evidence)
+        assert list(figures) == list(evidence.renders)
+        shapes = {img.shape for img in figures.values()}
+        h = max(img.shape[0] for img in evidence.renders.values())
+        w = max(img.shape[1] for img in evidence.renders.values())
+        assert shapes == {(h, w, 3)}
+        assert len({img.shape for img in evidence.renders.values()}) > 1  # the turned views are wider
+
+    def test_boxes_are_drawn_where_the_detector_found_them(self, evidence):
+        from dashboard.faces_ui import FRONTAL_COLOR, PROFILE_COLOR, rendering_figures
+
+        figures = rendering_figures(evidence)
+        h = max(img.shape[0] for img in evidence.renders.values())
+        w = max(img.shape[1] for img in evidence.renders.values())
+        drawn = 0
+        for d in evidence.detections:
+            img = evidence.renders[(d.azimuth, d.lighting)]
+            top, left = (h - img.shape[0]) // 2, (w - img.shape[1]) // 2
+            fig = figures[(d.azimuth, d.lighting)]
+            for x, y, bw, bh in d.frontal_boxes + d.profile_boxes:
+                # The box's corners are drawn in a detector's colour (boxes may overlap), not the grey.
+                for px, py in ((x, y), (x + bw - 1, y), (x, y + bh - 1), (x + bw - 1, y + bh - 1)):
+                    assert tuple(fig[top + py, left + px]) in {FRONTAL_COLOR, PROFILE_COLOR}
+                drawn += 1
+            assert len(d.frontal_boxes) == d.frontal_faces and len(d.profile_boxes) == d.profile_faces
+        assert drawn >= 1  # the built-in head's face is found
+        # Away from the boxes the rendering is unchanged.
+        d = evidence.detections[0]
+        img = evidence.renders[(d.azimuth, d.lighting)]
+        top, left = (h - img.shape[0]) // 2, (w - img.shape[1]) // 2
+        fig = figures[(d.azimuth, d.lighting)]
+        assert (fig[top, left:left + 3] == img[0, :3, None]).all()
 
 
 PAGE = Path(__file__).resolve().parents[1] / "pages" / "4_Face_detection.py"
@@ -273,3 +326,31 @@ class TestPage:
         ev = at.session_state["faces_ct_check"].evidence
         assert list(evidence["Frontal faces"]) == [d.frontal_faces for d in ev.detections]
         assert len(at.get("image")) >= 1 + 6
+
+
+class TestPageSettings:
+    def test_every_detector_is_named_in_words(self):
+        from core.faces import CASCADES
+        from dashboard.faces_ui import DETECTORS
+
+        assert set(DETECTORS) == set(CASCADES) - {"eye"}
+        assert all("_" not in label for label in DETECTORS.values())
+
+    def test_settings_survive_a_visit_to_every_other_page(self):
+        at = page_test(PAGE).run()
+        values = {"faces_sample": "Cameraman", "faces_cascade": "profileface", "faces_scale": 1.2,
+                  "faces_neighbors": 3, "faces_min_size": 40, "faces_equalize": True, "faces_eyes": True,
+                  "faces_method": "pixelate", "faces_strength": 2.0, "faces_extra_boxes": "1, 2, 3, 4",
+                  "faces_ct_source": "Built-in synthetic head"}
+        kinds = {"faces_sample": "selectbox", "faces_cascade": "selectbox", "faces_scale": "slider",
+                 "faces_neighbors": "slider", "faces_min_size": "slider", "faces_equalize": "toggle",
+                 "faces_eyes": "toggle", "faces_method": "radio", "faces_strength": "slider",
+                 "faces_extra_boxes": "text_area", "faces_ct_source": "radio"}
+        for key, value in values.items():
+            getattr(at, kinds[key])(key=key).set_value(value).run()
+        assert not at.exception
+        for other in visits_to_other_pages(at, PAGE):
+            assert not at.exception
+            got = {key: getattr(at, kinds[key])(key=key).value for key in values}
+            assert got == values, other.name
+        assert "(s)" not in "".join(str(i.value) for i in at.caption)

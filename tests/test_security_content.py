@@ -131,8 +131,7 @@ def test_two_mesh_downloads_150_ms_apart_both_arrive(page, app_url):
     asked for a file that no longer existed ("Deferred file not found", the button spinning)."""
     page.goto(app_url + "/Isosurface_3D")
     _wait_idle(page)
-    page.get_by_text("Show the 3D surface").click()
-    page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+    page.locator(".hf-iso[data-drawn]").wait_for(timeout=60_000)  # the sample's surface, drawn on arrival
     _wait_idle(page)
     page.evaluate("""() => {
         window.hfRuns = 0;
@@ -143,7 +142,7 @@ def test_two_mesh_downloads_150_ms_apart_both_arrive(page, app_url):
     }""")
     downloads = []
     page.on("download", lambda d: downloads.append(d))
-    page.get_by_role("button", name="STL (binary)").click()
+    page.get_by_role("button", name="STL").click()
     time.sleep(0.15)  # the reported gap between the two clicks, not a wait for the page
     page.get_by_role("button", name="PLY").click()
     deadline = time.monotonic() + 30
