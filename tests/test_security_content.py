@@ -110,9 +110,7 @@ def test_file_text_makes_no_request_and_no_link_on_any_page(page, app_url, tmp_p
         _visit(page, "HU histogram")
         page.locator(".js-plotly-plot").first.wait_for()
         _visit(page, "3D isosurface")
-        if page.locator(".js-plotly-plot").count() == 0:
-            page.get_by_text("Show the 3D surface").click()
-        page.locator(".js-plotly-plot").first.wait_for(timeout=60_000)
+        page.locator(".hf-iso[data-drawn]").first.wait_for(timeout=60_000)  # the sample's surface shows on arrival
         _wait_idle(page)
         _visit(page, "Study details and privacy")
         page.get_by_role("button", name="Prepare the de-identified series").click()

@@ -211,7 +211,7 @@ def _number_box(page, label: str):
 
 @pytest.mark.browser
 def test_settings_survive_page_visits_in_chromium(page, app_url):
-    """The explorer's colour map and large view (drawn in a fragment), the 3D page's settings, and toggles
+    """The explorer's colour map and slab rendering (drawn in a fragment), the 3D page's settings, and toggles
     of other pages, after the patient-information toggle was switched on on the face detection page."""
     from playwright.sync_api import expect
 
@@ -220,10 +220,10 @@ def test_settings_survive_page_visits_in_chromium(page, app_url):
     page.goto(app_url)
     wait_idle(page)
     _go(page, "3D isosurface")
-    enter_text(page, _number_box(page, "Keep the largest parts"), "3")
+    enter_text(page, _number_box(page, "Largest parts"), "3")
     _go(page, "Volume explorer")
     _choose(page, "Colours", "viridis")
-    _choose(page, "Large view", "Axial")
+    _choose(page, "Slab rendering", "Mean")
     _go(page, "HU histogram")
     _flip(page, "Log counts")
     _flip(page, "Cumulative")
@@ -237,10 +237,10 @@ def test_settings_survive_page_visits_in_chromium(page, app_url):
         no_exception(page)
         assert _switch(page, "Show patient information (PHI)").is_checked(), label
     _go(page, "3D isosurface")
-    expect(_number_box(page, "Keep the largest parts")).to_have_value("3")
+    expect(_number_box(page, "Largest parts")).to_have_value("3")
     _go(page, "Volume explorer")
     expect(page.get_by_role("combobox", name="Colours")).to_have_value("viridis")
-    expect(page.get_by_role("combobox", name="Large view")).to_have_value("Axial")
+    expect(page.get_by_role("combobox", name="Slab rendering")).to_have_value("Mean")
     _go(page, "HU histogram")
     assert _switch(page, "Log counts").is_checked() and _switch(page, "Cumulative").is_checked()
     _go(page, "Study details and privacy")
