@@ -118,12 +118,17 @@ def _apply_preset(vol: Volume) -> None:
 
 def window_ui(vol: Volume) -> Display:
     """Preset, colours and slab (Streamlit widgets). Center and width are set in the views. Returns the settings."""
-    c1, c2, c3, c4 = st.columns([1.4, 1, 1.6, 1])
+    if mpr_view.is_single_slice(vol):  # no slab across one slice
+        c1, c2 = st.columns([1.4, 1])
+    else:
+        c1, c2, c3, c4 = st.columns([1.4, 1, 1.6, 1])
     c1.selectbox("Window preset", presets_for(vol), key=PRESET, persist_state="session", on_change=_apply_preset,
                  args=(vol,),
                  help="Soft tissue 400/40, lung 1500/-600, bone 2500/480, brain 80/40, liver 150/90, "
                  "mediastinum 350/50 (width/level, HU), as the major viewers use them.")
     cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP, persist_state="session")
+    if mpr_view.is_single_slice(vol):
+        return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, 0.0, "mip")
     slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM,
                         persist_state="session")
     mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE,
@@ -150,6 +155,13 @@ def three_views_ui(vol: Volume, display: Display, overlay: Overlay | None = None
     mpr_view.views_ui(vol, point=_crosshair(), center=display.center, width=display.width,
                       colormap=display.colormap, slab_mm=display.slab_mm, slab_mode=display.slab_mode,
                       window_range=_window_range(vol), unit=unit_label(vol.units), overlay=overlay)
+    if mpr_view.is_single_slice(vol):
+        name = mpr_view.view_layouts(vol)[0]["name"].lower()
+        st.caption(f"A single slice: only the {name} view (the other two planes would be one pixel thick). "
+                   "Ctrl or ⌘ + wheel (or pinch) zooms; drag with the middle button or with Shift held pans; "
+                   "double-click or R resets. With *Navigate*, a drag sets the window; the other tools draw "
+                   "measurements, which you can drag by their handles and delete with the Delete key.")
+        return
     st.caption("Scroll with the mouse wheel, the sliders, or (after a click in a view) the arrow keys, Page Up/Down, "
                "Home and End. Ctrl or ⌘ + wheel (or pinch) zooms; drag with the middle button or with Shift held "
                "pans; double-click or R resets. With *Navigate*, a click moves the crosshair and a drag sets the "

@@ -191,20 +191,48 @@ def test_slab_and_colormap(at):
     assert _payload(at)[0]["cmap"][3 * 255:] == [253, 231, 37]  # viridis ends in yellow (OpenCV's table)
 
 
-def test_mr_single_slice_has_native_units_and_no_hu_presets():
-    path = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"
+def _page_of_bundled_file(name: str):
+    """The explorer on one of pydicom's bundled files."""
     from dashboard.state import Study
 
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / name
     at = page_test(PAGE)
     at.session_state["study"] = Study(volumes=load_series([path]).volumes, skipped=[], source="test")
     at.run()
     assert not at.exception
+    return at, path
+
+
+def test_mr_single_slice_has_native_units_and_no_hu_presets():
+    at, path = _page_of_bundled_file("MR_small.dcm")
     assert "Lung" not in at.selectbox(key="explorer_preset").options
     header, planes = _payload(at)
     assert header["unit"] != "HU"
     assert [v["n"] for v in header["views"]] == [1, 64, 64]
     (axial,) = [v for k, v in planes.items() if k[0] == 0]
     np.testing.assert_array_equal(axial, pydicom.dcmread(path).pixel_array)  # MR_small: rescale 1, 0
+
+
+def test_a_single_slice_shows_only_its_own_view_and_says_why():
+    """A CT localizer's one slice: the coronal and sagittal views would be one pixel tall."""
+    at, _ = _page_of_bundled_file("CT_small.dcm")
+    header, planes = _payload(at)
+    assert header["single"] is True and header["ui"]["layout"] == "0" and header["ui"]["cine"] == 0
+    assert {k[0] for k in planes} == {0}
+    assert any(c.value.startswith("A single slice: only the axial view") for c in at.caption)
+    assert not [s for s in at.slider if s.key == "explorer_slab_mm"]  # no slab across one slice
+    # Even when the browser asks for the other planes (a layout kept from another series), none go.
+    _browser_view(at, 1, (0, 64, 64), 40, 400, want=[(1, 64), (2, 64), (1, 3)], ui={"layout": "all"})
+    assert not at.exception
+    header, planes = _payload(at)
+    assert header["ui"]["layout"] == "0" and not [k for k in planes if k[0] != 0]
+    assert "voxel (slice 1, row 65, column 65)" in _readout(at)
+
+
+def test_several_slices_keep_three_views(at):
+    header, _ = _payload(at)
+    assert header["single"] is False
+    assert not any(c.value.startswith("A single slice") for c in at.caption)
 
 
 def test_each_volume_goes_to_the_browser_under_its_own_random_name(at):
