@@ -150,9 +150,9 @@ def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
                 "Kernel": ident.kernel or "—",
                 "Body part": ident.body_part or "—",
                 "Contrast": "yes" if ident.contrast else "—",
-                "Geometry": geometry_label(vol),
-                "Slices": vol.shape[0],
-                "Spacing": spacing_mm(vol.spacing),
+                "Geometry": geometry_label(vol) if vol.kind == "volume" else "—",  # 2-D kinds: no stack
+                "Images": kinds.image_count(vol),
+                "Spacing": kinds.table_spacing(vol),
                 "Modality": vol.modality,
                 "Date": ident.date or "—",
             }
@@ -177,7 +177,8 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
             "Contrast": st.column_config.TextColumn(width=70),
             "Date": st.column_config.TextColumn(width=90),
             "Modality": st.column_config.TextColumn(width=70),
-            "Slices": st.column_config.NumberColumn(format="%d", width=60),
+            "Images": st.column_config.TextColumn(width=90, help="Slices of a volume, frames of a loop, images of "
+                                                  "a gallery"),
             "Spacing": st.column_config.TextColumn(width=130),
             "Geometry": st.column_config.TextColumn(width=170),
         },
