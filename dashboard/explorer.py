@@ -18,7 +18,7 @@ from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
 from dashboard import loading, mpr_view, state
 from dashboard.overlay_ui import Overlay, overlay_ui
-from dashboard.text import file_part, md_escape, unit_label
+from dashboard.text import decimal, file_part, md_escape, unit_label
 
 # Session-state keys of this page.
 SERIES_KEY = "explorer_series"
@@ -175,11 +175,11 @@ def point_ui(vol: Volume) -> None:
     pv = value_at(vol, p[0], p[1], p[2])
     unit = md_escape(unit_label(vol.units))
     x, y, z = pv.patient_mm
-    value = "padding (outside the scan)" if pv.padding else f"{pv.value:g} {unit}"
-    st.markdown(
+    value = "padding (outside the scan)" if pv.padding else f"{decimal(pv.value)} {unit}"
+    st.markdown(  # slice, row and column numbered from 1, as people count them
         f"**At the crosshair:** {value} · voxel (slice {pv.index[0] + 1}, row {pv.index[1] + 1}, "
         f"column {pv.index[2] + 1}) · "
-        f"patient x {x:.1f}, y {y:.1f}, z {z:.1f} mm (LPS)"
+        f"patient x {decimal(x, places=1)}, y {decimal(y, places=1)}, z {decimal(z, places=1)} mm (LPS)"
     )
 
 

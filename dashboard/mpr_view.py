@@ -30,6 +30,7 @@ import streamlit as st
 from core import Volume
 from core.annotations import Measurement
 from core.mpr import IN_PLANE, VIEW_NAMES, SlabMode, plane_info, slab, slab_width_slices
+from core.numbers import length_mm
 from core.render import colormap_table
 
 if TYPE_CHECKING:
@@ -325,7 +326,7 @@ def payload(vol: Volume, sync: dict, *, point: dict[int, int], center: float, wi
     shown = (0,) if single else (0, 1, 2)  # a single slice: only its own plane (the others are 1 pixel tall)
     widths = [slab_width_slices(vol, a, slab_mm) for a in (0, 1, 2)]
     render = ["1" if w == 1 else f"{w}{slab_mode}" for w in widths]
-    slab_text = [None if w == 1 else f"{SLAB_LABELS[slab_mode]} {w * vol.spacing[a]:g} mm"
+    slab_text = [None if w == 1 else f"{SLAB_LABELS[slab_mode]} {length_mm(w * vol.spacing[a])}"
                  for a, w in enumerate(widths)]
     # The crosshair's planes first. When one is missing (a jump), they go alone, so that they
     # arrive soonest; otherwise what the browser asked for (anew when it asked anew).

@@ -111,7 +111,7 @@ def test_browser_scroll_moves_the_crosshair_and_gets_the_planes_it_wants(at):
     _browser_view(at, 2, (100, 128, 128), 40, 400, want=[(0, 100), (0, 101), (0, 102)])
     assert not at.exception
     text = _readout(at)
-    assert "slice 101" in text and "z 100.0 mm" in text  # the sample's slice k sits at z = 2.5 k - 150
+    assert "slice 101" in text and "z 100 mm" in text  # the sample's slice k sits at z = 2.5 k - 150
     assert f"{vol[100, 128, 128]} HU" in text
     header, planes = _payload(at)
     assert set(planes) == {(0, 100, "1")}  # a plane the browser lacks at the crosshair goes alone, first
@@ -189,6 +189,22 @@ def test_slab_and_colormap(at):
     at.selectbox(key="explorer_cmap").set_value("viridis").run()
     assert not at.exception
     assert _payload(at)[0]["cmap"][3 * 255:] == [253, 231, 37]  # viridis ends in yellow (OpenCV's table)
+
+
+def test_numbers_are_written_the_apps_one_way():
+    """core.numbers: at most three decimals, no trailing zeros, a space before the unit."""
+    from dashboard.state import Study
+    from tests.factory import ct_series, ramp_volume
+
+    files = ct_series(ramp_volume((6, 16, 16), seed=2), spacing=(2.0, 0.9765625, 0.9765625))
+    at = page_test(PAGE)
+    at.session_state["study"] = Study(volumes=load_series(files).volumes, skipped=[], source="test")
+    at.run()
+    at.slider(key="explorer_slab_mm").set_value(3.0).run()
+    assert not at.exception
+    # 3 mm across 0.9765625 mm columns: 3 of them, 2.9296875 mm, written 2.93 mm (not 2.92969).
+    assert _payload(at)[0]["slab"] == ["MIP 4 mm", "MIP 2.93 mm", "MIP 2.93 mm"]
+    assert "x 7.8, y 7.8, z 6 mm (LPS)" in _readout(at)  # slice 4 of 6 at z = 2 x 3; not "z 6.0"
 
 
 def _page_of_bundled_file(name: str):
