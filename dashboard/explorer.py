@@ -129,7 +129,7 @@ def window_ui(vol: Volume) -> Display:
     cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP, persist_state="session")
     if mpr_view.is_single_slice(vol):
         return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, 0.0, "mip")
-    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM,
+    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM, format="%.1f",
                         persist_state="session")
     mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE,
                         persist_state="session")

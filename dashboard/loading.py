@@ -168,6 +168,7 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
         hide_index=True,
         column_config={
             "Preview": st.column_config.ImageColumn("Preview", width="small"),
+            "Kind": st.column_config.TextColumn(width=110),  # "colour image", "colour loop" whole
             "#": st.column_config.NumberColumn(format="%d", width=40),
             "Series number": st.column_config.TextColumn("Number", width=60),
             "Description": st.column_config.TextColumn(width=150),

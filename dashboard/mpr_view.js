@@ -328,7 +328,7 @@ class Viewer {
     reset.addEventListener("click", () => this.views.forEach((v) => this.resetZoom(v)));
 
     const right = el("div", "hf-tools", bar);
-    right.hidden = Boolean(h.single); // layout and cine mean nothing for a single slice
+    if (h.single) right.style.display = "none"; // layout and cine mean nothing for a single slice
     const layoutLabel = el("label", "hf-field", right);
     el("span", "", layoutLabel).textContent = "Layout";
     this.layoutSelect = el("select", "", layoutLabel);
