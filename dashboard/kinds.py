@@ -16,7 +16,7 @@ from core.windowing import default_window, window
 from dashboard.images import middle_slice_preview, thumbnail_data_url
 
 __all__ = ["describe", "facts", "frame_data_url", "frame_image", "image_count", "kind_label", "needs",
-           "pixel_spacing", "preview", "preview_data_url", "table_spacing", "thumbnail"]
+           "next_step", "pixel_spacing", "preview", "preview_data_url", "table_spacing", "thumbnail"]
 
 # What each page needs, and what it says when the series is something else.
 _NEEDS_VOLUME = {
@@ -83,6 +83,17 @@ def table_spacing(vol: Volume) -> str:
     if vol.kind == "gallery":
         return "—"
     return "pixels" if vol.calibration == "pixels" else spacing_mm(vol.spacing[1:])
+
+
+def next_step(vol: Volume) -> str:
+    """The first page's link to the explorer, in words that fit the series."""
+    if vol.kind == "loop":
+        return "Next: play this loop in the Volume explorer"
+    if vol.kind == "gallery" and vol.shape[0] > 1:
+        return "Next: browse these images in the Volume explorer"
+    if vol.kind != "volume" or vol.shape[0] == 1:
+        return "Next: look at this image in the Volume explorer"
+    return "Next: explore this series in three planes"
 
 
 def facts(vol: Volume) -> dict[str, str]:

@@ -206,6 +206,20 @@ def test_series_table_shows_kind_and_preview():
     assert list(table["Geometry"]) == ["—", "—", "—"]
 
 
+def test_the_link_to_the_explorer_fits_the_kind():
+    from dashboard.kinds import next_step
+
+    single = _load(("c.dcm", image_file(np.zeros((4, 6, 3), np.uint8), photometric="RGB")))[0]
+    assert [next_step(v) for v in (_loop(), _cr(), _gallery(), single)] == [
+        "Next: play this loop in the Volume explorer", "Next: look at this image in the Volume explorer",
+        "Next: browse these images in the Volume explorer", "Next: look at this image in the Volume explorer"]
+    at = app_test()
+    at.session_state["study"] = Study(volumes=[_loop()], skipped=[], source="test")
+    at.run()
+    assert [link.proto.label for link in at.get("page_link") if link.proto.label.startswith("Next")] == [
+        "Next: play this loop in the Volume explorer"]
+
+
 @pytest.mark.parametrize(("kind", "facts"), [
     ("loop", ["- **Kind**: loop", "- **Frames**: 30 frames of 64 x 48 pixels", "- **Rate**: 25 frames per second",
               "- **Pixel spacing**: in pixels (the file gives none)"]),
