@@ -422,3 +422,27 @@ def test_the_sample_tissue_overlay_goes_as_label_planes_flipped_like_the_views(a
     # Nothing is sent again.
     at.run()
     assert _label_planes(at) == {}
+
+
+@pytest.mark.browser
+def test_a_single_slice_in_chromium_shows_one_view_without_layout_or_cine(app_url, page):
+    """CT_small (one slice) uploaded: the axial view alone, no Layout/Cine controls, the caption says why."""
+    from playwright.sync_api import expect
+
+    from tests.browser import no_exception, wait_idle
+
+    page.goto(app_url)
+    wait_idle(page)
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files([str(path)])
+    page.get_by_text("1 uploaded file: 1 series found").wait_for(timeout=60_000)
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Volume explorer", exact=True).click()
+    page.get_by_text("A single slice: only the axial view").wait_for(timeout=60_000)
+    wait_idle(page)
+    frame = page.locator('.hf-grid').first
+    expect(frame.locator('.hf-view[data-axis="0"]')).to_be_visible(timeout=30_000)
+    expect(frame.locator('.hf-view[data-axis="1"]')).to_be_hidden()
+    expect(frame.locator('.hf-view[data-axis="2"]')).to_be_hidden()
+    expect(page.get_by_label("Layout")).to_be_hidden()
+    expect(page.get_by_label("Cine view")).to_be_hidden()
+    no_exception(page)
