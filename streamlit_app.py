@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import streamlit as st
 
-from dashboard import kinds, loading, state, streamlit_internals
+from dashboard import loading, state, streamlit_internals
 from dashboard.frame import page_frame
 
 page_frame("Load a study")
@@ -63,8 +63,7 @@ n = len(study.volumes)
 st.caption(f"{study.source}: {n} series found, largest first. Pick the one to explore.")
 loading.show_series_table(study, show_phi=state.show_phi())
 index = loading.pick_series_ui(study, show_phi=state.show_phi())
-st.page_link("pages/1_Volume_explorer.py", label=kinds.next_step(study.volumes[index]),
-             icon=":material/arrow_forward:")
+loading.next_step_ui(study.volumes[index])
 loading.preview_ui(study.volumes[index])
 loading.geometry_ui(study, index)
 loading.memory_notice_ui(study.skipped)

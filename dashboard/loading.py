@@ -192,6 +192,11 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
                    "with the dates.")
 
 
+def next_step_ui(vol: Volume) -> None:
+    """The link to the explorer, in words that fit the series (dashboard.kinds.next_step)."""
+    st.page_link("pages/1_Volume_explorer.py", label=kinds.next_step(vol), icon=":material/arrow_forward:")
+
+
 def pick_series_ui(study: state.Study, *, show_phi: bool) -> int:
     """A select box of the series; returns the chosen index (also stored as the current one)."""
     options = list(range(len(study.volumes)))
