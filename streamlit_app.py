@@ -18,11 +18,11 @@ st.markdown(
 
 files, what = loading.upload_ui()
 loading.refused_upload_ui()
-sample_col, close_col, _ = st.columns([1, 1, 3])
-if sample_col.button("Load the built-in sample", key="load_sample", icon=":material/science:"):
+buttons = st.container(horizontal=True)  # each button as wide as its words
+if buttons.button("Load the built-in sample", key="load_sample", icon=":material/science:"):
     state.set_study(state.sample_study())
     st.session_state[state.LOAD_REPORT] = None
-if close_col.button("Close the study", key="load_close", icon=":material/close:", disabled=state.study() is None):
+if buttons.button("Close the study", key="load_close", icon=":material/close:", disabled=state.study() is None):
     state.clear_study()
     st.session_state[state.LOAD_REPORT] = None
 
@@ -66,8 +66,7 @@ n = len(study.volumes)
 st.caption(f"{study.source}: {n} series found, largest first. Pick the one to explore.")
 loading.show_series_table(study, show_phi=state.show_phi())
 index = loading.pick_series_ui(study, show_phi=state.show_phi())
-st.page_link("pages/1_Volume_explorer.py", label="Next: explore this series in three planes",
-             icon=":material/arrow_forward:")
+loading.next_step_ui(study.volumes[index])
 loading.preview_ui(study.volumes[index])
 loading.geometry_ui(study, index)
 loading.memory_notice_ui(study.skipped)

@@ -18,7 +18,7 @@ from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
 from dashboard import loading, mpr_view, state
 from dashboard.overlay_ui import Overlay, overlay_ui
-from dashboard.text import file_part, md_escape, unit_label
+from dashboard.text import decimal, file_part, md_escape, unit_label
 
 # Session-state keys of this page.
 SERIES_KEY = "explorer_series"
@@ -118,13 +118,18 @@ def _apply_preset(vol: Volume) -> None:
 
 def window_ui(vol: Volume) -> Display:
     """Preset, colours and slab (Streamlit widgets). Center and width are set in the views. Returns the settings."""
-    c1, c2, c3, c4 = st.columns([1.4, 1, 1.6, 1])
+    if mpr_view.is_single_slice(vol):  # no slab across one slice
+        c1, c2 = st.columns([1.4, 1])
+    else:
+        c1, c2, c3, c4 = st.columns([1.4, 1, 1.6, 1])
     c1.selectbox("Window preset", presets_for(vol), key=PRESET, persist_state="session", on_change=_apply_preset,
                  args=(vol,),
                  help="Soft tissue 400/40, lung 1500/-600, bone 2500/480, brain 80/40, liver 150/90, "
                  "mediastinum 350/50 (width/level, HU), as the major viewers use them.")
     cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP, persist_state="session")
-    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM,
+    if mpr_view.is_single_slice(vol):
+        return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, 0.0, "mip")
+    slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM, format="%.1f",
                         persist_state="session")
     mode = c4.selectbox("Slab rendering", list(SLAB_MODES), format_func=SLAB_MODES.__getitem__, key=SLAB_MODE,
                         persist_state="session")
@@ -150,6 +155,13 @@ def three_views_ui(vol: Volume, display: Display, overlay: Overlay | None = None
     mpr_view.views_ui(vol, point=_crosshair(), center=display.center, width=display.width,
                       colormap=display.colormap, slab_mm=display.slab_mm, slab_mode=display.slab_mode,
                       window_range=_window_range(vol), unit=unit_label(vol.units), overlay=overlay)
+    if mpr_view.is_single_slice(vol):
+        name = mpr_view.view_layouts(vol)[0]["name"].lower()
+        st.caption(f"A single slice: only the {name} view (the other two planes would be one pixel thick). "
+                   "Ctrl or ⌘ + wheel (or pinch) zooms; drag with the middle button or with Shift held pans; "
+                   "double-click or R resets. With *Navigate*, a drag sets the window; the other tools draw "
+                   "measurements, which you can drag by their handles and delete with the Delete key.")
+        return
     st.caption("Scroll with the mouse wheel, the sliders, or (after a click in a view) the arrow keys, Page Up/Down, "
                "Home and End. Ctrl or ⌘ + wheel (or pinch) zooms; drag with the middle button or with Shift held "
                "pans; double-click or R resets. With *Navigate*, a click moves the crosshair and a drag sets the "
@@ -163,11 +175,11 @@ def point_ui(vol: Volume) -> None:
     pv = value_at(vol, p[0], p[1], p[2])
     unit = md_escape(unit_label(vol.units))
     x, y, z = pv.patient_mm
-    value = "padding (outside the scan)" if pv.padding else f"{pv.value:g} {unit}"
-    st.markdown(
+    value = "padding (outside the scan)" if pv.padding else f"{decimal(pv.value)} {unit}"
+    st.markdown(  # slice, row and column numbered from 1, as people count them
         f"**At the crosshair:** {value} · voxel (slice {pv.index[0] + 1}, row {pv.index[1] + 1}, "
         f"column {pv.index[2] + 1}) · "
-        f"patient x {x:.1f}, y {y:.1f}, z {z:.1f} mm (LPS)"
+        f"patient x {decimal(x, places=1)}, y {decimal(y, places=1)}, z {decimal(z, places=1)} mm (LPS)"
     )
 
 

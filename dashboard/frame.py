@@ -7,10 +7,9 @@ from pathlib import Path
 import streamlit as st
 
 from core import Volume
-from core.geometry import orientation_name
 from core.privacy import MASK, display_description
-from dashboard import state, streamlit_internals
-from dashboard.text import count, md_escape, spacing_mm, unit_label
+from dashboard import kinds, state, streamlit_internals
+from dashboard.text import count, md_escape, unit_label
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,10 +128,9 @@ def _sidebar(volume: Volume | None) -> None:
         st.caption(md_escape(display_description(volume, idx, show_phi=show)))
         facts = {
             "Modality": volume.modality,
-            "Voxels": " x ".join(str(n) for n in volume.shape),
-            "Spacing": spacing_mm(volume.spacing),
-            "Orientation": orientation_name(volume.normal),
+            "Kind": kinds.kind_label(volume),
             "Values": f"{volume.voxels.dtype}, {unit_label(volume.units)}",
+            **kinds.facts(volume),
             "Source": study.source,
         }
         if len(study.volumes) > 1:

@@ -9,12 +9,14 @@ import numpy as np
 import streamlit as st
 
 from core import Volume
+from core.geometry import orientation_name
+from core.numbers import count, spacing_mm
 from core.png import png_bytes
 from core.windowing import default_window, window
 from dashboard.images import middle_slice_preview, thumbnail_data_url
 
-__all__ = ["describe", "frame_data_url", "frame_image", "kind_label", "needs", "preview", "preview_data_url",
-           "thumbnail"]
+__all__ = ["describe", "facts", "frame_data_url", "frame_image", "image_count", "kind_label", "needs",
+           "next_step", "pixel_spacing", "preview", "preview_data_url", "table_spacing", "thumbnail"]
 
 # What each page needs, and what it says when the series is something else.
 _NEEDS_VOLUME = {
@@ -33,8 +35,12 @@ def kind_label(vol: Volume) -> str:
 
 def _rate(vol: Volume) -> str:
     if vol.frame_time_ms is None:
-        return "no frame rate in the file"
+        return "not given in the file"
     return f"{1000.0 / vol.frame_time_ms:.3g} frames per second"
+
+
+def _rate_words(vol: Volume) -> str:
+    return "no frame rate in the file" if vol.frame_time_ms is None else _rate(vol)
 
 
 def describe(vol: Volume) -> str:
@@ -42,7 +48,7 @@ def describe(vol: Volume) -> str:
     colour = " in colour" if vol.rgb is not None else ""
     rows, cols = vol.shape[1:]
     if vol.kind == "loop":
-        return f"A loop of {vol.shape[0]} frames{colour}, {cols} x {rows} pixels, {_rate(vol)}."
+        return f"A loop of {vol.shape[0]} frames{colour}, {cols} x {rows} pixels, {_rate_words(vol)}."
     if vol.kind == "projection":
         return f"A projection image{colour}, {cols} x {rows} pixels."
     if vol.kind == "gallery" and vol.shape[0] == 1:
@@ -52,6 +58,60 @@ def describe(vol: Volume) -> str:
         return (f"A gallery of {count} image{'s' if count != 1 else ''}{colour} without a position in the patient "
                 "(reports, screenshots or photos): pick one to see it large.")
     return f"A volume of {vol.shape[0]} slices{colour}."
+
+
+def image_count(vol: Volume) -> str:
+    """How many images a series holds, named for its kind: "120 slices", "30 frames", "1 image"."""
+    noun = {"volume": "slice", "loop": "frame"}.get(vol.kind, "image")
+    return count(int(vol.shape[0]), noun)
+
+
+def pixel_spacing(vol: Volume) -> str:
+    """A 2-D image's pixel spacing (rows x columns) with what it is calibrated at, or "in pixels"."""
+    if vol.calibration == "pixels":
+        return "in pixels (the file gives none)"
+    text = spacing_mm(vol.spacing[1:])
+    return {"detector": f"{text} at the detector", "calibrated": f"{text}, calibrated at the patient"}.get(
+        vol.calibration, text)
+
+
+def table_spacing(vol: Volume) -> str:
+    """The series table's spacing: a volume's three steps, a loop's or projection's pixel spacing
+    ("pixels" when the file gives none), none for a gallery (its images have no size in the patient)."""
+    if vol.kind == "volume":
+        return spacing_mm(vol.spacing)
+    if vol.kind == "gallery":
+        return "—"
+    return "pixels" if vol.calibration == "pixels" else spacing_mm(vol.spacing[1:])
+
+
+def next_step(vol: Volume) -> str:
+    """The first page's link to the explorer, in words that fit the series."""
+    if vol.kind == "loop":
+        return "Next: play this loop in the Volume explorer"
+    if vol.kind == "gallery" and vol.shape[0] > 1:
+        return "Next: browse these images in the Volume explorer"
+    if vol.kind != "volume" or vol.shape[0] == 1:
+        return "Next: look at this image in the Volume explorer"
+    return "Next: explore this series in three planes"
+
+
+def facts(vol: Volume) -> dict[str, str]:
+    """The sidebar's facts about the series' images, as fits its kind."""
+    rows, cols = vol.shape[1:]
+    size = f"{cols:,} x {rows:,} pixels"
+    if vol.kind == "volume":
+        out = {"Voxels": " x ".join(str(n) for n in vol.shape), "Spacing": spacing_mm(vol.spacing),
+               "Orientation": orientation_name(vol.normal)}
+    elif vol.kind == "loop":
+        out = {"Frames": f"{image_count(vol)} of {size}", "Rate": _rate(vol), "Pixel spacing": pixel_spacing(vol)}
+    elif vol.kind == "projection":
+        out = {"Size": size, "Pixel spacing": pixel_spacing(vol)}
+    else:
+        out = {"Images": image_count(vol), "Size": size if vol.shape[0] == 1 else f"up to {size}"}
+    if vol.rgb is not None:
+        out["Values"] = "colour"
+    return out
 
 
 def frame_image(vol: Volume, index: int) -> np.ndarray:

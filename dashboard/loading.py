@@ -150,9 +150,9 @@ def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
                 "Kernel": ident.kernel or "—",
                 "Body part": ident.body_part or "—",
                 "Contrast": "yes" if ident.contrast else "—",
-                "Geometry": geometry_label(vol),
-                "Slices": vol.shape[0],
-                "Spacing": spacing_mm(vol.spacing),
+                "Geometry": geometry_label(vol) if vol.kind == "volume" else "—",  # 2-D kinds: no stack
+                "Images": kinds.image_count(vol),
+                "Spacing": kinds.table_spacing(vol),
                 "Modality": vol.modality,
                 "Date": ident.date or "—",
             }
@@ -168,6 +168,7 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
         hide_index=True,
         column_config={
             "Preview": st.column_config.ImageColumn("Preview", width="small"),
+            "Kind": st.column_config.TextColumn(width=110),  # "colour image", "colour loop" whole
             "#": st.column_config.NumberColumn(format="%d", width=40),
             "Series number": st.column_config.TextColumn("Number", width=60),
             "Description": st.column_config.TextColumn(width=150),
@@ -177,7 +178,8 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
             "Contrast": st.column_config.TextColumn(width=70),
             "Date": st.column_config.TextColumn(width=90),
             "Modality": st.column_config.TextColumn(width=70),
-            "Slices": st.column_config.NumberColumn(format="%d", width=60),
+            "Images": st.column_config.TextColumn(width=90, help="Slices of a volume, frames of a loop, images of "
+                                                  "a gallery"),
             "Spacing": st.column_config.TextColumn(width=130),
             "Geometry": st.column_config.TextColumn(width=170),
         },
@@ -188,6 +190,11 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
         st.caption("With patient information hidden, a description is shown when every word of it is a number, a "
                    "scanner code or a word of anatomy or reconstruction; others may hold a name and stay hidden, "
                    "with the dates.")
+
+
+def next_step_ui(vol: Volume) -> None:
+    """The link to the explorer, in words that fit the series (dashboard.kinds.next_step)."""
+    st.page_link("pages/1_Volume_explorer.py", label=kinds.next_step(vol), icon=":material/arrow_forward:")
 
 
 def pick_series_ui(study: state.Study, *, show_phi: bool) -> int:

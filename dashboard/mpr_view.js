@@ -225,6 +225,7 @@ class Viewer {
     }
     this.h = h;
     if (this.ui === null) this.ui = { layout: "all", tool: "navigate", fps: 10, cine: 0, ...(h.ui || {}) };
+    if (h.single) Object.assign(this.ui, { layout: "0", cine: 0 }); // one slice: its own plane only
     if (h.mrev !== this.mrev) {
       this.measurements = (h.measurements || []).map((m) => ({ ...m, points: m.points.map((p) => p.slice()) }));
       this.mrev = h.mrev;
@@ -327,6 +328,7 @@ class Viewer {
     reset.addEventListener("click", () => this.views.forEach((v) => this.resetZoom(v)));
 
     const right = el("div", "hf-tools", bar);
+    if (h.single) right.style.display = "none"; // layout and cine mean nothing for a single slice
     const layoutLabel = el("label", "hf-field", right);
     el("span", "", layoutLabel).textContent = "Layout";
     this.layoutSelect = el("select", "", layoutLabel);

@@ -30,13 +30,15 @@ import streamlit as st
 from core import Volume
 from core.annotations import Measurement
 from core.mpr import IN_PLANE, VIEW_NAMES, SlabMode, plane_info, slab, slab_width_slices
+from core.numbers import length_mm
 from core.render import colormap_table
 
 if TYPE_CHECKING:
     from dashboard.overlay_ui import Overlay
 
-__all__ = ["MAX_PLANES", "clear_measurements", "encode_plane", "measurement_store", "measurements", "new_sync",
-           "pack", "payload", "read_view", "selected_measurement", "view_layouts", "view_ui_settings", "views_ui"]
+__all__ = ["MAX_PLANES", "clear_measurements", "encode_plane", "is_single_slice", "measurement_store", "measurements",
+           "new_sync", "pack", "payload", "read_view", "selected_measurement", "view_layouts", "view_ui_settings",
+           "views_ui"]
 
 KEY = "explorer_mpr"  # the component's key (its state holds the browser's ``view``)
 SYNC = "explorer_mpr_sync"  # what this session has agreed with and sent to the browser
@@ -106,6 +108,12 @@ def view_layouts(vol: Volume) -> list[dict]:
             "row_mm": float(info.row_mm), "col_mm": float(info.col_mm), "letters": dict(info.letters),
         })
     return out
+
+
+def is_single_slice(vol: Volume) -> bool:
+    """True when ``vol`` has one slice (a CT localizer): its coronal and sagittal views would be
+    one pixel tall, so only its own plane is shown."""
+    return int(vol.shape[0]) == 1
 
 
 def _display_plane(vol: Volume, axis: int, index: int, width: int, mode: SlabMode, flip: bool) -> np.ndarray:
@@ -314,17 +322,19 @@ def payload(vol: Volume, sync: dict, *, point: dict[int, int], center: float, wi
             sync["rev"][part] += 1
             sync["agreed"][part] = value
     layouts = view_layouts(vol)
+    single = is_single_slice(vol)
+    shown = (0,) if single else (0, 1, 2)  # a single slice: only its own plane (the others are 1 pixel tall)
     widths = [slab_width_slices(vol, a, slab_mm) for a in (0, 1, 2)]
     render = ["1" if w == 1 else f"{w}{slab_mode}" for w in widths]
-    slab_text = [None if w == 1 else f"{SLAB_LABELS[slab_mode]} {w * vol.spacing[a]:g} mm"
+    slab_text = [None if w == 1 else f"{SLAB_LABELS[slab_mode]} {length_mm(w * vol.spacing[a])}"
                  for a, w in enumerate(widths)]
     # The crosshair's planes first. When one is missing (a jump), they go alone, so that they
     # arrive soonest; otherwise what the browser asked for (anew when it asked anew).
-    order = [(a, point[a]) for a in (0, 1, 2) if (a, point[a], render[a]) not in sync["sent"]]
+    order = [(a, point[a]) for a in shown if (a, point[a], render[a]) not in sync["sent"]]
     fresh = sync.pop("fresh", False)
     urgent = bool(order)  # the browser is waiting for these: sent raw, usable on arrival
     if not order:
-        order = [(a, i) for a, i in sync["want"] if fresh or (a, i, render[a]) not in sync["sent"]]
+        order = [(a, i) for a, i in sync["want"] if a in shown and (fresh or (a, i, render[a]) not in sync["sent"])]
     metas: list[dict] = []
     blobs: list[bytes] = []
     seen: set[tuple[int, int]] = set()
@@ -347,8 +357,8 @@ def payload(vol: Volume, sync: dict, *, point: dict[int, int], center: float, wi
             blobs.append(zlib.compress(np.packbits(pad.ravel()).tobytes(), 1))
     if overlay is not None:
         key = overlay.labels.key
-        lorder = [(a, point[a]) for a in (0, 1, 2) if (key, a, point[a]) not in sync["lsent"]]
-        lorder += [(a, i) for a, i in sync["lwant"] if fresh or (key, a, i) not in sync["lsent"]]
+        lorder = [(a, point[a]) for a in shown if (key, a, point[a]) not in sync["lsent"]]
+        lorder += [(a, i) for a, i in sync["lwant"] if a in shown and (fresh or (key, a, i) not in sync["lsent"])]
         lorder = list(dict.fromkeys(lorder))
         for axis, index in lorder[:MAX_LABEL_PLANES]:
             plane = _label_plane(overlay.labels.labels, axis, index, layouts[axis]["flip"])
@@ -365,7 +375,7 @@ def payload(vol: Volume, sync: dict, *, point: dict[int, int], center: float, wi
         "overlay": _overlay_header(vol, overlay, sync), "mrev": sync["mrev"],
         "measurements": [{"id": m.id, "kind": m.kind, "axis": m.axis, "index": m.index,
                           "points": [list(p) for p in m.points], "label": m.label} for m in measurements],
-        "ui": ui or {},
+        "ui": {**(ui or {}), "layout": "0", "cine": 0} if single else (ui or {}), "single": single,
     }
     return pack(header, blobs)
 

@@ -23,8 +23,8 @@ class TestFirstPage:
         assert not at.exception
         study = at.session_state["study"]
         assert study.source == "Built-in sample" and study.volumes[0].shape == (120, 256, 256)
-        table = table_with(at, "Slices")
-        assert list(table["Slices"]) == [120]
+        table = table_with(at, "Images")
+        assert list(table["Images"]) == ["120 slices"] and list(table["Spacing"]) == ["2.5 x 1.4 x 1.4 mm"]
         assert table["Preview"][0].startswith("data:image/png;base64,")
         assert "Synthetic chest CT" in at.selectbox(key="load_pick").options[0]
 
@@ -37,7 +37,7 @@ class TestFirstPage:
         study = at.session_state["study"]
         assert [v.shape[0] for v in study.volumes] == [6, 4]
         assert study.skipped == [("notes.txt", "not a DICOM file (no DICM marker and no DICOM header at the start)")]
-        assert list(table_with(at, "Slices")["Slices"]) == [6, 4]
+        assert list(table_with(at, "Images")["Images"]) == ["6 slices", "4 slices"]
         skipped = table_with(at, "Reason")
         assert list(skipped["File"]) == ["file 1 of the upload"]  # file names are PHI too
         assert "notes.txt" not in page_text(at)

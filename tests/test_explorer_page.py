@@ -111,7 +111,7 @@ def test_browser_scroll_moves_the_crosshair_and_gets_the_planes_it_wants(at):
     _browser_view(at, 2, (100, 128, 128), 40, 400, want=[(0, 100), (0, 101), (0, 102)])
     assert not at.exception
     text = _readout(at)
-    assert "slice 101" in text and "z 100.0 mm" in text  # the sample's slice k sits at z = 2.5 k - 150
+    assert "slice 101" in text and "z 100 mm" in text  # the sample's slice k sits at z = 2.5 k - 150
     assert f"{vol[100, 128, 128]} HU" in text
     header, planes = _payload(at)
     assert set(planes) == {(0, 100, "1")}  # a plane the browser lacks at the crosshair goes alone, first
@@ -191,20 +191,64 @@ def test_slab_and_colormap(at):
     assert _payload(at)[0]["cmap"][3 * 255:] == [253, 231, 37]  # viridis ends in yellow (OpenCV's table)
 
 
-def test_mr_single_slice_has_native_units_and_no_hu_presets():
-    path = Path(pydicom.__file__).parent / "data" / "test_files" / "MR_small.dcm"
+def test_numbers_are_written_the_apps_one_way():
+    """core.numbers: at most three decimals, no trailing zeros, a space before the unit."""
+    from dashboard.state import Study
+    from tests.factory import ct_series, ramp_volume
+
+    files = ct_series(ramp_volume((6, 16, 16), seed=2), spacing=(2.0, 0.9765625, 0.9765625))
+    at = page_test(PAGE)
+    at.session_state["study"] = Study(volumes=load_series(files).volumes, skipped=[], source="test")
+    at.run()
+    at.slider(key="explorer_slab_mm").set_value(3.0).run()
+    assert not at.exception
+    # 3 mm across 0.9765625 mm columns: 3 of them, 2.9296875 mm, written 2.93 mm (not 2.92969).
+    assert _payload(at)[0]["slab"] == ["MIP 4 mm", "MIP 2.93 mm", "MIP 2.93 mm"]
+    assert "x 7.8, y 7.8, z 6 mm (LPS)" in _readout(at)  # slice 4 of 6 at z = 2 x 3; not "z 6.0"
+
+
+def _page_of_bundled_file(name: str):
+    """The explorer on one of pydicom's bundled files."""
     from dashboard.state import Study
 
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / name
     at = page_test(PAGE)
     at.session_state["study"] = Study(volumes=load_series([path]).volumes, skipped=[], source="test")
     at.run()
     assert not at.exception
+    return at, path
+
+
+def test_mr_single_slice_has_native_units_and_no_hu_presets():
+    at, path = _page_of_bundled_file("MR_small.dcm")
     assert "Lung" not in at.selectbox(key="explorer_preset").options
     header, planes = _payload(at)
     assert header["unit"] != "HU"
     assert [v["n"] for v in header["views"]] == [1, 64, 64]
     (axial,) = [v for k, v in planes.items() if k[0] == 0]
     np.testing.assert_array_equal(axial, pydicom.dcmread(path).pixel_array)  # MR_small: rescale 1, 0
+
+
+def test_a_single_slice_shows_only_its_own_view_and_says_why():
+    """A CT localizer's one slice: the coronal and sagittal views would be one pixel tall."""
+    at, _ = _page_of_bundled_file("CT_small.dcm")
+    header, planes = _payload(at)
+    assert header["single"] is True and header["ui"]["layout"] == "0" and header["ui"]["cine"] == 0
+    assert {k[0] for k in planes} == {0}
+    assert any(c.value.startswith("A single slice: only the axial view") for c in at.caption)
+    assert not [s for s in at.slider if s.key == "explorer_slab_mm"]  # no slab across one slice
+    # Even when the browser asks for the other planes (a layout kept from another series), none go.
+    _browser_view(at, 1, (0, 64, 64), 40, 400, want=[(1, 64), (2, 64), (1, 3)], ui={"layout": "all"})
+    assert not at.exception
+    header, planes = _payload(at)
+    assert header["ui"]["layout"] == "0" and not [k for k in planes if k[0] != 0]
+    assert "voxel (slice 1, row 65, column 65)" in _readout(at)
+
+
+def test_several_slices_keep_three_views(at):
+    header, _ = _payload(at)
+    assert header["single"] is False
+    assert not any(c.value.startswith("A single slice") for c in at.caption)
 
 
 def test_each_volume_goes_to_the_browser_under_its_own_random_name(at):
@@ -378,3 +422,27 @@ def test_the_sample_tissue_overlay_goes_as_label_planes_flipped_like_the_views(a
     # Nothing is sent again.
     at.run()
     assert _label_planes(at) == {}
+
+
+@pytest.mark.browser
+def test_a_single_slice_in_chromium_shows_one_view_without_layout_or_cine(app_url, page):
+    """CT_small (one slice) uploaded: the axial view alone, no Layout/Cine controls, the caption says why."""
+    from playwright.sync_api import expect
+
+    from tests.browser import no_exception, wait_idle
+
+    page.goto(app_url)
+    wait_idle(page)
+    path = Path(pydicom.__file__).parent / "data" / "test_files" / "CT_small.dcm"
+    page.locator('[data-testid="stFileUploader"] input[type="file"]').first.set_input_files([str(path)])
+    page.get_by_text("1 uploaded file: 1 series found").wait_for(timeout=60_000)
+    page.locator('[data-testid="stSidebar"]').get_by_role("link", name="Volume explorer", exact=True).click()
+    page.get_by_text("A single slice: only the axial view").wait_for(timeout=60_000)
+    wait_idle(page)
+    frame = page.locator('.hf-grid').first
+    expect(frame.locator('.hf-view[data-axis="0"]')).to_be_visible(timeout=30_000)
+    expect(frame.locator('.hf-view[data-axis="1"]')).to_be_hidden()
+    expect(frame.locator('.hf-view[data-axis="2"]')).to_be_hidden()
+    expect(page.get_by_label("Layout")).to_be_hidden()
+    expect(page.get_by_label("Cine view")).to_be_hidden()
+    no_exception(page)

@@ -15,6 +15,7 @@ from PIL import Image
 from core import load_series
 from dashboard.image_view import display_step, frame_payload
 from dashboard.state import Study
+from dashboard.text import md_escape
 from tests.helpers import app_test, page_test, page_text, table_with
 from tests.kinds_factory import image_file, loop_pixels, uid
 
@@ -199,6 +200,42 @@ def test_series_table_shows_kind_and_preview():
     table = table_with(at, "Kind")
     assert list(table["Kind"]) == ["loop", "projection", "colour gallery"]
     assert all(str(url).startswith("data:image/png;base64,") for url in table["Preview"])
+    # Frames of a loop, one projection image, two gallery images; no slice spacing for 2-D kinds.
+    assert list(table["Images"]) == ["30 frames", "1 image", "2 images"]
+    assert list(table["Spacing"]) == ["pixels", "0.2 x 0.2 mm", "—"]
+    assert list(table["Geometry"]) == ["—", "—", "—"]
+
+
+def test_the_link_to_the_explorer_fits_the_kind():
+    from dashboard.kinds import next_step
+
+    single = _load(("c.dcm", image_file(np.zeros((4, 6, 3), np.uint8), photometric="RGB")))[0]
+    assert [next_step(v) for v in (_loop(), _cr(), _gallery(), single)] == [
+        "Next: play this loop in the Volume explorer", "Next: look at this image in the Volume explorer",
+        "Next: browse these images in the Volume explorer", "Next: look at this image in the Volume explorer"]
+    at = app_test()
+    at.session_state["study"] = Study(volumes=[_loop()], skipped=[], source="test")
+    at.run()
+    assert [link.proto.label for link in at.get("page_link") if link.proto.label.startswith("Next")] == [
+        "Next: play this loop in the Volume explorer"]
+
+
+@pytest.mark.parametrize(("kind", "facts"), [
+    ("loop", ["- **Kind**: loop", "- **Frames**: 30 frames of 64 x 48 pixels", "- **Rate**: 25 frames per second",
+              "- **Pixel spacing**: in pixels (the file gives none)"]),
+    ("colour loop", ["- **Values**: colour", "- **Frames**: 3 frames of 10 x 8 pixels",
+                     "- **Rate**: not given in the file"]),
+    ("projection", ["- **Kind**: projection", "- **Size**: 60 x 40 pixels",
+                    "- **Pixel spacing**: 0.2 x 0.2 mm at the detector"]),
+    ("gallery", ["- **Kind**: colour gallery", "- **Images**: 2 images", "- **Size**: up to 20 x 30 pixels"]),
+])
+def test_sidebar_facts_fit_the_kind(kind, facts):
+    at = _page("1_Volume_explorer.py", KINDS[kind]())
+    text = "\n".join(m.value for m in at.sidebar.markdown)
+    for fact in facts:
+        label, value = fact.split(": ", 1)
+        assert f"{label}: {md_escape(value)}" in text
+    assert "Orientation" not in text and "Voxels" not in text and "1 x 1 x 1" not in text
 
 
 class TestWords:

@@ -189,3 +189,41 @@ class TestPage:
         assert not at.exception
         assert at.error and at.error[0].value.startswith("Could not reach or use a DICOMweb service at")
         assert "401" not in at.error[0].value
+
+
+def _load_retrieved_script():
+    """An app that hands retrieved files to the PACS page's loader once (DIMSE uses the same one)."""
+    import streamlit as st
+
+    from core.pacs import RetrievedSeries
+    from dashboard import pacs_ui
+
+    if not st.session_state.get("test_loaded"):
+        st.session_state["test_loaded"] = True
+        files = RetrievedSeries()
+        files.extend(st.session_state["test_files"])
+        pacs_ui.load_retrieved(files, st.empty(), source="PACS (test)", how="")
+
+
+def test_retrieved_files_keep_their_dicom_seg():
+    """A DICOM SEG among the retrieved files stays with the study, as it does for an upload."""
+    import dataclasses
+
+    from core.loader import LoadResult
+    from tests import factory
+
+    if "segmentations" not in {f.name for f in dataclasses.fields(LoadResult)}:
+        pytest.skip("the loader keeps no DICOM SEG files yet (branch wt-seg)")
+    from streamlit.testing.v1 import AppTest
+
+    files = factory.segmentable_series(ramp_volume((4, 16, 16), seed=3), spacing=(2.0, 1.0, 1.0))
+    mask = np.zeros((4, 16, 16), np.uint8)
+    mask[1:3, 4:9, 5:12] = 1
+    seg = factory.segmentation_file(files, mask, {1: "Lesion"})
+    at = AppTest.from_function(_load_retrieved_script, default_timeout=60)
+    at.session_state["test_files"] = [*files, ("seg.dcm", seg)]
+    at.run()
+    assert not at.exception
+    study = at.session_state["study"]
+    assert study.source == "PACS (test)" and study.volumes[0].shape == (4, 16, 16)
+    assert [data for _, data in study.segmentations] == [seg]
