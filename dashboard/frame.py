@@ -9,7 +9,7 @@ import streamlit as st
 from core import Volume
 from core.privacy import MASK, display_description
 from dashboard import kinds, state, streamlit_internals
-from dashboard.text import count, md_escape, unit_label
+from dashboard.text import count, md_escape, unit_label, value_kind
 
 ROOT = Path(__file__).resolve().parents[1]
 
@@ -129,7 +129,7 @@ def _sidebar(volume: Volume | None) -> None:
         facts = {
             "Modality": volume.modality,
             "Kind": kinds.kind_label(volume),
-            "Values": f"{volume.voxels.dtype}, {unit_label(volume.units)}",
+            "Values": f"{value_kind(volume.voxels.dtype)}, {unit_label(volume.units)}",
             **kinds.facts(volume),
             "Source": study.source,
         }

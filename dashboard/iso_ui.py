@@ -103,8 +103,8 @@ def init(vol: Volume) -> None:
     st.session_state.setdefault(KEEP, 0)
     st.session_state.setdefault(SHOW, False)
     st.session_state.setdefault(SMOOTH, True)
-    if CROP not in st.session_state or st.session_state[CROP][1] > vol.shape[0]:
-        st.session_state[CROP] = (0, vol.shape[0])
+    if CROP not in st.session_state or st.session_state[CROP][1] > vol.shape[0] or st.session_state[CROP][0] < 1:
+        st.session_state[CROP] = (1, vol.shape[0])  # slices as a person counts them: first to last, from 1
 
 
 def _apply_preset() -> None:
@@ -131,8 +131,10 @@ def settings_ui(vol: Volume) -> Settings:
                        help="A Gaussian filter (σ of 1 voxel) averages each voxel with its neighbours before the "
                        "surface is built, so that image noise does not turn into specks (needed for soft tissue).")
     n = vol.shape[0]
-    # init() gives the key a (first, stop) pair, so the slider is a range slider.
-    crop = cast(tuple[int, int], st.slider("Slices used", 0, n, key=CROP, persist_state="session")) if n > 1 else (0, n)
+    # init() gives the key a (first, last) pair counted from 1, so the slider is a range slider.
+    first, last = cast(tuple[int, int], st.slider("Slices used", 1, n, key=CROP, persist_state="session")) \
+        if n > 1 else (1, n)
+    crop = (first - 1, last)  # the array's half-open range
     c1, c2 = st.columns(2)
     cap = max_triangles_allowed()
     budget = c1.number_input("Triangles at most", MIN_TRIANGLES, cap, step=50_000, key=BUDGET, persist_state="session",

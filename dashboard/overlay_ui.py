@@ -370,8 +370,8 @@ def overlay_ui(vol: Volume) -> Overlay | None:
     c1, c2, c3 = st.columns([2, 2, 1])
     choice = c1.selectbox("Segmentation overlay", list(sources), key=SOURCE, format_func=sources.__getitem__,
                           persist_state="session")
-    st.session_state.setdefault(OPACITY, 0.4)  # kept across pages: no default given to the widget too
-    opacity = c2.slider("Overlay opacity", 0.0, 1.0, step=0.05, key=OPACITY, persist_state="session")
+    st.session_state.setdefault(OPACITY, 40)  # kept across pages: no default given to the widget too
+    opacity = c2.slider("Overlay opacity", 0, 100, step=5, key=OPACITY, persist_state="session", format="%d%%") / 100
     outline = c3.toggle("Outline only", key=OUTLINE, persist_state="session")
     upload_ui(vol)
     if choice == NONE:

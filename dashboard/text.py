@@ -22,7 +22,7 @@ import re
 from core.numbers import count, decimal, length_mm, ordinal, spacing_mm
 
 __all__ = ["count", "decimal", "file_part", "keyword_label", "length_mm", "md_escape", "ordinal", "plotly_escape",
-           "spacing_mm", "unit_label"]
+           "spacing_mm", "unit_label", "value_kind"]
 
 # Characters that Markdown, GitHub's extensions or Streamlit's own syntax (":red[...]",
 # ":material/x:", emoji shortcodes, "$" for LaTeX, "&" for entities) give a meaning to anywhere
@@ -75,6 +75,17 @@ def file_part(text: object, *, default: str = "series", max_len: int = 16) -> st
     """``text`` reduced to letters and digits for a download's file name (a modality, say)."""
     part = re.sub(r"[^A-Za-z0-9]+", "", str(text))[:max_len]
     return part or default
+
+
+def value_kind(dtype: object) -> str:
+    """How a volume's values are stored, in words: "16-bit whole numbers", "32-bit decimals"."""
+    import numpy as np
+
+    d = np.dtype(dtype)  # type: ignore[call-overload]
+    bits = d.itemsize * 8
+    if d.kind == "f":
+        return f"{bits}-bit decimals"
+    return f"{bits}-bit whole numbers" + (" (no sign)" if d.kind in "ub" else "")
 
 
 def unit_label(units: str | None) -> str:

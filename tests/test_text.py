@@ -99,3 +99,13 @@ class TestNumbers:
         from core.numbers import ordinal
 
         assert ordinal(n) == text
+
+
+class TestValueKind:
+    @pytest.mark.parametrize(("dtype", "words"), [
+        ("int16", "16-bit whole numbers"), ("uint8", "8-bit whole numbers (no sign)"), ("float32", "32-bit decimals"),
+    ])
+    def test_dtypes_in_words(self, dtype, words):
+        from dashboard.text import value_kind
+
+        assert value_kind(dtype) == words
