@@ -182,6 +182,21 @@ def series_identity(volume: Volume, *, show_phi: bool) -> SeriesIdentity:
     )
 
 
+def _shape_words(volume: Volume) -> str:
+    """``CT 200x512x512`` for a stack; the kind and its frames or images, columns x rows, for the others."""
+    from core.numbers import count
+
+    n, rows, cols = volume.shape
+    colour = "colour " if volume.rgb is not None else ""
+    if volume.kind == "loop":
+        return f"{volume.modality} {colour}loop, {count(n, 'frame')} of {cols} x {rows}"
+    if volume.kind == "projection":
+        return f"{volume.modality} {colour}projection, {cols} x {rows}"
+    if volume.kind == "gallery":
+        return f"{volume.modality} {colour}" + ("image" if n == 1 else f"gallery, {count(n, 'image')}")
+    return f"{volume.modality} {'x'.join(str(k) for k in volume.shape)}"
+
+
 def display_description(volume: Volume, index: int, *, show_phi: bool) -> str:
     """A series label safe to show, that tells the series apart with patient information hidden.
 
@@ -192,7 +207,7 @@ def display_description(volume: Volume, index: int, *, show_phi: bool) -> str:
     """
     from core.sample import SERIES_UID as SAMPLE_SERIES
 
-    facts = f"{volume.modality} {'x'.join(str(n) for n in volume.shape)}"
+    facts = _shape_words(volume)
     if volume.header is None or volume.series_uid == SAMPLE_SERIES:
         return f"#{index + 1} {volume.description or '(no description)'} — {facts}"
     ident = series_identity(volume, show_phi=show_phi)

@@ -391,3 +391,23 @@ class TestSeriesIdentity:
 
     def test_the_sample_keeps_its_description(self):
         assert display_description(sample_ct(), 0, show_phi=False).startswith("#1 Synthetic chest CT")
+
+
+class TestLabelsOfOtherKinds:
+    def test_loops_projections_and_galleries_say_what_they_are(self):
+        import numpy as np
+
+        from core import Volume
+        from core.privacy import display_description
+
+        def vol(kind: str, n: int, rgb: bool = False) -> Volume:
+            voxels = np.zeros((n, 240, 320), np.uint8)
+            colour = np.zeros((n, 240, 320, 3), np.uint8) if rgb else None
+            return Volume(voxels=voxels, spacing=(1.0, 1.0, 1.0), series_uid="1.2", modality="US", kind=kind,
+                          rgb=colour)
+
+        loop = display_description(vol("loop", 30, True), 0, show_phi=False)
+        assert loop.endswith("US colour loop, 30 frames of 320 x 240")
+        assert display_description(vol("projection", 1), 1, show_phi=False).endswith("US projection, 320 x 240")
+        assert display_description(vol("gallery", 2), 2, show_phi=False).endswith("US gallery, 2 images")
+        assert display_description(vol("gallery", 1, True), 3, show_phi=False).endswith("US colour image")
