@@ -443,8 +443,9 @@ class TestFuzzFindings:
 
 # One reproducer per kind of finding of the fuzzer's long run (benchmarks/fuzz_loader.py, seed 1),
 # kept so that each stays fixed: raw reprs of a damaged transfer syntax and of a sequence where a
-# number belongs, the 400 MiB deflate bomb, the JPEG 2000 codestream declaring 8100 x 8100.
-@pytest.mark.parametrize("index", [4580, 8134, 6600, 7762, 13740, 17828, 18192, 500, 1500])
+# number belongs, the 400 MiB deflate bomb, the JPEG 2000 codestream declaring 8100 x 8100, and a
+# SOP Class UID that cannot be read (a wrong or unknown VR) escaping the check for a DICOM SEG.
+@pytest.mark.parametrize("index", [4580, 8134, 6600, 7762, 13740, 17828, 18192, 500, 1500, 1378, 17114])
 def test_long_fuzz_run_reproducers(index):
     from tests.fuzzing import check_case, make_case
 
