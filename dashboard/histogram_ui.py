@@ -77,12 +77,13 @@ def init(vol: Volume) -> None:
     st.session_state.setdefault(BIN_WIDTH, 10.0)
     lo, hi = _range_limits(vol)
     hu_default = (max(DEFAULT_HU_RANGE[0], lo), min(DEFAULT_HU_RANGE[1], hi))
-    st.session_state.setdefault(RANGE, hu_default if vol.units == "HU" else (lo, hi))
+    # Kept across pages and series: fitted to this series' values, and anew when its units differ.
+    state.keep_within(RANGE, lo, hi, default=hu_default if vol.units == "HU" else (lo, hi), basis=vol.units)
+    state.keep_within(SLAB_SLICES, 1, vol.shape[0], default=min(10, vol.shape[0]))
     st.session_state.setdefault(LOG, False)
     st.session_state.setdefault(CUMULATIVE, False)
     st.session_state.setdefault(BANDS, vol.units == "HU")
     st.session_state.setdefault(OVERLAY, None)
-    st.session_state.setdefault(SLAB_SLICES, 10)
 
 
 def _range_limits(vol: Volume) -> tuple[float, float]:

@@ -22,7 +22,7 @@ from core import Volume
 from core.memory import OverBudget, server_budget
 from core.png import png_bytes
 from core.windowing import default_window
-from dashboard import kinds
+from dashboard import kinds, state
 from dashboard.owner import session_owner
 from dashboard.text import md_escape, unit_label
 
@@ -203,7 +203,8 @@ def gallery_ui(vol: Volume) -> int:
     start = 0
     if count > GALLERY_PAGE:
         pages = math.ceil(count / GALLERY_PAGE)
-        page = st.number_input("Page of thumbnails", 1, pages, 1 + pick // GALLERY_PAGE, key="explorer_gallery_page",
+        state.keep_within("explorer_gallery_page", 1, pages, default=1 + pick // GALLERY_PAGE)
+        page = st.number_input("Page of thumbnails", 1, pages, key="explorer_gallery_page",
                                persist_state="session")
         start = (int(page) - 1) * GALLERY_PAGE
     columns = st.columns(8)

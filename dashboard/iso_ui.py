@@ -96,8 +96,11 @@ def init(vol: Volume) -> None:
     st.session_state.setdefault(PRESET, BONE if ct else CUSTOM)
     if st.session_state[PRESET] not in (PRESETS if ct else (CUSTOM,)):
         st.session_state[PRESET] = BONE if ct else CUSTOM
-    if LEVEL not in st.session_state:
+    lo, hi = level_limits(vol)
+    if st.session_state.get(LEVEL) is None or st.session_state.get(f"{LEVEL}__basis", vol.units) != vol.units:
         st.session_state[LEVEL] = PRESETS[BONE].level if ct else float(np.percentile(vol.voxels[::4, ::4, ::4], 75))
+    # Kept across pages and series: fitted to this series' values, and anew when its units differ.
+    state.keep_within(LEVEL, lo, hi, default=st.session_state[LEVEL], basis=vol.units)
     st.session_state.setdefault(BUDGET, min(DEFAULT_TRIANGLES, max_triangles_allowed()))
     st.session_state[BUDGET] = min(int(st.session_state[BUDGET]), max_triangles_allowed())
     st.session_state.setdefault(KEEP, 0)
@@ -105,6 +108,14 @@ def init(vol: Volume) -> None:
     st.session_state.setdefault(SMOOTH, True)
     if CROP not in st.session_state or st.session_state[CROP][1] > vol.shape[0] or st.session_state[CROP][0] < 1:
         st.session_state[CROP] = (1, vol.shape[0])  # slices as a person counts them: first to last, from 1
+
+
+def level_limits(vol: Volume) -> tuple[float, float]:
+    """The threshold slider's bounds: -1000 to 3000 HU on CT, the series' own values otherwise."""
+    if vol.units == "HU":
+        return -1000.0, 3000.0
+    lo, hi = vol.value_range
+    return float(lo), float(hi)
 
 
 def _apply_preset() -> None:
@@ -123,10 +134,14 @@ def settings_ui(vol: Volume) -> Settings:
     preset = st.selectbox("Surface", names, key=PRESET, on_change=_apply_preset, persist_state="session",
                           help="Vessels: the contrast-filled vessels and heart chambers of a CT with contrast, "
                           "bone and what it encloses left out. Lungs: segmented, with their volume.")
-    lo, hi = (-1000.0, 3000.0) if ct else vol.value_range
+    lo, hi = level_limits(vol)
     level = st.slider(f"Threshold ({unit})", lo, hi, step=10.0 if ct else max((hi - lo) / 400, 1e-3), key=LEVEL,
                       persist_state="session", format="%.0f" if ct else "%g", disabled=preset == LUNGS,
                       help="The surface is where the values cross this threshold.")
+    upper = PRESETS[preset].upper if preset in PRESETS else None
+    if upper is not None:
+        st.caption(f"Up to {upper:g} {unit}: values from {upper:g} {unit} up (bone) are left out, with what they "
+                   "enclose.")
     smooth = st.toggle(SMOOTH_LABEL, key=SMOOTH, persist_state="session",
                        help="A Gaussian filter (σ of 1 voxel) averages each voxel with its neighbours before the "
                        "surface is built, so that image noise does not turn into specks (needed for soft tissue).")
@@ -140,7 +155,7 @@ def settings_ui(vol: Volume) -> Settings:
     budget = c1.number_input("Triangles at most", MIN_TRIANGLES, cap, step=50_000, key=BUDGET, persist_state="session",
                              help=f"Fewer triangles draw faster; the surface is built coarser or simplified to "
                              f"meet the number. This server allows up to {cap:,}.")
-    keep = c2.number_input("Largest parts", 0, 50, key=KEEP, persist_state="session",
+    keep = c2.number_input("Largest parts (0 = all)", 0, 50, key=KEEP, persist_state="session",
                            help="Keep only this many of the largest connected parts (0 keeps all): 1 or 2 drop "
                            "the table, loose specks and noise.")
     return Settings(preset, float(level), int(budget), int(keep), (int(crop[0]), int(crop[1])), bool(smooth))

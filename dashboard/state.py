@@ -35,6 +35,24 @@ def persist(*keys: str) -> None:
     _PERSISTENT.update(keys)
 
 
+def keep_within(key: str, low: float, high: float, *, default: object, basis: object = None) -> None:
+    """Fit the kept value of widget ``key`` (a number, or a (low, high) pair) to the current series'
+    bounds before the widget is drawn: a value kept from another series may lie outside them, and a
+    widget given a value outside its bounds fails. Set to ``default`` when missing, when the pair
+    would collapse, or when ``basis`` (what the bounds mean, e.g. the series' units) has changed.
+    """
+    basis_key = f"{key}__basis"
+    value = st.session_state.get(key)
+    if value is None or st.session_state.get(basis_key, basis) != basis:
+        st.session_state[key] = default
+    elif isinstance(value, (tuple, list)):
+        a, b = (min(max(v, low), high) for v in value)
+        st.session_state[key] = (a, b) if a < b else default
+    else:
+        st.session_state[key] = type(value)(min(max(value, low), high))
+    st.session_state[basis_key] = basis
+
+
 def persistent_keys() -> frozenset[str]:
     """Every key registered with :func:`persist` in this process."""
     return frozenset(_PERSISTENT)

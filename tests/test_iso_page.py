@@ -204,3 +204,11 @@ def test_vessels_are_built_as_finely_as_the_budget_allows():
     assert not at.exception
     assert facts["Detail"] == "2.5 x 1.4 x 1.4 mm"
     assert DEFAULT_TRIANGLES // 3 <= _number(facts["Triangles"]) <= DEFAULT_TRIANGLES
+
+
+def test_the_vessels_upper_limit_is_said():
+    at = page_test(PAGE).run()
+    assert not any("Up to 400 HU" in c.value for c in at.caption)
+    at.selectbox(key="iso_preset").set_value(iso_ui.VESSELS).run()
+    assert not at.exception
+    assert any(c.value.startswith("Up to 400 HU: values from 400 HU up (bone) are left out") for c in at.caption)

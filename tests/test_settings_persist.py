@@ -307,3 +307,38 @@ def test_the_dimse_settings_survive_a_tour_too(monkeypatch):
     at.switch_page("pages/6_PACS.py").run()
     shown = {w.key: w.value for w in _widgets(at)}
     assert {key: shown.get(key) for key in expected} == expected
+
+
+def test_settings_kept_from_one_series_fit_the_next(monkeypatch):
+    """Settings kept for the session meet a series whose values or size differ: set every widget of
+    every page on the sample CT, then open a small MR (stored units 127 to 1563, 4 slices) and visit
+    every page. Kept ranges, thresholds and slice counts are fitted to the MR (nothing fails), and the
+    CT's settings come back in HU when the CT does."""
+    import numpy as np
+
+    from core import Volume, sample_ct
+
+    for name in ("COHORT_RUN", "COHORT_SERVER_PATHS"):
+        monkeypatch.setenv(f"HOUNSFIELD_{name}", "on")
+    pages = [path for path, _, _ in frame.existing_pages()]
+    at = app_test(timeout=240).run()
+    for page in pages:
+        at.switch_page(page).run()
+        _change_every_widget(at, page)
+    rng = np.random.default_rng(3)
+    mr = Volume(voxels=rng.integers(127, 1564, (4, 32, 40)).astype(np.int16), spacing=(3.0, 1.0, 1.0),
+                series_uid="1.2.3", modality="MR")
+    at.session_state[state.STUDY] = state.Study(volumes=[sample_ct(), mr], skipped=[], source="test")
+    at.session_state[state.CURRENT] = 1
+    for page in pages:
+        at.switch_page(page).run()
+        assert not at.exception, f"{page} on the MR: {at.exception}"
+    at.switch_page("pages/2_HU_histogram.py").run()
+    low, high = at.slider(key="histogram_range").value
+    assert 127 <= low < high <= 1564
+    at.switch_page("pages/3_Isosurface_3D.py").run()
+    assert 127 <= at.slider(key="iso_level").value <= 1563
+    at.session_state[state.CURRENT] = 0
+    at.switch_page("pages/2_HU_histogram.py").run()
+    assert not at.exception
+    assert at.slider(key="histogram_range").value == (-1100.0, 3100.0)  # anew in HU: the MR's range meant nothing
