@@ -981,7 +981,7 @@ class Viewer {
     view.marks.replaceChildren();
     view.tags.replaceChildren();
     const d = (p) => [p[1] + 0.5, (view.flip ? view.rows - 1 - p[0] : p[0]) + 0.5];
-    const placed = [];
+    let placed = null; // the tags placed so far, after the view's letters (which they avoid too)
     for (const m of this.shown(view)) {
       const sel = m.id === this.selected;
       const color = sel ? "#ffd166" : "#4cc9f0";
@@ -1005,6 +1005,13 @@ class Viewer {
       tag.textContent = (m.label ? `${m.label}: ` : "") + this.describe(m, view, true);
       tag.dataset.id = m.id;
       if (sel) tag.classList.add("hf-selected");
+      if (!placed) {
+        const r = view.stage.getBoundingClientRect();
+        placed = [...view.stage.querySelectorAll(".hf-letter")].map((letter) => {
+          const b = letter.getBoundingClientRect();
+          return { x: b.left - r.left, y: b.top - r.top, w: b.width, h: b.height };
+        });
+      }
       this.placeTag(view, tag, this.toScreen(view, m.points[m.points.length - 1]), placed);
     }
   }

@@ -462,6 +462,8 @@ def test_value_tags_stay_inside_the_view_and_do_not_cover_each_other(page):
     for a in range(4):
         for b in range(a + 1, 4):
             assert not _overlap(tags[a], tags[b]), (a, b, tags[a], tags[b])
+        for edge in ("top", "bottom", "left", "right"):  # nor the view's letters
+            assert not _overlap(tags[a], _rect(page, _q(0, f".hf-{edge}"))), (a, edge)
     # Numbered within their kind, as the page's table names them.
     names = page.locator(".hf-table tbody tr td:first-child").all_inner_texts()
     assert names == ["Ellipse 1", "Rectangle 1", "Length 1", "Ellipse 2"]
