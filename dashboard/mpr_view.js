@@ -747,7 +747,7 @@ class Viewer {
     const dr = view.flip ? view.rows - 1 - row : row;
     const v = entry.values[dr * entry.cols + col];
     const pad = PADDING.get(cacheKey(view.axis, this.point[view.axis], this.h.render[view.axis]));
-    view.probe.textContent = isPadding(pad, dr * entry.cols + col) ? "outside the scan" : `${fmt(v)} ${this.h.unit}`;
+    view.probe.textContent = isPadding(pad, dr * entry.cols + col) ? "outside the scan" : `${decimal(v)} ${this.h.unit}`;
     const ijk = this.point.slice();
     ijk[view.down] = row;
     ijk[view.across] = col;

@@ -491,3 +491,14 @@ def test_pointer_readouts_do_not_cover_the_letters(page, width):
                 assert not _overlap(letter, probe) and not _overlap(letter, pos), (layout, axis, edge)
             for r in (probe, pos):
                 assert stage["x"] <= r["x"] and r["x"] + r["width"] <= stage["x"] + stage["width"] + 0.5
+
+
+def test_the_pointer_value_of_a_float_volume_reads_as_the_page_writes_it(page):
+    vox = np.full((6, 20, 30), 1.23456, np.float32)
+    vol = Volume(voxels=vox, spacing=(3.0, 0.5, 0.8), series_uid="1.2.4", modality="MR", units="")
+    _mount(page, vol)
+    page.mouse.move(*_screen(page, vol, 0, 5, 5))
+    # dashboard.explorer.point_ui writes decimal(value): "1.235", not "1.2".
+    expect_text = f"{decimal(float(np.float32(1.23456)))} "
+    page.wait_for_function("(sel) => document.querySelector(sel).textContent !== ''", arg=_q(0, ".hf-probe"))
+    assert page.locator(_q(0, ".hf-probe")).inner_text().startswith(expect_text)
