@@ -18,8 +18,8 @@ import numpy as np
 if TYPE_CHECKING:
     from core.volume import Volume
 
-__all__ = ["CSV_COLUMNS", "KINDS", "VALUE_KEYS", "Kind", "Measurement", "measure", "measurement_rows",
-           "measurements_csv", "region_mask"]
+__all__ = ["CSV_COLUMNS", "KINDS", "VALUE_KEYS", "Kind", "Measurement", "measure", "measurement_names",
+           "measurement_rows", "measurements_csv", "region_mask", "value_columns"]
 
 Kind = Literal["length", "angle", "ellipse", "rectangle", "point"]
 KINDS: tuple[Kind, ...] = ("length", "angle", "ellipse", "rectangle", "point")
@@ -164,22 +164,44 @@ CSV_COLUMNS: dict[str, str] = {
     "y_mm": "y (mm, LPS)", "z_mm": "z (mm, LPS)", "mean": "Mean", "sd": "SD", "min": "Min", "max": "Max",
     "area_mm2": "Area (mm²)", "n": "Voxels",
 }
-"""The CSV's header for each value key (values in the modality's units: HU for CT)."""
+"""The CSV's header for each value key, before the modality's unit is added (see :func:`value_columns`)."""
+
+_IN_MODALITY_UNITS = ("value", "mean", "sd", "min", "max")
 
 KIND_NAMES: dict[str, str] = {"length": "Length", "angle": "Angle", "ellipse": "Ellipse", "rectangle": "Rectangle",
                               "point": "Point"}
 
 
+def value_columns(units: str) -> dict[str, str]:
+    """The column name of each value key, the values in the modality's units with their unit in
+    brackets: ``"Mean (HU)"`` (``"Mean (stored units)"`` when the series names none)."""
+    unit = units or "stored units"
+    return {k: f"{name} ({unit})" if k in _IN_MODALITY_UNITS else name for k, name in CSV_COLUMNS.items()}
+
+
+def measurement_names(measurements: Sequence[Measurement]) -> list[str]:
+    """Each measurement's name, numbered within its kind in the order drawn: ``Length 1``, ``Length 2``,
+    ``Angle 1`` (as the views' list names them)."""
+    seen: dict[str, int] = {}
+    names = []
+    for m in measurements:
+        seen[m.kind] = seen.get(m.kind, 0) + 1
+        names.append(f"{KIND_NAMES[m.kind]} {seen[m.kind]}")
+    return names
+
+
 def measurement_rows(volume: Volume, measurements: Sequence[Measurement]) -> list[dict[str, object]]:
-    """One row per measurement: its name, view, slice (counted from 1), label and values (CSV_COLUMNS)."""
+    """One row per measurement: its name, view, slice (counted from 1), label and values (``value_columns``;
+    NaN where its kind has no such value)."""
     from core.mpr import VIEW_NAMES
 
+    columns = value_columns(volume.units)
     rows: list[dict[str, object]] = []
-    for n, m in enumerate(measurements, start=1):
+    for name, m in zip(measurement_names(measurements), measurements, strict=True):
         values = measure(volume, m)
-        row: dict[str, object] = {"Measurement": f"{KIND_NAMES[m.kind]} {n}", "View": VIEW_NAMES[m.axis],
-                                  "Slice": m.index + 1, "Label": m.label}
-        row.update({CSV_COLUMNS[k]: values.get(k, float("nan")) for k in CSV_COLUMNS})
+        row: dict[str, object] = {"Measurement": name, "View": VIEW_NAMES[m.axis], "Slice": m.index + 1,
+                                  "Label": m.label}
+        row.update({columns[k]: values.get(k, float("nan")) for k in columns})
         rows.append(row)
     return rows
 
@@ -189,7 +211,7 @@ def measurements_csv(volume: Volume, measurements: Sequence[Measurement]) -> byt
     kind has no such value."""
     out = io.StringIO()
     writer = csv.writer(out, lineterminator="\n")
-    writer.writerow(["Measurement", "View", "Slice", "Label", *CSV_COLUMNS.values()])
+    writer.writerow(["Measurement", "View", "Slice", "Label", *value_columns(volume.units).values()])
     for row in measurement_rows(volume, measurements):
         writer.writerow(["" if isinstance(v, float) and np.isnan(v) else (f"{v:.6g}" if isinstance(v, float) else v)
                          for v in row.values()])

@@ -123,15 +123,16 @@ def measurement_report(volume: Volume, measurements: Sequence[Measurement], valu
 
     ``values[i]`` holds the values of ``measurements[i]`` (``core.annotations.VALUE_KEYS``).
 
-    One planar ROI measurement group (TID 1410) per measurement, tracked by its label (or
-    "<kind> <n>") and a new UID, with its region: SCOORD on the referenced slice image for
-    measurements on axial views of slices as acquired, SCOORD3D in the series' frame of
-    reference otherwise (coronal and sagittal views, resampled volumes: their evidence is the
-    series' first slice, which names the study, series and frame of reference). Values are written
-    with the concepts Length, Angle, Mean, Standard Deviation, Minimum, Maximum, Area (and
-    Attenuation Coefficient for a point on CT); NaN values are left out. The SR belongs to the
-    patient's study: patient and study identity come from the series (highdicom copies them
-    from the evidence), and every image of the series is listed as evidence.
+    One planar ROI measurement group (TID 1410) per measurement, tracked by its label (or its
+    name as the page shows it, "Length 1": ``core.annotations.measurement_names``) and a new UID,
+    with its region: SCOORD on the referenced slice image for measurements on axial views of
+    slices as acquired, SCOORD3D in the series' frame of reference otherwise (coronal and sagittal
+    views, resampled volumes: their evidence is the series' first slice, which names the study,
+    series and frame of reference). Values are written with the concepts Length, Angle, Mean,
+    Standard Deviation, Minimum, Maximum, Area (and Attenuation Coefficient for a point on CT);
+    NaN values are left out. The SR belongs to the patient's study: patient and study identity
+    come from the series (highdicom copies them from the evidence), and every image of the series
+    is listed as evidence.
 
     Raises
     ------
@@ -141,6 +142,7 @@ def measurement_report(volume: Volume, measurements: Sequence[Measurement], valu
     import highdicom as hd
     from pydicom.sr.codedict import codes
 
+    from core.annotations import measurement_names
     from core.overlay import OverlayError, source_images
 
     if not measurements:
@@ -154,12 +156,13 @@ def measurement_report(volume: Volume, measurements: Sequence[Measurement], valu
     evidence = {str(ds.SOPInstanceUID): ds for ds in sources}
     spec = _values_spec(volume.modality, volume.units)
     groups = []
-    for n, (m, vals) in enumerate(zip(measurements, values, strict=True), start=1):
+    names = measurement_names(measurements)
+    for name, m, vals in zip(names, measurements, values, strict=True):
         items = [hd.sr.Measurement(name=spec[key][0], value=float(vals[key]), unit=spec[key][1])
                  for key in ("length_mm", "angle_deg", "value", "mean", "sd", "min", "max", "area_mm2")
                  if key in vals and np.isfinite(float(vals[key]))]
         groups.append(hd.sr.PlanarROIMeasurementsAndQualitativeEvaluations(
-            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=m.label or f"{m.kind} {n}"),
+            tracking_identifier=hd.sr.TrackingIdentifier(uid=hd.UID(), identifier=m.label or name),
             referenced_region=_image_region(volume, m, evidence),
             measurements=items or None,
         ))

@@ -4,16 +4,17 @@ from __future__ import annotations
 
 import dataclasses
 import math
+from typing import Literal
 
 import numpy as np
 import pandas as pd
 import streamlit as st
 
 from core import Volume
-from core.annotations import Measurement, measure, measurement_rows, measurements_csv
+from core.annotations import Measurement, measure, measurement_rows, measurements_csv, region_mask, value_columns
 from core.export import nifti_bytes, on_one_grid
 from core.measure import value_at
-from core.mpr import SlabMode, plane_info, slab, slab_width_slices
+from core.mpr import VIEW_NAMES, SlabMode, plane_info, slab, slab_width_slices
 from core.render import COLORMAPS, encode_png, render_view
 from core.windowing import CT_PRESETS, auto_window, default_window, window
 from dashboard import loading, mpr_view, state
@@ -47,23 +48,24 @@ class Display:
 
 
 @dataclasses.dataclass(frozen=True)
-class RoiBox:
-    """A box on a plane, in array rows and columns, half-open: ``[row_start, row_stop)``."""
-
-    row_start: int
-    row_stop: int
-    col_start: int
-    col_stop: int
-
-
-@dataclasses.dataclass(frozen=True)
 class Roi:
-    """The explorer's ROI: a box on the plane ``index`` of the view that holds ``axis`` fixed
-    (the pixels whose centres lie in the last rectangle or ellipse drawn on the views)."""
+    """The explorer's ROI: a rectangle or ellipse drawn on the plane ``index`` of the view that holds
+    ``axis`` fixed, by the two corners of its box in array (row, col) coordinates (as
+    :class:`core.annotations.Measurement`); its pixels are :func:`core.annotations.region_mask`'s."""
 
     axis: int
     index: int
-    box: RoiBox
+    kind: Literal["rectangle", "ellipse"]
+    points: tuple[tuple[float, float], ...]
+
+    @property
+    def label(self) -> str:
+        """What it is, in words: ``"Explorer ellipse on axial slice 61"`` (slices counted from 1)."""
+        return f"Explorer {self.kind} on {VIEW_NAMES[self.axis].lower()} slice {self.index + 1}"
+
+    def mask(self, shape: tuple[int, int]) -> np.ndarray:
+        """Its pixels on a plane of ``shape`` (bool), exactly those the explorer's values use."""
+        return region_mask(self.kind, self.points, shape)
 
 
 def init(vol: Volume) -> None:
@@ -126,7 +128,7 @@ def window_ui(vol: Volume) -> Display:
                  args=(vol,),
                  help="Soft tissue 400/40, lung 1500/-600, bone 2500/480, brain 80/40, liver 150/90, "
                  "mediastinum 350/50 (width/level, HU), as the major viewers use them.")
-    cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP, persist_state="session")
+    cmap = c2.selectbox("Colours", COLORMAPS, key=CMAP, persist_state="session", format_func=str.capitalize)
     if mpr_view.is_single_slice(vol):
         return Display(float(st.session_state[CENTER]), float(st.session_state[WIDTH]), cmap, 0.0, "mip")
     slab_mm = c3.slider("Slab thickness (mm, 0 = single slice)", 0.0, 50.0, step=0.5, key=SLAB_MM, format="%.1f",
@@ -202,18 +204,37 @@ def set_window(center: float, width: float) -> None:
 
 
 def current_roi(vol: Volume) -> Roi | None:
-    """The rectangle or ellipse selected on the explorer's views (else the last one drawn), as the box
-    of pixels it spans (for the histogram page's scope), or None when there is none."""
+    """The rectangle or ellipse selected on the explorer's views (else the last one drawn), for the
+    histogram page's scope, or None when there is none."""
     selected = mpr_view.selected_measurement(vol)
     ms = mpr_view.measurements(vol)
     for m in sorted(reversed(ms), key=lambda m: m.id != selected):
         if m.kind in ("rectangle", "ellipse"):
-            (ra, ca), (rb, cb) = m.points
-            r0, c0 = max(0, math.ceil(min(ra, rb))), max(0, math.ceil(min(ca, cb)))
-            r1, c1 = math.floor(max(ra, rb)) + 1, math.floor(max(ca, cb)) + 1
-            if r1 > r0 and c1 > c0:
-                return Roi(m.axis, m.index, RoiBox(r0, r1, c0, c1))
+            return Roi(m.axis, m.index, m.kind, tuple((float(r), float(c)) for r, c in m.points))
     return None
+
+
+# Decimals of each value in the page's table (core.numbers.decimal: trailing zeros dropped): lengths as
+# length_mm, modality values at the point as the crosshair readout, statistics, angles, areas and positions
+# with one; the CSV keeps every figure.
+TABLE_PLACES = {"length_mm": 3, "value": 3, "angle_deg": 1, "x_mm": 1, "y_mm": 1, "z_mm": 1, "mean": 1, "sd": 1,
+                "min": 1, "max": 1, "area_mm2": 1, "n": 0}
+
+
+def measurements_table(vol: Volume, ms: list[Measurement]) -> pd.DataFrame:
+    """The measurements as the page lists them: numbers written as everywhere else, empty cells blank,
+    columns no measurement uses left out."""
+    rows = measurement_rows(vol, ms)
+    columns = value_columns(vol.units)
+    for row in rows:
+        for key, name in columns.items():
+            v = row[name]
+            row[name] = "" if not isinstance(v, float) or math.isnan(v) else decimal(v, places=TABLE_PLACES[key])
+    table = pd.DataFrame(rows)
+    table = table[[c for c in table.columns if c not in columns.values() or table[c].astype(bool).any()]]
+    if not table["Label"].astype(bool).any():
+        table = table.drop(columns="Label")
+    return table
 
 
 def measurements_ui(vol: Volume) -> None:
@@ -223,14 +244,7 @@ def measurements_ui(vol: Volume) -> None:
         st.caption("No measurements yet: choose Length, Angle, Ellipse, Rectangle or Point above the views and "
                    "draw on a view.")
         return
-    table = pd.DataFrame(measurement_rows(vol, ms)).dropna(axis=1, how="all")
-    table = table.round({"Length (mm)": 2, "Angle (degrees)": 1, "Mean": 1, "SD": 1, "Area (mm²)": 1,
-                         "x (mm, LPS)": 1, "y (mm, LPS)": 1, "z (mm, LPS)": 1})
-    unit = unit_label(vol.units)
-    table = table.rename(columns={c: f"{c} ({unit})" for c in ("Value", "Mean", "SD", "Min", "Max")
-                                  if c in table.columns})
-    if not table["Label"].astype(bool).any():
-        table = table.drop(columns="Label")
+    table = measurements_table(vol, ms)
     st.markdown("**Measurements** (values computed from the series itself)")
     st.dataframe(table, hide_index=True, width="stretch")
     st.button("Delete all measurements", key="explorer_clear_measurements", icon=":material/delete:",

@@ -33,7 +33,7 @@ OVERLAY, CHART, BAND_PICK = "histogram_overlay", "histogram_chart", "histogram_b
 SLAB_SLICES = "histogram_slab_slices"
 PERSISTENT = (SCOPE, BIN_WIDTH, RANGE, LOG, CUMULATIVE, BANDS, OVERLAY, SLAB_SLICES, BAND_PICK)
 state.persist(*PERSISTENT)
-SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI box", "Segmented lungs",
+SCOPES = ("Whole volume", "Current slice", "Slab of slices", "Explorer ROI", "Segmented lungs",
           "A label of the overlay")
 
 
@@ -45,7 +45,7 @@ class Scope:
     index: int = 0
     half: int = 0
     axis: int = 0
-    box: explorer.RoiBox | None = None
+    roi: explorer.Roi | None = None  # "roi" scope: the explorer's rectangle or ellipse
     labels: str = ""  # "label" scope: the overlay's label map (its key); ``index`` is the label value
 
 
@@ -104,8 +104,8 @@ def controls_ui(vol: Volume) -> Controls:
     roi = explorer.current_roi(vol)
     c1, c2 = st.columns([2, 1])
     kind = c1.radio("Voxels counted", SCOPES, key=SCOPE, persist_state="session", horizontal=True,
-                    help="Padding (outside the scan circle) is always left out. The current slice and the ROI box "
-                    "are the explorer's.")
+                    help="Padding (outside the scan circle) is always left out. The current slice and the ROI (a "
+                    "rectangle or an ellipse drawn on a view) are the explorer's.")
     scope = Scope("volume")
     if kind == "Current slice":
         scope = Scope("slab", index=k, half=0)
@@ -116,12 +116,13 @@ def controls_ui(vol: Volume) -> Controls:
         first, last = max(0, k - scope.half) + 1, min(vol.shape[0], k + scope.half + 1)
         where = f"slice {first}" if first == last else f"slices {first} to {last}"
         c2.caption(f"Axial {where} of {vol.shape[0]}, around the explorer's slice {k + 1}.")
-    if kind == "Explorer ROI box":
+    if kind == "Explorer ROI":
         if roi is None:
-            st.info("No ROI box yet: draw a rectangle or an ellipse on a view of the **Volume explorer**. "
+            st.info("No ROI yet: draw a rectangle or an ellipse on a view of the **Volume explorer**. "
                     "Showing the whole volume meanwhile.")
         else:
-            scope = Scope("roi", index=roi.index, axis=roi.axis, box=roi.box)
+            scope = Scope("roi", index=roi.index, axis=roi.axis, roi=roi)
+            c2.caption(f"{roi.label}: the pixels the explorer measures.")
     elif kind == "Segmented lungs":
         if vol.units != "HU" or vol.shape[0] < 2:
             st.info("Lung segmentation needs a CT volume in HU. Showing the whole volume meanwhile.")
@@ -165,7 +166,8 @@ def controls_ui(vol: Volume) -> Controls:
 
 
 def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | None]:
-    """The voxels of a scope (a view, not a copy, where it can) and their padding, packed."""
+    """The voxels of a scope (a view, not a copy, where it can) and their padding, packed (unpacked, as a
+    bool plane, for the "roi" scope)."""
     if scope.kind == "slab":
         lo = max(0, scope.index - scope.half)
         hi = min(vol.shape[0], scope.index + scope.half + 1)
@@ -173,15 +175,8 @@ def _scope_voxels(vol: Volume, scope: Scope) -> tuple[np.ndarray, np.ndarray | N
         return vol.voxels[lo:hi], pad
     if scope.kind == "lungs":
         return vol.voxels, None
-    if scope.kind == "roi":
-        box = scope.box
-        if box is None:
-            raise ValueError("an 'roi' scope needs its box")
-        r0, r1, c0, c1 = box.row_start, box.row_stop, box.col_start, box.col_stop
-        plane = slab(vol.voxels, scope.axis, scope.index)[r0:r1, c0:c1]
-        mask = vol.padding_plane(scope.axis, scope.index)
-        pad = None if mask is None else np.packbits(mask[r0:r1, c0:c1], axis=-1)
-        return plane[None], (None if pad is None else pad[None])
+    if scope.kind == "roi":  # the whole plane: counts_for keeps the shape's pixels only
+        return slab(vol.voxels, scope.axis, scope.index), vol.padding_plane(scope.axis, scope.index)
     return vol.voxels, vol.padding
 
 
@@ -204,6 +199,15 @@ def counts_for(_vol: Volume, key: str, scope: Scope) -> tuple[ValueCounts | np.n
         if v.dtype in (np.int16, np.uint16, np.int8, np.uint8):
             return value_counts(v, mask=inside, padding=_vol.padding), n_label_pad
         return np.asarray(v[inside if padding is None else inside & ~padding], dtype=np.float32), n_label_pad
+    if scope.kind == "roi":
+        if scope.roi is None:
+            raise ValueError("an 'roi' scope needs its rectangle or ellipse")
+        inside = scope.roi.mask(v.shape)  # exactly the pixels the explorer measures
+        n_roi_pad = 0 if pad is None else int(np.count_nonzero(inside & pad))
+        keep = inside if pad is None else inside & ~pad
+        if v.dtype in (np.int16, np.uint16, np.int8, np.uint8):
+            return value_counts(v, mask=keep), n_roi_pad
+        return np.asarray(v[keep], dtype=np.float32), n_roi_pad
     n_pad = 0
     if pad is not None:
         n_pad = int(np.unpackbits(pad, axis=-1, count=v.shape[-1]).sum())

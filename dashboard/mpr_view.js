@@ -119,6 +119,31 @@ function fmt(v) {
   return Number.isInteger(v) ? String(v) : v.toFixed(1);
 }
 
+function decimal(v, places = 3) {
+  // core.numbers.decimal: at most `places` decimals, trailing zeros dropped, "—" when not a number.
+  if (!Number.isFinite(v)) return "—";
+  const a = Math.abs(v);
+  let t = a.toFixed(places);
+  // toFixed takes a half away from zero, Python's format to the even digit: they differ on exact halves
+  // only, whose exact decimals end in a 5 (toFixed writes a number's exact decimals when given enough).
+  const exact = a.toFixed(places + 30);
+  if (exact.endsWith(`5${"0".repeat(29)}`)) {
+    const down = exact.slice(0, exact.length - 30).replace(/\.$/, "");
+    if (Number(down.at(-1)) % 2 === 0) t = down;
+  }
+  if (places > 0) t = t.replace(/0+$/, "").replace(/\.$/, "");
+  return v < 0 && t !== "0" && t !== "" ? `-${t}` : t || "0";
+}
+
+function measurementNames(measurements) {
+  // core.annotations.measurement_names: numbered within their kind, "Length 1", "Length 2", "Angle 1".
+  const seen = {};
+  return measurements.map((m) => {
+    seen[m.kind] = (seen[m.kind] || 0) + 1;
+    return `${KIND_NAMES[m.kind]} ${seen[m.kind]}`;
+  });
+}
+
 function wheelPixels(e, height) {
   // deltaY in pixels whatever the device reports (pixels, lines or pages).
   if (e.deltaMode === 1) return e.deltaY * LINE_PX;
@@ -414,8 +439,11 @@ class Viewer {
     const marks = svgEl("g", {}, svg);
     const tags = el("div", "hf-tags", stage);
     for (const [edge, text] of Object.entries(v.letters)) el("span", `hf-letter hf-${edge}`, stage).textContent = text;
-    const probe = el("span", "hf-probe", stage);
-    const pos = el("span", "hf-pos", stage);
+    // The pointer readouts: on a line under the view, so that they never cover its letters or the
+    // image, whatever the view's size (they wrap when it is narrow).
+    const readout = el("div", "hf-readout", cell);
+    const probe = el("span", "hf-probe", readout);
+    const pos = el("span", "hf-pos", readout);
     const wrap = el("label", "hf-slider", cell);
     const head = el("div", "hf-slider-head", wrap);
     el("span", "hf-label", head).textContent = `${v.name} slice`;
@@ -719,12 +747,12 @@ class Viewer {
     const dr = view.flip ? view.rows - 1 - row : row;
     const v = entry.values[dr * entry.cols + col];
     const pad = PADDING.get(cacheKey(view.axis, this.point[view.axis], this.h.render[view.axis]));
-    view.probe.textContent = isPadding(pad, dr * entry.cols + col) ? "outside the scan" : `${fmt(v)} ${this.h.unit}`;
+    view.probe.textContent = isPadding(pad, dr * entry.cols + col) ? "outside the scan" : `${decimal(v)} ${this.h.unit}`;
     const ijk = this.point.slice();
     ijk[view.down] = row;
     ijk[view.across] = col;
     const [x, y, z] = this.patient(ijk);
-    view.pos.textContent = `x ${x.toFixed(1)}, y ${y.toFixed(1)}, z ${z.toFixed(1)} mm (LPS)`;
+    view.pos.textContent = `x ${decimal(x, 1)}, y ${decimal(y, 1)}, z ${decimal(z, 1)} mm (LPS)`;
   }
 
   patient([k, j, i]) {
@@ -902,14 +930,50 @@ class Viewer {
   }
 
   describe(m, view, short = false) {
+    // Numbers as core.numbers writes them on the page (the same decimals as the page's table).
     const v = this.values(m, view);
     const u = this.h.unit;
-    const num = (x, d = 1) => (Number.isFinite(x) ? x.toFixed(d) : "–");
-    if (m.kind === "length") return `${num(v.length_mm, 2)} mm`;
-    if (m.kind === "angle") return `${num(v.angle_deg)}°`;
-    if (m.kind === "point") return `${Number.isFinite(v.value) ? fmt(v.value) : "–"} ${u}`;
-    if (short) return `${num(v.mean)} ± ${num(v.sd)} ${u}, ${num(v.area_mm2)} mm²`;
-    return `mean ${num(v.mean)} ${u}, SD ${num(v.sd)}, min ${num(v.min, 0)}, max ${num(v.max, 0)}, ${num(v.area_mm2)} mm²`;
+    if (m.kind === "length") return `${decimal(v.length_mm)} mm`;
+    if (m.kind === "angle") return `${decimal(v.angle_deg, 1)}°`;
+    if (m.kind === "point") return `${decimal(v.value)} ${u}`;
+    const [mean, sd, area] = [decimal(v.mean, 1), decimal(v.sd, 1), decimal(v.area_mm2, 1)];
+    if (short) return `${mean} ± ${sd} ${u}, ${area} mm²`;
+    return `mean ${mean} ${u}, SD ${sd} ${u}, min ${decimal(v.min, 1)} ${u}, max ${decimal(v.max, 1)} ${u}, ${area} mm²`;
+  }
+
+  placeTag(view, tag, [sx, sy], placed) {
+    // Beside the last point, inside the view (to the left or above it when there is no room), and
+    // below (else above) the tags already placed that it would cover.
+    const W = view.stage.clientWidth;
+    const H = view.stage.clientHeight;
+    const [w, h, gap, m] = [tag.offsetWidth, tag.offsetHeight, 6, 2];
+    let x = sx + gap;
+    let y0 = sy + gap;
+    if (!W || !H || sx < 0 || sy < 0 || sx > W || sy > H) {
+      // A hidden view, or a point zoomed out of sight: beside it, clipped with it.
+      Object.assign(tag.style, { left: `${x}px`, top: `${y0}px` });
+      return;
+    }
+    if (x + w > W - m) x = sx - gap - w;
+    x = Math.max(m, Math.min(x, W - m - w));
+    if (y0 + h > H - m) y0 = sy - gap - h;
+    y0 = Math.max(m, Math.min(y0, H - m - h));
+    const hit = (y) => placed.find((r) => x < r.x + r.w && r.x < x + w && y < r.y + r.h && r.y < y + h);
+    const slide = (down) => {
+      let y = y0;
+      for (let i = 0; i <= placed.length; i++) {
+        const r = hit(y);
+        if (!r) return y;
+        y = down ? r.y + r.h + 1 : r.y - h - 1;
+        if (y < m || y + h > H - m) return null;
+      }
+      return null;
+    };
+    let y = slide(true);
+    if (y === null) y = slide(false);
+    if (y === null) y = y0;
+    placed.push({ x, y, w, h });
+    Object.assign(tag.style, { left: `${x}px`, top: `${y}px` });
   }
 
   drawMarks(view) {
@@ -917,6 +981,7 @@ class Viewer {
     view.marks.replaceChildren();
     view.tags.replaceChildren();
     const d = (p) => [p[1] + 0.5, (view.flip ? view.rows - 1 - p[0] : p[0]) + 0.5];
+    let placed = null; // the tags placed so far, after the view's letters (which they avoid too)
     for (const m of this.shown(view)) {
       const sel = m.id === this.selected;
       const color = sel ? "#ffd166" : "#4cc9f0";
@@ -936,12 +1001,18 @@ class Viewer {
         svgEl("line", { x1: x, y1: y, x2: x, y2: y, stroke: color, "stroke-width": m.kind === "point" ? 7 : 6,
           "stroke-linecap": "round", "vector-effect": "non-scaling-stroke" }, g);
       }
-      const [sx, sy] = this.toScreen(view, m.points[m.points.length - 1]);
       const tag = el("span", "hf-tag", view.tags);
       tag.textContent = (m.label ? `${m.label}: ` : "") + this.describe(m, view, true);
-      tag.style.left = `${sx + 6}px`;
-      tag.style.top = `${sy + 6}px`;
+      tag.dataset.id = m.id;
       if (sel) tag.classList.add("hf-selected");
+      if (!placed) {
+        const r = view.stage.getBoundingClientRect();
+        placed = [...view.stage.querySelectorAll(".hf-letter")].map((letter) => {
+          const b = letter.getBoundingClientRect();
+          return { x: b.left - r.left, y: b.top - r.top, w: b.width, h: b.height };
+        });
+      }
+      this.placeTag(view, tag, this.toScreen(view, m.points[m.points.length - 1]), placed);
     }
   }
 
@@ -965,14 +1036,15 @@ class Viewer {
     const head = el("tr", "", el("thead", "", table));
     for (const t of ["Measurement", "Label", "View", "Slice", "Values", ""]) el("th", "", head).textContent = t;
     const body = el("tbody", "", table);
+    const names = measurementNames(this.measurements);
     this.measurements.forEach((m, n) => {
       const view = this.views[m.axis];
       const tr = el("tr", m.id === this.selected ? "hf-selected" : "", body);
       tr.dataset.id = m.id;
-      el("td", "", tr).textContent = `${KIND_NAMES[m.kind]} ${n + 1}`;
+      el("td", "", tr).textContent = names[n];
       const label = el("input", "hf-label-input", el("td", "", tr));
       Object.assign(label, { type: "text", value: m.label || "", maxLength: 80, placeholder: "name it" });
-      label.setAttribute("aria-label", `Label of ${KIND_NAMES[m.kind]} ${n + 1}`);
+      label.setAttribute("aria-label", `Label of ${names[n]}`);
       label.addEventListener("click", (e) => e.stopPropagation());
       label.addEventListener("change", () => {
         m.label = label.value.slice(0, 80);
@@ -984,7 +1056,7 @@ class Viewer {
       const del = el("button", "hf-button hf-delete", el("td", "", tr));
       del.type = "button";
       del.textContent = "Delete";
-      del.setAttribute("aria-label", `Delete ${KIND_NAMES[m.kind]} ${n + 1}`);
+      del.setAttribute("aria-label", `Delete ${names[n]}`);
       del.addEventListener("click", (e) => {
         e.stopPropagation();
         this.deleteMeasurement(m.id);
@@ -1074,4 +1146,4 @@ export default function (component) {
   if (!host.__viewer) host.__viewer = new Viewer(host);
   if (data && data.byteLength) host.__viewer.receive(data, setStateValue);
 }
-export { windowValue, rint, regionStats, angleDeg, wheelPixels };
+export { windowValue, rint, regionStats, angleDeg, wheelPixels, decimal };

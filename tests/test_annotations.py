@@ -10,7 +10,15 @@ import numpy as np
 import pytest
 
 from core import Volume
-from core.annotations import VALUE_KEYS, Measurement, measure, measurements_csv, region_mask
+from core.annotations import (
+    VALUE_KEYS,
+    Measurement,
+    measure,
+    measurement_names,
+    measurements_csv,
+    region_mask,
+    value_columns,
+)
 
 
 def _vol(shape=(6, 20, 30), spacing=(3.0, 0.5, 0.8), **kw) -> Volume:
@@ -115,11 +123,25 @@ class TestCsv:
         ms = [Measurement("length", 1, 3, ((0.0, 0.0), (4.0, 0.0)), label="aorta"),
               Measurement("rectangle", 0, 2, ((4.0, 4.0), (4.0, 5.0)))]
         rows = list(csv.DictReader(io.StringIO(measurements_csv(vol, ms).decode("utf-8"))))
-        assert [r["Measurement"] for r in rows] == ["Length 1", "Rectangle 2"]
+        assert [r["Measurement"] for r in rows] == ["Length 1", "Rectangle 1"]  # numbered within their kind
         assert (rows[0]["View"], rows[0]["Slice"], rows[0]["Label"]) == ("Coronal", "4", "aorta")
-        assert float(rows[0]["Length (mm)"]) == 12.0 and rows[0]["Mean"] == ""
-        assert (rows[1]["View"], rows[1]["Slice"], rows[1]["Voxels"], rows[1]["Mean"]) == ("Axial", "3", "2", "2044.5")
+        assert float(rows[0]["Length (mm)"]) == 12.0 and rows[0]["Mean (HU)"] == ""
+        assert (rows[1]["View"], rows[1]["Slice"], rows[1]["Voxels"], rows[1]["Mean (HU)"]) == (
+            "Axial", "3", "2", "2044.5")
         assert rows[1]["Length (mm)"] == ""
+
+    def test_values_in_modality_units_say_their_unit(self):
+        header = next(csv.reader(io.StringIO(measurements_csv(_vol(), []).decode("utf-8"))))
+        assert header == ["Measurement", "View", "Slice", "Label", "Length (mm)", "Angle (degrees)", "Value (HU)",
+                          "x (mm, LPS)", "y (mm, LPS)", "z (mm, LPS)", "Mean (HU)", "SD (HU)", "Min (HU)",
+                          "Max (HU)", "Area (mm²)", "Voxels"]
+        assert value_columns("")["mean"] == "Mean (stored units)"
+
+    def test_names_are_numbered_within_their_kind(self):
+        pts2 = ((0.0, 0.0), (1.0, 1.0))
+        ms = [Measurement("length", 0, 0, pts2), Measurement("length", 0, 0, pts2),
+              Measurement("angle", 0, 0, (*pts2, (2.0, 0.0))), Measurement("ellipse", 0, 0, pts2)]
+        assert measurement_names(ms) == ["Length 1", "Length 2", "Angle 1", "Ellipse 1"]
 
     def test_value_keys_are_what_measure_gives(self):
         vol = _vol()

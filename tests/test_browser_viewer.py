@@ -19,6 +19,7 @@ import pytest
 
 from core import Volume
 from core.annotations import Measurement, measure, region_mask
+from core.numbers import decimal
 from core.overlay import LabelMap
 from core.windowing import window
 from dashboard.mpr_view import new_sync, payload
@@ -48,6 +49,7 @@ async ([src, css]) => {
     mod.default({data: bytes, parentElement: host, setStateValue: (k, v) => window.__states.push(v)});
   };
   window.__viewer = () => host.__viewer;
+  window.__decimal = mod.decimal;
 }
 """
 
@@ -247,7 +249,7 @@ def test_a_length_reads_its_distance_in_mm_on_each_view(page, axis):
     assert shown == pytest.approx(exact, rel=1e-12)  # the browser's figure is Python's on the same points
     assert shown == pytest.approx(known, abs=math.hypot(tol[0] * row_mm, tol[1] * col_mm) * 2)
     tag = page.locator(_q(axis, ".hf-tag")).inner_text()
-    assert tag == f"{shown:.2f} mm"
+    assert tag == f"{decimal(shown)} mm"  # core.numbers: "120 mm", not "120.00 mm"
     # The length stays on its slice: another slice does not show it.
     page.locator(_q(axis, ".hf-stage")).focus()
     page.keyboard.press("ArrowDown")
@@ -270,6 +272,11 @@ def test_ellipse_statistics_equal_numpy_on_the_same_pixels(page):
     assert got["mean"] == pytest.approx(values.mean(), rel=1e-12)
     assert got["sd"] == pytest.approx(values.std(), rel=1e-9)
     assert got["area_mm2"] == pytest.approx(values.size * 3.0 * 0.8)
+    # Listed under the views with every statistic's unit, numbers as core.numbers writes them.
+    assert page.locator(".hf-values").inner_text() == (
+        f"mean {decimal(got['mean'], places=1)} HU, SD {decimal(got['sd'], places=1)} HU, "
+        f"min {decimal(got['min'], places=1)} HU, max {decimal(got['max'], places=1)} HU, "
+        f"{decimal(got['area_mm2'], places=1)} mm²")
     # Move it by a handle, then delete it with the Delete key.
     _drag(page, vol, 1, m["points"][1], (17.0, 33.0))
     (moved,) = _measurements(page)
@@ -412,3 +419,86 @@ def test_roi_statistics_in_the_browser_leave_padding_out(page):
     assert page.locator(_q(1, ".hf-probe")).inner_text() == "outside the scan"
     page.mouse.move(*_screen(page, vol, 1, 5, 30))
     assert page.locator(_q(1, ".hf-probe")).inner_text() == f"{vol.voxels[5, 20, 30]} HU"
+
+
+def test_numbers_are_written_as_core_numbers_writes_them(page):
+    page.set_content("<html><head></head><body></body></html>")
+    page.evaluate(HARNESS, [JS, CSS])
+    cases = [(0.9765625, 3), (1.0, 3), (2.5, 0), (3.5, 0), (-2.5, 0), (0.0625, 3), (75.25, 1), (-75.25, 1),
+             (0.125, 2), (1.0005, 3), (-0.0004, 3), (143.36, 3), (120.0, 3), (-72.05, 1), (331.766, 1), (0.0, 1),
+             (1701.28, 1), (float("nan"), 1), (float("inf"), 3)]
+    got = page.evaluate("(cases) => cases.map(([v, p]) => window.__decimal(v === null ? NaN : v, p))",
+                        [[None if math.isnan(v) else v, p] for v, p in cases])
+    assert got == [decimal(v, places=p) for v, p in cases]
+
+
+def _rect(page, selector: str) -> dict:
+    return page.locator(selector).bounding_box()
+
+
+def _overlap(a: dict, b: dict) -> bool:
+    return (a["x"] < b["x"] + b["width"] and b["x"] < a["x"] + a["width"]
+            and a["y"] < b["y"] + b["height"] and b["y"] < a["y"] + a["height"])
+
+
+def test_value_tags_stay_inside_the_view_and_do_not_cover_each_other(page):
+    vol = _volume()  # axial plane 40 x 50, about 390 x 195 page pixels
+    _mount(page, vol)
+    _tool(page, "ellipse")
+    _drag(page, vol, 0, (5.0, 30.0), (15.0, 48.0))  # its last point near the right edge
+    _tool(page, "rectangle")
+    _drag(page, vol, 0, (6.0, 20.0), (16.0, 46.0))  # its tag would start on the ellipse's
+    _tool(page, "length")
+    _drag(page, vol, 0, (20.0, 10.0), (38.0, 3.0))  # near the bottom left corner
+    _tool(page, "ellipse")
+    _drag(page, vol, 0, (24.0, 30.0), (37.0, 49.0))  # the bottom right corner
+    assert len(_measurements(page)) == 4
+    page.wait_for_function("(sel) => document.querySelectorAll(sel).length === 4", arg=_q(0, ".hf-tag"))
+    stage = _rect(page, _q(0, ".hf-stage"))
+    tags = [page.locator(_q(0, ".hf-tag")).nth(n).bounding_box() for n in range(4)]
+    for t in tags:
+        assert stage["x"] <= t["x"] and t["x"] + t["width"] <= stage["x"] + stage["width"], (t, stage)
+        assert stage["y"] <= t["y"] and t["y"] + t["height"] <= stage["y"] + stage["height"], (t, stage)
+    for a in range(4):
+        for b in range(a + 1, 4):
+            assert not _overlap(tags[a], tags[b]), (a, b, tags[a], tags[b])
+        for edge in ("top", "bottom", "left", "right"):  # nor the view's letters
+            assert not _overlap(tags[a], _rect(page, _q(0, f".hf-{edge}"))), (a, edge)
+    # Numbered within their kind, as the page's table names them.
+    names = page.locator(".hf-table tbody tr td:first-child").all_inner_texts()
+    assert names == ["Ellipse 1", "Rectangle 1", "Length 1", "Ellipse 2"]
+
+
+@pytest.mark.parametrize("width", [1200, 760, 520])
+def test_pointer_readouts_do_not_cover_the_letters(page, width):
+    # Patient positions with long readouts: "x -172.2, y -172.2, z -1000 mm (LPS)".
+    positions = np.array([[-172.25, -172.25, -1000.0 - 3 * k] for k in range(20)])
+    vol = Volume(voxels=_volume().voxels, spacing=(3.0, 0.5, 0.8), series_uid="1.2.3", modality="CT", units="HU",
+                 positions=positions)
+    _mount(page, vol)
+    page.evaluate("(w) => { document.querySelector('.hf-root').style.width = w + 'px'; }", width)
+    for layout in ("all", "0"):
+        page.locator('select[aria-label="Layout"]').select_option(layout)
+        for axis in (0, 1, 2) if layout == "all" else (0,):
+            page.mouse.move(*_screen(page, vol, axis, 1, 1))
+            page.locator(_q(axis, ".hf-pos")).wait_for()
+            assert page.locator(_q(axis, ".hf-pos")).inner_text().startswith("x -")
+            stage = _rect(page, _q(axis, ".hf-stage"))
+            probe, pos = _rect(page, _q(axis, ".hf-probe")), _rect(page, _q(axis, ".hf-pos"))
+            assert not _overlap(probe, pos)
+            for edge in ("top", "bottom", "left", "right"):
+                letter = _rect(page, _q(axis, f".hf-{edge}"))
+                assert not _overlap(letter, probe) and not _overlap(letter, pos), (layout, axis, edge)
+            for r in (probe, pos):
+                assert stage["x"] <= r["x"] and r["x"] + r["width"] <= stage["x"] + stage["width"] + 0.5
+
+
+def test_the_pointer_value_of_a_float_volume_reads_as_the_page_writes_it(page):
+    vox = np.full((6, 20, 30), 1.23456, np.float32)
+    vol = Volume(voxels=vox, spacing=(3.0, 0.5, 0.8), series_uid="1.2.4", modality="MR", units="")
+    _mount(page, vol)
+    page.mouse.move(*_screen(page, vol, 0, 5, 5))
+    # dashboard.explorer.point_ui writes decimal(value): "1.235", not "1.2".
+    expect_text = f"{decimal(float(np.float32(1.23456)))} "
+    page.wait_for_function("(sel) => document.querySelector(sel).textContent !== ''", arg=_q(0, ".hf-probe"))
+    assert page.locator(_q(0, ".hf-probe")).inner_text().startswith(expect_text)

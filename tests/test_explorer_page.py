@@ -186,6 +186,7 @@ def test_slab_and_colormap(at):
     assert header["render"] == ["4minip", "7minip", "7minip"]
     assert header["slab"][0] == "MinIP 10 mm"
     np.testing.assert_array_equal(planes[(0, 60, "4minip")], slab(sample_ct().voxels, 0, 60, width=4, mode="minip"))
+    assert at.selectbox(key="explorer_cmap").options == ["Grey", "Inverted grey", "Viridis"]  # shown capitalised
     at.selectbox(key="explorer_cmap").set_value("viridis").run()
     assert not at.exception
     assert _payload(at)[0]["cmap"][3 * 255:] == [253, 231, 37]  # viridis ends in yellow (OpenCV's table)
@@ -332,17 +333,24 @@ def test_measurements_from_the_views_are_listed_with_exact_values_and_kept_acros
     _browser_view(at, 1, (60, 128, 128), 40, 400, measurements=ms)
     assert not at.exception
     table = next(df.value for df in at.dataframe if "Measurement" in df.value.columns)
-    assert list(table["Measurement"]) == ["Rectangle 1", "Length 2", "Angle 3", "Point 4"]
+    assert list(table["Measurement"]) == ["Rectangle 1", "Length 1", "Angle 1", "Point 1"]  # numbered per kind
     assert list(table["Slice"]) == [76, 129, 61, 101]  # counted from 1
     assert list(table["View"]) == ["Axial", "Coronal", "Axial", "Sagittal"]
-    rect = table.iloc[0]
-    assert rect["Voxels"] == 64 and rect["Area (mm²)"] == round(64 * 1.4 * 1.4, 1)
-    assert abs(rect["Mean (HU)"] - TISSUE_HU["lung"]) < 5
-    assert table.iloc[1]["Length (mm)"] == pytest.approx(50.0)
-    assert table.iloc[2]["Angle (degrees)"] == pytest.approx(90.0)
     from core import sample_ct
+    from core.annotations import Measurement, measure
+    from core.numbers import decimal
 
-    assert table.iloc[3]["Value (HU)"] == sample_ct().voxels[50, 61, 100]
+    rect = table.iloc[0]
+    exact = measure(sample_ct(), Measurement("rectangle", 0, 75, tuple(map(tuple, ms[0]["points"]))))
+    assert rect["Voxels"] == "64" and rect["Area (mm²)"] == decimal(64 * 1.4 * 1.4, places=1)
+    assert rect["Mean (HU)"] == decimal(exact["mean"], places=1) and abs(exact["mean"] - TISSUE_HU["lung"]) < 5
+    assert table.iloc[1]["Length (mm)"] == "50"  # core.numbers: no trailing zeros
+    assert table.iloc[2]["Angle (degrees)"] == "90"
+    assert table.iloc[3]["Value (HU)"] == decimal(sample_ct().voxels[50, 61, 100])
+    # Cells a kind has no value for are blank (not "None" or "nan").
+    assert table.iloc[1]["Mean (HU)"] == "" and table.iloc[0]["Length (mm)"] == ""
+    assert not table.isna().any().any()
+    assert not table.astype(str).isin(["None", "nan", "NaN"]).any().any()
     store = at.session_state["explorer_mpr_store"]
     (entry,) = store.values()
     assert [m.id for m in entry["measurements"]] == ["a", "b", "c", "d"]
@@ -361,9 +369,9 @@ def test_the_histogram_scope_is_the_last_roi_drawn(at):
     ms = [_lung_rectangle(r0, c0)]
     _browser_view(at, 1, (60, 128, 128), 40, 400, measurements=ms)
     at.switch_page("pages/2_HU_histogram.py").run()
-    at.radio(key="histogram_scope").set_value("Explorer ROI box").run()
+    at.radio(key="histogram_scope").set_value("Explorer ROI").run()
     assert not at.exception
-    assert "No ROI box yet" not in "".join(i.value for i in at.info)
+    assert "No ROI yet" not in "".join(i.value for i in at.info)
 
 
 def test_delete_all_and_a_stale_list_from_the_browser_does_not_undo_it(at):

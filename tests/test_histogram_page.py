@@ -11,6 +11,7 @@ from scipy import ndimage
 
 from core import LABELS, sample_ct, sample_labels
 from core.histogram import hu_histogram, value_counts
+from core.numbers import decimal
 from core.sample import LUNG_LABELS
 from dashboard.histogram_ui import figure
 from tests.helpers import page_test, table_with
@@ -57,8 +58,8 @@ def test_slice_and_slab_scopes(at, scope, expected):
 
 
 def test_roi_scope_uses_the_explorer_box(at):
-    at.radio(key="histogram_scope").set_value("Explorer ROI box").run()
-    assert any("No ROI box yet" in i.value for i in at.info)
+    at.radio(key="histogram_scope").set_value("Explorer ROI").run()
+    assert any("No ROI yet" in i.value for i in at.info)
     from core.annotations import Measurement
 
     key = at.session_state["study"].volumes[0].key  # a rectangle drawn on the explorer's axial slice 60:
@@ -67,6 +68,31 @@ def test_roi_scope_uses_the_explorer_box(at):
     at.run()
     assert not at.exception
     assert _caption(at).startswith("50 voxels counted")
+    assert "Explorer rectangle on axial slice 61: the pixels the explorer measures." in [c.value for c in at.caption]
+
+
+def test_roi_scope_of_an_ellipse_counts_the_ellipse_as_the_explorer_does(at):
+    from core.annotations import Measurement, measure, region_mask
+
+    vol = at.session_state["study"].volumes[0]
+    # Selected: the ellipse (not the rectangle drawn after it), on the coronal slice 129, over padding too.
+    ellipse = Measurement("ellipse", 1, 128, ((40.3, 0.2), (80.6, 60.9)), id="e")
+    rect = Measurement("rectangle", 0, 60, ((100.0, 120.0), (109.0, 124.0)), id="r")
+    at.session_state["explorer_mpr_store"] = {vol.key: {"measurements": [ellipse, rect], "ui": {}, "selected": "e"}}
+    at.radio(key="histogram_scope").set_value("Explorer ROI").run()
+    assert not at.exception
+    assert "Explorer ellipse on coronal slice 129: the pixels the explorer measures." in [c.value for c in at.caption]
+    exact = measure(vol, ellipse)
+    inside = region_mask("ellipse", ellipse.points, (vol.shape[0], vol.shape[2]))
+    box = int(np.ptp(np.flatnonzero(inside.any(1))) + 1) * int(np.ptp(np.flatnonzero(inside.any(0))) + 1)
+    assert exact["n"] < box  # the box around it would count more
+    pad = vol.padding_plane(1, 128)
+    n_pad = int((inside & pad).sum())
+    assert n_pad > 0
+    assert _caption(at) == (f"{int(exact['n']):,} voxels counted; {n_pad:,} padding voxels (outside the scan "
+                            "circle) left out.")
+    stats = table_with(at, "Statistic")
+    assert stats.loc[stats["Statistic"] == "Mean", "Value"].item() == f"{decimal(exact['mean'], places=1)} HU"
 
 
 def test_bins_range_and_classic(at):
