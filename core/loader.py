@@ -787,7 +787,7 @@ class _Load:
         """Keep a DICOM SEG's bytes (True), or say nothing (False: not a segmentation)."""
         from core.overlay import SEG_SOP_CLASSES
 
-        if str(header.dataset.get("SOPClassUID", "")) not in SEG_SOP_CLASSES:
+        if str(lenient(header.dataset, "SOPClassUID", "") or "") not in SEG_SOP_CLASSES:
             return False
         kept = sum(len(data) for _, data in self.segmentations)
         if kept + entry.size > MAX_SEGMENTATION_BYTES:
