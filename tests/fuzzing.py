@@ -3,13 +3,19 @@ benchmarks/fuzz_loader.py).
 
 Valid files of every kind the loader reads (uncompressed CT in explicit and implicit VR and big
 endian, RLE, JPEG 2000 and JPEG-LS CT, an enhanced multi-frame CT, nested sequences, a deflated
-file, pydicom's own example files, zips holding several) are parsed once into their elements
+file, RGB in both planar configurations, YBR_FULL_422 (JPEG baseline and native), a PALETTE
+COLOR image with segmented palettes, a colour loop of 5 frames, a MONOCHROME1 CR projection with
+a VOI LUT, a secondary capture without position, pydicom's own example files, zips holding
+several) are parsed once into their elements
 (offsets of tags, VRs, length fields and values, items and fragments, nesting). A case is one
 mutation of one of them, a pure function of ``(seed, index)``: bit flips, a cut at an element
 boundary, a length field rewritten, an element duplicated, deleted or moved, a VR swapped
 (to valid and invalid VRs), a value replaced by an extreme, a stray item tag, the file meta group
-length or the transfer syntax changed. Lengths of the enclosing items, sequences and file meta
-group are fixed up where the mutation means to keep the structure valid.
+length or the transfer syntax changed, the fields of colour images, loops and projections set
+to hurtful values (palettes that expand enormously or loop, 32-bit colour, odd planar
+configurations and columns, huge frame counts, Frame Time 0, negative, NaN or 1e308). Lengths of the enclosing
+items, sequences and file meta group are fixed up where the mutation means to keep the structure
+valid.
 
 `check_case` runs ``load_series`` on the mutated file together with one good file and returns
 what is wrong, as `Finding`\\ s: an exception escaping, an input not accounted for, the good
