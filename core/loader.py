@@ -849,7 +849,12 @@ class _Load:
             header = headers[i]
             live = [(fr, canvas, k) for fr, v, k in slots[i] if (canvas := canvases[v]) is not None]
             if live:
+                before = len(self.skipped)
                 self._decode_file(i, header, live)
+                added = self.skipped[before:]
+                if len(added) == len(live) > 1 and len({reason for _, reason in added}) == 1:
+                    # Every frame failed for one reason: the file is what is bad, and costs one line.
+                    self.skipped[before:] = [(header.name, added[0][1])]
             self.tick()
             self.finished(i)
 

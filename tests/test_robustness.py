@@ -530,6 +530,17 @@ class TestColourFuzzFindings:
                                            "data holds 1 fragment")]
         assert _good_loaded(res)
 
+    def test_a_file_whose_every_frame_fails_alike_is_one_line(self):
+        # A colour loop of 5 frames whose transfer syntax is emptied: 5 identical lines, now one.
+        from tests.fuzzing import check_case, make_case
+
+        case = make_case(3, 160, label="colour_loop_5_frames", mutator="syntax")
+        assert case.description == "transfer syntax set to ''"
+        assert check_case(case) == []
+        res = _load((case.name, case.data))
+        assert res.skipped == [("case.dcm", "pixel data could not be decoded (Explicit VR Little Endian): the pixel "
+                                            "values are damaged or do not match what the header describes")]
+
     def test_sop_class_of_the_wrong_value_representation(self):
         # (0008,0016) re-encoded as FL (26 bytes, not a multiple of 4): the check for a SEG raised.
         data = bytearray(ct_slice(np.arange(16, dtype=np.int16).reshape(4, 4), position=(0, 0, 0), series_uid="7.3"))
