@@ -554,8 +554,12 @@ def _check_fragments_hold_frames(p: _Parsed, fmt: _Format, file_size: int | None
     while fragments < fmt.n_frames:
         item = data[pos:pos + 8]
         if len(item) < 8:
-            if file_size is not None:  # the beginning of the file only: the whole file decides
-                raise SkipFile("truncated: the compressed (7FE0,0010) Pixel Data is not all here")
+            if file_size is not None and file_size > len(data):
+                # The beginning of the file only: the rest holds at most one fragment per 8 bytes.
+                if fragments + max(0, file_size - pos) // 8 >= fmt.n_frames:
+                    return
+                raise SkipFile(f"damaged: (0028,0008) Number of Frames says {fmt.n_frames}, the file is too small "
+                               "for as many compressed frames")
             break
         if item[:4] != b"\xfe\xff\x00\xe0":  # the sequence delimiter, or damage
             break

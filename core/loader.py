@@ -851,10 +851,7 @@ class _Load:
             if live:
                 before = len(self.skipped)
                 self._decode_file(i, header, live)
-                added = self.skipped[before:]
-                if len(added) == len(live) > 1 and len({reason for _, reason in added}) == 1:
-                    # Every frame failed for one reason: the file is what is bad, and costs one line.
-                    self.skipped[before:] = [(header.name, added[0][1])]
+                self.skipped[before:] = _one_line_per_reason(self.skipped[before:], header.name, live)
             self.tick()
             self.finished(i)
 
@@ -1036,6 +1033,31 @@ def _maybe_deflated(entry: Any) -> bool:
         _reraise_interrupts(exc)
         return False
     return b"1.2.840.10008.1.2.1.99" in head
+
+
+def _one_line_per_reason(lines: list[tuple[str, str]], name: str,
+                         slots: list[tuple[FrameInfo, Any, int]]) -> list[tuple[str, str]]:
+    """One file's skipped lines with frames failing for the same reason told once: by the file's
+    name when every frame failed alike, else as "name [frames 31 to 1000]" (a file saying 1,000
+    frames of which 30 are there costs one line, not 970)."""
+    if len(lines) < 2:
+        return lines
+    if len(lines) == len(slots) and len({reason for _, reason in lines}) == 1:
+        return [(name, lines[0][1])]
+    number = {fr.name: (fr.frame or 0) + 1 for fr, _, _ in slots}
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for line_name, reason in lines:
+        by_reason[reason].append(line_name)
+    out: list[tuple[str, str]] = []
+    for reason, names in by_reason.items():
+        frames = sorted(number[n] for n in names if n in number)
+        if len(names) == 1 or len(frames) != len(names):
+            out.extend((n, reason) for n in names)
+        elif frames[-1] - frames[0] + 1 == len(frames):
+            out.append((f"{name} [frames {frames[0]} to {frames[-1]}]", reason))
+        else:
+            out.append((f"{name} [{len(frames)} frames from {frames[0]} to {frames[-1]}]", reason))
+    return out
 
 
 def _decode_reason(exc: BaseException, header: FileHeader) -> str:

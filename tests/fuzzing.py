@@ -1418,7 +1418,7 @@ def _where(exc: BaseException) -> str:
 
 
 def _accounted(expected: str, names: set[str]) -> bool:
-    return any(n == expected or n.startswith((expected + " [frame ", expected + "/")) for n in names)
+    return any(n == expected or n.startswith((expected + " [", expected + "/")) for n in names)
 
 
 class _PeakRSS:
@@ -1515,12 +1515,11 @@ def check_case(case: Case, *, slow_seconds: float = SLOW_SECONDS, max_peak: int 
         findings.append(Finding("the good file did not load", case, reason[:200]))
     elif good[0].voxels.shape != good_voxels.shape or not np.array_equal(good[0].voxels, good_voxels):
         findings.append(Finding("the good file loaded with wrong voxels", case, f"shape {good[0].voxels.shape}"))
-    in_volumes = {n.split(" [frame ")[0] for v in result.volumes for n in v.source_names}
     by_input: dict[str, list[str]] = {}
     for name, reason in result.skipped:
-        by_input.setdefault(name.split(" [frame ")[0], []).append(reason)
-    for name, reasons in by_input.items():
-        if len(reasons) > 1 and len(set(reasons)) == 1 and name not in in_volumes:
+        by_input.setdefault(name.split(" [")[0], []).append(reason)
+    for reasons in by_input.values():
+        if len(reasons) > len(set(reasons)):
             findings.append(Finding("one bad input costs several identical skipped lines", case,
                                     f"{len(reasons)} x {reasons[0][:200]}"))
     for _name, reason in result.skipped:

@@ -541,6 +541,22 @@ class TestColourFuzzFindings:
         assert res.skipped == [("case.dcm", "pixel data could not be decoded (Explicit VR Little Endian): the pixel "
                                             "values are damaged or do not match what the header describes")]
 
+    def test_frames_failing_alike_beside_good_ones_are_one_line(self, tmp_path):
+        # pydicom's 30-frame JPEG loop saying 40 frames, read from disk (its first 64 KiB decide the
+        # header, too few to count the fragments): the 30 load, the 10 missing cost one line.
+        from pydicom.data import get_testdata_file
+
+        ds = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm"))
+        ds.NumberOfFrames = 40
+        ds.save_as(tmp_path / "us.dcm")
+        res = load_series([tmp_path / "us.dcm"])
+        vol, = res.volumes
+        assert vol.shape == (30, 240, 320)
+        assert vol.warnings == ["10 frames of this loop could not be decoded and are left out."]
+        assert res.skipped == [("us.dcm [frames 31 to 40]", "pixel data could not be decoded (JPEG Baseline "
+                                "(Process 1)): the compressed data looks damaged or uses a variant the decoders "
+                                "do not support")]
+
     def test_sop_class_of_the_wrong_value_representation(self):
         # (0008,0016) re-encoded as FL (26 bytes, not a multiple of 4): the check for a SEG raised.
         data = bytearray(ct_slice(np.arange(16, dtype=np.int16).reshape(4, 4), position=(0, 0, 0), series_uid="7.3"))
