@@ -542,6 +542,34 @@ def _native_pixel_offset(p: _Parsed, fmt: _Format, file_size: int | None) -> int
     return start
 
 
+def _check_fragments_hold_frames(p: _Parsed, fmt: _Format, file_size: int | None) -> None:
+    """Raise SkipFile when compressed pixel data holds fewer fragments than (0028,0008) Number of
+    Frames says frames (each frame needs one fragment at least), before one FrameInfo per frame is
+    made: a small file saying 100,000 frames is one line, not 100,000 decoding attempts."""
+    if fmt.n_frames <= 1:
+        return
+    data = p.data
+    pos = p.offset + (8 if p.implicit_vr else 12)
+    fragments = -1  # the first item is the Basic Offset Table
+    while fragments < fmt.n_frames:
+        item = data[pos:pos + 8]
+        if len(item) < 8:
+            if file_size is not None and file_size > len(data):
+                # The beginning of the file only: the rest holds at most one fragment per 8 bytes.
+                if fragments + max(0, file_size - pos) // 8 >= fmt.n_frames:
+                    return
+                raise SkipFile(f"damaged: (0028,0008) Number of Frames says {fmt.n_frames}, the file is too small "
+                               "for as many compressed frames")
+            break
+        if item[:4] != b"\xfe\xff\x00\xe0":  # the sequence delimiter, or damage
+            break
+        fragments += 1
+        pos += 8 + int.from_bytes(item[4:], "little")
+    if fragments < fmt.n_frames:
+        raise SkipFile(f"damaged: (0028,0008) Number of Frames says {fmt.n_frames}, the compressed pixel data holds "
+                       f"{max(fragments, 0)} {'fragment' if fragments == 1 else 'fragments'}")
+
+
 # ---------------------------------------------------------------------------------------
 # Step 4: one FrameInfo per frame
 # ---------------------------------------------------------------------------------------
@@ -740,6 +768,8 @@ def read_header(
         pixel_offset = _native_pixel_offset(p, fmt, file_size)
     elif len(p.data) - p.offset < 16:
         raise SkipFile("truncated: the compressed (7FE0,0010) Pixel Data is missing")
+    else:
+        _check_fragments_hold_frames(p, fmt, file_size)
     frames = _frames(ds, fmt, entry=entry, name=name)
     _drop_large_elements(ds)
     padding_value, padding_limit = _padding(ds)

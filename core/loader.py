@@ -787,7 +787,7 @@ class _Load:
         """Keep a DICOM SEG's bytes (True), or say nothing (False: not a segmentation)."""
         from core.overlay import SEG_SOP_CLASSES
 
-        if str(lenient(header.dataset, "SOPClassUID", "")) not in SEG_SOP_CLASSES:  # a damaged value: not a SEG
+        if str(lenient(header.dataset, "SOPClassUID", "") or "") not in SEG_SOP_CLASSES:
             return False
         kept = sum(len(data) for _, data in self.segmentations)
         if kept + entry.size > MAX_SEGMENTATION_BYTES:
@@ -849,7 +849,9 @@ class _Load:
             header = headers[i]
             live = [(fr, canvas, k) for fr, v, k in slots[i] if (canvas := canvases[v]) is not None]
             if live:
+                before = len(self.skipped)
                 self._decode_file(i, header, live)
+                self.skipped[before:] = _one_line_per_reason(self.skipped[before:], header.name, live)
             self.tick()
             self.finished(i)
 
@@ -1031,6 +1033,31 @@ def _maybe_deflated(entry: Any) -> bool:
         _reraise_interrupts(exc)
         return False
     return b"1.2.840.10008.1.2.1.99" in head
+
+
+def _one_line_per_reason(lines: list[tuple[str, str]], name: str,
+                         slots: list[tuple[FrameInfo, Any, int]]) -> list[tuple[str, str]]:
+    """One file's skipped lines with frames failing for the same reason told once: by the file's
+    name when every frame failed alike, else as "name [frames 31 to 1000]" (a file saying 1,000
+    frames of which 30 are there costs one line, not 970)."""
+    if len(lines) < 2:
+        return lines
+    if len(lines) == len(slots) and len({reason for _, reason in lines}) == 1:
+        return [(name, lines[0][1])]
+    number = {fr.name: (fr.frame or 0) + 1 for fr, _, _ in slots}
+    by_reason: dict[str, list[str]] = defaultdict(list)
+    for line_name, reason in lines:
+        by_reason[reason].append(line_name)
+    out: list[tuple[str, str]] = []
+    for reason, names in by_reason.items():
+        frames = sorted(number[n] for n in names if n in number)
+        if len(names) == 1 or len(frames) != len(names):
+            out.extend((n, reason) for n in names)
+        elif frames[-1] - frames[0] + 1 == len(frames):
+            out.append((f"{name} [frames {frames[0]} to {frames[-1]}]", reason))
+        else:
+            out.append((f"{name} [{len(frames)} frames from {frames[0]} to {frames[-1]}]", reason))
+    return out
 
 
 def _decode_reason(exc: BaseException, header: FileHeader) -> str:

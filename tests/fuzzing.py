@@ -3,13 +3,19 @@ benchmarks/fuzz_loader.py).
 
 Valid files of every kind the loader reads (uncompressed CT in explicit and implicit VR and big
 endian, RLE, JPEG 2000 and JPEG-LS CT, an enhanced multi-frame CT, nested sequences, a deflated
-file, pydicom's own example files, zips holding several) are parsed once into their elements
+file, RGB in both planar configurations, YBR_FULL_422 (JPEG baseline and native), a PALETTE
+COLOR image with segmented palettes, a colour loop of 5 frames, a MONOCHROME1 CR projection with
+a VOI LUT, a secondary capture without position, pydicom's own example files, zips holding
+several) are parsed once into their elements
 (offsets of tags, VRs, length fields and values, items and fragments, nesting). A case is one
 mutation of one of them, a pure function of ``(seed, index)``: bit flips, a cut at an element
 boundary, a length field rewritten, an element duplicated, deleted or moved, a VR swapped
 (to valid and invalid VRs), a value replaced by an extreme, a stray item tag, the file meta group
-length or the transfer syntax changed. Lengths of the enclosing items, sequences and file meta
-group are fixed up where the mutation means to keep the structure valid.
+length or the transfer syntax changed, the fields of colour images, loops and projections set
+to hurtful values (palettes that expand enormously or loop, 32-bit colour, odd planar
+configurations and columns, huge frame counts, Frame Time 0, negative, NaN or 1e308). Lengths of the enclosing
+items, sequences and file meta group are fixed up where the mutation means to keep the structure
+valid.
 
 `check_case` runs ``load_series`` on the mutated file together with one good file and returns
 what is wrong, as `Finding`\\ s: an exception escaping, an input not accounted for, the good
@@ -181,6 +187,92 @@ def _enhanced_dataset():
     return ds
 
 
+def _image_dataset(pixels: np.ndarray, *, series: str, modality: str = "OT", photometric: str = "MONOCHROME2",
+                   planar: int = 0, sop_class: str = "1.2.840.10008.5.1.4.1.1.7", bits_stored: int | None = None,
+                   **extra):
+    """A file of something other than a CT slice (colour, loop, projection, capture): no position,
+    orientation or spacing unless ``extra`` gives them; fixed UIDs. ``pixels`` is (R, C) or (R, C, 3),
+    or (F, R, C[, 3]) for several frames; uint8 or uint16."""
+    from pydicom.dataset import Dataset, FileMetaDataset
+    from pydicom.uid import ExplicitVRLittleEndian
+
+    colour = photometric not in ("MONOCHROME1", "MONOCHROME2", "PALETTE COLOR")
+    frames = pixels.ndim == (4 if colour else 3)
+    sop = f"{_ROOT}.{series}.1"
+    ds = Dataset()
+    ds.file_meta = FileMetaDataset()
+    ds.file_meta.MediaStorageSOPClassUID = ds.SOPClassUID = sop_class
+    ds.file_meta.MediaStorageSOPInstanceUID = ds.SOPInstanceUID = sop
+    ds.file_meta.TransferSyntaxUID = ExplicitVRLittleEndian
+    ds.PatientName, ds.PatientID = "FUZZ^SEED", "F-1"
+    ds.StudyInstanceUID, ds.SeriesInstanceUID = f"{_ROOT}.0", f"{_ROOT}.{series}"
+    ds.Modality = modality
+    ds.SeriesDescription = "fuzz seed"
+    ds.InstanceNumber = 1
+    ds.SamplesPerPixel = 3 if colour else 1
+    ds.PhotometricInterpretation = photometric
+    if colour:
+        ds.PlanarConfiguration = planar
+    shape = pixels.shape[1:] if frames else pixels.shape
+    ds.Rows, ds.Columns = shape[0], shape[1]
+    if frames:
+        ds.NumberOfFrames = pixels.shape[0]
+    ds.BitsAllocated = pixels.dtype.itemsize * 8
+    ds.BitsStored = bits_stored or ds.BitsAllocated
+    ds.HighBit = ds.BitsStored - 1
+    ds.PixelRepresentation = 0
+    for key, value in extra.items():
+        setattr(ds, key, value)
+    data = pixels.astype(pixels.dtype.newbyteorder("<"))
+    if colour and planar == 1:  # RRR...GGG...BBB per frame
+        data = np.moveaxis(data, -1, -3)
+    ds.PixelData = np.ascontiguousarray(data).tobytes()
+    return ds
+
+
+def _colour_ramp(rows: int, cols: int, frames: int = 0) -> np.ndarray:
+    """(R, C, 3) or (F, R, C, 3) uint8 whose channels differ (so planar mix-ups show)."""
+    r = np.arange(rows * cols, dtype=np.int32).reshape(rows, cols)
+    rgb = np.stack([r * 3 % 256, r * 7 % 256, 255 - r % 256], axis=-1).astype(np.uint8)
+    return np.stack([np.roll(rgb, f, axis=1) for f in range(frames)]) if frames else rgb
+
+
+_PALETTE = {
+    # 256 entries of 16 bits; red: a discrete entry then a linear segment to 65535; green: two discrete
+    # entries, a linear segment of 126, then an indirect segment copying those two segments again;
+    # blue: constant (discrete).
+    "red": [0, 1, 0, 1, 255, 65535],
+    "green": [0, 2, 0x8000, 0x8001, 1, 126, 0x9000, 2, 2, 0, 0],
+    "blue": [0, 256] + [0xFFFF] * 256,
+}
+
+
+def _palette_dataset():
+    """A PALETTE COLOR image with segmented palettes (discrete, linear and indirect segments)."""
+    index = np.arange(256, dtype=np.uint8).reshape(16, 16)
+    extra = {}
+    for colour, words in _PALETTE.items():
+        name = colour.capitalize()
+        extra[f"{name}PaletteColorLookupTableDescriptor"] = [256, 0, 16]
+        extra[f"Segmented{name}PaletteColorLookupTableData"] = np.array(words, "<u2").tobytes()
+    return _image_dataset(index, series="20", modality="US", photometric="PALETTE COLOR",
+                          sop_class="1.2.840.10008.5.1.4.1.1.6.1", **extra)
+
+
+def _cr_dataset():
+    """A MONOCHROME1 CR projection at the detector, with a VOI LUT Sequence."""
+    from pydicom.dataset import Dataset
+    from pydicom.sequence import Sequence
+
+    item = Dataset()
+    item.LUTDescriptor = [256, 100, 12]
+    item.LUTData = np.array([i * 16 for i in range(256)], "<u2").tobytes()
+    pixels = (np.arange(12 * 10, dtype=np.uint16).reshape(12, 10) * 30) % 4096
+    return _image_dataset(pixels, series="23", modality="CR", photometric="MONOCHROME1", bits_stored=12,
+                          sop_class="1.2.840.10008.5.1.4.1.1.1", ImagerPixelSpacing=[0.2, 0.15],
+                          VOILUTSequence=Sequence([item]), WindowCenter="300", WindowWidth="400")
+
+
 def _zip(members: list[tuple[str, bytes]], compression: int = zipfile.ZIP_DEFLATED) -> bytes:
     buf = io.BytesIO()
     with zipfile.ZipFile(buf, "w", compression=compression) as zf:
@@ -248,8 +340,19 @@ def seeds() -> dict[str, Seed]:
     ds.file_meta.TransferSyntaxUID = ImplicitVRLittleEndian
     ds.SeriesInstanceUID = ds.SOPInstanceUID = ds.file_meta.MediaStorageSOPInstanceUID = f"{_ROOT}.8"
     add("enhanced_ct_implicit", _write(ds))
+    for planar in (0, 1):
+        add(f"rgb_planar_{planar}", _write(_image_dataset(_colour_ramp(6, 8), series=f"2{planar}", photometric="RGB",
+                                                          planar=planar)))
+    add("palette_segmented", _write(_palette_dataset()))
+    add("colour_loop_5_frames", _write(_image_dataset(_colour_ramp(6, 8, 5), series="24", modality="US",
+                                                      photometric="RGB", sop_class="1.2.840.10008.5.1.4.1.1.3.1",
+                                                      FrameTime="40", CineRate=25)))
+    add("cr_monochrome1", _write(_cr_dataset()))
+    add("sc_without_position", _write(_image_dataset(np.arange(70, dtype=np.uint8).reshape(7, 10), series="25",
+                                                     modality="CT")))
     for name in ("CT_small.dcm", "MR_small_bigendian.dcm", "image_dfl.dcm", "MR_small_jpeg_ls_lossless.dcm",
-                 "JPEG2000.dcm", "MR_small_RLE.dcm", "rtplan.dcm"):
+                 "JPEG2000.dcm", "MR_small_RLE.dcm", "rtplan.dcm", "SC_rgb_dcmtk_+eb+cy+np.dcm",
+                 "SC_ybr_full_422_uncompressed.dcm", "SC_rgb_rle_2frame.dcm"):
         path = get_testdata_file(name, download=False)
         if path is not None:
             with open(path, "rb") as fh:
@@ -510,6 +613,10 @@ IMPORTANT = {
     0x00280101, 0x00280102, 0x00280103, 0x00280120, 0x00280121, 0x00281050, 0x00281051, 0x00281052, 0x00281053,
     0x00180050, 0x00180088, 0x7FE00010, 0x52009229, 0x52009230, 0x00289110, 0x00209113, 0x00209116, 0x00289145,
     0x00209111, 0x00289132, 0x00280009,
+    # colour, loops, projections: planar configuration, palettes (descriptors, data, segmented data),
+    # frame time, cine rate, frame time vector, display rate, imager pixel spacing, VOI LUT
+    0x00280006, 0x00281101, 0x00281102, 0x00281103, 0x00281201, 0x00281202, 0x00281203, 0x00281221, 0x00281222,
+    0x00281223, 0x00181063, 0x00180040, 0x00181065, 0x00082144, 0x00181164, 0x00283010, 0x00283002, 0x00283006,
 }
 
 
@@ -859,6 +966,171 @@ def mut_frames(rng: random.Random, p: Parsed, index: int) -> tuple[bytes, str]:
     return ed.done(), f"per-frame functional group item at {f.offset} removed"
 
 
+def _encode(p: Parsed, tag: int, vr: str, value: bytes) -> bytes:
+    """One top-level element in the file's encoding (an even value)."""
+    bo = "<" if p.little else ">"
+    if len(value) % 2:
+        value += b"\x00" if vr in ("UI", "OB", "UN") else b" "
+    head = struct.pack(bo + "HH", tag >> 16, tag & 0xFFFF)
+    if not p.explicit:
+        return head + struct.pack(bo + "I", len(value)) + value
+    if vr.encode() in _LONG_VRS:
+        return head + vr.encode() + b"\x00\x00" + struct.pack(bo + "I", len(value)) + value
+    return head + vr.encode() + struct.pack(bo + "H", min(len(value), 0xFFFF)) + value
+
+
+def _put(ed: _Edit, p: Parsed, tag: int, vr: str, value: bytes) -> None:
+    """A top-level element's value set, or the element inserted in tag order."""
+    top = [x for x in p.elements if x.depth == 0 and not x.meta and x.kind == "element"]
+    e = next((x for x in top if x.tag == tag), None)
+    if e is not None:
+        ed.set_value(e, value + (b" " if len(value) % 2 and vr not in ("UI", "OB", "UN") else b""))
+        return
+    at = next((x.offset for x in top if x.tag > tag), p.elements[-1].end if not top else top[-1].end)
+    ed.splice(at, at, _encode(p, tag, vr, value), (), False)
+
+
+def _us(p: Parsed, *values: int) -> bytes:
+    return struct.pack(("<" if p.little else ">") + "H" * len(values), *(v & 0xFFFF for v in values))
+
+
+def _segmented(p: Parsed, how: str) -> bytes:
+    """Segmented palette data (16-bit words) meant to hurt: expanding enormously, looping, odd."""
+    if how == "expands":  # a discrete start, then 2,000 linear segments of 65,535 entries: 131 M entries
+        return _us(p, 0, 1, 0, *([1, 0xFFFF, 0xFFFF, 1, 0xFFFF, 0] * 1000))
+    if how == "indirect loop":  # an indirect segment copying the segments from the start, itself included
+        return _us(p, 0, 1, 7, 2, 0xFFFF, 0, 0)
+    if how == "indirect doubling":  # each indirect segment repeats everything before it: 2^n entries
+        words = [0, 1, 7, 1, 0xFFFF, 9]
+        for _ in range(30):
+            words += [2, 0xFFFF, 0, 0]
+        return _us(p, *words)
+    if how == "linear first":
+        return _us(p, 1, 10, 100)
+    if how == "unknown opcode":
+        return _us(p, 0, 1, 5, 9, 3, 1)
+    if how == "cut in a segment":
+        return _us(p, 0, 200, 1, 2)
+    if how == "offset past the end":
+        return _us(p, 0, 1, 7, 2, 5, 0xFFFF, 0x7FFF)
+    return b""
+
+
+_COLOUR_WAYS = ["photometric", "samples", "planar", "bits 32", "huge size", "odd columns", "palette descriptor",
+                "palette data", "segmented", "frames", "frame time", "cine rate", "frame time vector",
+                "imager spacing", "voi lut", "display rate"]
+
+
+def mut_colour(rng: random.Random, p: Parsed, index: int) -> tuple[bytes, str]:
+    """The fields of colour images, loops and projections set to values meant to hurt (set where
+    present, added where not): photometric interpretation, samples per pixel, planar configuration,
+    32-bit colour, huge or odd sizes, palette descriptors and data (segmented palettes that expand
+    enormously or loop), Number of Frames, Frame Time, Cine Rate, Imager Pixel Spacing, VOI LUT."""
+    ed = _Edit(p)
+    how = rng.choice(_COLOUR_WAYS)
+    if any(x.tag == 0x00281101 for x in p.elements) and rng.random() < 0.5:  # a palette: hurt it more often
+        how = rng.choice(["palette descriptor", "palette data", "segmented", "segmented", "bits 32", "samples"])
+    what: str
+    if how == "photometric":
+        v = rng.choice(["RGB", "YBR_FULL", "YBR_FULL_422", "YBR_ICT", "YBR_RCT", "PALETTE COLOR", "MONOCHROME1",
+                        "YBR_PARTIAL_420", "ARGB", "", "rgb"])
+        _put(ed, p, 0x00280004, "CS", v.encode())
+        what = f"Photometric Interpretation set to {v!r}"
+    elif how == "samples":
+        v = rng.choice([0, 1, 2, 3, 4, 0xFFFF])
+        _put(ed, p, 0x00280002, "US", _us(p, v))
+        what = f"Samples per Pixel set to {v}"
+    elif how == "planar":
+        v = rng.choice([0, 1, 2, 3, 0xFFFF])
+        _put(ed, p, 0x00280006, "US", _us(p, v))
+        what = f"Planar Configuration set to {v}"
+    elif how == "bits 32":
+        _put(ed, p, 0x00280002, "US", _us(p, 3))
+        _put(ed, p, 0x00280100, "US", _us(p, 32))
+        what = "Samples per Pixel 3 with Bits Allocated 32"
+    elif how == "huge size":
+        v = rng.choice([0xFFFF, 0x8000, 46341])
+        tag = rng.choice([0x00280010, 0x00280011])
+        _put(ed, p, tag, "US", _us(p, v))
+        if rng.random() < 0.5:
+            _put(ed, p, tag ^ 1, "US", _us(p, v))
+        what = f"{'Rows' if tag == 0x00280010 else 'Columns'} (and maybe the other) set to {v}"
+    elif how == "odd columns":
+        v = rng.choice([1, 3, 7, 9, 99, 101])
+        _put(ed, p, 0x00280011, "US", _us(p, v))
+        if rng.random() < 0.5:
+            _put(ed, p, 0x00280004, "CS", b"YBR_FULL_422")
+        what = f"Columns set to {v} (maybe with YBR_FULL_422)"
+    elif how == "palette descriptor":
+        v = rng.choice([(0, 0, 16), (65535, 0, 16), (256, 65535, 8), (1, 0, 0), (256, 0, 32), (256, 0, 12),
+                        (2, 0x8000, 16), (256, 0, 16)])
+        colours = rng.choice([("Red",), ("Red", "Green", "Blue")])
+        for k, name in enumerate(("Red", "Green", "Blue")):
+            if name in colours:
+                _put(ed, p, 0x00281101 + k, "US", _us(p, *v) if rng.random() < 0.9 else _us(p, v[0]))
+        if rng.random() < 0.3:
+            _put(ed, p, 0x00280004, "CS", b"PALETTE COLOR")
+        what = f"palette descriptor of {'/'.join(colours)} set to {v}"
+    elif how == "palette data":
+        n = rng.choice([0, 1, 3, 512, 65536 * 2, 65536 * 2 + 2])
+        for k in range(3):
+            _put(ed, p, 0x00281201 + k, "OW", b"\x01" * n)
+        if rng.random() < 0.5:
+            for k in range(3):
+                _put(ed, p, 0x00281101 + k, "US", _us(p, 0, 0, 16))
+        what = f"palette data set to {n} bytes"
+    elif how == "segmented":
+        way = rng.choice(["expands", "indirect loop", "indirect doubling", "linear first", "unknown opcode",
+                          "cut in a segment", "offset past the end", "empty"])
+        colours = rng.sample(["Red", "Green", "Blue"], rng.choice([1, 3]))
+        for k, name in enumerate(("Red", "Green", "Blue")):
+            if name in colours:
+                _put(ed, p, 0x00281221 + k, "OW", _segmented(p, way))
+        what = f"segmented palette data of {'/'.join(sorted(colours))}: {way}"
+    elif how == "frames":
+        v = rng.choice([b"2147483647", b"100000", b"65536", b"0", b"-5", b"6", b"4"])
+        _put(ed, p, 0x00280008, "IS", v)
+        what = f"Number of Frames set to {v.decode()}"
+    elif how == "frame time":
+        v = rng.choice([b"0", b"-40", b"NaN", b"1e308", b"inf", b"-0", b"1e-300", b"abc"])
+        _put(ed, p, 0x00181063, "DS", v)
+        what = f"Frame Time set to {v.decode()}"
+    elif how == "cine rate":
+        v = rng.choice([b"0", b"-1", b"99999999999", b"NaN"])
+        _put(ed, p, 0x00180040, "IS", v)
+        what = f"Cine Rate set to {v.decode()}"
+    elif how == "frame time vector":
+        v = rng.choice([b"0\\NaN\\inf", b"0\\-40", b"1e308\\1e308", b"0", b"0\\0\\0"])
+        _put(ed, p, 0x00181065, "DS", v)
+        what = f"Frame Time Vector set to {v.decode()}"
+    elif how == "imager spacing":
+        v = rng.choice([b"0\\0", b"NaN\\1", b"-1\\-1", b"1e308\\1e308", b"0.2", b"inf\\0.1", b""])
+        _put(ed, p, 0x00181164, "DS", v)
+        if rng.random() < 0.5:
+            _put(ed, p, 0x00280030, "DS", v)
+        what = f"Imager Pixel Spacing (maybe Pixel Spacing too) set to {v.decode()}"
+    elif how == "voi lut":
+        item = (_encode(p, 0x00283002, "US" if p.explicit else "US", _us(p, *rng.choice(
+            [(0, 0, 16), (4096, 0x8000, 16), (256, 100, 32), (256, 100, 0), (3, 0, 8), (65535, 65535, 16)])))
+            + _encode(p, 0x00283006, "OW", b"\x02\x01" * rng.choice([0, 1, 3, 256, 70000])))
+        bo = "<" if p.little else ">"
+        seq = struct.pack(bo + "HHI", 0xFFFE, 0xE000, len(item)) + item
+        top = [x for x in p.elements if x.depth == 0 and not x.meta and x.kind == "element"]
+        e = next((x for x in top if x.tag == 0x00283010), None)
+        chunk = _encode(p, 0x00283010, "SQ", seq)
+        if e is not None:
+            ed.splice(e.offset, e.end, chunk, (), False)
+        else:
+            at = next((x.offset for x in top if x.tag > 0x00283010), top[-1].end)
+            ed.splice(at, at, chunk, (), False)
+        what = "VOI LUT Sequence replaced by one item of a bad or huge LUT"
+    else:
+        v = rng.choice([b"0", b"-1", b"2147483647"])
+        _put(ed, p, 0x00082144, "IS", v)
+        what = f"Recommended Display Frame Rate set to {v.decode()}"
+    return ed.done(), what
+
+
 MUTATORS: list[tuple[str, Mutator]] = [
     ("bitflip", mut_bitflip),
     ("truncate", mut_truncate),
@@ -874,6 +1146,7 @@ MUTATORS: list[tuple[str, Mutator]] = [
     ("meta_length", mut_meta_length),
     ("pixels", mut_pixels),
     ("frames", mut_frames),
+    ("colour", mut_colour),
 ]
 
 
@@ -996,18 +1269,22 @@ def _bomb_case(seed: int, index: int) -> Case:
                 ("case.zip/x/ct.dcm", "case.zip/y/dfl.dcm"))
 
 
-def make_case(seed: int, index: int) -> Case:
-    """Case ``index`` of the run seeded ``seed``: a pure function of both."""
+def make_case(seed: int, index: int, *, label: str | None = None, mutator: str | None = None) -> Case:
+    """Case ``index`` of the run seeded ``seed``: a pure function of both. ``label`` and ``mutator``
+    (a family name) override the seed and the mutation the index picks, so that a case found when
+    there were other seeds or families can still be made (its random choices are the same)."""
     if index % BOMB_EVERY == BOMB_AT:
         return _bomb_case(seed, index)
     all_seeds = seeds()
     labels = list(all_seeds)
     rng = _rng(seed, index)
-    mut_name, mutator = MUTATORS[index % len(MUTATORS)]
-    label = labels[(index // len(MUTATORS) + seed) % len(labels)]
+    mut_name, mutator_fn = MUTATORS[index % len(MUTATORS)]
+    if mutator is not None:
+        mut_name, mutator_fn = next((n, m) for n, m in MUTATORS if n == mutator)
+    label = label or labels[(index // len(MUTATORS) + seed) % len(labels)]
     s = all_seeds[label]
     if not s.is_zip:
-        data, what = mutator(rng, parse_elements(s.data), index)
+        data, what = mutator_fn(rng, parse_elements(s.data), index)
         return Case(seed, index, label, mut_name, what, "case.dcm", data, ("case.dcm",))
     if rng.random() < 0.3:
         data, what = _zip_raw(rng, s, index)
@@ -1017,7 +1294,7 @@ def make_case(seed: int, index: int) -> Case:
     for j, (member, inner) in enumerate(s.members):
         content = all_seeds[inner].data
         if j == k:
-            content, what = mutator(rng, parse_elements(content), index)
+            content, what = mutator_fn(rng, parse_elements(content), index)
             what = f"member {member} ({inner}): {what}"
         members.append((member, content))
     data = _zip(members, s.compression)
@@ -1070,6 +1347,7 @@ def _exception_patterns() -> tuple[re.Pattern, re.Pattern]:
     return camel_re, plain_re
 
 
+_BYTES_REPR = re.compile(r"(?<!\w)b['\"]|\\x[0-9a-fA-F]{2}")  # b'..' opening a value, or a \x.. escape
 _QUOTED = re.compile(r"(?<!\w)'([^']*)'(?!\w)|(?<!\w)\"([^\"]*)\"(?!\w)")
 MAX_QUOTED = 64
 MAX_REASON = 400
@@ -1095,7 +1373,7 @@ def reason_problems(reason: str) -> list[tuple[str, str]]:
         if len(quoted.removesuffix("…")) > MAX_QUOTED:  # a value cut at 64 and marked so is fine
             out.append(("quoted value longer than 64 characters", f"{len(quoted)} characters"))
             break
-    if "b'" in reason or 'b"' in reason or "\\x" in reason:
+    if _BYTES_REPR.search(reason):
         out.append(("bytes repr in reason", "b'...' or \\x.."))
     if len(reason) > MAX_REASON:
         out.append(("reason longer than 400 characters", f"{len(reason)} characters"))
@@ -1140,7 +1418,7 @@ def _where(exc: BaseException) -> str:
 
 
 def _accounted(expected: str, names: set[str]) -> bool:
-    return any(n == expected or n.startswith((expected + " [frame ", expected + "/")) for n in names)
+    return any(n == expected or n.startswith((expected + " [", expected + "/")) for n in names)
 
 
 class _PeakRSS:
@@ -1237,6 +1515,13 @@ def check_case(case: Case, *, slow_seconds: float = SLOW_SECONDS, max_peak: int 
         findings.append(Finding("the good file did not load", case, reason[:200]))
     elif good[0].voxels.shape != good_voxels.shape or not np.array_equal(good[0].voxels, good_voxels):
         findings.append(Finding("the good file loaded with wrong voxels", case, f"shape {good[0].voxels.shape}"))
+    by_input: dict[str, list[str]] = {}
+    for name, reason in result.skipped:
+        by_input.setdefault(name.split(" [")[0], []).append(reason)
+    for reasons in by_input.values():
+        if len(reasons) > len(set(reasons)):
+            findings.append(Finding("one bad input costs several identical skipped lines", case,
+                                    f"{len(reasons)} x {reasons[0][:200]}"))
     for _name, reason in result.skipped:
         for kind, _ in reason_problems(reason):
             findings.append(Finding(f"{kind} | {template(reason)}", case, reason[:300]))

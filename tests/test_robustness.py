@@ -355,6 +355,18 @@ class TestExportsKeepGeometry:
         np.testing.assert_allclose(patient_positions(vol, kji), (ijk1 @ vol.affine.T)[:, :3], atol=1e-9)
 
 
+def _compressed_slice(size: int, syntax: str, series: str, **changes) -> bytes:
+    """A ``size`` x ``size`` CT slice compressed by pydicom, then ``changes`` set in its header."""
+    ds = pydicom.dcmread(io.BytesIO(ct_slice(np.arange(size * size, dtype=np.int16).reshape(size, size),
+                                             position=(0, 0, 0), series_uid=series)))
+    ds.compress(syntax)
+    for key, value in changes.items():
+        setattr(ds, key, value)
+    buf = io.BytesIO()
+    ds.save_as(buf)
+    return buf.getvalue()
+
+
 class TestFuzzFindings:
     """Reproducers of what the fuzzer (benchmarks/fuzz_loader.py) found, one per kind."""
 
@@ -363,13 +375,7 @@ class TestFuzzFindings:
         # than the header says.
         from pydicom.uid import RLELossless
 
-        ds = pydicom.dcmread(io.BytesIO(ct_slice(np.arange(64, dtype=np.int16).reshape(8, 8), position=(0, 0, 0),
-                                                 series_uid="5.1")))
-        ds.compress(RLELossless)
-        ds.Rows = 7
-        buf = io.BytesIO()
-        ds.save_as(buf)
-        res = _load(("rle.dcm", buf.getvalue()))
+        res = _load(("rle.dcm", _compressed_slice(8, RLELossless, "5.1", Rows=7)))
         assert res.skipped == [("rle.dcm", "pixel data could not be decoded: an unexpected problem in this file's "
                                            "image data")]
         assert _good_loaded(res)
@@ -443,13 +449,122 @@ class TestFuzzFindings:
 
 # One reproducer per kind of finding of the fuzzer's long run (benchmarks/fuzz_loader.py, seed 1),
 # kept so that each stays fixed: raw reprs of a damaged transfer syntax and of a sequence where a
-# number belongs, the 400 MiB deflate bomb, the JPEG 2000 codestream declaring 8100 x 8100, and a
-# SOP Class UID that cannot be read (a wrong or unknown VR) escaping the check for a DICOM SEG.
-@pytest.mark.parametrize("index", [4580, 8134, 6600, 7762, 13740, 17828, 18192, 500, 1500, 1378, 17114])
-def test_long_fuzz_run_reproducers(index):
+# number belongs, the 400 MiB deflate bomb, the JPEG 2000 codestream declaring 8100 x 8100.
+# Seeds and families were added since: the seed and family of each case are named, so that the
+# same random choices make the same file (its description is checked).
+@pytest.mark.parametrize(("index", "label", "family", "description"), [
+    (4580, "ct_j2k", "length", "length of element (0002,0010) at 232 (22) set to 65534 (max)"),
+    (8134, "pydicom:image_dfl.dcm", "bitflip", "bit flips at 251:4, 252:4, 252:7"),
+    (6600, "pydicom:rtplan.dcm", "vr", "(0002,0010) at 246 re-encoded with VR b'OL' (was b'UI')"),
+    (7762, "ct_rle", "vr", "VR of (0002,0010) at 232 overwritten b'UI' -> b'OL' (header not re-encoded)"),
+    (13740, "pydicom:MR_small_jpeg_ls_lossless.dcm", "vr", "(0002,0010) at 246 re-encoded with VR b'\\xff\\xff' "
+                                                             "(was b'UI')"),
+    (17828, "ct_implicit_le", "vr", "(0002,0010) at 232 re-encoded with VR b'ob' (was b'UI')"),
+    (18192, "enhanced_ct_3_frames", "vr", "VR of (0028,1052) at 1332 overwritten b'DS' -> b'SQ' (header not "
+                                          "re-encoded)"),
+    (500, None, None, None),
+    (1500, None, None, None),
+])
+def test_long_fuzz_run_reproducers(index, label, family, description):
     from tests.fuzzing import check_case, make_case
 
-    assert check_case(make_case(1, index)) == []
+    case = make_case(1, index, label=label, mutator=family)
+    assert description is None or case.description == description
+    assert check_case(case) == []
+
+
+def _palette_file(segments: list[int], *, series: str = "7.1") -> bytes:
+    """A 4 x 4 PALETTE COLOR image whose red palette is ``segments`` (16-bit words); green and
+    blue are 256 discrete entries."""
+    from tests.kinds_factory import image_file
+
+    flat = np.array([0, 256] + list(range(0, 65536, 256)), "<u2").tobytes()
+    extra = {f"{c}PaletteColorLookupTableDescriptor": [256, 0, 16] for c in ("Red", "Green", "Blue")}
+    extra.update(SegmentedRedPaletteColorLookupTableData=np.array(segments, "<u2").tobytes(),
+                 SegmentedGreenPaletteColorLookupTableData=flat, SegmentedBluePaletteColorLookupTableData=flat)
+    return image_file(np.arange(16, dtype=np.uint8).reshape(4, 4), photometric="PALETTE COLOR", series_uid=series,
+                      extra=extra)
+
+
+class TestColourFuzzFindings:
+    """What the fuzzer found once it had seeds of colour images, loops and projections (issue 19)."""
+
+    @pytest.mark.parametrize(("segments", "reason"), [
+        # 2,000 linear segments of 65,535 entries each: 12 KB of file, 131 million entries (4 GB in
+        # pydicom's lists, 15 s)
+        ([0, 1, 0] + [1, 0xFFFF, 0xFFFF, 1, 0xFFFF, 0] * 1000, "expands to more than 65,536 entries"),
+        # 65,536 entries, then 30 indirect segments each repeating everything before it: 2^46 entries
+        ([0, 1, 7, 1, 0xFFFF, 9] + [2, 0xFFFF, 0, 0] * 30, "expands to more than 65,536 entries"),
+        # an indirect segment copying the segments from the start, itself included: endless
+        ([0, 1, 7, 2, 0xFFFF, 0, 0], "nests indirect segments more than 8 deep (or copies itself)"),
+        ([0, 1, 5, 9, 3, 1], "has a segment of unknown type 9"),
+    ])
+    def test_segmented_palette_is_checked_before_it_expands(self, segments, reason):
+        tracemalloc.start()
+        try:
+            res = _load(("palette.dcm", _palette_file(segments)))
+            _, peak = tracemalloc.get_traced_memory()
+        finally:
+            tracemalloc.stop()
+        assert res.skipped == [("palette.dcm", f"damaged: the segmented palette {reason}")]
+        assert _good_loaded(res) and peak < 20 * MB
+
+    def test_segmented_palette_with_indirect_segments_still_loads(self):
+        # 1 discrete entry, a linear segment of 127 to 0xFF00, then an indirect segment repeating
+        # both: 256 entries, the second half the first again.
+        res = _load(("palette.dcm", _palette_file([0, 1, 0, 1, 127, 0xFF00, 2, 2, 0, 0])))
+        vol = next(v for v in res.volumes if v.series_uid == "7.1")
+        ds = pydicom.dcmread(io.BytesIO(_palette_file([0, 1, 0, 1, 127, 0xFF00, 2, 2, 0, 0])))
+        from pydicom.pixels import apply_color_lut
+
+        np.testing.assert_array_equal(vol.rgb[0], apply_color_lut(ds.pixel_array, ds) >> 8)
+        assert res.skipped == []
+
+    def test_compressed_file_saying_more_frames_than_it_holds_is_one_line(self):
+        # A JPEG 2000 slice whose Number of Frames says 100,000: 100,000 decoding attempts and as
+        # many skipped lines (18 s), now one line before any frame is made.
+        from pydicom.uid import JPEG2000Lossless
+
+        res = _load(("j2k.dcm", _compressed_slice(32, JPEG2000Lossless, "7.2", NumberOfFrames=100_000)))
+        assert res.skipped == [("j2k.dcm", "damaged: (0028,0008) Number of Frames says 100000, the compressed pixel "
+                                           "data holds 1 fragment")]
+        assert _good_loaded(res)
+
+    def test_a_file_whose_every_frame_fails_alike_is_one_line(self):
+        # A colour loop of 5 frames whose transfer syntax is emptied: 5 identical lines, now one.
+        from tests.fuzzing import check_case, make_case
+
+        case = make_case(3, 160, label="colour_loop_5_frames", mutator="syntax")
+        assert case.description == "transfer syntax set to ''"
+        assert check_case(case) == []
+        res = _load((case.name, case.data))
+        assert res.skipped == [("case.dcm", "pixel data could not be decoded (Explicit VR Little Endian): the pixel "
+                                            "values are damaged or do not match what the header describes")]
+
+    def test_frames_failing_alike_beside_good_ones_are_one_line(self, tmp_path):
+        # pydicom's 30-frame JPEG loop saying 40 frames, read from disk (its first 64 KiB decide the
+        # header, too few to count the fragments): the 30 load, the 10 missing cost one line.
+        from pydicom.data import get_testdata_file
+
+        ds = pydicom.dcmread(get_testdata_file("examples_ybr_color.dcm"))
+        ds.NumberOfFrames = 40
+        ds.save_as(tmp_path / "us.dcm")
+        res = load_series([tmp_path / "us.dcm"])
+        vol, = res.volumes
+        assert vol.shape == (30, 240, 320)
+        assert vol.warnings == ["10 frames of this loop could not be decoded and are left out."]
+        assert res.skipped == [("us.dcm [frames 31 to 40]", "pixel data could not be decoded (JPEG Baseline "
+                                "(Process 1)): the compressed data looks damaged or uses a variant the decoders "
+                                "do not support")]
+
+    def test_sop_class_of_the_wrong_value_representation(self):
+        # (0008,0016) re-encoded as FL (26 bytes, not a multiple of 4): the check for a SEG raised.
+        data = bytearray(ct_slice(np.arange(16, dtype=np.int16).reshape(4, 4), position=(0, 0, 0), series_uid="7.3"))
+        at = data.find(b"\x08\x00\x16\x00UI", 132)
+        data[at + 4:at + 6] = b"FL"
+        res = _load(("vr.dcm", bytes(data)))
+        assert _good_loaded(res)
+        assert any(v.series_uid == "7.3" for v in res.volumes) or len(res.skipped) == 1
 
 
 def test_lungs_with_more_air_pockets_than_16_bit_labels_hold():
