@@ -24,7 +24,11 @@ class TestFirstPage:
         study = at.session_state["study"]
         assert study.source == "Built-in sample" and study.volumes[0].shape == (120, 256, 256)
         table = table_with(at, "Images")
-        assert list(table["Images"]) == ["120 slices"] and list(table["Spacing"]) == ["2.5 x 1.4 x 1.4 mm"]
+        assert list(table["Images"]) == ["120 slices"] and list(table["Kind"]) == ["CT volume"]
+        # Spacing and geometry are under the table, for the chosen series (the table fits a 1400 px window).
+        assert list(table.columns) == ["Preview", "#", "Kind", "Series number", "Description", "Slice thickness",
+                                       "Kernel", "Body part", "Contrast", "Images"]
+        assert "- Spacing: 2.5 x 1.4 x 1.4 mm" in page_text(at) and "- Geometry: regular" in page_text(at)
         assert table["Preview"][0].startswith("data:image/png;base64,")
         assert "Synthetic chest CT" in at.selectbox(key="load_pick").options[0]
 

@@ -198,12 +198,13 @@ def test_series_table_shows_kind_and_preview():
     at.run()
     assert not at.exception
     table = table_with(at, "Kind")
-    assert list(table["Kind"]) == ["loop", "projection", "colour gallery"]
+    assert list(table["Kind"]) == ["US loop", "CR projection", "CT colour gallery"]
     assert all(str(url).startswith("data:image/png;base64,") for url in table["Preview"])
     # Frames of a loop, one projection image, two gallery images; no slice spacing for 2-D kinds.
     assert list(table["Images"]) == ["30 frames", "1 image", "2 images"]
-    assert list(table["Spacing"]) == ["pixels", "0.2 x 0.2 mm", "—"]
-    assert list(table["Geometry"]) == ["—", "—", "—"]
+    # No slice geometry for a 2-D kind: the panel under the table gives the chosen image's pixel spacing.
+    assert "Geometry" not in table.columns and "Geometry" not in page_text(at)
+    assert "- Pixel spacing: in pixels" in page_text(at)
 
 
 def test_the_link_to_the_explorer_fits_the_kind():
