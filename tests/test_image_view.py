@@ -249,3 +249,15 @@ class TestWords:
         assert (kind_label(_loop()), kind_label(_colour_loop()), kind_label(_cr())) == (
             "loop", "colour loop", "projection")
         assert describe(_cr()) == "A projection image, 60 x 40 pixels."
+
+
+@pytest.mark.parametrize("kind,title", [("loop", "Histogram of US values (stored units)"),
+                                        ("projection", "Histogram of CR values (stored units)")])
+def test_the_histogram_page_speaks_the_series_units(kind, title):
+    at = _page("2_HU_histogram.py", KINDS[kind]())
+    assert not at.exception
+    assert [t.value.replace("\\", "") for t in at.title] == [title]  # Markdown-escaped: the unit is from the file
+    intro = at.caption[0].value.replace("\\", "")
+    assert intro == "How many pixels hold each value, in stored units. These are not Hounsfield units, so there " \
+                    "are no tissue bands."
+    assert "kVp" not in page_text(at) and "HU histogram" not in page_text(at)
