@@ -111,23 +111,26 @@ def test_monochrome1_cr_is_inverted_and_measured_in_mm_at_the_detector(page, app
     page.locator('.hf-img button[data-action="clear"]').click()
     # Window/level with the right button: narrower and higher, the right half (1000) turns grey.
     readout = page.locator(".hf-img-readout")
-    expect(readout).to_contain_text("window 500 / 1000 stored units")
+    expect(readout).to_contain_text("window width 1000, centre 500 stored units")
     x, y = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
     page.mouse.move(x, y)
     page.mouse.down(button="right")
     page.mouse.move(x - 100, y - 100, steps=5)
     page.mouse.up(button="right")
     text = readout.inner_text()
-    center, width = (float(v) for v in re.search(r"window (\S+) / (\S+)", text).groups())
+    width, center = (float(v) for v in re.search(r"window width (\S+), centre (\S+)", text).groups())
     assert center > 500 and width < 1000
     assert _pixel(page, 0.75, 0.5)[:3] != [0, 0, 0]
     # The wheel zooms toward the pointer: the pixel under it stays the same image pixel.
     page.locator('.hf-img button[data-action="reset"]').click()
     page.locator('.hf-img button[data-action="clear"]').click()
-    expect(readout).to_contain_text("Zoom 100%")
+    # The zoom is the true display scale: the 60 x 40 image fitted to the view is shown enlarged.
+    fitted = f"Zoom {round(min(box['width'] / 60, box['height'] / 40) * 100)}%"
+    assert fitted != "Zoom 100%"
+    expect(readout).to_contain_text(fitted)
     page.mouse.move(box["x"] + box["width"] * 0.25, y)
     page.mouse.wheel(0, -400)
-    expect(readout).not_to_contain_text("Zoom 100%")
+    expect(readout).not_to_contain_text(fitted)
     assert _pixel(page, 0.25, 0.5)[:3] == [255, 255, 255]
     assert _pixel(page, 0.45, 0.5)[:3] == [255, 255, 255]  # the left half now spans most of the view
     no_exception(page)
@@ -176,7 +179,7 @@ def test_the_files_voi_lut_is_the_first_display(page, app_url, tmp_path):
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] / 2 + 30, box["y"] + box["height"] / 2, steps=3)
     page.mouse.up()
-    expect(readout).to_contain_text("window")
+    expect(readout).to_contain_text("window width")
     page.locator('.hf-img button[data-action="reset"]').click()
     expect(readout).to_contain_text("the file's VOI LUT")
     assert _pixel(page, 0.75, 0.5)[:3] == [200, 200, 200]
