@@ -163,14 +163,14 @@ def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
     return table if show_phi else table.drop(columns=["Date"])
 
 
-# Column widths in pixels: with the dates they add up to 896, within the 936 px the table has at a
-# 1400 px wide window with the sidebar open (tests/test_browser_kinds.py checks there is no sideways scroll).
+# Column widths in pixels: with the Description's (show_series_table) they add up to 896, within the
+# 936 px the table has at a 1400 px wide window with the sidebar open (tests/test_browser_kinds.py
+# checks there is no sideways scroll).
 SERIES_COLUMNS = {
     "Preview": st.column_config.ImageColumn("Preview", width=64),
     "#": st.column_config.NumberColumn(format="%d", width=36),
     "Kind": st.column_config.TextColumn(width=118),  # "US colour loop" whole
     "Series number": st.column_config.TextColumn("Number", width=64),
-    "Description": st.column_config.TextColumn(width=150),
     "Slice thickness": st.column_config.TextColumn("Thickness", width=78),
     "Kernel": st.column_config.TextColumn(width=64),
     "Body part": st.column_config.TextColumn(width=76),
@@ -185,7 +185,8 @@ def show_series_table(study: state.Study, *, show_phi: bool) -> None:
     st.dataframe(
         series_table(study, show_phi=show_phi),
         hide_index=True,
-        column_config=SERIES_COLUMNS,
+        # The description has the dates' room when they are hidden: "Synthetic chest CT (built-in sample)" whole.
+        column_config={**SERIES_COLUMNS, "Description": st.column_config.TextColumn(width=150 if show_phi else 240)},
         row_height=64,
         key="load_series_table",
     )
