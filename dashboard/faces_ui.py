@@ -318,7 +318,7 @@ def ct_check_ui(vol: Volume | None) -> None:
         st.info(f"Not checked: {md_escape(reason, max_len=None)}.")
         return
     {"likely": st.error, "possible": st.warning, "not found": st.info}[evidence.level](evidence.verdict)
-    st.dataframe(evidence_table(evidence), hide_index=True, key="faces_evidence")
+    st.dataframe(evidence_table(evidence), hide_index=True, height="content", key="faces_evidence")  # all 12 rows
     st.caption("The renderings, with what the detectors found: frontal faces in blue, profiles in orange.")
     figures = rendering_figures(evidence)
     azimuths = sorted({azimuth for azimuth, _ in figures})

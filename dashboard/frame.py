@@ -45,7 +45,7 @@ def page_frame(title: str, *, needs_volume: bool = False) -> Volume | None:
     state.init()
     keep_widget_state()
     volume = state.current_volume()
-    reload_guard_ui()
+    reload_guard_ui(on_load_page=title == "Load a study")
     with st.sidebar:
         _sidebar(volume)
     if needs_volume and volume is None:
@@ -77,7 +77,7 @@ _RELOAD_GUARD = """
 <div id="hf-study-gone" role="status" hidden style="padding:0.75rem 1rem;border-radius:0.5rem;
 background:rgba(255,189,69,0.15);color:inherit;margin-bottom:0.5rem">
 The study you had loaded is no longer open: reloading or closing the page ends its session, and loaded files
-are kept only in that session's memory. Load it again below, or on <b>Load a study</b>.</div>
+are kept only in that session's memory. %s</div>
 <script>
 (() => {
   const MODE = "%s", KEY = "hounsfield-study-held";
@@ -99,14 +99,18 @@ are kept only in that session's memory. Load it again below, or on <b>Load a stu
 """
 
 
-def reload_guard_ui() -> None:
+# Where to load the study again: below on the Load page, there from any other page.
+_LOAD_AGAIN = {True: "Load it again below.", False: "Load it again on <b>Load a study</b>, first in the sidebar."}
+
+
+def reload_guard_ui(*, on_load_page: bool) -> None:
     """Warn before a reload drops a loaded study, and say so after one did (see ``_RELOAD_GUARD``)."""
     study = state.study()
     held = study is not None and not study.is_sample
     if held:
         st.session_state[state.HELD_A_STUDY] = True
     mode = "held" if held else ("released" if st.session_state.get(state.HELD_A_STUDY) else "fresh")
-    st.html(_RELOAD_GUARD % mode, unsafe_allow_javascript=True)
+    st.html(_RELOAD_GUARD % (_LOAD_AGAIN[on_load_page], mode), unsafe_allow_javascript=True)
 
 
 def _sync_phi() -> None:

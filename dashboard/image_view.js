@@ -130,6 +130,7 @@ class ImageView {
       this.paint();
     });
     this.readout = el("span", "hf-img-readout", bar);
+    this.readout.title = "Zoom: screen pixels per pixel of the image (100% is one for one)";
     if (h.n > 1) this.buildLoop(h, root);
     const stage = el("div", "hf-img-stage", root);
     this.stage = stage;
@@ -405,10 +406,15 @@ class ImageView {
     ctx.imageSmoothingEnabled = sx < 2;
     ctx.drawImage(this.frameImage(entry), x0, y0, h.cols * sx, h.rows * sy);
     this.drawMeasures(ctx, x0, y0, sx, sy);
+    // The true display scale: screen pixels per pixel of the file (100% = one for one), not the zoom
+    // factor over the fitted view (a small image fitted to the view is shown enlarged).
+    const zoom = `Zoom ${Math.round((sx / h.scale) * 100)}%`;
     this.readout.textContent = h.colour
-      ? `Zoom ${Math.round(this.zoom * 100)}%`
-      : `Zoom ${Math.round(this.zoom * 100)}%  ·  ${
-          this.useLut && h.voi ? "the file's VOI LUT" : `window ${num(this.center)} / ${num(this.width)} ${h.unit}`
+      ? zoom
+      : `${zoom}  ·  ${
+          this.useLut && h.voi
+            ? "the file's VOI LUT"
+            : `window width ${num(this.width)}, centre ${num(this.center)} ${h.unit}`
         }`;
     const now = performance.now();
     this.stage.dataset.frame = String(this.frame);

@@ -126,63 +126,67 @@ def load_with_progress(files: list[Any]) -> LoadResult:
 
 
 def geometry_label(vol: Volume) -> str:
-    """A series' geometry in a few words for a table cell: "Regular", or each note's name ("Gantry tilt 25°")."""
+    """A volume's geometry in a few words: "regular", or each note's name ("Gantry tilt 25.0°")."""
     names = []
     for w in vol.warnings:
         name = w.split(":")[0]
         names.append(f"{name} {vol.tilt_degrees:.1f}°" if name == "Gantry tilt" else name)
-    return "; ".join(dict.fromkeys(names)) or "Regular"
+    return "; ".join(dict.fromkeys(names)) or "regular"
 
 
 def series_table(study: state.Study, *, show_phi: bool) -> pd.DataFrame:
-    """One row per series: what tells it apart with patient information hidden (core.privacy.series_identity)."""
+    """One row per series: what tells it apart with patient information hidden (core.privacy.series_identity).
+
+    Narrow enough for a 1400 px window: the modality and the kind share one column ("CT volume",
+    "US colour loop"); spacing and geometry are in the panel under the table (preview_ui, geometry_ui).
+    """
     rows = []
     for i, vol in enumerate(study.volumes):
         ident = series_identity(vol, show_phi=show_phi)
         rows.append(
             {
                 "Preview": kinds.preview_data_url(vol),
-                "Kind": kinds.kind_label(vol),
                 "#": i + 1,
+                "Kind": f"{vol.modality} {kinds.kind_label(vol)}".strip(),
                 "Series number": ident.number or "—",
                 "Description": ident.description or ("—" if show_phi else MASK),
                 "Slice thickness": ident.thickness or "—",
                 "Kernel": ident.kernel or "—",
                 "Body part": ident.body_part or "—",
                 "Contrast": "yes" if ident.contrast else "—",
-                "Geometry": geometry_label(vol) if vol.kind == "volume" else "—",  # 2-D kinds: no stack
                 "Images": kinds.image_count(vol),
-                "Spacing": kinds.table_spacing(vol),
-                "Modality": vol.modality,
                 "Date": ident.date or "—",
             }
         )
     table = pd.DataFrame(rows)
-    # Hidden, every date would read the same: the column is left out (the table fits the page).
+    # Hidden, every date would read the same: the column is left out.
     return table if show_phi else table.drop(columns=["Date"])
+
+
+# Column widths in pixels: with the Description's (show_series_table) they add up to 896, within the
+# 936 px the table has at a 1400 px wide window with the sidebar open (tests/test_browser_kinds.py
+# checks there is no sideways scroll).
+SERIES_COLUMNS = {
+    "Preview": st.column_config.ImageColumn("Preview", width=64),
+    "#": st.column_config.NumberColumn(format="%d", width=36),
+    "Kind": st.column_config.TextColumn(width=118),  # "US colour loop" whole
+    "Series number": st.column_config.TextColumn("Number", width=64),
+    "Slice thickness": st.column_config.TextColumn("Thickness", width=78),
+    "Kernel": st.column_config.TextColumn(width=64),
+    "Body part": st.column_config.TextColumn(width=76),
+    "Contrast": st.column_config.TextColumn(width=70),
+    "Images": st.column_config.TextColumn(width=86, help="Slices of a volume, frames of a loop, images of a "
+                                          "gallery"),
+    "Date": st.column_config.TextColumn(width=90),
+}
 
 
 def show_series_table(study: state.Study, *, show_phi: bool) -> None:
     st.dataframe(
         series_table(study, show_phi=show_phi),
         hide_index=True,
-        column_config={
-            "Preview": st.column_config.ImageColumn("Preview", width="small"),
-            "Kind": st.column_config.TextColumn(width=110),  # "colour image", "colour loop" whole
-            "#": st.column_config.NumberColumn(format="%d", width=40),
-            "Series number": st.column_config.TextColumn("Number", width=60),
-            "Description": st.column_config.TextColumn(width=150),
-            "Body part": st.column_config.TextColumn(width=80),
-            "Kernel": st.column_config.TextColumn(width=70),
-            "Slice thickness": st.column_config.TextColumn("Thickness", width=80),
-            "Contrast": st.column_config.TextColumn(width=70),
-            "Date": st.column_config.TextColumn(width=90),
-            "Modality": st.column_config.TextColumn(width=70),
-            "Images": st.column_config.TextColumn(width=90, help="Slices of a volume, frames of a loop, images of "
-                                                  "a gallery"),
-            "Spacing": st.column_config.TextColumn(width=130),
-            "Geometry": st.column_config.TextColumn(width=170),
-        },
+        # The description has the dates' room when they are hidden: "Synthetic chest CT (built-in sample)" whole.
+        column_config={**SERIES_COLUMNS, "Description": st.column_config.TextColumn(width=150 if show_phi else 240)},
         row_height=64,
         key="load_series_table",
     )
@@ -325,5 +329,11 @@ def preview_ui(vol: Volume) -> None:
         st.image(image, caption=caption, width=320)
     with right:
         st.markdown(f"**{md_escape(describe_volume(vol))}**")
-        st.markdown("\n".join(f"- {SUMMARY_LABELS[k][0]}: {md_escape(_fact(v, SUMMARY_LABELS[k][1]))}"
-                               for k, v in vol.summary.items() if k in SUMMARY_LABELS))
+        lines = [f"- {SUMMARY_LABELS[k][0]}: {md_escape(_fact(v, SUMMARY_LABELS[k][1]))}"
+                 for k, v in vol.summary.items() if k in SUMMARY_LABELS]
+        # What the series table leaves out to fit the page: a volume's geometry, an image's pixel spacing.
+        if vol.kind == "volume":
+            lines.append(f"- Geometry: {md_escape(geometry_label(vol))}")
+        elif "spacing_mm" not in vol.summary:
+            lines.append(f"- Pixel spacing: {md_escape(kinds.pixel_spacing(vol))}")
+        st.markdown("\n".join(lines))

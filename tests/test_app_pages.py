@@ -24,7 +24,11 @@ class TestFirstPage:
         study = at.session_state["study"]
         assert study.source == "Built-in sample" and study.volumes[0].shape == (120, 256, 256)
         table = table_with(at, "Images")
-        assert list(table["Images"]) == ["120 slices"] and list(table["Spacing"]) == ["2.5 x 1.4 x 1.4 mm"]
+        assert list(table["Images"]) == ["120 slices"] and list(table["Kind"]) == ["CT volume"]
+        # Spacing and geometry are under the table, for the chosen series (the table fits a 1400 px window).
+        assert list(table.columns) == ["Preview", "#", "Kind", "Series number", "Description", "Slice thickness",
+                                       "Kernel", "Body part", "Contrast", "Images"]
+        assert "- Spacing: 2.5 x 1.4 x 1.4 mm" in page_text(at) and "- Geometry: regular" in page_text(at)
         assert table["Preview"][0].startswith("data:image/png;base64,")
         assert "Synthetic chest CT" in at.selectbox(key="load_pick").options[0]
 
@@ -219,3 +223,15 @@ def test_series_facts_read_as_text():
     facts = " ".join(m.value for m in at.markdown)
     assert "- Spacing: 2.5 x 1.4 x 1.4 mm" in facts and "(2.5, 1.4, 1.4)" not in facts
     assert "CT, 120 slices of 256 x 256, 2.5 x 1.4 x 1.4 mm" in facts
+
+
+@pytest.mark.parametrize("page,words", [
+    (None, "Load it again below."),
+    (ROOT / "pages" / "2_HU_histogram.py", "Load it again on <b>Load a study</b>, first in the sidebar."),
+])
+def test_the_note_after_a_reload_says_where_to_load_again(page, words):
+    """The note a reload shows (the browser unhides it): "below" only where the uploader is."""
+    at = (app_test() if page is None else page_test(page)).run()
+    notes = [h.proto.body for h in at.get("html") if "hf-study-gone" in h.proto.body]
+    assert len(notes) == 1 and f"session's memory. {words}</div>" in notes[0]
+    assert "below" not in notes[0] or page is None

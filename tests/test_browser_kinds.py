@@ -111,23 +111,26 @@ def test_monochrome1_cr_is_inverted_and_measured_in_mm_at_the_detector(page, app
     page.locator('.hf-img button[data-action="clear"]').click()
     # Window/level with the right button: narrower and higher, the right half (1000) turns grey.
     readout = page.locator(".hf-img-readout")
-    expect(readout).to_contain_text("window 500 / 1000 stored units")
+    expect(readout).to_contain_text("window width 1000, centre 500 stored units")
     x, y = box["x"] + box["width"] * 0.5, box["y"] + box["height"] * 0.5
     page.mouse.move(x, y)
     page.mouse.down(button="right")
     page.mouse.move(x - 100, y - 100, steps=5)
     page.mouse.up(button="right")
     text = readout.inner_text()
-    center, width = (float(v) for v in re.search(r"window (\S+) / (\S+)", text).groups())
+    width, center = (float(v) for v in re.search(r"window width (\S+), centre (\S+)", text).groups())
     assert center > 500 and width < 1000
     assert _pixel(page, 0.75, 0.5)[:3] != [0, 0, 0]
     # The wheel zooms toward the pointer: the pixel under it stays the same image pixel.
     page.locator('.hf-img button[data-action="reset"]').click()
     page.locator('.hf-img button[data-action="clear"]').click()
-    expect(readout).to_contain_text("Zoom 100%")
+    # The zoom is the true display scale: the 60 x 40 image fitted to the view is shown enlarged.
+    fitted = f"Zoom {round(min(box['width'] / 60, box['height'] / 40) * 100)}%"
+    assert fitted != "Zoom 100%"
+    expect(readout).to_contain_text(fitted)
     page.mouse.move(box["x"] + box["width"] * 0.25, y)
     page.mouse.wheel(0, -400)
-    expect(readout).not_to_contain_text("Zoom 100%")
+    expect(readout).not_to_contain_text(fitted)
     assert _pixel(page, 0.25, 0.5)[:3] == [255, 255, 255]
     assert _pixel(page, 0.45, 0.5)[:3] == [255, 255, 255]  # the left half now spans most of the view
     no_exception(page)
@@ -176,7 +179,28 @@ def test_the_files_voi_lut_is_the_first_display(page, app_url, tmp_path):
     page.mouse.down()
     page.mouse.move(box["x"] + box["width"] / 2 + 30, box["y"] + box["height"] / 2, steps=3)
     page.mouse.up()
-    expect(readout).to_contain_text("window")
+    expect(readout).to_contain_text("window width")
     page.locator('.hf-img button[data-action="reset"]').click()
     expect(readout).to_contain_text("the file's VOI LUT")
     assert _pixel(page, 0.75, 0.5)[:3] == [200, 200, 200]
+
+
+def test_the_series_table_fits_a_1400_px_window(page, app_url, tmp_path):
+    """No column behind a sideways scroll, with patient information hidden or shown (then with dates)."""
+    assert page.viewport_size == {"width": 1400, "height": 1000}
+    colour_loop = np.stack([np.full((24, 32, 3), (10 * f, 30, 30), np.uint8) for f in range(4)])
+    files = {"loop.dcm": image_file(colour_loop, modality="US", photometric="RGB", extra={"FrameTime": 40.0}),
+             "cr.dcm": image_file(np.zeros((40, 60), np.uint16), modality="CR", series_uid=uid())}
+    _upload(page, app_url, tmp_path, files, "2 uploaded files: 2 series found")
+    grid = page.locator('[data-testid="stDataFrame"]').first
+    for shown in (False, True):  # a wider description, or the dates
+        if shown:
+            page.locator('[data-testid="stSidebar"]').get_by_text("Show patient information (PHI)").click()
+            wait_idle(page)
+        # The grid's accessible copy of its headers (hidden: the grid is drawn on a canvas).
+        dates = grid.locator('[role="columnheader"]').filter(has_text=re.compile(r"^Date$"))
+        expect(dates).to_have_count(1 if shown else 0)
+        grid.locator(".dvn-scroller").wait_for()
+        widths = grid.locator(".dvn-scroller").evaluate("s => [s.scrollWidth, s.clientWidth]")
+        assert widths[0] <= widths[1], f"the table scrolls sideways: {widths[0]} px of content in {widths[1]} px"
+    no_exception(page)

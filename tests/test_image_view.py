@@ -198,12 +198,13 @@ def test_series_table_shows_kind_and_preview():
     at.run()
     assert not at.exception
     table = table_with(at, "Kind")
-    assert list(table["Kind"]) == ["loop", "projection", "colour gallery"]
+    assert list(table["Kind"]) == ["US loop", "CR projection", "CT colour gallery"]
     assert all(str(url).startswith("data:image/png;base64,") for url in table["Preview"])
     # Frames of a loop, one projection image, two gallery images; no slice spacing for 2-D kinds.
     assert list(table["Images"]) == ["30 frames", "1 image", "2 images"]
-    assert list(table["Spacing"]) == ["pixels", "0.2 x 0.2 mm", "—"]
-    assert list(table["Geometry"]) == ["—", "—", "—"]
+    # No slice geometry for a 2-D kind: the panel under the table gives the chosen image's pixel spacing.
+    assert "Geometry" not in table.columns and "Geometry" not in page_text(at)
+    assert "- Pixel spacing: in pixels" in page_text(at)
 
 
 def test_the_link_to_the_explorer_fits_the_kind():
@@ -248,3 +249,15 @@ class TestWords:
         assert (kind_label(_loop()), kind_label(_colour_loop()), kind_label(_cr())) == (
             "loop", "colour loop", "projection")
         assert describe(_cr()) == "A projection image, 60 x 40 pixels."
+
+
+@pytest.mark.parametrize("kind,title", [("loop", "Histogram of US values (stored units)"),
+                                        ("projection", "Histogram of CR values (stored units)")])
+def test_the_histogram_page_speaks_the_series_units(kind, title):
+    at = _page("2_HU_histogram.py", KINDS[kind]())
+    assert not at.exception
+    assert [t.value.replace("\\", "") for t in at.title] == [title]  # Markdown-escaped: the unit is from the file
+    intro = at.caption[0].value.replace("\\", "")
+    assert intro == "How many pixels hold each value, in stored units. These are not Hounsfield units, so there " \
+                    "are no tissue bands."
+    assert "kVp" not in page_text(at) and "HU histogram" not in page_text(at)
