@@ -88,10 +88,16 @@ def value_kind(dtype: object) -> str:
     return f"{bits}-bit whole numbers" + (" (no sign)" if d.kind in "ub" else "")
 
 
+UNIT_CHARS = 16  # a unit from a file (Rescale Type is up to 64 characters) is cut to this, with "…"
+
+
 def unit_label(units: str | None) -> str:
-    """The unit of a volume's values as shown next to a number: ``units`` ("HU", "%", from the file),
-    or "stored units" when the file names none. Not escaped: it may come from a file."""
-    return units or "stored units"
+    """The unit of a volume's values as shown next to a number: ``units`` ("HU", "%", from the file,
+    cut to 16 characters), or "stored units" when the file names none. Not escaped: it may come from a
+    file."""
+    if not units:
+        return "stored units"
+    return units if len(units) <= UNIT_CHARS else units[:UNIT_CHARS - 1] + "…"
 
 
 # Labels of DICOM keywords where splitting the words would not say what people call them.

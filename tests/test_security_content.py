@@ -75,7 +75,7 @@ def _hostile_mr(tmp_path, url: str) -> list[str]:
 
 def _visit(page, label: str) -> None:
     page.locator('[data-testid="stSidebar"]').get_by_role("link", name=label).click()
-    page.get_by_role("heading", name=label if label != "Load a study" else "Hounsfield").first.wait_for()
+    page.wait_for_function("title => document.title === title", arg=f"{label} · Hounsfield")
     _wait_idle(page)
     _no_exception(page)
 

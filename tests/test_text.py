@@ -109,3 +109,11 @@ class TestValueKind:
         from dashboard.text import value_kind
 
         assert value_kind(dtype) == words
+
+
+class TestUnitLabel:
+    def test_a_unit_from_a_file_is_cut(self):
+        from dashboard.text import unit_label
+
+        assert unit_label("HU") == "HU" and unit_label("") == "stored units"
+        assert unit_label("x" * 64) == "x" * 15 + "…"
