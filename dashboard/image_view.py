@@ -13,7 +13,6 @@ import json
 import math
 import struct
 import zlib
-from pathlib import Path
 
 import numpy as np
 import streamlit as st
@@ -23,6 +22,7 @@ from core.memory import OverBudget, server_budget
 from core.png import png_bytes
 from core.windowing import default_window
 from dashboard import kinds, state
+from dashboard.components import local_component
 from dashboard.owner import session_owner
 from dashboard.text import md_escape, unit_label
 
@@ -37,8 +37,7 @@ MAX_LOOP_PIXELS = 32 * 1024**2  # pixels of a whole loop sent to the browser at 
 DEFAULT_FRAME_MS = 100.0  # 10 frames per second when the file gives no rate
 GALLERY_PAGE = 48  # thumbnails per page of the gallery
 
-_CSS, _JS = (Path(__file__).with_suffix(ext).read_text(encoding="utf-8") for ext in (".css", ".js"))
-COMPONENT = st.components.v2.component("hounsfield_image", html='<div class="hf-img-root"></div>', css=_CSS, js=_JS)
+COMPONENT = local_component("hounsfield_image", __file__, root_class="hf-img-root")
 
 
 def display_step(rows: int, cols: int, *, frames: int = 1, max_pixels: int = MAX_PIXELS) -> int:

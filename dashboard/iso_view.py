@@ -14,26 +14,19 @@ from __future__ import annotations
 import hashlib
 import json
 import struct
-from pathlib import Path
 
 import numpy as np
-import streamlit as st
 
 from core import Volume
 from core.isosurface import Mesh, patient_positions
+from dashboard.components import local_component
 
 __all__ = ["KEY", "mesh_payload", "view_ui", "volume_bounds"]
 
 KEY = "iso_view"
 HEIGHT = 620  # pixels: the page's main element, above the fold on a 1000-pixel-tall window
 
-_HERE = Path(__file__).parent
-COMPONENT = st.components.v2.component(
-    "hounsfield_iso",
-    html='<div class="hf-iso"></div>',
-    css=(_HERE / "iso_view.css").read_text(encoding="utf-8"),
-    js=(_HERE / "iso_view.js").read_text(encoding="utf-8"),
-)
+COMPONENT = local_component("hounsfield_iso", __file__, root_class="hf-iso")
 
 
 def volume_bounds(vol: Volume) -> list[list[float]]:

@@ -21,7 +21,6 @@ from __future__ import annotations
 import json
 import struct
 import zlib
-from pathlib import Path
 from typing import TYPE_CHECKING
 
 import numpy as np
@@ -32,6 +31,7 @@ from core.annotations import Measurement
 from core.mpr import IN_PLANE, VIEW_NAMES, SlabMode, plane_info, slab, slab_width_slices
 from core.numbers import length_mm
 from core.render import colormap_table
+from dashboard.components import local_component
 
 if TYPE_CHECKING:
     from dashboard.overlay_ui import Overlay
@@ -47,13 +47,7 @@ MAX_PLANES = 6  # planes sent per rerun at most: the crosshair's first; the brow
 MAX_LABEL_PLANES = 12  # label planes per rerun (uint8, compressed: small)
 SLAB_LABELS: dict[SlabMode, str] = {"mip": "MIP", "minip": "MinIP", "mean": "mean"}
 
-_HERE = Path(__file__).parent
-COMPONENT = st.components.v2.component(
-    "hounsfield_mpr",
-    html='<div class="hf-root"></div>',
-    css=(_HERE / "mpr_view.css").read_text(encoding="utf-8"),
-    js=(_HERE / "mpr_view.js").read_text(encoding="utf-8"),
-)
+COMPONENT = local_component("hounsfield_mpr", __file__, root_class="hf-root")
 
 
 def encode_plane(plane: np.ndarray, *, compress: bool = True) -> tuple[str, bytes, int]:

@@ -58,8 +58,8 @@ _new_widget_state.states            bytes freed                                 
 Names in the first column are this module's. Left outside it: ``get_script_run_ctx().session_id``
 in ``dashboard/owner.py`` and ``dashboard/pacs_ui.py`` (the owner of a session's memory
 reservations; ``get_script_run_ctx`` is importable from ``streamlit.runtime.scriptrunner`` but not
-documented), and ``st.components.v2.component`` in ``dashboard/mpr_view.py``, ``image_view.py``
-and ``iso_view.py`` (public, but new).
+documented), and ``st.components.v2.component`` in ``dashboard/components.py`` (for ``mpr_view``, ``image_view``
+and ``iso_view``; public, but new).
 
 Process-wide on purpose: the patches, the budget, the upload store and the sessions belong to the
 server, not to one visitor. Nothing here holds a visitor's data.
