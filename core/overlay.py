@@ -21,6 +21,8 @@ from typing import TYPE_CHECKING, Any, ParamSpec, TypeVar
 
 import numpy as np
 
+from core.measure import RoiStats, values_stats
+
 if TYPE_CHECKING:
     import highdicom as hd
     from pydicom import Dataset
@@ -28,7 +30,7 @@ if TYPE_CHECKING:
     from core.volume import Volume
 
 __all__ = [
-    "SEG_SOP_CLASSES", "LabelMap", "LabelStats", "OverlayError", "is_segmentation", "label_stats", "looks_like_nifti",
+    "SEG_SOP_CLASSES", "LabelMap", "OverlayError", "is_segmentation", "label_stats", "looks_like_nifti",
     "lung_labels",
     "match_segmentation", "nifti_label_bytes", "nifti_labelmap", "palette", "sample_tissue_labels", "seg_bytes",
     "segmentation_description", "segmentation_header", "segmentation_labelmap", "source_images",
@@ -175,32 +177,20 @@ def lung_labels(volume: Volume) -> LabelMap:
     if n != 2:
         labels = lungs.astype(np.uint8)
         return LabelMap(labels=labels, names={1: "Lungs"}, colors={1: (64, 160, 255)}, source="Lungs (computed)")
-    xs = []
-    for v in (1, 2):
-        k, j, i = (float(np.mean(a)) for a in np.nonzero(parts == v))
-        xs.append(float(volume.patient_position(k, j, i)[0]))
+    xs = [float(volume.patient_position(*centre)[0]) for centre in ndimage.center_of_mass(lungs, parts, [1, 2])]
     left = 1 if xs[0] > xs[1] else 2
-    labels = np.where(parts == left, 2, np.where(parts > 0, 1, 0)).astype(np.uint8)
+    to_label = np.array([0, 1, 1], np.uint8)  # part value -> 1 right lung, 2 left lung (no big temporaries)
+    to_label[left] = 2
+    labels = to_label[parts]
     return LabelMap(labels=labels, names={1: "Right lung", 2: "Left lung"},
                     colors={1: (64, 160, 255), 2: (255, 170, 40)}, source="Lungs (computed)")
 
 
 # -- statistics -----------------------------------------------------------------------------------
 
-@dataclass(frozen=True)
-class LabelStats:
-    """Statistics of the voxels of one label (padding excluded), in the volume's units."""
-
-    mean: float
-    sd: float  # population SD (ddof=0), as core.measure's ROI statistics
-    min: float
-    max: float
-    volume_ml: float
-    n: int
-
-
-def label_stats(volume: Volume, labelmap: LabelMap, value: int) -> LabelStats:
-    """Mean, SD, min, max, volume (mL) and voxel count of label ``value``, padding left out.
+def label_stats(volume: Volume, labelmap: LabelMap, value: int) -> RoiStats:
+    """Mean, SD, min, max, volume (mL) and voxel count of label ``value``, padding left out, as
+    :func:`core.measure.values_stats` gives them for an ROI.
 
     With no voxel the statistics are NaN and ``n`` is 0. The volume counts the voxels at the
     nominal spacing (``prod(spacing)``).
@@ -210,15 +200,9 @@ def label_stats(volume: Volume, labelmap: LabelMap, value: int) -> LabelStats:
     mask = labelmap.labels == value
     pad = volume.padding_mask()
     if pad is not None:
-        mask &= ~pad
-    values = volume.voxels[mask]
-    n = int(values.size)
-    voxel_ml = float(np.prod(volume.spacing)) / 1000.0
-    if n == 0:
-        nan = float("nan")
-        return LabelStats(nan, nan, nan, nan, 0.0, 0)
-    v = values.astype(np.float64)
-    return LabelStats(float(v.mean()), float(v.std()), float(v.min()), float(v.max()), n * voxel_ml, n)
+        np.logical_and(mask, ~pad, out=mask)
+    dz, dy, dx = volume.spacing
+    return values_stats(volume.voxels[mask], pixel_area_mm2=dy * dx, depth_mm=dz)
 
 
 # -- DICOM SEG: reading ---------------------------------------------------------------------------
