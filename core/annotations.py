@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import csv
 import io
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Literal
 
@@ -190,15 +190,19 @@ def measurement_names(measurements: Sequence[Measurement]) -> list[str]:
     return names
 
 
-def measurement_rows(volume: Volume, measurements: Sequence[Measurement]) -> list[dict[str, object]]:
+def measurement_rows(volume: Volume, measurements: Sequence[Measurement], *,
+                     measured: Callable[[Volume, Measurement], dict[str, float]] | None = None,
+                     ) -> list[dict[str, object]]:
     """One row per measurement: its name, view, slice (counted from 1), label and values (``value_columns``;
-    NaN where its kind has no such value)."""
+    NaN where its kind has no such value). ``measured`` gives the values (default :func:`measure`; a
+    caller may pass a cached one)."""
+    measured = measured or measure
     from core.mpr import VIEW_NAMES
 
     columns = value_columns(volume.units)
     rows: list[dict[str, object]] = []
     for name, m in zip(measurement_names(measurements), measurements, strict=True):
-        values = measure(volume, m)
+        values = measured(volume, m)
         row: dict[str, object] = {"Measurement": name, "View": VIEW_NAMES[m.axis], "Slice": m.index + 1,
                                   "Label": m.label}
         row.update({columns[k]: values.get(k, float("nan")) for k in columns})

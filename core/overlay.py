@@ -108,16 +108,21 @@ class LabelMap:
             raise ValueError(f"labels must be a 3-D uint8 array, got {self.labels.dtype} of shape {self.labels.shape}")
         self.labels.flags.writeable = False
 
-    def counts(self) -> np.ndarray:
-        """Voxels of each value 0..255: (256,) int64."""
+    @functools.cached_property
+    def _counted(self) -> np.ndarray:
         counts = np.zeros(256, dtype=np.int64)
         for k in range(self.labels.shape[0]):  # slice by slice: no int64 copy of the whole map
             counts += np.bincount(self.labels[k].ravel(), minlength=256)
+        counts.flags.writeable = False
         return counts
+
+    def counts(self) -> np.ndarray:
+        """Voxels of each value 0..255: (256,) int64, read-only; counted once per label map."""
+        return self._counted
 
     def present(self) -> list[int]:
         """The label values that occur in ``labels``, ascending (0 left out)."""
-        return [int(v) for v in np.flatnonzero(self.counts()[1:]) + 1]
+        return [int(v) for v in np.flatnonzero(self._counted[1:]) + 1]
 
 
 # -- colours and simple sources -------------------------------------------------------------------

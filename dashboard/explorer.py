@@ -221,10 +221,22 @@ TABLE_PLACES = {"length_mm": 3, "value": 3, "angle_deg": 1, "x_mm": 1, "y_mm": 1
                 "min": 1, "max": 1, "area_mm2": 1, "n": 0}
 
 
+@st.cache_resource(scope="session", max_entries=512, show_spinner=False)
+def _measured(_vol: Volume, key: str, kind: str, axis: int, index: int, points: tuple) -> dict[str, float]:
+    """One measurement's values, kept for the session: the views' fragment reruns as planes arrive, and
+    an ROI's values take a whole plane to compute."""
+    return measure(_vol, Measurement(kind, axis, index, points))  # type: ignore[arg-type]
+
+
+def measured(vol: Volume, m: Measurement) -> dict[str, float]:
+    """``core.annotations.measure``, from this session's cache (by what the measurement is, not its name)."""
+    return _measured(vol, vol.key, m.kind, m.axis, m.index, m.points)
+
+
 def measurements_table(vol: Volume, ms: list[Measurement]) -> pd.DataFrame:
     """The measurements as the page lists them: numbers written as everywhere else, empty cells blank,
     columns no measurement uses left out."""
-    rows = measurement_rows(vol, ms)
+    rows = measurement_rows(vol, ms, measured=measured)
     columns = value_columns(vol.units)
     for row in rows:
         for key, name in columns.items():

@@ -229,7 +229,7 @@ def adopt(vol: Volume, window_range: tuple[float, float, float], *, slice_keys: 
 def new_sync(vol: Volume) -> dict:
     """What a session has agreed with and sent to the browser, before anything was."""
     return {"vol": vol.key, "rev": [0, 0], "seq": None, "epoch": None, "edits": (0, 0), "agreed": [None, None],
-            "sent": set(), "want": [], "lsent": set(), "lwant": [], "fresh": False, "mrev": 0, "present": {}}
+            "sent": set(), "want": [], "lsent": set(), "lwant": [], "fresh": False, "mrev": 0}
 
 
 def _sync(vol: Volume) -> dict:
@@ -282,10 +282,7 @@ def _overlay_header(vol: Volume, overlay: Overlay | None, sync: dict) -> dict | 
     if overlay is None:
         return None
     labels = overlay.labels
-    if labels.key not in sync["present"]:  # counted once per label map
-        counts = np.bincount(labels.labels.ravel(), minlength=256)
-        sync["present"] = {labels.key: [int(v) for v in np.nonzero(counts[1:])[0] + 1]}
-    present = sync["present"][labels.key]
+    present = labels.present()  # counted once per label map, slice by slice
     return {
         "key": labels.key, "opacity": float(np.clip(overlay.opacity, 0.0, 1.0)), "outline": bool(overlay.outline),
         "colors": {str(v): [int(c) for c in labels.colors.get(v, (255, 0, 0))] for v in present},

@@ -256,14 +256,9 @@ def _swatch(rgb: tuple[int, int, int]) -> str:
     return "data:image/svg+xml;base64," + base64.b64encode(svg.encode()).decode()
 
 
-@st.cache_resource(scope="session", max_entries=8, show_spinner=False)
-def _counts(_labels: LabelMap, key: str) -> np.ndarray:
-    return _labels.counts()
-
-
 def legend_table(vol: Volume, labels: LabelMap) -> pd.DataFrame:
     """One row per label present: swatch, name, voxels and volume in mL."""
-    counts = _counts(labels, labels.key)
+    counts = labels.counts()
     voxel_ml = float(np.prod(vol.spacing)) / 1000.0
     rows = [{"Colour": _swatch(labels.colors.get(v, (255, 255, 255))), "Label": labels.names.get(v, f"Label {v}"),
              "Voxels": int(counts[v]), "Volume (mL)": round(int(counts[v]) * voxel_ml, 1)}
@@ -293,7 +288,7 @@ def label_options(labels: LabelMap, present: list[int]) -> dict[str, int]:
 
 def stats_ui(vol: Volume, labels: LabelMap) -> None:
     """Mean, SD, min, max and volume of one label (padding excluded)."""
-    present = [v for v in range(1, 256) if _counts(labels, labels.key)[v]]
+    present = labels.present()
     if not present:
         return
     options = label_options(labels, present)
@@ -330,7 +325,7 @@ def _reserved(make: Callable[[], bytes], nbytes: int, owner: str) -> Callable[[]
 
 def downloads_ui(vol: Volume, labels: LabelMap) -> None:
     """The shown overlay as DICOM SEG (on the series' images) and as NIfTI (the series' affine)."""
-    empty = not _counts(labels, labels.key)[1:].any()
+    empty = not labels.counts()[1:].any()
     need, owner = 4 * labels.labels.nbytes, session_owner()
     room = _room() >= need
     seg_ok = bool(vol.slice_headers) and not empty and room
@@ -402,7 +397,7 @@ def shown_labels(vol: Volume) -> LabelMap | None:
 def label_scope_ui(vol: Volume) -> tuple[str, int] | None:
     """Pick one label of the explorer's overlay; ``(label map key, value)``, or None (with a note)."""
     labels = shown_labels(vol)
-    present = [] if labels is None else [v for v in range(1, 256) if _counts(labels, labels.key)[v]]
+    present = [] if labels is None else labels.present()
     if labels is None or not present:
         st.info("No segmentation overlay with labels yet: choose one on the **Volume explorer** (Segmentation "
                 "overlay). Showing the whole volume meanwhile.")
