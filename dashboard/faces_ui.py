@@ -327,8 +327,8 @@ def ct_check_ui(vol: Volume | None) -> None:
         cols[azimuths.index(azimuth)].image(img, caption=f"{azimuth:+.0f}°, {lighting}", width="stretch")
     front = evidence.renders.get((0.0, "front light"))
     if front is not None:
-        st.download_button("Download the front rendering (PNG)", png_bytes(front), "skin_render_front.png", "image/png",
-                           key="faces_dl_render", on_click="ignore", icon=":material/download:")
+        st.download_button("Download the front rendering (PNG)", lambda: png_bytes(front), "skin_render_front.png",
+                           "image/png", key="faces_dl_render", on_click="ignore", icon=":material/download:")
 
 
 FRONTAL_COLOR = (79, 195, 247)  # RGB, as the photo's boxes

@@ -16,7 +16,7 @@ from core.windowing import default_window, window
 from dashboard.images import middle_slice_preview, thumbnail_data_url
 
 __all__ = ["describe", "facts", "frame_data_url", "frame_image", "image_count", "kind_label", "needs",
-           "next_step", "pixel_spacing", "preview", "preview_data_url", "table_spacing", "thumbnail"]
+           "next_step", "pixel_spacing", "preview", "preview_data_url", "thumbnail"]
 
 # What each page needs, and what it says when the series is something else.
 _NEEDS_VOLUME = {
@@ -73,16 +73,6 @@ def pixel_spacing(vol: Volume) -> str:
     text = spacing_mm(vol.spacing[1:])
     return {"detector": f"{text} at the detector", "calibrated": f"{text}, calibrated at the patient"}.get(
         vol.calibration, text)
-
-
-def table_spacing(vol: Volume) -> str:
-    """The series table's spacing: a volume's three steps, a loop's or projection's pixel spacing
-    ("pixels" when the file gives none), none for a gallery (its images have no size in the patient)."""
-    if vol.kind == "volume":
-        return spacing_mm(vol.spacing)
-    if vol.kind == "gallery":
-        return "—"
-    return "pixels" if vol.calibration == "pixels" else spacing_mm(vol.spacing[1:])
 
 
 def next_step(vol: Volume) -> str:
@@ -160,7 +150,13 @@ def preview(vol: Volume, *, size: int) -> tuple[np.ndarray, str]:
     if vol.kind == "volume" and vol.rgb is None:
         return middle_slice_preview(vol, size=size), "Middle slice, default window"
     what = {"loop": "First frame", "projection": "The image", "gallery": "First image"}.get(vol.kind, "First frame")
-    return thumbnail(vol, 0, size=size), what
+    return _first_frame(vol, vol.key, size), what
+
+
+@st.cache_resource(scope="session", max_entries=16, show_spinner=False)
+def _first_frame(_vol: Volume, key: str, size: int) -> np.ndarray:
+    """The first frame shrunk for the Load page, kept for the session: a projection's frame is large."""
+    return thumbnail(_vol, 0, size=size)
 
 
 def needs(vol: Volume | None, *, what: str, kinds: tuple[str, ...] = ("volume",), colour: bool = False) -> None:

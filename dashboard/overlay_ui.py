@@ -231,8 +231,7 @@ def _read_upload(data: bytes, vol: Volume) -> LabelMap:
 
 
 def upload_ui(vol: Volume) -> None:
-    """The uploader of a label map for the current series, and its message."""
-    _uploaded(vol)
+    """The uploader of a label map for the current series, and its message (read by :func:`overlay_ui`)."""
     with st.expander("Add a segmentation for this series (DICOM SEG or NIfTI label map)"):
         st.file_uploader(
             "DICOM SEG (.dcm) or NIfTI label map (.nii, .nii.gz)", key=UPLOAD,
