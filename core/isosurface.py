@@ -314,10 +314,10 @@ def _prepare(v: np.ndarray, step: tuple[int, int, int], level: float, *, smooth:
     # Bone where any voxel of a sampled cell is bone: a thin rib, skipped by the step or blurred
     # below ``upper`` by the smoothing, would otherwise become a "vessel".
     hard = field >= upper
-    over = v >= upper
-    for offset in np.ndindex(*step):
-        part = over[offset[0]::step[0], offset[1]::step[1], offset[2]::step[2]]
-        hard[tuple(slice(0, n) for n in part.shape)] |= part
+    if step != (1, 1, 1) or smooth > 0:  # else ``hard`` is already ``v >= upper``
+        for offset in np.ndindex(*step):  # one sampled view at a time: no full-size mask of the volume
+            part = v[offset[0]::step[0], offset[1]::step[1], offset[2]::step[2]] >= upper
+            hard[tuple(slice(0, n) for n in part.shape)] |= part
     # The rim next to bone (partial volume between bone and soft tissue) is never a vessel.
     inside = (field > level) & ~ndimage.binary_dilation(hard)
     labels, n = ndimage.label(inside)
